@@ -67,8 +67,8 @@ def get(key: str, default: Any = None) -> Any:
 def put(key: str, value: Any) -> None:
     """Store a value for ``key``, dropping everything downstream of it (a new table invalidates
     its roles, cleaning and model; a new model keeps the data)."""
-    if key in _ORDER:
-        clear_from(_ORDER[_ORDER.index(key) + 1 :] and _ORDER[_ORDER.index(key) + 1])
+    if key in _ORDER and key != _ORDER[-1]:
+        clear_from(_ORDER[_ORDER.index(key) + 1])
     st.session_state[key] = value
 
 
