@@ -1,0 +1,543 @@
+"""Saving and loading models: ``model.skops`` (the fitted pipeline) and ``card.json`` (everything a
+reader needs to judge and reproduce the model), written atomically and verified on load.
+
+Models are stored with :mod:`skops.io`, never pickle: loading refuses any type outside a fixed
+allow-list of scikit-learn/numpy internals that medimg pipelines contain, and refuses a
+``model.skops`` whose SHA-256 no longer matches the one recorded in ``card.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from medimg_core.cleaning import CleaningPlan, CleaningReport
+from medimg_core.errors import MedimgError, ModelFileError
+from medimg_core.models import MedimgModel, ModelConfig
+from medimg_core.roles import Roles
+from medimg_core.training import TrainingResult, ValidationConfig
+
+__all__ = [
+    "CARD_FORMAT",
+    "CARD_NAME",
+    "MODEL_NAME",
+    "TRUSTED_TYPES",
+    "LoadedModel",
+    "build_card",
+    "load_model",
+    "save_model",
+]
+
+CARD_FORMAT = "medimg-model-card/1"
+MODEL_NAME = "model.skops"
+CARD_NAME = "card.json"
+TOP_FEATURES = 10
+
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.tree._tree.Tree",
+    }
+)
+"""Types outside skops' default trust that medimg pipelines legitimately contain.
+
+Built from what ``skops.io.get_untrusted_types`` reports for every model kind (logreg, svm,
+svm_linear, rf, hgb, knn, mlp, seed), with and without PCA, for binary and multi-class targets,
+plus the ball tree k-NN may pick on other data shapes. Anything else is refused on load.
+"""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model read back from disk with its card.
+
+    Attributes
+    ----------
+    model : the rebuilt :class:`~medimg_core.models.MedimgModel`.
+    card : the parsed ``card.json``.
+    directory : the model directory it was read from.
+    """
+
+    model: MedimgModel
+    card: dict[str, Any]
+    directory: Path
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities become None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("medimg", "scikit-learn", "numpy", "pandas", "skops", "shap", "scipy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+def _numeric_slopes(prep: Any, columns: list[str]) -> np.ndarray:
+    """d(scaled value)/d(raw value) per numeric column: the scalers are affine per column."""
+    scaler = prep.named_transformers_["num"].named_steps["scale"]
+    if scaler == "passthrough":
+        return np.ones(len(columns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ones = scaler.transform(np.ones((1, len(columns))))
+        zeros = scaler.transform(np.zeros((1, len(columns))))
+    return np.asarray(ones - zeros, dtype=float).ravel()
+
+
+def _linear_top_features(model: MedimgModel) -> list[dict[str, Any]] | None:
+    """Importance of each original column for a linear final step, or None if not linear.
+
+    The coefficients are folded back through PCA and the scaler to one weight per raw unit of
+    each original column, then multiplied by the column's training range: the change in
+    log-odds across the observed range. A categorical column's importance is the spread of its
+    one-hot weights (the largest log-odds difference between two of its categories).
+    """
+    estimator = model.pipeline.steps[-1][1]
+    coef = getattr(estimator, "coef_", None)
+    prep = model.pipeline.named_steps.get("prep")
+    if coef is None or prep is None or not hasattr(prep, "output_indices_"):
+        return None
+    weights = np.atleast_2d(np.asarray(coef, dtype=float))
+    pca = model.pipeline.named_steps.get("pca")
+    if pca is not None:
+        weights = weights @ pca.components_
+    importance: dict[str, float] = {}
+    for name, _, columns in prep.transformers_:
+        if name not in ("num", "cat"):
+            continue
+        block = weights[:, prep.output_indices_[name]]
+        if name == "num":
+            raw = block * _numeric_slopes(prep, list(columns))
+            for j, column in enumerate(columns):
+                low, high = model.feature_ranges.get(column, (0.0, 1.0))
+                span = float(high - low) if np.isfinite(high - low) else 1.0
+                importance[column] = float(np.mean(np.abs(raw[:, j]) * span))
+        else:
+            onehot = prep.named_transformers_["cat"].named_steps["onehot"]
+            start = 0
+            for column, cats in zip(columns, onehot.categories_, strict=True):
+                part = block[:, start : start + len(cats)]
+                start += len(cats)
+                importance[column] = float(np.mean(part.max(axis=1) - part.min(axis=1)))
+    ranked = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:TOP_FEATURES]
+    return [{"feature": f, "importance": round(v, 6)} for f, v in ranked]
+
+
+def _shap_top_features(model: MedimgModel, data: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
+    from medimg_core.explain import explain
+
+    missing = [c for c in model.feature_columns if c not in data.columns]
+    if missing:
+        return []
+    rows = data.loc[:, list(model.feature_columns)]
+    sample = rows.sample(n=min(len(rows), 50), random_state=seed)
+    explanation = explain(model, sample, background=rows, seed=seed)
+    ranked = explanation.global_importance().head(TOP_FEATURES)
+    return [{"feature": str(f), "importance": round(float(v), 6)} for f, v in ranked.items()]
+
+
+def _top_features(
+    model: MedimgModel, data: pd.DataFrame | None, seed: int
+) -> tuple[list[dict[str, Any]], str]:
+    linear = _linear_top_features(model)
+    if linear is not None:
+        return linear, (
+            "Linear model: |coefficient| folded back through the pipeline to each original "
+            "column, times the column's training range (change in log-odds across that range)."
+        )
+    if data is not None:
+        try:
+            top = _shap_top_features(model, data, seed)
+        except (ImportError, MedimgError) as exc:
+            return [], f"Not computed at save time ({exc}); see the Explain page."
+        if top:
+            return top, (
+                "Mean |SHAP value| over up to 50 development cases "
+                f"(model kind {model.kind}); see the Explain page for the method."
+            )
+    return [], (
+        f"Not computed at save time for model kind {model.kind!r} (no development rows "
+        "given); compute SHAP explanations on the Explain page or with `medimg predict --explain`."
+    )
+
+
+def _schema(model: MedimgModel) -> dict[str, Any]:
+    return {
+        "feature_columns": list(model.feature_columns),
+        "numeric_columns": list(model.numeric_columns),
+        "categorical_columns": list(model.categorical_columns),
+        "categories": {c: list(v) for c, v in model.categories.items()},
+        "feature_ranges": {c: [lo, hi] for c, (lo, hi) in model.feature_ranges.items()},
+        "classes": list(model.classes),
+    }
+
+
+def _threshold_method(result: TrainingResult, validation: ValidationConfig | None) -> str:
+    config = validation or getattr(result, "validation", None)
+    if isinstance(config, ValidationConfig):
+        return str(config.threshold)
+    return "unknown"
+
+
+def build_card(
+    result: TrainingResult,
+    *,
+    cleaning: CleaningReport | None,
+    dataset_name: str,
+    validation: ValidationConfig | None = None,
+    data: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The model card: what was trained on which data, how it was validated, how well it did.
+
+    Parameters
+    ----------
+    result : the training outcome.
+    cleaning : the cleaning report of the training table, or None when it was not cleaned.
+    dataset_name : a human name for the data (file name or sample name).
+    validation : the validation settings used for training; they name the threshold method.
+    data : development rows; used for SHAP-based top features when the model is not linear.
+
+    Returns
+    -------
+    dict
+        JSON-ready, in the ``medimg-model-card/1`` shape of ``docs/design.md``; the
+        ``model_sha256`` entry is filled in by :func:`save_model`.
+    """
+    model = result.model
+    split = result.split
+    class_counts: dict[str, int] = {}
+    for counts in (split.class_counts_dev, split.class_counts_test):
+        for cls, n in counts.items():
+            class_counts[str(cls)] = class_counts.get(str(cls), 0) + int(n)
+    if cleaning is not None:
+        cleaning_part = {**cleaning.to_dict(), "applied": True, "plan": model.plan.to_dict()}
+        rows_in = cleaning.n_input
+        removed_by_rule = dict(cleaning.counts)
+    else:
+        cleaning_part = {"applied": False, "plan": model.plan.to_dict()}
+        rows_in = split.n_dev + split.n_test
+        removed_by_rule = {}
+    top, top_note = _top_features(model, data, model.config.seed)
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "model_sha256": None,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": dataset_name,
+            "hash": result.dataset_hash,
+            "rows_in": rows_in,
+            "rows_used": split.n_dev + split.n_test,
+            "removed_by_rule": removed_by_rule,
+            "classes": class_counts,
+        },
+        "cleaning": cleaning_part,
+        "roles": model.roles.to_dict(),
+        "features": _schema(model),
+        "validation": {
+            **split.to_dict(),
+            "n_cv": result.cv.n,
+            "n_test_evaluated": result.test.n if result.test is not None else 0,
+            "n_boot": result.cv.n_boot,
+            "bootstrap_unit": "patient" if result.cv.groups_resampled else "row",
+            "fold_scores": list(result.fold_scores),
+            "settings": validation.to_dict() if validation is not None else None,
+        },
+        "positive_class": model.positive_class,
+        "threshold": {
+            "value": model.threshold,
+            "method": _threshold_method(result, validation),
+            "chosen_on": "out-of-fold development predictions",
+        },
+        "top_features": top,
+        "top_features_note": top_note,
+        "metrics": {
+            "cv": result.cv.to_dict(),
+            "test": result.test.to_dict() if result.test is not None else None,
+        },
+        "leaderboard": [row.to_dict() for row in result.leaderboard],
+        "warnings": list(result.warnings),
+        "versions": {**_library_versions(), **dict(result.versions)},
+        "seed": model.config.seed,
+        "pipeline": {
+            "kind": model.kind,
+            **model.config.to_dict(),
+            "steps": [f"{name}: {type(step).__name__}" for name, step in model.pipeline.steps],
+        },
+        "training_seconds": round(float(result.seconds), 2),
+    }
+    return _jsonable(card)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # Directory fsync makes the renames durable; not every platform allows opening a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / MODEL_NAME).is_file() and (path / CARD_NAME).is_file()
+
+
+def save_model(
+    result: TrainingResult,
+    directory: str | os.PathLike[str],
+    *,
+    cleaning: CleaningReport | None = None,
+    dataset_name: str = "",
+    validation: ValidationConfig | None = None,
+    data: pd.DataFrame | None = None,
+) -> Path:
+    """Write ``model.skops`` and ``card.json`` into ``directory``, atomically.
+
+    Both files are written into a temporary directory beside the target, flushed to disk, and
+    the directory is then renamed into place. An existing model directory is replaced (moved
+    aside, the new one renamed in, the old one deleted), so a crash leaves either the old model
+    or the new one, never a half-written one.
+
+    Parameters
+    ----------
+    result : the training outcome to save.
+    directory : the model directory to create or replace.
+    cleaning, dataset_name, validation, data : passed to :func:`build_card`.
+
+    Returns
+    -------
+    Path
+        The model directory.
+
+    Raises
+    ------
+    ModelFileError
+        When ``directory`` exists and is not an empty folder or a medimg model directory, or it
+        cannot be written.
+    """
+    target = Path(directory).expanduser().absolute()
+    if target.exists() and not (
+        target.is_dir() and (_is_model_dir(target) or not any(target.iterdir()))
+    ):
+        raise ModelFileError(
+            f"{target} exists and is not a medimg model directory; medimg will not overwrite "
+            "it. Choose a new directory name or remove it first."
+        )
+    card = build_card(
+        result, cleaning=cleaning, dataset_name=dataset_name, validation=validation, data=data
+    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    except OSError as exc:
+        raise ModelFileError(
+            f"cannot write the model directory {target}: {exc.strerror or exc}; choose a "
+            "writable location."
+        ) from exc
+    old: Path | None = None
+    try:
+        model_path = staging / MODEL_NAME
+        sio.dump(result.model.pipeline, model_path)
+        _fsync_file(model_path)
+        card["model_sha256"] = _sha256(model_path)
+        card_path = staging / CARD_NAME
+        card_path.write_text(json.dumps(card, indent=2, allow_nan=False), encoding="utf-8")
+        _fsync_file(card_path)
+        _fsync_dir(staging)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old.rmdir()
+            os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target)
+                old = None
+            raise
+        _fsync_dir(target.parent)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelFileError(
+            f"cannot write the model directory {target}: {exc.strerror or exc}; choose a "
+            "writable location with free space."
+        ) from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _read_card(directory: Path) -> dict[str, Any]:
+    try:
+        card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{directory / CARD_NAME} cannot be read as a medimg model card ({exc}); restore "
+            "the file or re-train the model."
+        ) from exc
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise ModelFileError(
+            f"{directory / CARD_NAME} has format {found!r}, expected {CARD_FORMAT!r}; this is "
+            "not a model card written by this version of medimg. Re-train the model."
+        )
+    return card
+
+
+def _as_float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _model_from_card(pipeline: Pipeline, card: dict[str, Any]) -> MedimgModel:
+    features = card["features"]
+    pipe = card["pipeline"]
+    config_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    config = ModelConfig.from_dict({k: v for k, v in pipe.items() if k in config_keys})
+    return MedimgModel(
+        pipeline=pipeline,
+        kind=str(pipe["kind"]),
+        config=config,
+        feature_columns=tuple(features["feature_columns"]),
+        numeric_columns=tuple(features["numeric_columns"]),
+        categorical_columns=tuple(features["categorical_columns"]),
+        categories={c: tuple(v) for c, v in features["categories"].items()},
+        feature_ranges={
+            c: (_as_float(lo), _as_float(hi)) for c, (lo, hi) in features["feature_ranges"].items()
+        },
+        classes=tuple(features["classes"]),
+        positive_class=card["positive_class"],
+        threshold=float(card["threshold"]["value"]),
+        roles=Roles.from_dict(card["roles"]),
+        plan=CleaningPlan.from_dict(card["cleaning"]["plan"]),
+    )
+
+
+def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
+    """Read a model directory written by :func:`save_model`, verifying it first.
+
+    Checks, in order: both files exist; ``card.json`` is a medimg card; the SHA-256 of
+    ``model.skops`` matches the card; ``model.skops`` holds only trusted types
+    (:data:`TRUSTED_TYPES` on top of skops' defaults) and a scikit-learn Pipeline.
+
+    Parameters
+    ----------
+    directory : the model directory.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelFileError
+        When any check fails; the message says which and what to do.
+    """
+    path = Path(directory).expanduser()
+    if not (path.is_dir() and _is_model_dir(path)):
+        raise ModelFileError(
+            f"{path} is not a medimg model directory: expected {MODEL_NAME} and {CARD_NAME}. "
+            "Pass the directory that `medimg train -o` or the Train page saved."
+        )
+    card = _read_card(path)
+    model_path = path / MODEL_NAME
+    if card.get("model_sha256") != _sha256(model_path):
+        raise ModelFileError(
+            f"{MODEL_NAME} in {path} was modified after it was saved (checksum mismatch); "
+            "re-train or restore the file."
+        )
+    try:
+        found = sio.get_untrusted_types(file=model_path)
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+        raise ModelFileError(
+            f"{model_path} is not a skops model file ({exc}); medimg only loads models it "
+            "saved itself. Re-train the model."
+        ) from exc
+    refused = sorted(set(found) - TRUSTED_TYPES)
+    if refused:
+        raise ModelFileError(
+            f"{model_path} contains types medimg does not trust ({', '.join(refused)}); "
+            "medimg refuses to load it because loading could run foreign code. Only load "
+            "models that medimg trained."
+        )
+    try:
+        pipeline = sio.load(model_path, trusted=list(found))
+    except Exception as exc:
+        raise ModelFileError(
+            f"{model_path} cannot be loaded ({type(exc).__name__}: {exc}); it was probably "
+            "saved by an incompatible version. Re-train the model."
+        ) from exc
+    if not isinstance(pipeline, Pipeline):
+        raise ModelFileError(
+            f"{model_path} holds a {type(pipeline).__name__}, not a scikit-learn Pipeline; "
+            "it was not saved by medimg. Re-train the model."
+        )
+    try:
+        model = _model_from_card(pipeline, card)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path / CARD_NAME} is incomplete (missing or invalid entry {exc}); restore the "
+            "file or re-train the model."
+        ) from exc
+    return LoadedModel(model=model, card=card, directory=path.absolute())

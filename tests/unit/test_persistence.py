@@ -1,0 +1,465 @@
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.datasets import load_breast_cancer
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from medimg_core import persistence
+from medimg_core.cleaning import CleaningPlan, CleaningReport
+from medimg_core.errors import ModelFileError
+from medimg_core.evaluation import METRIC_KEYS, Evaluation, MetricValue
+from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
+from medimg_core.persistence import LoadedModel, build_card, load_model, save_model
+from medimg_core.roles import Roles
+from medimg_core.training import (
+    LeaderboardRow,
+    SplitSummary,
+    TrainingResult,
+    ValidationConfig,
+)
+
+
+def wdbc_frame() -> pd.DataFrame:
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.data.iloc[:, :6].copy()
+    frame["site"] = np.where(np.arange(len(frame)) % 3 == 0, "north", "south")
+    frame["diagnosis"] = np.where(bunch.target == 0, "malignant", "benign")
+    frame["case_id"] = [f"P{i:04d}" for i in range(len(frame))]
+    return frame
+
+
+def _evaluation(partition: str, y_true: np.ndarray, y_score: np.ndarray) -> Evaluation:
+    metrics = {k: MetricValue(0.9, (0.85, 0.95)) for k in METRIC_KEYS}
+    metrics["brier"] = MetricValue(0.08, (float("nan"), float("nan")))
+    return Evaluation(
+        partition=partition,
+        metrics=metrics,
+        y_true=y_true,
+        y_score=y_score,
+        threshold=0.5,
+        confusion=np.array([[10, 2], [1, 8]]),
+        class_names=("benign", "malignant"),
+        positive_class="malignant",
+        roc=None,
+        pr=None,
+        calibration=None,
+        per_class=None,
+        row_ids=np.arange(len(y_true)),
+        groups_resampled=False,
+        n_boot=200,
+    )
+
+
+def make_result(estimator: Any = None, *, pca: int | None = None) -> TrainingResult:
+    """A TrainingResult built by hand around a fitted pipeline (no dependency on training)."""
+    frame = wdbc_frame()
+    numeric = tuple(frame.columns[:6])
+    categorical = ("site",)
+    features = numeric + categorical
+    y = (frame["diagnosis"] == "malignant").astype(int).to_numpy()
+    steps: list[tuple[str, Any]] = [("prep", build_preprocessor(numeric, categorical))]
+    if pca:
+        steps.append(("pca", PCA(n_components=pca, random_state=0)))
+    if estimator is None:
+        estimator = LogisticRegression(max_iter=5000)
+    steps.append(("model", estimator))
+    pipeline = Pipeline(steps).fit(frame[list(features)], y)
+    kind = "logreg" if isinstance(estimator, LogisticRegression) else "rf"
+    model = MedimgModel(
+        pipeline=pipeline,
+        kind=kind,
+        config=ModelConfig(model=kind, pca=pca, seed=7),  # type: ignore[arg-type]
+        feature_columns=features,
+        numeric_columns=numeric,
+        categorical_columns=categorical,
+        categories={"site": ("north", "south")},
+        feature_ranges={c: (float(frame[c].min()), float(frame[c].max())) for c in numeric},
+        classes=("benign", "malignant"),
+        positive_class="malignant",
+        threshold=0.42,
+        roles=Roles(label="diagnosis", id="case_id"),
+        plan=CleaningPlan(),
+    )
+    score = pipeline.predict_proba(frame[list(features)])[:, 1]
+    split = SplitSummary(
+        grouped_by="case_id",
+        n_dev=455,
+        n_test=114,
+        patients_dev=455,
+        patients_test=114,
+        class_counts_dev={"benign": 285, "malignant": 170},
+        class_counts_test={"benign": 72, "malignant": 42},
+        cv_folds=3,
+        test_size=0.2,
+    )
+    board = (
+        LeaderboardRow(
+            kind=kind,
+            roc_auc=MetricValue(0.99, (0.98, 1.0)),
+            accuracy=MetricValue(0.95, (0.93, 0.97)),
+            fold_aucs=(0.99, 0.98, 0.995),
+            seconds=1.234,
+            chosen=True,
+        ),
+    )
+    return TrainingResult(
+        model=model,
+        cv=_evaluation("cv", y[:455], score[:455]),
+        test=_evaluation("test", y[455:], score[455:]),
+        split=split,
+        leaderboard=board,
+        warnings=("a warning",),
+        fold_scores=(0.99, 0.98, 0.995),
+        dataset_hash="ab" * 32,
+        seconds=2.5,
+        versions={"scikit-learn": "test"},
+    )
+
+
+def _features(result: TrainingResult) -> pd.DataFrame:
+    return wdbc_frame()[list(result.model.feature_columns)]
+
+
+def _cleaning_report() -> CleaningReport:
+    frame = wdbc_frame()
+    removed = frame.iloc[:3].assign(reason="duplicate")
+    return CleaningReport(
+        data=frame.iloc[3:],
+        removed=removed,
+        counts={"missing label": 0, "missing values": 0, "duplicate": 3},
+        conflicts=pd.DataFrame({"conflict_group": pd.Series([], dtype=int)}),
+        flags=pd.DataFrame({"rule": pd.Series([], dtype=str)}),
+        dropped_columns={},
+        n_input=len(frame),
+        plan=CleaningPlan(),
+    )
+
+
+@pytest.fixture(scope="module")
+def result() -> TrainingResult:
+    return make_result()
+
+
+def test_card_shape(result: TrainingResult) -> None:
+    card = build_card(
+        result,
+        cleaning=_cleaning_report(),
+        dataset_name="wdbc",
+        validation=ValidationConfig(threshold="youden"),
+    )
+    assert card["format"] == "medimg-model-card/1"
+    assert card["dataset"]["name"] == "wdbc"
+    assert card["dataset"]["rows_in"] == 569
+    assert card["dataset"]["removed_by_rule"]["duplicate"] == 3
+    assert card["dataset"]["classes"] == {"benign": 357, "malignant": 212}
+    assert card["cleaning"]["applied"] is True
+    assert card["cleaning"]["plan"]["missing"] == "drop"
+    assert card["validation"]["level"] == "patient (case_id)"
+    assert card["validation"]["n_dev"] == 455 and card["validation"]["n_test"] == 114
+    assert card["positive_class"] == "malignant"
+    assert card["threshold"] == {
+        "value": 0.42,
+        "method": "youden",
+        "chosen_on": "out-of-fold development predictions",
+    }
+    assert set(card["metrics"]["cv"]) == set(METRIC_KEYS)
+    assert card["metrics"]["cv"]["roc_auc"] == {"value": 0.9, "ci95": [0.85, 0.95]}
+    assert card["metrics"]["test"]["brier"] == {"value": 0.08, "ci95": [None, None]}
+    assert card["leaderboard"][0]["model"] == "logreg"
+    assert card["warnings"] == ["a warning"]
+    assert card["seed"] == 7
+    assert card["pipeline"]["kind"] == "logreg"
+    assert card["pipeline"]["steps"][-1] == "model: LogisticRegression"
+    assert card["versions"]["scikit-learn"] == "test"
+    assert "python" in card["versions"]
+    assert card["features"]["categories"] == {"site": ["north", "south"]}
+    json.dumps(card, allow_nan=False)
+
+
+def test_linear_top_features_rank_original_columns(result: TrainingResult) -> None:
+    card = build_card(result, cleaning=None, dataset_name="wdbc")
+    names = [t["feature"] for t in card["top_features"]]
+    assert set(names) == set(result.model.feature_columns)
+    importances = [t["importance"] for t in card["top_features"]]
+    assert importances == sorted(importances, reverse=True)
+    assert "log-odds" in card["top_features_note"]
+    assert card["threshold"]["method"] == "unknown"
+    assert card["cleaning"] == {"applied": False, "plan": CleaningPlan().to_dict()}
+
+
+def test_linear_top_features_match_manual_fold_through_pca() -> None:
+    result = make_result(pca=3)
+    model = result.model
+    card = build_card(result, cleaning=None, dataset_name="x")
+    pipe = model.pipeline
+    scaler = pipe.named_steps["prep"].named_transformers_["num"].named_steps["scale"]
+    w = (pipe.named_steps["model"].coef_ @ pipe.named_steps["pca"].components_).ravel()
+    column = "mean radius"
+    j = model.numeric_columns.index(column)
+    low, high = model.feature_ranges[column]
+    expected = abs(w[j] / scaler.scale_[j]) * (high - low)
+    got = {t["feature"]: t["importance"] for t in card["top_features"]}[column]
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_non_linear_model_without_rows_notes_missing_top_features() -> None:
+    result = make_result(RandomForestClassifier(n_estimators=5, random_state=0))
+    card = build_card(result, cleaning=None, dataset_name="x")
+    assert card["top_features"] == []
+    assert "not computed at save time" in card["top_features_note"].lower()
+
+
+def test_round_trip_gives_identical_predictions(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(result, tmp_path / "m", dataset_name="wdbc")
+    assert sorted(p.name for p in target.iterdir()) == ["card.json", "model.skops"]
+    loaded = load_model(target)
+    assert isinstance(loaded, LoadedModel)
+    X = _features(result)
+    np.testing.assert_array_equal(
+        loaded.model.pipeline.predict_proba(X), result.model.pipeline.predict_proba(X)
+    )
+    original, back = result.model, loaded.model
+    for field in (
+        "kind",
+        "config",
+        "feature_columns",
+        "numeric_columns",
+        "categorical_columns",
+        "categories",
+        "feature_ranges",
+        "classes",
+        "positive_class",
+        "threshold",
+        "roles",
+        "plan",
+    ):
+        assert getattr(back, field) == getattr(original, field), field
+    assert loaded.card["model_sha256"] == persistence._sha256(target / "model.skops")
+    assert loaded.directory == target
+
+
+def test_round_trip_keeps_numeric_classes(tmp_path: Path, result: TrainingResult) -> None:
+    model = result.model
+    numeric_model = MedimgModel(
+        **{
+            **{f: getattr(model, f) for f in model.__dataclass_fields__},
+            "classes": (0, 1),
+            "positive_class": 1,
+        }
+    )
+    numeric_result = TrainingResult(
+        **{
+            **{f: getattr(result, f) for f in result.__dataclass_fields__},
+            "model": numeric_model,
+        }
+    )
+    loaded = load_model(save_model(numeric_result, tmp_path / "m"))
+    assert loaded.model.classes == (0, 1)
+    assert loaded.model.positive_class == 1
+
+
+def test_save_replaces_an_existing_model(tmp_path: Path, result: TrainingResult) -> None:
+    target = tmp_path / "m"
+    save_model(result, target, dataset_name="first")
+    save_model(result, target, dataset_name="second")
+    assert load_model(target).card["dataset"]["name"] == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_save_refuses_to_overwrite_a_foreign_directory(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = tmp_path / "photos"
+    target.mkdir()
+    (target / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match=r"photos exists and is not a medimg model directory"):
+        save_model(result, target)
+    assert (target / "holiday.jpg").exists()
+
+
+def test_crash_mid_save_leaves_no_model_and_no_temp(
+    tmp_path: Path, result: TrainingResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_dump(obj: Any, file: Any, **kwargs: Any) -> None:
+        Path(file).write_bytes(b"PK\x03\x04 half")
+        raise RuntimeError("disk vanished")
+
+    monkeypatch.setattr(persistence.sio, "dump", broken_dump)
+    with pytest.raises(RuntimeError, match="disk vanished"):
+        save_model(result, tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_crash_while_replacing_keeps_the_old_model(
+    tmp_path: Path, result: TrainingResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = save_model(result, tmp_path / "m", dataset_name="old")
+
+    def broken_dump(obj: Any, file: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(persistence.sio, "dump", broken_dump)
+    with pytest.raises(ModelFileError, match="No space left on device"):
+        save_model(result, target, dataset_name="new")
+    assert load_model(target).card["dataset"]["name"] == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_missing_directory_or_files(tmp_path: Path, result: TrainingResult) -> None:
+    with pytest.raises(ModelFileError, match=r"is not a medimg model directory: expected"):
+        load_model(tmp_path / "nowhere")
+    target = save_model(result, tmp_path / "m")
+    (target / "card.json").unlink()
+    with pytest.raises(ModelFileError, match=r"expected model.skops and card.json"):
+        load_model(target)
+
+
+def test_directory_with_only_a_pickle_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match=r"is not a medimg model directory"):
+        load_model(folder)
+
+
+def _replace_model_file(target: Path, content: bytes) -> None:
+    """What an attacker who also edits the card would do: new bytes, matching checksum."""
+    (target / "model.skops").write_bytes(content)
+    card = json.loads((target / "card.json").read_text())
+    card["model_sha256"] = persistence._sha256(target / "model.skops")
+    (target / "card.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize(
+    "content", [pickle.dumps({"a": 1}), b"\x00random bytes\xff" * 20], ids=["pickle", "random"]
+)
+def test_model_file_that_is_not_skops_is_refused(
+    tmp_path: Path, result: TrainingResult, content: bytes
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    _replace_model_file(target, content)
+    with pytest.raises(ModelFileError, match=r"is not a skops model file"):
+        load_model(target)
+
+
+def test_tampered_model_file_is_refused(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(result, tmp_path / "m")
+    with (target / "model.skops").open("ab") as fh:
+        fh.write(b"\x00")
+    with pytest.raises(
+        ModelFileError,
+        match=r"model.skops .* was modified after it was saved \(checksum mismatch\); "
+        r"re-train or restore the file",
+    ):
+        load_model(target)
+
+
+@pytest.mark.parametrize("card_text", ["{not json", '{"format": "other/2"}', "[1, 2]"])
+def test_wrong_card_is_refused(tmp_path: Path, result: TrainingResult, card_text: str) -> None:
+    target = save_model(result, tmp_path / "m")
+    (target / "card.json").write_text(card_text)
+    with pytest.raises(ModelFileError, match=r"card"):
+        load_model(target)
+
+
+def test_incomplete_card_is_refused(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(result, tmp_path / "m")
+    card = json.loads((target / "card.json").read_text())
+    del card["features"]
+    (target / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match=r"card.json is incomplete .*'features'"):
+        load_model(target)
+
+
+def custom_scaling(X: Any) -> Any:
+    return X
+
+
+class Sneaky:
+    """A class skops does not know: loading it would import and run code from this module."""
+
+
+@pytest.mark.parametrize(
+    ("extra", "type_name"),
+    [
+        (FunctionTransformer(custom_scaling), "test_persistence.custom_scaling"),
+        (FunctionTransformer(eval), "builtins.eval"),
+    ],
+    ids=["custom-function", "eval"],
+)
+def test_untrusted_types_are_refused(
+    tmp_path: Path, result: TrainingResult, extra: Any, type_name: str
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    steps = [("extra", extra), *result.model.pipeline.steps]
+    hostile = Pipeline(steps)
+    sio.dump(hostile, target / "model.skops")
+    _replace_model_file(target, (target / "model.skops").read_bytes())
+    with pytest.raises(ModelFileError, match=rf"{type_name}.*refuses to load it"):
+        load_model(target)
+
+
+def test_untrusted_custom_class_is_refused(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(result, tmp_path / "m")
+    pipeline = Pipeline(list(result.model.pipeline.steps))
+    pipeline.sneaky = Sneaky()  # type: ignore[attr-defined]
+    sio.dump(pipeline, target / "model.skops")
+    _replace_model_file(target, (target / "model.skops").read_bytes())
+    with pytest.raises(ModelFileError, match=r"test_persistence.Sneaky.*refuses to load it"):
+        load_model(target)
+
+
+def test_skops_file_that_is_not_a_pipeline_is_refused(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    sio.dump(LogisticRegression(), target / "model.skops")
+    _replace_model_file(target, (target / "model.skops").read_bytes())
+    with pytest.raises(ModelFileError, match=r"holds a LogisticRegression, not a scikit-learn"):
+        load_model(target)
+
+
+def test_trusted_types_cover_every_model_kind(tmp_path: Path) -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import SVC, LinearSVC
+
+    frame = wdbc_frame()
+    X, y = frame[["mean radius", "mean texture", "site"]], frame["diagnosis"] == "malignant"
+    estimators = [
+        CalibratedClassifierCV(SVC()),
+        CalibratedClassifierCV(LinearSVC()),
+        RandomForestClassifier(n_estimators=3),
+        HistGradientBoostingClassifier(max_iter=5),
+        KNeighborsClassifier(15),
+        MLPClassifier(early_stopping=True, max_iter=30),
+    ]
+    for i, estimator in enumerate(estimators):
+        pipe = Pipeline(
+            [
+                ("prep", build_preprocessor(["mean radius", "mean texture"], ["site"])),
+                ("model", estimator),
+            ]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipe.fit(X, y)
+        path = tmp_path / f"{i}.skops"
+        sio.dump(pipe, path)
+        assert set(sio.get_untrusted_types(file=path)) <= persistence.TRUSTED_TYPES
