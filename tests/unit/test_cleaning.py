@@ -1,0 +1,563 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medimg_core import cleaning
+from medimg_core.cleaning import (
+    DEFAULT_ACCEPTABLE_QUALITY,
+    REMOVAL_RULES,
+    CleaningPlan,
+    CleaningReport,
+    clean,
+    suggest_plan,
+)
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.roles import Roles
+
+ROLES = Roles(label="label", id="pid", quality="qc")
+
+
+def _accounted(report: CleaningReport, df: pd.DataFrame) -> None:
+    assert len(report.data) + len(report.removed) == len(df) == report.n_input
+    assert report.data.index.intersection(report.removed.index).empty
+    assert (
+        report.data.index.union(report.removed.index).sort_values().equals(df.index.sort_values())
+    )
+    assert sum(report.counts.values()) == len(report.removed)
+    assert set(report.removed[report.reason_column]) <= set(REMOVAL_RULES)
+
+
+def _reasons(report: CleaningReport) -> dict[object, str]:
+    return report.removed[report.reason_column].to_dict()
+
+
+def _frame(**columns: list[object]) -> pd.DataFrame:
+    return pd.DataFrame(columns)
+
+
+def test_public_names_match_all() -> None:
+    for name in cleaning.__all__:
+        assert hasattr(cleaning, name)
+    assert {"clean", "suggest_plan", "CleaningPlan", "CleaningReport"} <= set(cleaning.__all__)
+
+
+def test_clean_table_keeps_everything_and_lists_every_rule() -> None:
+    df = _frame(a=[1.0, 2.0, 3.0], b=[4.0, 5.0, 7.0], label=["x", "y", "x"])
+    report = clean(df, Roles(label="label"))
+    assert report.data.equals(df)
+    assert report.removed.empty
+    assert list(report.counts) == list(REMOVAL_RULES)
+    assert set(report.counts.values()) == {0}
+    assert report.conflicts.empty
+    assert report.flags.empty
+    assert list(report.flags.columns) == ["row", "column", "value", "rule", "detail"]
+
+
+def test_missing_label_including_blank_text_is_removed_first() -> None:
+    df = _frame(a=[1.0, np.nan, 3.0, 4.0], label=["x", None, "  ", "y"])
+    report = clean(df, Roles(label="label"))
+    assert _reasons(report) == {1: "missing label", 2: "missing label"}
+    assert report.counts["missing label"] == 2
+    assert report.counts["missing values"] == 0
+    _accounted(report, df)
+
+
+def test_missing_values_count_only_feature_columns() -> None:
+    df = _frame(
+        pid=[None, "p2", "p3"],
+        site=[None, "A", "A"],
+        note=[None, "x", "y"],
+        a=[1.0, np.nan, 3.0],
+        b=[1, 2, 4],
+        label=["x", "y", "x"],
+    )
+    roles = Roles(label="label", id="pid", site="site", exclude=("note",))
+    report = clean(df, roles)
+    assert _reasons(report) == {1: "missing values"}
+    assert list(report.data.index) == [0, 2]
+
+
+def test_impute_keeps_rows_with_missing_features_without_imputing() -> None:
+    df = _frame(a=[1.0, np.nan, 3.0], b=[1.0, 2.0, 4.0], label=["x", "y", "x"])
+    report = clean(df, Roles(label="label"), CleaningPlan(missing="impute"))
+    assert report.removed.empty
+    assert report.data["a"].isna().sum() == 1
+
+
+def test_conflicting_duplicates_are_all_removed_and_listed() -> None:
+    df = _frame(
+        pid=["p1", "p2", "p3", "p4", "p5"],
+        a=[1.0, 1.0, 2.0, 1.0, 2.0],
+        b=["u", "u", "v", "u", "w"],
+        label=["x", "y", "x", "x", "y"],
+    )
+    report = clean(df, Roles(label="label", id="pid"))
+    assert _reasons(report) == {
+        0: "conflicting duplicate",
+        1: "conflicting duplicate",
+        3: "conflicting duplicate",
+    }
+    assert list(report.conflicts.index) == [0, 1, 3]
+    assert set(report.conflicts["conflict_group"]) == {0}
+    assert report.to_dict()["conflicts"] == 1
+
+
+def test_conflict_groups_are_numbered_in_order_of_appearance() -> None:
+    df = _frame(a=[5.0, 1.0, 5.0, 1.0, 9.0], b=[1, 1, 1, 1, 2], label=["x", "x", "y", "y", "x"])
+    report = clean(df, Roles(label="label"))
+    assert report.conflicts["conflict_group"].tolist() == [0, 1, 0, 1]
+
+
+def test_rows_without_label_do_not_create_conflicts() -> None:
+    df = _frame(a=[1.0, 1.0, 2.0], b=[1, 1, 3], label=["x", None, "y"])
+    report = clean(df, Roles(label="label"))
+    assert _reasons(report) == {1: "missing label"}
+    assert report.conflicts.empty
+
+
+def test_duplicates_ignore_the_id_and_keep_the_first() -> None:
+    df = _frame(
+        pid=["p1", "p2", "p3", "p1"],
+        a=[1.0, 1.0, 2.0, 2.0],
+        b=[3, 3, 4, 4],
+        label=["x", "x", "y", "y"],
+    )
+    report = clean(df, Roles(label="label", id="pid"))
+    assert _reasons(report) == {1: "duplicate", 3: "duplicate"}
+    assert list(report.data.index) == [0, 2]
+
+
+def test_same_id_and_features_is_a_duplicate_even_if_other_columns_differ() -> None:
+    df = _frame(
+        pid=["p1", "p2", "p1"],
+        a=[1.0, 1.0, 1.0],
+        b=[3, 3, 3],
+        note=["first scan", "x", "re-export"],
+        label=["x", "x", "x"],
+    )
+    report = clean(df, Roles(label="label", id="pid", exclude=("note",)))
+    # Row 1 differs from row 0 in its note and ID: a different case that happens to match.
+    assert _reasons(report) == {2: "duplicate"}
+
+
+def test_duplicates_compare_missing_values_as_equal() -> None:
+    df = _frame(a=[np.nan, np.nan, 1.0], b=[2.0, 2.0, 2.5], label=["x", "x", "y"])
+    report = clean(df, Roles(label="label"), CleaningPlan(missing="impute"))
+    assert _reasons(report) == {1: "duplicate"}
+
+
+def test_drop_duplicates_false_keeps_duplicates() -> None:
+    df = _frame(a=[1.0, 1.0, 2.0], b=[1, 1, 3], label=["x", "x", "y"])
+    report = clean(df, Roles(label="label"), CleaningPlan(drop_duplicates=False))
+    assert report.removed.empty
+
+
+def test_duplicates_are_judged_after_earlier_removals() -> None:
+    df = _frame(a=[1.0, 1.0, 1.0], b=[1, 1, 1], c=[2.0, 2.0, 3.0], label=["x", "y", "x"])
+    # Rows 0 and 1 conflict; row 2 differs on c and is kept.
+    report = clean(df, Roles(label="label"), CleaningPlan(drop_constant_columns=False))
+    assert _reasons(report) == {0: "conflicting duplicate", 1: "conflicting duplicate"}
+
+
+def test_quality_flag_defaults_case_and_space_insensitive() -> None:
+    flags = ["good", " Good ", "OK", "pass", "Passed", "acceptable", "1", "TRUE", "yes", "high"]
+    flags += ["bad", "motion", None, "0"]
+    df = pd.DataFrame(
+        {"a": np.arange(len(flags), dtype=float), "label": ["x", "y"] * 7, "qc": flags}
+    )
+    report = clean(df, ROLES)
+    assert report.counts["quality flag"] == 4
+    assert list(report.removed.index) == [10, 11, 12, 13]
+    assert set(_reasons(report).values()) == {"quality flag"}
+    assert len(DEFAULT_ACCEPTABLE_QUALITY) == 9
+
+
+def test_quality_flag_numbers_and_booleans() -> None:
+    df = pd.DataFrame(
+        {
+            "a": [1.0, 2.0, 3.0, 4.0],
+            "label": ["x", "y", "x", "y"],
+            "qc": [1.0, 0.0, np.nan, 1.0],
+            "ok": [True, False, True, False],
+        }
+    )
+    report = clean(df, Roles(label="label", quality="qc", exclude=("ok",)))
+    assert _reasons(report) == {1: "quality flag", 2: "quality flag"}
+    report = clean(df, Roles(label="label", quality="ok", exclude=("qc",)))
+    assert _reasons(report) == {1: "quality flag", 3: "quality flag"}
+
+
+def test_plan_quality_column_wins_over_roles() -> None:
+    df = _frame(a=[1.0, 2.0, 3.0], label=["x", "y", "x"], q1=["bad", "ok", "ok"], q2=["ok"] * 3)
+    report = clean(df, Roles(label="label", quality="q2"), CleaningPlan(quality_column="q1"))
+    assert _reasons(report) == {0: "quality flag"}
+    report = clean(df, Roles(label="label", quality="q1"))
+    assert _reasons(report) == {0: "quality flag"}
+
+
+def test_acceptable_quality_from_plan() -> None:
+    df = _frame(a=[1.0, 2.0, 3.0], label=["x", "y", "x"], qc=["A", "b ", "good"])
+    plan = CleaningPlan(quality_column="qc", acceptable_quality=("a", "B"))
+    report = clean(df, Roles(label="label"), plan)
+    assert _reasons(report) == {2: "quality flag"}
+
+
+def test_quality_column_is_never_a_feature_or_dropped() -> None:
+    df = _frame(a=[1.0, 2.0, 3.0], label=["x", "y", "x"], qc=["ok", "ok", "ok"])
+    report = clean(df, ROLES)
+    assert "qc" not in report.dropped_columns
+    assert "qc" in report.data.columns
+
+
+def test_empty_and_constant_feature_columns_are_dropped_but_roles_are_not() -> None:
+    df = _frame(
+        pid=["p", "p", "p"],
+        site=["A", "A", "A"],
+        qc=["ok", "ok", "ok"],
+        empty=[np.nan, np.nan, np.nan],
+        const=[7.0, 7.0, np.nan],
+        text_const=["u", "u", "u"],
+        a=[1.0, 2.0, 3.0],
+        label=["x", "x", "x"],
+    )
+    roles = Roles(label="label", id="pid", quality="qc", site="site")
+    report = clean(df, roles, CleaningPlan(missing="impute"))
+    assert report.dropped_columns == {
+        "empty": "empty",
+        "const": "constant",
+        "text_const": "constant",
+    }
+    assert list(report.data.columns) == ["pid", "site", "qc", "a", "label"]
+    # Removed rows keep every original column.
+    assert report.removed.columns.tolist()[:-1] == df.columns.tolist()
+
+
+def test_empty_column_does_not_remove_every_row() -> None:
+    df = _frame(a=[1.0, 2.0], empty=[np.nan, np.nan], label=["x", "y"])
+    assert clean(df, Roles(label="label")).n_kept == 2
+    kept = clean(df, Roles(label="label"), CleaningPlan(drop_empty_columns=False))
+    assert kept.n_kept == 0
+    assert kept.counts["missing values"] == 2
+
+
+def test_column_dropping_can_be_switched_off() -> None:
+    df = _frame(a=[1.0, 2.0], const=[3, 3], label=["x", "y"])
+    report = clean(df, Roles(label="label"), CleaningPlan(drop_constant_columns=False))
+    assert report.dropped_columns == {}
+    assert "const" in report.data.columns
+
+
+def test_out_of_range_is_flagged_by_default_and_dropped_on_request() -> None:
+    df = _frame(age=[30.0, -2.0, 150.0, np.nan, 60.0], b=[1, 2, 3, 4, 5], label=list("xyxyx"))
+    plan = CleaningPlan(missing="impute", ranges={"age": (0, 120)})
+    report = clean(df, Roles(label="label"), plan)
+    assert report.removed.empty
+    flags = report.flags[report.flags["rule"] == "out of range"]
+    assert flags["row"].tolist() == [1, 2]
+    assert flags["column"].tolist() == ["age", "age"]
+    assert flags["value"].tolist() == [-2.0, 150.0]
+    assert flags["detail"].iloc[0] == "outside [0, 120]"
+
+    dropped = clean(
+        df, Roles(label="label"), CleaningPlan(**{**plan.__dict__, "range_action": "drop"})
+    )
+    assert _reasons(dropped) == {1: "out of range", 2: "out of range"}
+
+
+def test_open_ranges_and_inclusive_bounds() -> None:
+    df = _frame(a=[0.0, 1.0, 2.0, 3.0], b=[1, 2, 3, 4], label=list("xyxy"))
+    plan = CleaningPlan(ranges={"a": (None, 2.0), "b": (2, None)}, range_action="drop")
+    report = clean(df, Roles(label="label"), plan)
+    assert _reasons(report) == {0: "out of range", 3: "out of range"}
+
+
+def test_outliers_use_robust_z_on_numeric_features_only() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=200)
+    a[7] = 50.0
+    df = pd.DataFrame(
+        {
+            "a": a,
+            "pid": np.arange(200) * 1000.0,
+            "text": ["u", "v"] * 100,
+            "label": ["x", "y"] * 100,
+        }
+    )
+    report = clean(df, Roles(label="label", id="pid"))
+    outliers = report.flags[report.flags["rule"] == "outlier"]
+    assert outliers["row"].tolist() == [7]
+    assert outliers["column"].tolist() == ["a"]
+    assert outliers["detail"].iloc[0].startswith("robust z > 5")
+    assert report.removed.empty
+
+    dropped = clean(df, Roles(label="label", id="pid"), CleaningPlan(outlier_action="drop"))
+    assert _reasons(dropped) == {7: "outlier"}
+
+
+def test_outlier_threshold_is_the_plan_value() -> None:
+    a = np.concatenate([np.linspace(-1, 1, 99), [4.0]])
+    df = pd.DataFrame({"a": a, "label": ["x", "y"] * 50})
+    # MAD of the linspace is 0.5, so the robust z of 4.0 is about 4 / 0.74 = 5.4.
+    assert len(clean(df, Roles(label="label"), CleaningPlan(outlier_z=5.0)).flags) == 1
+    assert len(clean(df, Roles(label="label"), CleaningPlan(outlier_z=6.0)).flags) == 0
+
+
+def test_outliers_when_most_values_are_equal() -> None:
+    a = np.zeros(100)
+    a[:10] = 1.0
+    a[50] = 100.0
+    df = pd.DataFrame({"a": a, "case": np.arange(100.0), "label": ["x", "y"] * 50})
+    report = clean(df, Roles(label="label"))
+    assert report.flags["row"].tolist() == [50]
+    assert "mean absolute deviation" in report.flags["detail"].iloc[0]
+
+
+def test_flags_skip_rows_removed_earlier() -> None:
+    df = _frame(a=[1.0, 2.0, 500.0], b=[1, 2, 3], label=["x", "y", None])
+    report = clean(df, Roles(label="label"), CleaningPlan(ranges={"a": (0, 10)}))
+    assert report.flags.empty
+
+
+def test_range_drop_happens_before_outlier_drop() -> None:
+    a = np.concatenate([np.linspace(0, 1, 50), [100.0]])
+    df = pd.DataFrame({"a": a, "label": ["x"] * 51})
+    plan = CleaningPlan(ranges={"a": (0, 10)}, range_action="drop", outlier_action="drop")
+    report = clean(df, Roles(label="label"), plan)
+    assert _reasons(report) == {50: "out of range"}
+
+
+def test_first_rule_wins() -> None:
+    df = _frame(a=[np.nan, 1.0, 1.0], b=[1, 2, 2], label=[None, "x", "x"], qc=["bad", "bad", "ok"])
+    report = clean(df, ROLES)
+    # Rows 1 and 2 differ in their quality flag, so neither is a duplicate of the other.
+    assert _reasons(report) == {0: "missing label", 1: "quality flag"}
+
+
+def test_index_is_preserved_and_accounted() -> None:
+    df = _frame(a=[1.0, 1.0, np.nan, 4.0], b=[1, 1, 2, 3], label=["x", "x", "y", "y"])
+    df.index = pd.Index(["d", "c", "b", "a"])
+    report = clean(df, Roles(label="label"))
+    assert _reasons(report) == {"c": "duplicate", "b": "missing values"}
+    assert list(report.data.index) == ["d", "a"]
+    _accounted(report, df)
+
+
+def test_input_frame_is_not_modified() -> None:
+    df = _frame(a=[1.0, 1.0, np.nan], const=[1, 1, 1], label=["x", "x", None])
+    before = df.copy()
+    clean(df, Roles(label="label"))
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_reason_column_never_overwrites_user_data() -> None:
+    df = _frame(a=[1.0, 1.0], reason=["referral", "screening"], label=["x", "x"])
+    report = clean(df, Roles(label="label"), CleaningPlan(drop_constant_columns=False))
+    assert report.removed.empty
+    df = _frame(
+        a=[1.0, 1.0, 2.0],
+        reason=["s", "s", "s"],
+        conflict_group=[1, 1, 1],
+        label=["x", "y", "x"],
+    )
+    report = clean(df, Roles(label="label", exclude=("reason", "conflict_group")))
+    assert report.reason_column == "removal_reason"
+    assert report.removed["reason"].tolist() == ["s", "s"]
+    assert report.removed["removal_reason"].tolist() == ["conflicting duplicate"] * 2
+    assert report.conflicts.columns[-1] == "conflict_group_id"
+    assert report.to_dict()["conflicts"] == 1
+
+
+def test_predict_time_without_label_column() -> None:
+    df = _frame(a=[1.0, 1.0, np.nan, 3.0], b=[1, 1, 2, 3])
+    report = clean(df, Roles(label="label"), require_label=False)
+    assert _reasons(report) == {1: "duplicate", 2: "missing values"}
+    assert report.counts["missing label"] == 0
+    assert report.counts["conflicting duplicate"] == 0
+
+
+def test_predict_time_keeps_rows_with_missing_label() -> None:
+    df = _frame(a=[1.0, 2.0], label=[None, "x"])
+    assert clean(df, Roles(label="label"), require_label=False).n_kept == 2
+
+
+def test_predict_time_missing_quality_column_is_skipped_with_a_note() -> None:
+    df = _frame(a=[1.0, 2.0])
+    report = clean(df, ROLES, require_label=False)
+    assert report.n_kept == 2
+    assert report.notes == (
+        "The quality column 'qc' is not in this table; the quality step was skipped.",
+    )
+
+
+def test_no_feature_columns_is_reported_not_deduplicated() -> None:
+    df = _frame(pid=["p1", "p2"], label=["x", "x"])
+    report = clean(df, Roles(label="label", id="pid"))
+    assert report.n_kept == 2
+    assert "no feature columns" in report.notes[0]
+
+
+def test_empty_table() -> None:
+    df = pd.DataFrame({"a": pd.Series([], dtype=float), "label": pd.Series([], dtype=str)})
+    report = clean(df, Roles(label="label"))
+    assert report.n_input == 0
+    assert report.dropped_columns == {}
+    assert list(report.counts.values()) == [0] * len(REMOVAL_RULES)
+
+
+def test_to_dict_summary() -> None:
+    df = _frame(a=[1.0, 1.0, 100.0, 2.0], b=[1, 1, 2, 3], label=["x", "x", "y", None])
+    report = clean(df, Roles(label="label"), CleaningPlan(ranges={"a": (0, 10)}))
+    summary = report.to_dict()
+    assert summary["rows_in"] == 4
+    assert summary["rows_kept"] == 2
+    assert summary["removed_by_rule"]["duplicate"] == 1
+    assert summary["flagged_cells"] == {"out of range": 1}
+    assert CleaningPlan.from_dict(summary["plan"]) == report.plan
+
+
+def test_label_absent_names_close_matches() -> None:
+    df = _frame(a=[1.0], Diagnosis=["x"], diagnostic=["y"])
+    with pytest.raises(
+        DataError,
+        match=r"Label column 'diagnosis' is not in the table\. "
+        r"Close matches: 'Diagnosis', 'diagnostic'",
+    ):
+        clean(df, Roles(label="diagnosis"))
+
+
+def test_label_absent_lists_available_columns_without_close_match() -> None:
+    df = _frame(a=[1.0], b=[2.0])
+    with pytest.raises(DataError, match=r"Available columns: 'a', 'b'\. Choose the label column"):
+        clean(df, Roles(label="outcome"))
+
+
+def test_no_label_chosen() -> None:
+    with pytest.raises(ConfigError, match=r"No label column was chosen.*require_label=False"):
+        clean(_frame(a=[1.0]), Roles())
+
+
+def test_quality_column_absent() -> None:
+    df = _frame(a=[1.0], label=["x"], QC=["ok"])
+    with pytest.raises(
+        DataError,
+        match=r"Quality column 'qc' is not in the table\. "
+        r"Close matches: 'QC'\. Choose the quality column again, or clear it",
+    ):
+        clean(df, ROLES)
+
+
+def test_quality_column_equal_to_label() -> None:
+    with pytest.raises(ConfigError, match=r"'label' is both the label and the quality flag"):
+        clean(_frame(a=[1.0], label=["x"]), Roles(label="label", quality="label"))
+
+
+def test_not_a_dataframe() -> None:
+    with pytest.raises(DataError, match=r"needs a pandas DataFrame, got list"):
+        clean([[1, 2]], Roles(label="a"))  # type: ignore[arg-type]
+
+
+def test_repeated_column_names() -> None:
+    df = pd.DataFrame([[1.0, 2.0, "x"]], columns=["a", "a", "label"])
+    with pytest.raises(DataError, match=r"repeated column names: 'a'"):
+        clean(df, Roles(label="label"))
+
+
+def test_range_on_unknown_column() -> None:
+    df = _frame(age=[1.0], label=["x"])
+    with pytest.raises(ConfigError, match=r"range is set for column 'Age'.*Close matches: 'age'"):
+        clean(df, Roles(label="label"), CleaningPlan(ranges={"Age": (0, 1)}))
+
+
+def test_range_low_above_high() -> None:
+    df = _frame(age=[1.0], label=["x"])
+    with pytest.raises(ConfigError, match=r"'age' has low 120 above high 0\. Swap the bounds"):
+        clean(df, Roles(label="label"), CleaningPlan(ranges={"age": (120, 0)}))
+
+
+def test_range_on_text_column() -> None:
+    df = _frame(sex=["f"], label=["x"])
+    with pytest.raises(ConfigError, match=r"'sex', but its values are not numbers"):
+        clean(df, Roles(label="label"), CleaningPlan(ranges={"sex": (0, 1)}))
+
+
+@pytest.mark.parametrize("bound", [float("nan"), "5", True])
+def test_range_bound_not_a_number(bound: object) -> None:
+    df = _frame(age=[1.0], label=["x"])
+    with pytest.raises(ConfigError, match=r"which is not a finite number"):
+        clean(df, Roles(label="label"), CleaningPlan(ranges={"age": (bound, None)}))  # type: ignore[dict-item]
+
+
+def test_range_not_a_pair() -> None:
+    df = _frame(age=[1.0], label=["x"])
+    with pytest.raises(ConfigError, match=r"give it as \(low, high\)"):
+        clean(df, Roles(label="label"), CleaningPlan(ranges={"age": 5}))  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("missing", "mean", r"missing='mean' is not valid\. Use one of 'drop', 'impute'"),
+        ("range_action", "remove", r"range_action='remove' is not valid"),
+        ("outlier_action", "Drop", r"outlier_action='Drop' is not valid"),
+        ("impute_strategy", "mode", r"impute_strategy='mode' is not valid"),
+        ("outlier_z", 0, r"outlier_z=0 is not a positive number"),
+        ("outlier_z", float("inf"), r"outlier_z=inf is not a positive number"),
+    ],
+)
+def test_invalid_plan_options(option: str, value: object, message: str) -> None:
+    plan = CleaningPlan(**{option: value})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        clean(_frame(a=[1.0], label=["x"]), Roles(label="label"), plan)
+
+
+def test_suggest_plan_copies_quality_and_keeps_drop_when_few_missing() -> None:
+    df = _frame(a=[1.0, 2.0, 3.0, 4.0, 5.0], label=list("xyxyx"), qc=["ok"] * 5)
+    plan = suggest_plan(df, ROLES)
+    assert plan == CleaningPlan(quality_column="qc")
+
+
+def test_suggest_plan_proposes_imputation_above_twenty_percent() -> None:
+    a = [1.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    df = pd.DataFrame({"a": a, "empty": np.nan, "label": ["x", "y"] * 5})
+    assert suggest_plan(df, Roles(label="label")).missing == "drop"  # 10 %
+    df.loc[2, "a"] = np.nan
+    assert suggest_plan(df, Roles(label="label")).missing == "drop"  # exactly 20 %
+    df.loc[3, "a"] = np.nan
+    assert suggest_plan(df, Roles(label="label")).missing == "impute"  # 30 %
+
+
+def test_suggest_plan_counts_labelled_rows_only() -> None:
+    df = _frame(a=[np.nan, np.nan, 1.0, 2.0, 3.0], label=[None, None, "x", "y", "x"])
+    assert suggest_plan(df, Roles(label="label")).missing == "drop"
+
+
+def test_suggest_plan_result_cleans_without_losing_many_rows() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=100)
+    a[rng.random(100) < 0.4] = np.nan
+    df = pd.DataFrame({"a": a, "b": rng.normal(size=100), "label": ["x", "y"] * 50})
+    report = clean(df, Roles(label="label"), suggest_plan(df, Roles(label="label")))
+    assert report.n_kept == 100
+
+
+def test_suggest_plan_rejects_non_frames() -> None:
+    with pytest.raises(DataError, match=r"suggest_plan\(\) needs a pandas DataFrame, got dict"):
+        suggest_plan({"a": [1]}, Roles())  # type: ignore[arg-type]
+
+
+def test_moderately_large_table_is_accounted() -> None:
+    rng = np.random.default_rng(3)
+    n = 20_000
+    values = rng.normal(size=(n, 5))
+    values[rng.random((n, 5)) < 0.01] = np.nan
+    df = pd.DataFrame(values, columns=list("abcde"))
+    df["label"] = rng.choice(["x", "y"], n)
+    df["qc"] = rng.choice(["good", "bad"], n, p=[0.95, 0.05])
+    df = pd.concat([df, df.iloc[:300]], ignore_index=True)
+    report = clean(df, Roles(label="label", quality="qc"))
+    _accounted(report, df)
+    expected = df.dropna().drop_duplicates()
+    expected = expected[expected["qc"] == "good"]
+    assert report.data.index.equals(expected.index)
