@@ -111,10 +111,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _library_versions() -> dict[str, str]:
+    # Keys as training records them ("sklearn"), plus what loading a model depends on.
     versions = {"python": platform.python_version()}
-    for dist in ("medimg", "scikit-learn", "numpy", "pandas", "skops", "shap", "scipy"):
+    names = {"sklearn": "scikit-learn", "numpy": "numpy", "pandas": "pandas", "skops": "skops"}
+    names |= {"scipy": "scipy", "shap": "shap", "medimg": "medimg"}
+    for key, dist in names.items():
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[dist] = metadata.version(dist)
+            versions[key] = metadata.version(dist)
     return versions
 
 

@@ -126,7 +126,7 @@ def make_result(estimator: Any = None, *, pca: int | None = None) -> TrainingRes
         fold_scores=(0.99, 0.98, 0.995),
         dataset_hash="ab" * 32,
         seconds=2.5,
-        versions={"scikit-learn": "test"},
+        versions={"sklearn": "test"},
     )
 
 
@@ -184,7 +184,8 @@ def test_card_shape(result: TrainingResult) -> None:
     assert card["seed"] == 7
     assert card["pipeline"]["kind"] == "logreg"
     assert card["pipeline"]["steps"][-1] == "model: LogisticRegression"
-    assert card["versions"]["scikit-learn"] == "test"
+    assert card["versions"]["sklearn"] == "test"
+    assert "skops" in card["versions"]
     assert "python" in card["versions"]
     assert card["features"]["categories"] == {"site": ["north", "south"]}
     json.dumps(card, allow_nan=False)
