@@ -1,0 +1,760 @@
+"""Named, documented, deterministic image features.
+
+Every feature has a name that reads as radiology in a SHAP plot and a one-line plain-language
+description (:data:`FEATURE_DESCRIPTIONS`, :func:`describe_feature`). Families:
+
+* ``intensity_*`` first-order statistics of the pixel values in the region (whole image, or the
+  mask): mean, spread, percentiles, skewness, kurtosis, histogram entropy and uniformity.
+* ``glcm_*`` grey-level co-occurrence texture on the image quantised to ``grey_levels`` levels,
+  symmetric, distances 1 and 2 pixels, averaged over four directions (scikit-image).
+* ``lbp_uniform_<k>`` local binary patterns (uniform, 8 neighbours at radius 1): the share of
+  pixels whose neighbourhood forms each pattern.
+* ``gradient_*`` / ``edge_density`` Sobel gradient magnitude and the share of edge pixels.
+* ``grid_r<r>_c<c>`` mean brightness in each cell of a coarse grid (where in the image the
+  brightness lies: lung fields, mediastinum, diaphragm).
+* ``shape_*`` (only with masks) area, perimeter, eccentricity, solidity, extent and axes of the
+  region, in pixels at the working size.
+
+Images are resized (plain resize, never cropped) to one working size before extraction; the
+size and every parameter are returned in :attr:`FeatureTable.settings` and saved in the model
+card, so that prediction re-extracts features identically.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medimg_core.errors import ConfigError, ImageError, LimitError
+from medimg_core.images import (
+    ImageProblem,
+    ImageSet,
+    load_mask,
+    load_task_image,
+    parse_size,
+    resize_image,
+    resize_mask,
+)
+from medimg_core.roles import Roles
+
+__all__ = [
+    "FEATURE_DESCRIPTIONS",
+    "FEATURE_VERSION",
+    "FeatureSettings",
+    "FeatureTable",
+    "compute_features",
+    "describe_feature",
+    "extract_features",
+    "feature_names",
+    "features_from_pixels",
+]
+
+FEATURE_VERSION = "medimg-image-features/1"
+"""Changes whenever a feature's definition changes; predict refuses a different version."""
+
+Progress = Callable[[float, str], None]
+
+_PERCENTILES = (10, 25, 50, 75, 90)
+_GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that determines the feature values; saved in the model card.
+
+    Parameters
+    ----------
+    size : working size (height, width) every image is resized to; None = decided at
+        extraction (the set's most common size, or the ``size`` argument).
+    grey_levels : quantisation levels for the co-occurrence matrix.
+    glcm_distances : pixel distances of the co-occurrence pairs.
+    glcm_angles : number of directions, evenly spaced over 180 degrees, averaged.
+    lbp_points, lbp_radius : local-binary-pattern neighbours and radius (uniform patterns).
+    grid : the brightness grid has ``grid`` × ``grid`` cells (0 turns it off).
+    edge_threshold : Sobel magnitude above which a pixel counts as an edge.
+    version : :data:`FEATURE_VERSION` at extraction time.
+    """
+
+    size: tuple[int, int] | None = None
+    grey_levels: int = 32
+    glcm_distances: tuple[int, ...] = (1, 2)
+    glcm_angles: int = 4
+    lbp_points: int = 8
+    lbp_radius: float = 1.0
+    grid: int = 4
+    edge_threshold: float = 0.1
+    version: str = FEATURE_VERSION
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.grey_levels <= 256:
+            raise ConfigError(
+                f"grey_levels must be between 2 and 256, got {self.grey_levels}; the default is 32."
+            )
+        if self.lbp_points < 4 or self.lbp_radius <= 0:
+            raise ConfigError(
+                f"LBP needs at least 4 points and a positive radius, got P={self.lbp_points}, "
+                f"R={self.lbp_radius}; the default is P=8, R=1."
+            )
+        if self.grid < 0 or self.grid > 16:
+            raise ConfigError(f"grid must be between 0 and 16, got {self.grid}; default 4.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "size": list(self.size) if self.size else None,
+            "grey_levels": self.grey_levels,
+            "glcm_distances": list(self.glcm_distances),
+            "glcm_angles": self.glcm_angles,
+            "lbp": {"points": self.lbp_points, "radius": self.lbp_radius, "method": "uniform"},
+            "grid": self.grid,
+            "edge_threshold": self.edge_threshold,
+            "grayscale": "luminance 0.299 R + 0.587 G + 0.114 B",
+            "resize": "plain bilinear resize to size, no cropping",
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSettings:
+        """Settings from :meth:`to_dict` output (for example a model card's).
+
+        Raises
+        ------
+        ConfigError
+            When the settings come from a different feature version.
+        """
+        version = str(d.get("version", ""))
+        if version != FEATURE_VERSION:
+            raise ConfigError(
+                f"These image features were extracted with '{version}', this medimg computes "
+                f"'{FEATURE_VERSION}'; retrain the model with this version of medimg."
+            )
+        lbp = d.get("lbp") or {}
+        size = d.get("size")
+        return cls(
+            size=(int(size[0]), int(size[1])) if size else None,
+            grey_levels=int(d.get("grey_levels", 32)),
+            glcm_distances=tuple(int(x) for x in d.get("glcm_distances", (1, 2))),
+            glcm_angles=int(d.get("glcm_angles", 4)),
+            lbp_points=int(lbp.get("points", 8)),
+            lbp_radius=float(lbp.get("radius", 1.0)),
+            grid=int(d.get("grid", 4)),
+            edge_threshold=float(d.get("edge_threshold", 0.1)),
+            version=version,
+        )
+
+
+def _lbp_description(k: int, points: int) -> str:
+    if k == 0:
+        return (
+            f"share of pixels brighter than all {points} neighbours (local bright spots), "
+            "local binary pattern"
+        )
+    if k == points:
+        return (
+            f"share of pixels no brighter than any of their {points} neighbours (flat areas and "
+            "local dark spots), local binary pattern"
+        )
+    if k == points + 1:
+        return (
+            "share of pixels with an irregular neighbourhood (noise, fine complex texture), "
+            "local binary pattern"
+        )
+    return (
+        f"share of pixels on a uniform pattern with {k} of {points} neighbours at least as "
+        "bright (edges and corners; middle values = straight edges), local binary pattern"
+    )
+
+
+_STATIC_DESCRIPTIONS: dict[str, str] = {
+    "intensity_mean": "average brightness in the region (0 = black, 1 = white)",
+    "intensity_std": "spread of brightness in the region (standard deviation)",
+    "intensity_min": "darkest value in the region",
+    "intensity_max": "brightest value in the region",
+    "intensity_p10": "brightness below which the darkest 10% of the region lies",
+    "intensity_p25": "brightness below which the darkest quarter of the region lies",
+    "intensity_median": "middle brightness of the region (half darker, half brighter)",
+    "intensity_p75": "brightness above which the brightest quarter of the region lies",
+    "intensity_p90": "brightness above which the brightest 10% of the region lies",
+    "intensity_iqr": "spread of the middle half of the brightness values (p75 − p25)",
+    "intensity_skewness": "asymmetry of the brightness histogram (positive = a tail of bright pixels)",
+    "intensity_kurtosis": "peakedness of the brightness histogram (excess kurtosis; high = outliers)",
+    "intensity_entropy": "disorder of the brightness histogram in bits (high = many grey levels used)",
+    "intensity_uniformity": "how concentrated the brightness histogram is (high = few grey levels)",
+    "glcm_contrast": "texture contrast: how different neighbouring pixels are (squared grey-level difference)",
+    "glcm_dissimilarity": "texture dissimilarity: average grey-level difference between neighbours",
+    "glcm_homogeneity": "texture homogeneity: how often neighbours have similar grey levels",
+    "glcm_energy": "texture energy: orderliness of the texture (high = repetitive, uniform)",
+    "glcm_correlation": "texture correlation: how linearly neighbouring grey levels depend on each other",
+    "glcm_ASM": "texture angular second moment (energy squared): uniformity of the texture",
+    "gradient_mean": "average edge strength (Sobel gradient magnitude)",
+    "gradient_std": "variation of edge strength across the region",
+    "gradient_p90": "edge strength reached by the sharpest 10% of the region",
+    "edge_density": "share of the region on a sharp edge (gradient above a fixed threshold)",
+    "shape_area": "area of the region in pixels (at the working size)",
+    "shape_perimeter": "length of the region's outline in pixels",
+    "shape_eccentricity": "elongation of the region (0 = circle, towards 1 = line)",
+    "shape_solidity": "how convex the region is (area / convex-hull area; low = lobulated)",
+    "shape_extent": "share of the region's bounding box that the region fills",
+    "shape_major_axis": "length of the region's long axis in pixels (fitted ellipse)",
+    "shape_minor_axis": "length of the region's short axis in pixels (fitted ellipse)",
+}
+
+
+def _grid_description(r: int, c: int, n: int) -> str:
+    return (
+        f"average brightness in grid cell row {r} of {n} (1 = top), column {c} of {n} "
+        "(1 = image left)"
+    )
+
+
+def describe_feature(name: str) -> str:
+    """The plain-language description of a feature name (any settings).
+
+    Raises
+    ------
+    ConfigError
+        When ``name`` is not a medimg image feature.
+    """
+    if name in _STATIC_DESCRIPTIONS:
+        return _STATIC_DESCRIPTIONS[name]
+    if name.startswith("lbp_uniform_") and name[12:].isdigit():
+        return _lbp_description(int(name[12:]), FeatureSettings().lbp_points)
+    parts = name.split("_")
+    if len(parts) == 3 and parts[0] == "grid" and parts[1][1:].isdigit() and parts[2][1:].isdigit():
+        return _grid_description(int(parts[1][1:]), int(parts[2][1:]), FeatureSettings().grid)
+    raise ConfigError(f"'{name}' is not a medimg image feature; see FEATURE_DESCRIPTIONS.")
+
+
+def feature_names(settings: FeatureSettings, *, with_mask: bool = False) -> tuple[str, ...]:
+    """Feature names in column order for ``settings`` (shape features only ``with_mask``)."""
+    names = [
+        "intensity_mean",
+        "intensity_std",
+        "intensity_min",
+        "intensity_max",
+        "intensity_p10",
+        "intensity_p25",
+        "intensity_median",
+        "intensity_p75",
+        "intensity_p90",
+        "intensity_iqr",
+        "intensity_skewness",
+        "intensity_kurtosis",
+        "intensity_entropy",
+        "intensity_uniformity",
+    ]
+    names += [f"glcm_{p}" for p in _GLCM_PROPS]
+    names += [f"lbp_uniform_{k}" for k in range(settings.lbp_points + 2)]
+    names += ["gradient_mean", "gradient_std", "gradient_p90", "edge_density"]
+    names += [
+        f"grid_r{r}_c{c}" for r in range(1, settings.grid + 1) for c in range(1, settings.grid + 1)
+    ]
+    if with_mask:
+        names += [n for n in _STATIC_DESCRIPTIONS if n.startswith("shape_")]
+    return tuple(names)
+
+
+def _descriptions(settings: FeatureSettings, with_mask: bool) -> dict[str, str]:
+    out = {}
+    for name in feature_names(settings, with_mask=with_mask):
+        if name.startswith("lbp_uniform_"):
+            out[name] = _lbp_description(int(name[12:]), settings.lbp_points)
+        elif name.startswith("grid_"):
+            r, c = (int(p[1:]) for p in name.split("_")[1:])
+            out[name] = _grid_description(r, c, settings.grid)
+        else:
+            out[name] = _STATIC_DESCRIPTIONS[name]
+    return out
+
+
+FEATURE_DESCRIPTIONS: dict[str, str] = _descriptions(FeatureSettings(), True)
+"""Every default feature name (with a mask) -> its one-line plain-language description."""
+
+
+def _first_order(values: np.ndarray, levels: int) -> dict[str, float]:
+    mean = float(values.mean())
+    std = float(values.std())
+    p10, p25, p50, p75, p90 = (float(v) for v in np.percentile(values, _PERCENTILES))
+    if std > 0:
+        z = (values - mean) / std
+        skew = float(np.mean(z**3))
+        kurt = float(np.mean(z**4) - 3.0)
+    else:
+        skew = kurt = 0.0
+    hist = np.bincount(np.minimum((values * levels).astype(np.int64), levels - 1), minlength=levels)
+    p = hist[hist > 0] / values.size
+    return {
+        "intensity_mean": mean,
+        "intensity_std": std,
+        "intensity_min": float(values.min()),
+        "intensity_max": float(values.max()),
+        "intensity_p10": p10,
+        "intensity_p25": p25,
+        "intensity_median": p50,
+        "intensity_p75": p75,
+        "intensity_p90": p90,
+        "intensity_iqr": p75 - p25,
+        "intensity_skewness": skew,
+        "intensity_kurtosis": kurt,
+        "intensity_entropy": float(-(p * np.log2(p)).sum()) + 0.0,
+        "intensity_uniformity": float((p**2).sum()),
+    }
+
+
+def _glcm(pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings) -> dict[str, float]:
+    from skimage.feature import graycomatrix
+
+    levels = s.grey_levels
+    q = np.minimum((pixels * levels).astype(np.int64), levels - 1)
+    if region is not None:
+        # Outside the mask gets an extra level whose pairs are dropped before normalising.
+        q = np.where(region, q, levels)
+    angles = [math.pi * i / s.glcm_angles for i in range(s.glcm_angles)]
+    total_levels = levels + (region is not None)
+    matrix = graycomatrix(
+        q.astype(np.uint8), list(s.glcm_distances), angles, levels=total_levels, symmetric=True
+    )[:levels, :levels]
+    # One (levels², distances × angles) matrix; the properties are those of skimage's
+    # graycoprops, computed per distance and angle in one pass, then averaged.
+    counts = matrix.reshape(levels * levels, -1).astype(np.float64)
+    sums = counts.sum(axis=0)
+    counts = counts[:, sums > 0]
+    if counts.shape[1] == 0:
+        return {f"glcm_{p}": float("nan") for p in _GLCM_PROPS}
+    prob = counts / counts.sum(axis=0)
+    # The matrix is symmetric, so the row and column marginals share mean and spread.
+    contrast, dissimilarity, homogeneity, mu, second, cross = _level_weights(levels) @ prob
+    var = np.maximum(second - mu**2, 0.0)
+    cov = cross - mu**2
+    flat = var < 1e-15
+    # A flat texture has no variation to correlate; skimage defines its correlation as 1.
+    corr = np.where(flat, 1.0, cov / np.where(flat, 1.0, var))
+    asm = (prob**2).sum(axis=0)
+    return {
+        "glcm_contrast": float(contrast.mean()),
+        "glcm_dissimilarity": float(dissimilarity.mean()),
+        "glcm_homogeneity": float(homogeneity.mean()),
+        "glcm_energy": float(np.sqrt(asm).mean()),
+        "glcm_correlation": float(corr.mean()),
+        "glcm_ASM": float(asm.mean()),
+    }
+
+
+_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _level_weights(levels: int) -> np.ndarray:
+    """Rows: (i-j)², |i-j|, 1/(1+(i-j)²), i, i², i·j over the flattened levels × levels grid."""
+    if levels not in _WEIGHTS:
+        rows, cols = np.meshgrid(np.arange(levels), np.arange(levels), indexing="ij")
+        i, j = rows.ravel().astype(np.float64), cols.ravel().astype(np.float64)
+        d = i - j
+        _WEIGHTS[levels] = np.stack([d**2, np.abs(d), 1.0 / (1.0 + d**2), i, i**2, i * j])
+    return _WEIGHTS[levels]
+
+
+def _lbp(pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings) -> dict[str, float]:
+    from skimage.feature import local_binary_pattern
+
+    codes = local_binary_pattern(
+        np.round(pixels * 255).astype(np.uint8), s.lbp_points, s.lbp_radius, method="uniform"
+    ).astype(np.int64)
+    # Border pixels compare with neighbours outside the image (padding), so they are left out.
+    keep = np.zeros(codes.shape, dtype=bool)
+    edge = math.ceil(s.lbp_radius)
+    keep[edge : codes.shape[0] - edge, edge : codes.shape[1] - edge] = True
+    if region is not None:
+        keep &= region
+    if not keep.any():
+        keep = np.ones(codes.shape, dtype=bool) if region is None else region
+    inside = codes[keep]
+    hist = np.bincount(inside.ravel(), minlength=s.lbp_points + 2)[: s.lbp_points + 2]
+    share = hist / max(inside.size, 1)
+    return {f"lbp_uniform_{k}": float(v) for k, v in enumerate(share)}
+
+
+def _sobel(pixels: np.ndarray) -> np.ndarray:
+    # Same values as skimage.filters.sobel (scipy "reflect" = numpy "symmetric" padding, kernels [1, 2, 1]/4 x [1, 0, -1],
+    # magnitude sqrt((gx² + gy²) / 2)) without its per-call overhead, which dominates at 28×28.
+    p = np.pad(pixels, 1, mode="symmetric")
+    rows = p[:-2] + 2.0 * p[1:-1] + p[2:]
+    cols = p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]
+    gx = (rows[:, 2:] - rows[:, :-2]) / 4.0
+    gy = (cols[2:] - cols[:-2]) / 4.0
+    return np.sqrt((gx**2 + gy**2) / 2.0)
+
+
+def _gradient(
+    pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings
+) -> dict[str, float]:
+    magnitude = _sobel(pixels)
+    inside = magnitude if region is None else magnitude[region]
+    return {
+        "gradient_mean": float(inside.mean()),
+        "gradient_std": float(inside.std()),
+        "gradient_p90": float(np.percentile(inside, 90)),
+        "edge_density": float((inside > s.edge_threshold).mean()),
+    }
+
+
+def _grid(pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings) -> dict[str, float]:
+    rows = [int(r[0]) for r in np.array_split(np.arange(pixels.shape[0]), s.grid)]
+    cols = [int(c[0]) for c in np.array_split(np.arange(pixels.shape[1]), s.grid)]
+    weight = np.ones_like(pixels) if region is None else region.astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(pixels * weight, rows, axis=0), cols, axis=1)
+    counts = np.add.reduceat(np.add.reduceat(weight, rows, axis=0), cols, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    return {
+        f"grid_r{r + 1}_c{c + 1}": float(means[r, c]) for r in range(s.grid) for c in range(s.grid)
+    }
+
+
+def _shape(region: np.ndarray) -> dict[str, float]:
+    from skimage.measure import regionprops
+
+    props = regionprops(region.astype(np.uint8))[0]
+    return {
+        "shape_area": float(props.area),
+        "shape_perimeter": float(props.perimeter),
+        "shape_eccentricity": float(props.eccentricity),
+        "shape_solidity": float(props.solidity),
+        "shape_extent": float(props.extent),
+        "shape_major_axis": float(props.axis_major_length),
+        "shape_minor_axis": float(props.axis_minor_length),
+    }
+
+
+def compute_features(
+    pixels: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    settings: FeatureSettings = FeatureSettings(),
+    with_mask: bool | None = None,
+) -> dict[str, float]:
+    """Features of one grayscale image in [0, 1] (already at the working size).
+
+    Parameters
+    ----------
+    pixels : 2-D float array in [0, 1].
+    mask : boolean region of interest of the same shape, or None for the whole image.
+    settings : feature parameters.
+    with_mask : include the shape features (default: when ``mask`` is given); when True and
+        ``mask`` is None they are NaN (an image without a mask in a set with masks).
+
+    Returns
+    -------
+    dict
+        Feature name -> value, in :func:`feature_names` order.
+
+    Raises
+    ------
+    ImageError
+        When the mask is empty or does not match the image.
+    """
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim != 2 or min(pixels.shape) < 3:
+        raise ImageError(
+            f"Features need a 2-D grayscale image of at least 3×3 pixels, got shape {pixels.shape}."
+        )
+    region = None
+    if mask is not None:
+        region = np.asarray(mask, dtype=bool)
+        if region.shape != pixels.shape:
+            raise ImageError(
+                f"The mask has shape {region.shape} but the image {pixels.shape}; masks must "
+                "have the image's size."
+            )
+        if not region.any():
+            raise ImageError(
+                "The mask marks no pixel at the working size; draw a larger region or use a "
+                "larger --size."
+            )
+    values = pixels if region is None else pixels[region]
+    out = _first_order(values.ravel(), settings.grey_levels)
+    out.update(_glcm(pixels, region, settings))
+    out.update(_lbp(pixels, region, settings))
+    out.update(_gradient(pixels, region, settings))
+    if settings.grid:
+        out.update(_grid(pixels, region, settings))
+    include_shape = region is not None if with_mask is None else with_mask
+    if include_shape:
+        if region is not None:
+            out.update(_shape(region))
+        else:
+            out.update({n: float("nan") for n in _STATIC_DESCRIPTIONS if n.startswith("shape_")})
+    return out
+
+
+def features_from_pixels(
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    settings: FeatureSettings,
+    masks: Sequence[np.ndarray | None] | None = None,
+) -> pd.DataFrame:
+    """Feature rows for in-memory images (already in [0, 1]), resized to ``settings.size``.
+
+    Used to compose a ``predict_fn`` for :func:`medimg_core.occlusion.occlusion_map`.
+    """
+    if settings.size is None:
+        raise ConfigError(
+            "features_from_pixels needs settings with a size; use the settings of the "
+            "FeatureTable (or model card) the model was trained on."
+        )
+    with_mask = masks is not None and any(m is not None for m in masks)
+    rows = []
+    for i, img in enumerate(images):
+        mask = None if masks is None else masks[i]
+        pixels = resize_image(np.asarray(img, dtype=np.float32), settings.size)
+        if mask is not None:
+            mask = resize_mask(mask, settings.size)
+        rows.append(compute_features(pixels, mask=mask, settings=settings, with_mask=with_mask))
+    return pd.DataFrame(rows, columns=list(feature_names(settings, with_mask=with_mask)))
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTable:
+    """The features of an image set, ready for cleaning, training and explanation.
+
+    Attributes
+    ----------
+    frame : ``file``, ``patient_id`` (when known), ``label`` (when known), ``split`` (npz),
+        the labels table's clinical columns, then the features.
+    feature_names : the image-feature columns, in order.
+    settings : :meth:`FeatureSettings.to_dict` (with the working size); save it in the model
+        card so that prediction extracts identically.
+    notes : what was done (size, conversions, masks, images left out).
+    problems : images left out (the set's own problems plus decoding failures).
+    """
+
+    frame: pd.DataFrame
+    feature_names: tuple[str, ...]
+    settings: dict[str, Any]
+    notes: tuple[str, ...]
+    problems: tuple[ImageProblem, ...] = field(default_factory=tuple)
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        """Feature name -> one-line description, for the app and the model card."""
+        s = FeatureSettings.from_dict(self.settings)
+        return _descriptions(s, "shape_area" in self.feature_names)
+
+    def roles(self) -> Roles:
+        """The roles this table implies: label, patient grouping, never-features."""
+        cols = self.frame.columns
+        return Roles(
+            label="label" if "label" in cols else None,
+            id="patient_id" if "patient_id" in cols else None,
+            exclude=tuple(c for c in ("file", "split") if c in cols),
+        )
+
+    def predefined_test(self) -> tuple[bool, ...] | None:
+        """``split == "test"`` per row (MedMNIST), for ``ValidationConfig.predefined_test``."""
+        if "split" not in self.frame.columns:
+            return None
+        return tuple(bool(v) for v in (self.frame["split"] == "test"))
+
+
+def _resolve_settings(
+    image_set: ImageSet,
+    size: int | tuple[int, int] | None,
+    settings: FeatureSettings | Mapping[str, Any] | None,
+) -> tuple[FeatureSettings, str | None]:
+    if settings is None:
+        s = FeatureSettings()
+    elif isinstance(settings, FeatureSettings):
+        s = settings
+    else:
+        s = FeatureSettings.from_dict(settings)
+    wanted = parse_size(size) if size is not None else None
+    if s.size is not None:
+        if wanted is not None and wanted != s.size:
+            raise ConfigError(
+                f"size {wanted} differs from the saved feature settings' size {s.size}; drop "
+                "--size to extract as the model was trained."
+            )
+        return s, f"Images resized to {s.size[0]}×{s.size[1]} (the model's feature settings)."
+    if wanted is not None:
+        return replace(s, size=wanted), f"Images resized to {wanted[0]}×{wanted[1]} (as requested)."
+    common = image_set.common_size
+    note = None
+    if len(image_set.sizes) > 1:
+        note = (
+            f"Images resized to {common[0]}×{common[1]}, the most common size (plain resize, "
+            "nothing cropped; the aspect ratio of other sizes may change)."
+        )
+    return replace(s, size=common), note
+
+
+def _extract_one(
+    source: Any,
+    mask_path: str | None,
+    name: str,
+    frame: int | None,
+    s: FeatureSettings,
+    with_mask: bool,
+) -> dict[str, float]:
+    assert s.size is not None
+    img = load_task_image(source, name=name, frame=frame)
+    pixels = resize_image(img.pixels, s.size)
+    mask = None
+    if mask_path is not None:
+        mask = resize_mask(load_mask(mask_path, name=f"mask of {name}"), s.size)
+    return compute_features(pixels, mask=mask, settings=s, with_mask=with_mask)
+
+
+def _extract_chunk(
+    chunk: list[tuple[int, tuple[Any, str | None, str, int | None]]],
+    settings: dict[str, Any],
+    with_mask: bool,
+) -> list[tuple[int, dict[str, float] | None, str | None]]:
+    s = FeatureSettings.from_dict(settings)
+    out: list[tuple[int, dict[str, float] | None, str | None]] = []
+    for position, (source, mask_path, name, frame) in chunk:
+        try:
+            out.append((position, _extract_one(source, mask_path, name, frame, s, with_mask), None))
+        except (ImageError, LimitError) as exc:
+            out.append((position, None, str(exc)))
+    return out
+
+
+def _default_workers() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _pool_context() -> Any:
+    # forkserver: safe inside threaded hosts (Streamlit) and starts workers from a process
+    # that has already imported the feature code, so each worker starts fast.
+    if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["medimg_core.features"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def extract_features(
+    image_set: ImageSet,
+    *,
+    size: int | tuple[int, int] | None = None,
+    settings: FeatureSettings | Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> FeatureTable:
+    """Extract the named features of every image, streaming and in parallel.
+
+    Parameters
+    ----------
+    image_set : from :func:`medimg_core.images.open_image_set`.
+    size : working size (N or (height, width)); default the set's most common size.
+    settings : saved settings (a model card's ``features.image_settings``) to re-extract exactly
+        as at training time; their size wins (a different ``size`` is an error).
+    workers : processes; default all cores available; 1 runs in this process.
+    progress : ``progress(fraction, message)`` callback, called as chunks complete.
+
+    Returns
+    -------
+    FeatureTable
+
+    Raises
+    ------
+    ImageError
+        When no image could be decoded.
+    ConfigError
+        When ``size`` conflicts with ``settings`` or is out of range, or ``workers`` < 1.
+    """
+    s, size_note = _resolve_settings(image_set, size, settings)
+    n_workers = _default_workers() if workers is None else int(workers)
+    if n_workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}; use 1 to run inline.")
+    with_mask = image_set.has_masks
+    payload = s.to_dict()
+    tasks = [(i, image_set.task(i)) for i in range(len(image_set))]
+    n = len(tasks)
+    results: dict[int, dict[str, float]] = {}
+    failures: dict[int, str] = {}
+
+    def collect(part: list[tuple[int, dict[str, float] | None, str | None]]) -> None:
+        for position, row, error in part:
+            if row is None:
+                failures[position] = str(error)
+            else:
+                results[position] = row
+        if progress is not None:
+            done = len(results) + len(failures)
+            progress(done / max(n, 1), f"Extracted features from {done} of {n} images")
+
+    if n_workers == 1 or n < 2:
+        step = max(1, min(64, n // 50 or 1))
+        for start in range(0, n, step):
+            collect(_extract_chunk(tasks[start : start + step], payload, with_mask))
+    else:
+        _run_pool(tasks, payload, with_mask, n_workers, collect)
+
+    ordered = [i for i in range(n) if i in results]
+    if not ordered:
+        shown = "; ".join(failures[i] for i in sorted(failures)[:3])
+        raise ImageError(f"No image in '{image_set.name}' could be decoded ({shown}).")
+    names = feature_names(s, with_mask=with_mask)
+    features = pd.DataFrame([results[i] for i in ordered], columns=list(names))
+    base_cols = [c for c in ("file", "patient_id", "label", "split") if c in image_set.records]
+    base = image_set.records.iloc[ordered][base_cols + list(image_set.extra_columns)]
+    frame = pd.concat([base.reset_index(drop=True), features], axis=1)
+    decode_problems = tuple(
+        ImageProblem(str(image_set.records["file"].iloc[i]), failures[i]) for i in sorted(failures)
+    )
+    notes = [note for note in (size_note,) if note]
+    notes.append(
+        f"{len(names)} features per image ({len(ordered)} images): intensity statistics, "
+        f"co-occurrence texture on {s.grey_levels} grey levels, local binary patterns "
+        f"(P={s.lbp_points}, R={s.lbp_radius:g}), gradients"
+        + (f", a {s.grid}×{s.grid} brightness grid" if s.grid else "")
+        + (", region shape (masks)" if with_mask else "")
+        + "."
+    )
+    if decode_problems:
+        notes.append(
+            f"{len(decode_problems)} image(s) could not be decoded and were left out: "
+            + ", ".join(p.file for p in decode_problems[:10])
+            + (", …" if len(decode_problems) > 10 else "")
+        )
+    return FeatureTable(
+        frame=frame,
+        feature_names=names,
+        settings=payload,
+        notes=(*image_set.notes, *notes),
+        problems=(*image_set.problems, *decode_problems),
+    )
+
+
+def _run_pool(
+    tasks: list[tuple[int, tuple[Any, str | None, str, int | None]]],
+    payload: dict[str, Any],
+    with_mask: bool,
+    n_workers: int,
+    collect: Callable[[list[tuple[int, dict[str, float] | None, str | None]]], None],
+) -> None:
+    n = len(tasks)
+    chunk = max(1, min(128, math.ceil(n / (n_workers * 8))))
+    chunks = (tasks[i : i + chunk] for i in range(0, n, chunk))
+    # At most two chunks per worker in flight: paths (or npz slices) stay small in the queue and
+    # no worker ever holds more than one chunk of decoded images.
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context()) as pool:
+        pending: set[Future[list[tuple[int, dict[str, float] | None, str | None]]]] = set()
+        for part in chunks:
+            pending.add(pool.submit(_extract_chunk, part, payload, with_mask))
+            if len(pending) >= 2 * n_workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    collect(future.result())
+        for future in pending:
+            collect(future.result())

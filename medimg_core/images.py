@@ -1,0 +1,1212 @@
+"""Image sets: folders, ZIP archives and MedMNIST ``.npz`` files, read safely and streamed.
+
+An :class:`ImageSet` is a table of records (one row per image: ``file``, ``label``,
+``patient_id``, ``split``, ``source`` ...) plus notes and problems; pixels are loaded one image
+at a time by :meth:`ImageSet.load` / :meth:`ImageSet.iter_images`, never all at once (only an
+``.npz`` set keeps its arrays in memory, as NumPy already loaded them).
+
+Layouts, detected in this order:
+
+* ``.npz`` in the MedMNIST layout (``train_images``, ``train_labels``, ``val_…``, ``test_…``):
+  the splits are kept in a ``split`` column ("train", "val", "test").
+* a labels table (the ``labels`` argument, or ``labels.csv`` / ``.tsv`` / ``.xlsx`` /
+  ``.parquet`` at the top of the folder) with a ``file`` column, optionally ``label``,
+  ``patient_id`` and any clinical columns, which are kept and later joined to the features.
+* one sub-folder per class (``normal/``, ``pneumonia/``; deeper folders are allowed).
+* a flat folder of images without labels (for prediction, ``min_classes=0``).
+
+Pixel values become float32 in [0, 1]: 8-bit / 255, 16-bit / 65535 (the nominal range of the
+bit depth, the same for every image, so absolute brightness stays comparable), DICOM through its
+rescale and window (:mod:`medimg_core.dicom`). RGB becomes luminance (ITU-R BT.601:
+0.299 R + 0.587 G + 0.114 B), and the notes say so.
+
+Unreadable files do not stop the set: they are listed in :attr:`ImageSet.problems` (file and
+reason) and left out; the set is refused only when no image is readable. ZIP archives are
+extracted only inside the workspace, after every member has been checked (no ``..``, absolute
+paths, drive letters or symlinks; total unpacked size and compression ratio capped), and DICOM
+members are de-identified before they are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from medimg_core import dicom
+from medimg_core.errors import ConfigError, ImageError, LimitError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "RESERVED_COLUMNS",
+    "ImageLimits",
+    "ImageProblem",
+    "ImageSet",
+    "LoadedImage",
+    "array_to_image",
+    "load_image",
+    "load_mask",
+    "load_task_image",
+    "open_image_set",
+    "parse_size",
+    "resize_image",
+    "resize_mask",
+]
+
+ImageSource = str | os.PathLike[str] | bytes
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
+)
+"""File endings read as images (files without an ending are read when they are DICOM)."""
+
+RESERVED_COLUMNS: tuple[str, ...] = (
+    "file",
+    "label",
+    "patient_id",
+    "split",
+    "source",
+    "mask",
+    "height",
+    "width",
+    "format",
+)
+"""Record columns medimg fills itself; a labels table may provide only file, label, patient_id."""
+
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
+_LABEL_FILES = ("labels.csv", "labels.tsv", "labels.xlsx", "labels.parquet")
+_SKIP_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
+_SPLITS = ("train", "val", "test")
+_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA_NOTE = "RGB images were converted to grayscale luminance (0.299 R + 0.587 G + 0.114 B)."
+_COMPLETE_MARKER = ".medimg-complete"
+_BOMB_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Caps checked before images or archives are unpacked.
+
+    Parameters
+    ----------
+    max_unpacked_bytes : largest total uncompressed size of a ZIP (sum over members).
+    max_ratio : largest compression ratio of a ZIP member larger than 1 MiB (zip-bomb guard).
+    max_members : most members in a ZIP, or files in a folder.
+    max_pixels : most pixels in one image (width × height).
+    """
+
+    max_unpacked_bytes: int = 2 * 2**30
+    max_ratio: float = 200.0
+    max_members: int = 200_000
+    max_pixels: int = 100_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_unpacked_bytes", "max_ratio", "max_members", "max_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(
+                    f"ImageLimits.{name} must be a positive number, got {value!r}; "
+                    f"pass for example ImageLimits({name}=1000)."
+                )
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    """A file left out of an image set, and why."""
+
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One decoded image.
+
+    Attributes
+    ----------
+    pixels : float32 (height, width) in [0, 1], grayscale.
+    original_size : (height, width) as stored in the file.
+    bit_depth : bits per sample in the file (8, 16, or BitsStored for DICOM).
+    was_rgb : the file held colour pixels, converted to luminance.
+    format : "png", "jpeg", "tiff", "dicom" or "npz".
+    frame : the frame used for multi-frame files, else None.
+    dicom : for DICOM only the safe subset (modality, rows, columns, frames, pixel spacing).
+    notes : how the values were mapped.
+    """
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]
+    bit_depth: int
+    was_rgb: bool
+    format: str
+    frame: int | None = None
+    dicom: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _display(source: ImageSource, name: str | None) -> str:
+    if name:
+        return name
+    return "uploaded image" if isinstance(source, bytes) else Path(source).name
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    frame: int | None = None,
+    name: str | None = None,
+    limits: ImageLimits = ImageLimits(),
+) -> LoadedImage:
+    """Decode one PNG, JPEG, TIFF or DICOM image to grayscale float32 in [0, 1].
+
+    Parameters
+    ----------
+    source : a path or the file's bytes.
+    frame : frame of a multi-frame DICOM or TIFF; default the middle one.
+    name : how to name the file in messages.
+    limits : ``max_pixels`` caps the decoded size.
+
+    Raises
+    ------
+    ImageError
+        When the file is not an image, is corrupt or truncated, is too large, or is a DICOM file
+        without pixel data; the message names the file.
+    """
+    label = _display(source, name)
+    if dicom.is_dicom(source):
+        img = dicom.read_dicom(source, frame=frame, name=label)
+        return LoadedImage(
+            pixels=img.pixels,
+            original_size=(int(img.pixels.shape[0]), int(img.pixels.shape[1])),
+            bit_depth=img.bit_depth,
+            was_rgb=img.was_rgb,
+            format="dicom",
+            frame=img.frame,
+            dicom=img.header.safe_metadata(),
+            notes=img.notes,
+        )
+    fh: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+    try:
+        with Image.open(fh) as im:
+            fmt = _check_format(im, label, limits)
+            n_frames = int(getattr(im, "n_frames", 1) or 1)
+            used = None
+            if n_frames > 1:
+                used = n_frames // 2 if frame is None else frame
+                if not 0 <= used < n_frames:
+                    raise ImageError(
+                        f"Frame {used} does not exist in '{label}', which has {n_frames} "
+                        f"frames; choose a frame between 0 and {n_frames - 1}."
+                    )
+                im.seek(used)
+            im.load()
+            pixels, bits, was_rgb, notes = _pil_to_gray(im)
+    except (ImageError, LimitError):
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"'{label}' is not an image medimg can read; use PNG, JPEG, TIFF or DICOM, or "
+            "remove the file."
+        ) from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(
+            f"'{label}' could not be decoded ({exc}); the file may be corrupt or truncated: "
+            "export it again or remove it."
+        ) from exc
+    return LoadedImage(
+        pixels=pixels,
+        original_size=(int(pixels.shape[0]), int(pixels.shape[1])),
+        bit_depth=bits,
+        was_rgb=was_rgb,
+        format=fmt,
+        frame=used,
+        notes=notes,
+    )
+
+
+def _check_format(im: Image.Image, label: str, limits: ImageLimits) -> str:
+    fmt = _PIL_FORMATS.get(str(im.format))
+    if fmt is None:
+        raise ImageError(
+            f"'{label}' is a {im.format} image; medimg reads PNG, JPEG, TIFF and DICOM: convert "
+            "it to PNG or remove it."
+        )
+    width, height = im.size
+    if width * height > limits.max_pixels:
+        raise LimitError(
+            f"'{label}' is {width}×{height} pixels, more than the cap of {limits.max_pixels:,}; "
+            "downsample it first or raise ImageLimits.max_pixels."
+        )
+    if width < 1 or height < 1:
+        raise ImageError(f"'{label}' has no pixels ({width}×{height}); remove it.")
+    return fmt
+
+
+def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, int, bool, tuple[str, ...]]:
+    mode = im.mode
+    notes: tuple[str, ...] = ()
+    if mode == "1":
+        return np.asarray(im, dtype=np.float32), 1, False, notes
+    if mode in {"L", "LA"}:
+        arr = np.asarray(im.getchannel(0), dtype=np.float32) / 255.0
+        return arr, 8, False, notes
+    if mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.float32) / 65535.0
+        return arr, 16, False, notes
+    if mode == "I":
+        raw = np.asarray(im).astype(np.float64)
+        if raw.min() >= 0 and raw.max() <= 65535:
+            return (raw / 65535.0).astype(np.float32), 16, False, notes
+        return _unit(raw), 32, False, ("32-bit integer image min-max scaled",)
+    if mode == "F":
+        raw = np.asarray(im).astype(np.float64)
+        if raw.min() >= 0 and raw.max() <= 1:
+            return raw.astype(np.float32), 32, False, notes
+        return _unit(raw), 32, False, ("floating-point image min-max scaled",)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    gray = (rgb @ _LUMA) / 255.0
+    return gray.astype(np.float32), 8, True, ("converted from RGB to luminance",)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.float32)
+    return ((values - lo) / (hi - lo)).astype(np.float32)
+
+
+def array_to_image(array: np.ndarray, *, name: str = "array") -> LoadedImage:
+    """An in-memory image (an ``.npz`` entry) as a :class:`LoadedImage`.
+
+    ``uint8`` is divided by 255, ``uint16`` by 65535, floats in [0, 1] are kept (other floats
+    min-max scaled); (h, w, 3) is converted to luminance.
+
+    Raises
+    ------
+    ImageError
+        When the array is not 2-D grayscale or (h, w, 3) colour.
+    """
+    arr = np.asarray(array)
+    was_rgb = arr.ndim == 3 and arr.shape[-1] == 3
+    if not (arr.ndim == 2 or was_rgb):
+        raise ImageError(
+            f"Image '{name}' has shape {arr.shape}; medimg expects (height, width) grayscale or "
+            "(height, width, 3) colour images."
+        )
+    if arr.dtype == np.uint8:
+        scaled, bits = arr.astype(np.float64) / 255.0, 8
+    elif arr.dtype == np.uint16:
+        scaled, bits = arr.astype(np.float64) / 65535.0, 16
+    else:
+        raw = arr.astype(np.float64)
+        inside = raw.size > 0 and raw.min() >= 0 and raw.max() <= 1
+        scaled, bits = (raw if inside else _unit(raw).astype(np.float64)), 32
+    if was_rgb:
+        scaled = scaled @ _LUMA
+    pixels = np.ascontiguousarray(scaled, dtype=np.float32)
+    return LoadedImage(
+        pixels=pixels,
+        original_size=(int(pixels.shape[0]), int(pixels.shape[1])),
+        bit_depth=bits,
+        was_rgb=bool(was_rgb),
+        format="npz",
+    )
+
+
+def load_mask(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """A region-of-interest mask as a boolean array (any non-zero pixel is inside).
+
+    Raises
+    ------
+    ImageError
+        When the mask cannot be read or marks no pixel.
+    """
+    label = _display(source, name)
+    mask = load_image(source, name=label).pixels > 0
+    if not mask.any():
+        raise ImageError(
+            f"The mask '{label}' marks no pixel; draw the region (non-zero pixels) or remove "
+            "the mask to use the whole image."
+        )
+    return mask
+
+
+def resize_image(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Plain resize to ``size`` (height, width) with bilinear interpolation.
+
+    Nothing is cropped; when the aspect ratio differs it changes. Downsampling is anti-aliased.
+    """
+    if tuple(pixels.shape) == tuple(size):
+        return pixels
+    from skimage.transform import resize
+
+    shrink = pixels.shape[0] > size[0] or pixels.shape[1] > size[1]
+    out = resize(
+        pixels, size, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True
+    ).astype(np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask to ``size`` (height, width)."""
+    if tuple(mask.shape) == tuple(size):
+        return mask
+    from skimage.transform import resize
+
+    out = resize(mask.astype(np.float32), size, order=0, anti_aliasing=False, mode="edge")
+    return np.asarray(out > 0.5)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """A set of images with their labels, read lazily.
+
+    Attributes
+    ----------
+    name : display name (folder, archive or file name).
+    layout : "npz", "labels-table", "class-folders" or "unlabelled".
+    records : one row per usable image: ``file`` (path relative to the set, or
+        ``<split>_<index>`` for npz), ``label`` (when known), ``patient_id`` (labels table, or
+        the keyed pseudonym of a DICOM PatientID), ``split`` (npz), ``source`` (absolute path,
+        or ``npz:<split>:<index>``), ``mask`` (path, when masks were given), ``height``,
+        ``width``, ``format``, then the labels table's other columns.
+    root : folder the paths live in (None for npz).
+    notes : what medimg did (layout, conversions, what was left out), for the user.
+    problems : files left out, with the reason.
+    missing_files : labels-table rows that name a file that is not in the set.
+    unlabelled_files : images that the labels table does not name (left out).
+    class_counts : images per label.
+    extra_columns : the labels table's clinical columns, joined to the features.
+    content_hash : sha256 of the archive / npz bytes, or of the folder listing.
+    """
+
+    name: str
+    layout: str
+    records: pd.DataFrame
+    root: Path | None
+    notes: tuple[str, ...]
+    problems: tuple[ImageProblem, ...]
+    missing_files: tuple[str, ...]
+    unlabelled_files: tuple[str, ...]
+    class_counts: dict[str, int]
+    extra_columns: tuple[str, ...]
+    content_hash: str
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def has_labels(self) -> bool:
+        return "label" in self.records.columns and bool(self.records["label"].notna().any())
+
+    @property
+    def has_masks(self) -> bool:
+        return "mask" in self.records.columns and bool(self.records["mask"].notna().any())
+
+    @property
+    def sizes(self) -> dict[tuple[int, int], int]:
+        """Image sizes (height, width) and how many images have each, most common first."""
+        pairs = zip(self.records["height"], self.records["width"], strict=True)
+        counts = Counter((int(h), int(w)) for h, w in pairs)
+        return dict(counts.most_common())
+
+    @property
+    def common_size(self) -> tuple[int, int]:
+        """The most common (height, width); ties go to the larger image."""
+        counts = self.sizes
+        best = max(counts.values())
+        return max(s for s, n in counts.items() if n == best)
+
+    def task(self, position: int) -> tuple[Any, str | None, str, int | None]:
+        """What a worker needs to load image ``position``: (path or array, mask path, name, frame)."""
+        row = self.records.iloc[position]
+        source = str(row["source"])
+        mask = row["mask"] if "mask" in self.records.columns else None
+        mask_path = None if mask is None or pd.isna(mask) else str(mask)
+        if source.startswith("npz:"):
+            _, split, index = source.split(":")
+            return self.arrays[split][int(index)], mask_path, str(row["file"]), None
+        return source, mask_path, str(row["file"]), None
+
+    def load(self, position: int, *, size: int | tuple[int, int] | None = None) -> LoadedImage:
+        """Decode image ``position`` (row of :attr:`records`), optionally resized to ``size``.
+
+        Raises
+        ------
+        ImageError
+            When the file cannot be decoded.
+        """
+        source, _, name, frame = self.task(position)
+        img = load_task_image(source, name=name, frame=frame)
+        if size is None:
+            return img
+        target = parse_size(size)
+        return LoadedImage(
+            pixels=resize_image(img.pixels, target),
+            original_size=img.original_size,
+            bit_depth=img.bit_depth,
+            was_rgb=img.was_rgb,
+            format=img.format,
+            frame=img.frame,
+            dicom=img.dicom,
+            notes=img.notes,
+        )
+
+    def load_mask(
+        self, position: int, *, size: int | tuple[int, int] | None = None
+    ) -> np.ndarray | None:
+        """The mask of image ``position`` (None when it has none), optionally resized."""
+        _, mask_path, name, _ = self.task(position)
+        if mask_path is None:
+            return None
+        mask = load_mask(mask_path, name=f"mask of {name}")
+        return mask if size is None else resize_mask(mask, parse_size(size))
+
+    def iter_images(
+        self, *, size: int | tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, LoadedImage | ImageProblem]]:
+        """Stream ``(position, image)`` one at a time; an unreadable file yields its problem."""
+        for position in range(len(self.records)):
+            try:
+                yield position, self.load(position, size=size)
+            except (ImageError, LimitError) as exc:
+                yield position, ImageProblem(str(self.records["file"].iloc[position]), str(exc))
+
+    def thumbnail(self, position: int, *, max_side: int = 96) -> np.ndarray:
+        """A uint8 thumbnail (longest side ``max_side``) for galleries."""
+        img = self.load(position).pixels
+        scale = max_side / max(img.shape)
+        target = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
+        return np.round(resize_image(img, target) * 255).astype(np.uint8)
+
+
+def load_task_image(source: Any, *, name: str, frame: int | None = None) -> LoadedImage:
+    """Load what :meth:`ImageSet.task` describes (a path or an in-memory array)."""
+    if isinstance(source, np.ndarray):
+        return array_to_image(source, name=name)
+    return load_image(source, name=name, frame=frame)
+
+
+def parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``N`` or ``(height, width)`` as a checked (height, width) pair.
+
+    Raises
+    ------
+    ConfigError
+        When a side is outside 8 to 4096 pixels.
+    """
+    if isinstance(size, int | np.integer):
+        pair = (int(size), int(size))
+    else:
+        pair = (int(size[0]), int(size[1]))
+    if pair[0] < 8 or pair[1] < 8 or pair[0] > 4096 or pair[1] > 4096:
+        raise ConfigError(
+            f"Image size {size!r} is out of range; choose a side between 8 and 4096 pixels "
+            "(for example --size 128)."
+        )
+    return pair
+
+
+def open_image_set(
+    source: ImageSource,
+    *,
+    labels: str | os.PathLike[str] | bytes | pd.DataFrame | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    workspace: Path | None = None,
+    limits: ImageLimits = ImageLimits(),
+    min_classes: int = 2,
+    name: str | None = None,
+    key: bytes | None = None,
+) -> ImageSet:
+    """Open a folder, ZIP archive or MedMNIST ``.npz`` as an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    source : a folder path, a ``.zip`` or ``.npz`` path, or the bytes of a ZIP or npz.
+    labels : a labels table (path, bytes or DataFrame) with a ``file`` column and optionally
+        ``label``, ``patient_id`` and clinical columns; default ``labels.csv`` (or .tsv, .xlsx,
+        .parquet) at the top of the folder when present.
+    masks : folder of region-of-interest masks with the images' file names; default a
+        ``masks/`` folder at the top of the set when present.
+    workspace : where ZIP archives are extracted (``<workspace>/uploads/<hash>/``); default
+        :func:`medimg_core.registry.workspace_home`.
+    limits : caps on archive size, compression ratio, member count and image pixels.
+    min_classes : fewest labels required (2 for training; 0 to open unlabelled images for
+        prediction).
+    name : display name.
+    key : pseudonymisation key for DICOM patient keys; default
+        :func:`medimg_core.privacy.pseudonym_key` of the workspace.
+
+    Returns
+    -------
+    ImageSet
+
+    Raises
+    ------
+    ImageError
+        No readable image; an unsafe archive member; a labels table without ``file``; a class
+        folder without images; fewer than ``min_classes`` classes; a malformed npz.
+    LimitError
+        The archive's unpacked size or a member's compression ratio exceeds ``limits``.
+    """
+    if isinstance(source, bytes):
+        digest = hashlib.sha256(source).hexdigest()
+        display = name or "uploaded archive"
+        if not zipfile.is_zipfile(io.BytesIO(source)):
+            raise ImageError(
+                f"'{display}' is neither a ZIP archive nor a NumPy .npz file; upload a ZIP with "
+                "one sub-folder per class (or images plus labels.csv), or a MedMNIST .npz."
+            )
+        if _is_npz(io.BytesIO(source)):
+            return _open_npz(io.BytesIO(source), display, digest, min_classes)
+        home = _workspace(workspace)
+        key = key if key is not None else _key(home)
+        root, problems = _extract_zip(io.BytesIO(source), digest, display, home, limits, key)
+        return _open_folder(
+            root, labels, masks, display, digest, limits, min_classes, key, problems
+        )
+    path = Path(source)
+    display = name or path.name
+    if path.is_dir():
+        key = key if key is not None else _key(workspace)
+        return _open_folder(
+            path, labels, masks, display, _listing_hash(path), limits, min_classes, key, []
+        )
+    if not path.exists():
+        raise ImageError(
+            f"'{path}' does not exist; give a folder of images, a .zip or a MedMNIST .npz."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ImageError(
+            f"'{display}' is neither a folder, a ZIP archive nor a NumPy .npz file; give a "
+            "folder with one sub-folder per class, a .zip of it, or a MedMNIST .npz."
+        )
+    digest = _file_hash(path)
+    if path.suffix.lower() == ".npz" or _is_npz(path):
+        return _open_npz(path, display, digest, min_classes)
+    home = _workspace(workspace)
+    key = key if key is not None else _key(home)
+    root, problems = _extract_zip(path, digest, display, home, limits, key)
+    return _open_folder(root, labels, masks, display, digest, limits, min_classes, key, problems)
+
+
+def _workspace(workspace: Path | None) -> Path:
+    if workspace is not None:
+        return Path(workspace)
+    from medimg_core.registry import workspace_home
+
+    return workspace_home()
+
+
+def _key(home: Path | None) -> bytes:
+    from medimg_core.privacy import pseudonym_key
+
+    return pseudonym_key(home) if home is not None else pseudonym_key()
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listing_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0".encode())
+            digest.update(f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _is_npz(fh: Any) -> bool:
+    with zipfile.ZipFile(fh) as zf:
+        names = zf.namelist()
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def _open_npz(fh: Any, display: str, digest: str, min_classes: int) -> ImageSet:
+    try:
+        data = np.load(fh, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ImageError(f"'{display}' could not be read as a NumPy .npz ({exc}).") from exc
+    with data:
+        keys = set(data.files)
+        present = [s for s in _SPLITS if f"{s}_images" in keys]
+        if not present:
+            raise ImageError(
+                f"'{display}' holds {sorted(keys)[:10]} but no 'train_images'; medimg reads .npz "
+                "files in the MedMNIST layout (train_images, train_labels, val_…, test_…)."
+            )
+        arrays: dict[str, np.ndarray] = {}
+        rows: list[dict[str, Any]] = []
+        for split in present:
+            images = np.asarray(data[f"{split}_images"])
+            if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+                raise ImageError(
+                    f"'{display}': {split}_images has shape {images.shape}; expected "
+                    "(n, height, width) or (n, height, width, 3)."
+                )
+            if images.ndim == 4 and images.shape[-1] == 1:
+                images = images[..., 0]
+            labels = _npz_labels(data, split, len(images), display)
+            arrays[split] = images
+            height, width = int(images.shape[1]), int(images.shape[2])
+            for i in range(len(images)):
+                rows.append(
+                    {
+                        "file": f"{split}_{i:05d}",
+                        "label": None if labels is None else labels[i],
+                        "split": split,
+                        "source": f"npz:{split}:{i}",
+                        "height": height,
+                        "width": width,
+                        "format": "npz",
+                    }
+                )
+    records = pd.DataFrame(rows)
+    if records["label"].isna().all():
+        records = records.drop(columns="label")
+    else:
+        records["label"] = records["label"].astype("Int64")
+    counts = {s: int((records["split"] == s).sum()) for s in present}
+    notes = [
+        "MedMNIST .npz: its own splits are kept in the column 'split' ("
+        + ", ".join(f"{s} {n}" for s, n in counts.items())
+        + "); 'test' is the held-out test set, 'train' and 'val' form the development data.",
+        "Labels are the file's integer codes (for PneumoniaMNIST 0 = normal, 1 = pneumonia).",
+    ]
+    if any(a.ndim == 4 for a in arrays.values()):
+        notes.append(_LUMA_NOTE)
+    class_counts = _class_counts(records)
+    _check_classes(class_counts, min_classes, display)
+    return ImageSet(
+        name=display,
+        layout="npz",
+        records=records,
+        root=None,
+        notes=tuple(notes),
+        problems=(),
+        missing_files=(),
+        unlabelled_files=(),
+        class_counts=class_counts,
+        extra_columns=(),
+        content_hash=digest,
+        arrays=arrays,
+    )
+
+
+def _npz_labels(data: Any, split: str, n: int, display: str) -> np.ndarray | None:
+    key = f"{split}_labels"
+    if key not in data.files:
+        return None
+    labels = np.asarray(data[key])
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ImageError(
+            f"'{display}': {key} has shape {labels.shape}; medimg handles one label per image "
+            "(multi-label sets such as ChestMNIST are not supported)."
+        )
+    if len(labels) != n:
+        raise ImageError(
+            f"'{display}': {key} has {len(labels)} labels for {n} images; the counts must match."
+        )
+    return labels
+
+
+def _safe_member_path(raw: str, display: str) -> PurePosixPath | None:
+    name = raw.replace("\\", "/")
+    fix = "re-create the archive from the folder itself (relative paths only)"
+    if "\x00" in name:
+        raise ImageError(f"'{display}' has a member with a NUL byte in its name; {fix}.")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise ImageError(
+            f"'{display}' has a member with an absolute path ('{raw}'); refusing to unpack; {fix}."
+        )
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise ImageError(
+            f"'{display}' has a member that points outside the archive folder ('{raw}'); "
+            f"refusing to unpack; {fix}."
+        )
+    kept = [p for p in parts if p not in ("", ".")]
+    if not kept or raw.endswith("/"):
+        return None
+    if any(p in _SKIP_NAMES or p.startswith(".") for p in kept):
+        return None
+    return PurePosixPath(*kept)
+
+
+def _extract_zip(
+    fh: Any, digest: str, display: str, home: Path, limits: ImageLimits, key: bytes
+) -> tuple[Path, list[ImageProblem]]:
+    uploads = home / "uploads"
+    dest = uploads / digest[:16]
+    try:
+        zf = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        raise ImageError(f"'{display}' is not a valid ZIP archive ({exc}).") from exc
+    with zf:
+        members = _checked_members(zf, display, limits)
+        if (dest / _COMPLETE_MARKER).exists():
+            return dest, []
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = uploads / f".tmp-{digest[:16]}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            problems = _write_members(zf, members, tmp, key)
+            (tmp / _COMPLETE_MARKER).write_text(display, encoding="utf-8")
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return dest, problems
+
+
+def _checked_members(
+    zf: zipfile.ZipFile, display: str, limits: ImageLimits
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise LimitError(
+            f"'{display}' has {len(infos):,} members, more than the cap of "
+            f"{limits.max_members:,}; split the archive or raise ImageLimits.max_members."
+        )
+    total = 0
+    members = []
+    for info in infos:
+        target = _safe_member_path(info.filename, display)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ImageError(
+                f"'{display}' contains a symbolic link ('{info.filename}'); refusing to unpack: "
+                "replace links with the files themselves and re-create the archive."
+            )
+        if info.flag_bits & 0x1:
+            raise ImageError(
+                f"'{display}' member '{info.filename}' is encrypted; upload an archive without "
+                "a password."
+            )
+        total += info.file_size
+        if total > limits.max_unpacked_bytes:
+            raise LimitError(
+                f"'{display}' would unpack to more than {limits.max_unpacked_bytes / 2**30:.1f} "
+                f"GiB (cap reached at member '{info.filename}'); split the archive, use a "
+                "server-side folder, or raise ImageLimits.max_unpacked_bytes."
+            )
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > _BOMB_MIN_BYTES and ratio > limits.max_ratio:
+            raise LimitError(
+                f"'{display}' member '{info.filename}' expands {ratio:,.0f}-fold "
+                f"(cap {limits.max_ratio:g}); this looks like a zip bomb. Re-create the archive "
+                "from the original files."
+            )
+        if target is not None:
+            members.append((info, target))
+    return members
+
+
+def _write_members(
+    zf: zipfile.ZipFile,
+    members: list[tuple[zipfile.ZipInfo, PurePosixPath]],
+    tmp: Path,
+    key: bytes,
+) -> list[ImageProblem]:
+    problems: list[ImageProblem] = []
+    base = tmp.resolve()
+    for info, member in members:
+        target = (tmp / member).resolve()
+        if not target.is_relative_to(base):
+            raise ImageError(
+                f"Archive member '{info.filename}' resolves outside the upload folder; refusing "
+                "to unpack."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with zf.open(info) as src:
+                head = src.read(132)
+                if member.suffix.lower() in {".dcm", ".dicom"} or head[128:132] == b"DICM":
+                    raw = head + src.read()
+                    try:
+                        clean = dicom.deidentified_bytes(raw, key=key, name=member.as_posix())
+                    except ImageError as exc:
+                        problems.append(ImageProblem(member.as_posix(), str(exc)))
+                        continue
+                    target.write_bytes(clean)
+                    continue
+                with target.open("wb") as out:
+                    out.write(head)
+                    shutil.copyfileobj(src, out, 1 << 20)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            problems.append(
+                ImageProblem(
+                    member.as_posix(),
+                    f"could not be unpacked ({exc}); the archive may be damaged",
+                )
+            )
+    return problems
+
+
+def _visible(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts
+    return not any(p in _SKIP_NAMES or p.startswith(".") for p in parts)
+
+
+def _descend(root: Path, notes: list[str]) -> Path:
+    # A ZIP made by compressing a folder wraps everything in that folder: look inside it.
+    while True:
+        entries = [p for p in root.iterdir() if _visible(p, root)]
+        dirs = [p for p in entries if p.is_dir()]
+        # A lone folder of images is a single class, not a wrapper: descend only when the folder
+        # holds sub-folders or a labels table.
+        inner = dirs[0] if len(entries) == 1 and len(dirs) == 1 else None
+        if inner is not None and any(
+            (p.is_dir() or p.name in _LABEL_FILES) and _visible(p, inner) for p in inner.iterdir()
+        ):
+            notes.append(f"Used the folder '{inner.name}/' that wraps the contents.")
+            root = inner
+            continue
+        return root
+
+
+def _open_folder(
+    root: Path,
+    labels: str | os.PathLike[str] | bytes | pd.DataFrame | None,
+    masks: str | os.PathLike[str] | None,
+    display: str,
+    digest: str,
+    limits: ImageLimits,
+    min_classes: int,
+    key: bytes,
+    problems: list[ImageProblem],
+) -> ImageSet:
+    notes: list[str] = []
+    root = _descend(root, notes)
+    mask_dir = Path(masks) if masks is not None else root / "masks"
+    if masks is not None and not mask_dir.is_dir():
+        raise ImageError(f"The masks folder '{mask_dir}' does not exist; give an existing folder.")
+    label_file = None
+    if labels is None:
+        label_file = next((root / n for n in _LABEL_FILES if (root / n).is_file()), None)
+    files: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or not _visible(path, root):
+            continue
+        if path == label_file or (mask_dir.is_dir() and path.is_relative_to(mask_dir)):
+            continue
+        files.append(path)
+        if len(files) > limits.max_members:
+            raise LimitError(
+                f"'{display}' holds more than {limits.max_members:,} files; split it or raise "
+                "ImageLimits.max_members."
+            )
+    rows: list[dict[str, Any]] = []
+    formats: set[str] = set()
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        row = _probe(path, rel, key, limits, problems)
+        if row is not None:
+            formats.add(row["format"])
+            rows.append(row)
+    if not rows:
+        shown = "; ".join(str(p) for p in problems[:5]) or "no PNG, JPEG, TIFF or DICOM files"
+        raise ImageError(
+            f"No readable image in '{display}' ({shown}); add PNG, JPEG, TIFF or DICOM images, "
+            "one sub-folder per class."
+        )
+    table_source = labels if labels is not None else label_file
+    if table_source is not None:
+        layout = "labels-table"
+        rows, extra, missing, unlabelled = _join_labels(rows, table_source, display, notes)
+        if not rows:
+            raise ImageError(
+                f"None of the files named in the labels table was found in '{display}' (for "
+                f"example {list(missing[:3])}); the 'file' column must hold each image's name or "
+                "its path inside the set."
+            )
+        if label_file is not None:
+            notes.insert(0, f"Labels read from '{label_file.name}'.")
+    else:
+        extra, missing, unlabelled = (), (), ()
+        layout, rows = _class_folders(root, rows, problems, notes, min_classes)
+    records = pd.DataFrame(rows)
+    if "patient_id" in records.columns and records["patient_id"].isna().all():
+        records = records.drop(columns="patient_id")
+    if mask_dir.is_dir():
+        _attach_masks(records, root, mask_dir, notes)
+    if "dicom" in formats:
+        notes.append(
+            "DICOM headers were de-identified on reading (PS3.15 Basic Profile); only a keyed "
+            "pseudonymous patient key is kept, in 'patient_id'."
+        )
+    if {"png", "jpeg", "tiff"} & formats:
+        notes.append(
+            "PNG / JPEG / TIFF values are scaled by their bit depth (8-bit / 255, 16-bit / 65535); "
+            + _LUMA_NOTE.lower().replace("rgb", "RGB")
+        )
+    sizes = Counter(zip(records["height"], records["width"], strict=True))
+    if len(sizes) > 1:
+        (h, w), n = sizes.most_common(1)[0]
+        notes.append(
+            f"Images come in {len(sizes)} sizes; features are computed after a plain resize to "
+            f"one size (default the most common, {h}×{w}, shared by {n} of {len(records)}); "
+            "nothing is cropped, so the aspect ratio of the others may change."
+        )
+    if problems:
+        notes.append(
+            f"{len(problems)} file(s) were left out (see problems): "
+            + "; ".join(p.file for p in problems[:10])
+            + ("; …" if len(problems) > 10 else "")
+        )
+    class_counts = _class_counts(records)
+    _check_classes(class_counts, min_classes, display)
+    ordered = [c for c in RESERVED_COLUMNS if c in records.columns]
+    records = records[ordered + [c for c in extra if c in records.columns]]
+    return ImageSet(
+        name=display,
+        layout=layout,
+        records=records.reset_index(drop=True),
+        root=root,
+        notes=tuple(notes),
+        problems=tuple(problems),
+        missing_files=tuple(missing),
+        unlabelled_files=tuple(unlabelled),
+        class_counts=class_counts,
+        extra_columns=tuple(extra),
+        content_hash=digest,
+    )
+
+
+def _probe(
+    path: Path, rel: str, key: bytes, limits: ImageLimits, problems: list[ImageProblem]
+) -> dict[str, Any] | None:
+    """Header-level check of one file: size, format, DICOM patient key. Decoding comes later."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES and not (suffix == "" and dicom.is_dicom(path)):
+        problems.append(
+            ImageProblem(rel, "not an image (medimg reads PNG, JPEG, TIFF and DICOM files)")
+        )
+        return None
+    row: dict[str, Any] = {"file": rel, "source": str(path.resolve())}
+    try:
+        if dicom.is_dicom(path):
+            header = dicom.read_dicom_header(path, key=key, name=rel)
+            if not header.has_pixels:
+                raise ImageError(
+                    f"'{rel}' is a DICOM file without pixel data (for example a DICOMDIR or a "
+                    "report); remove it from the image set."
+                )
+            if header.burned_in_annotation:
+                raise ImageError(
+                    f"'{rel}' declares text burned into its pixels (BurnedInAnnotation = YES), "
+                    "which medimg cannot remove; clean the pixels first or leave the file out."
+                )
+            row.update(
+                height=header.rows,
+                width=header.columns,
+                format="dicom",
+                patient_id=header.patient_key,
+            )
+            return row
+        with Image.open(path) as im:
+            fmt = _check_format(im, rel, limits)
+            width, height = im.size
+            im.verify()
+        row.update(height=int(height), width=int(width), format=fmt)
+        return row
+    except (ImageError, LimitError) as exc:
+        problems.append(ImageProblem(rel, str(exc)))
+    except UnidentifiedImageError:
+        problems.append(ImageProblem(rel, "not an image medimg can read (unknown or corrupt data)"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        problems.append(ImageProblem(rel, f"corrupt or truncated image ({exc})"))
+    return None
+
+
+def _class_folders(
+    root: Path,
+    rows: list[dict[str, Any]],
+    problems: list[ImageProblem],
+    notes: list[str],
+    min_classes: int,
+) -> tuple[str, list[dict[str, Any]]]:
+    subdirs = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and _visible(p, root) and p.name.lower() != "masks"
+    )
+    if not subdirs:
+        notes.append("No class sub-folders and no labels table: the images have no labels.")
+        return "unlabelled", rows
+    kept = []
+    for row in rows:
+        parts = PurePosixPath(row["file"]).parts
+        if len(parts) == 1:
+            problems.append(
+                ImageProblem(row["file"], "not inside a class folder; move it into its class")
+            )
+            continue
+        kept.append({**row, "label": parts[0]})
+    present = {row["label"] for row in kept}
+    empty = [d for d in subdirs if d not in present]
+    if empty and min_classes > 0:
+        raise ImageError(
+            f"The class folder(s) {[d + '/' for d in empty]} hold no readable image; add their "
+            "images (PNG, JPEG, TIFF or DICOM) or remove the folder(s)."
+        )
+    notes.insert(0, f"One sub-folder per class: {', '.join(sorted(present))}.")
+    return "class-folders", kept
+
+
+def _read_labels(
+    table: str | os.PathLike[str] | bytes | pd.DataFrame, display: str
+) -> tuple[pd.DataFrame, str]:
+    if isinstance(table, pd.DataFrame):
+        return table.copy(), "labels table"
+    from medimg_core.io import load_table
+
+    loaded = load_table(table)
+    return loaded.frame, loaded.name
+
+
+def _join_labels(
+    rows: list[dict[str, Any]],
+    table: str | os.PathLike[str] | bytes | pd.DataFrame,
+    display: str,
+    notes: list[str],
+) -> tuple[list[dict[str, Any]], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    frame, table_name = _read_labels(table, display)
+    by_lower = {str(c).strip().lower(): c for c in frame.columns}
+    file_col = by_lower.get("file") or by_lower.get("filename")
+    if file_col is None:
+        raise ImageError(
+            f"The labels table '{table_name}' has no 'file' column (columns: "
+            f"{[str(c) for c in frame.columns][:12]}); add a column 'file' with each image's "
+            "file name or path inside the set."
+        )
+    rename = {file_col: "file"}
+    for wanted in ("label", "patient_id"):
+        if wanted in by_lower:
+            rename[by_lower[wanted]] = wanted
+    frame = frame.rename(columns=rename)
+    clash = [c for c in frame.columns if c in RESERVED_COLUMNS[3:]]
+    if clash:
+        raise ImageError(
+            f"The labels table '{table_name}' has column(s) {clash} that medimg fills itself; "
+            "rename them (for example 'site_split')."
+        )
+    keys = frame["file"].map(lambda v: "" if pd.isna(v) else str(v).strip().lstrip("./"))
+    duplicated = sorted(set(keys[keys.duplicated()]))
+    if duplicated:
+        raise ImageError(
+            f"The labels table '{table_name}' names {len(duplicated)} file(s) more than once "
+            f"({duplicated[:5]}); keep one row per image."
+        )
+    by_path = {row["file"]: row for row in rows}
+    names = Counter(PurePosixPath(r["file"]).name for r in rows)
+    by_name = {
+        PurePosixPath(r["file"]).name: r for r in rows if names[PurePosixPath(r["file"]).name] == 1
+    }
+    extra = tuple(str(c) for c in frame.columns if c not in ("file", "label", "patient_id"))
+    joined: list[dict[str, Any]] = []
+    missing: list[str] = []
+    used: set[str] = set()
+    for key, (_, trow) in zip(keys, frame.iterrows(), strict=True):
+        match = by_path.get(key) or by_name.get(key)
+        if match is None:
+            missing.append(key or "(empty)")
+            continue
+        used.add(match["file"])
+        out = dict(match)
+        if "label" in frame.columns:
+            out["label"] = trow["label"]
+        if "patient_id" in frame.columns and not pd.isna(trow["patient_id"]):
+            out["patient_id"] = trow["patient_id"]
+        for col in extra:
+            out[col] = trow[col]
+        joined.append(out)
+    unlabelled = sorted(r["file"] for r in rows if r["file"] not in used)
+    if missing:
+        notes.append(
+            f"{len(missing)} labels-table row(s) name a file that is not in the set (left out): "
+            + ", ".join(missing[:10])
+            + (", …" if len(missing) > 10 else "")
+        )
+    if unlabelled:
+        notes.append(
+            f"{len(unlabelled)} image(s) are not in the labels table (left out): "
+            + ", ".join(unlabelled[:10])
+            + (", …" if len(unlabelled) > 10 else "")
+        )
+    if extra:
+        notes.append(
+            f"Columns kept from the labels table and joined to the features: {list(extra)}."
+        )
+    return joined, extra, tuple(missing), tuple(unlabelled)
+
+
+def _attach_masks(records: pd.DataFrame, root: Path, mask_dir: Path, notes: list[str]) -> None:
+    by_rel: dict[str, Path] = {}
+    by_name: dict[str, Path] = {}
+    by_stem: dict[str, Path] = {}
+    for path in sorted(mask_dir.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and _visible(path, mask_dir):
+            by_rel[path.relative_to(mask_dir).as_posix()] = path
+            by_name.setdefault(path.name, path)
+            by_stem.setdefault(path.stem, path)
+    found: list[str | None] = []
+    for rel in records["file"]:
+        p = PurePosixPath(str(rel))
+        match = by_rel.get(p.as_posix()) or by_name.get(p.name) or by_stem.get(p.stem)
+        found.append(str(match.resolve()) if match is not None else None)
+    records["mask"] = pd.Series(found, index=records.index, dtype=object)
+    n = sum(f is not None for f in found)
+    notes.append(
+        f"Masks from '{mask_dir.name}/' for {n} of {len(found)} images: features are computed "
+        "inside each region and region-shape features are added."
+        + ("" if n == len(found) else " Images without a mask use the whole image.")
+    )
+
+
+def _class_counts(records: pd.DataFrame) -> dict[str, int]:
+    if "label" not in records.columns:
+        return {}
+    counts = records["label"].dropna().astype(str).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def _check_classes(class_counts: dict[str, int], min_classes: int, display: str) -> None:
+    if len(class_counts) >= min_classes:
+        return
+    if not class_counts:
+        raise ImageError(
+            f"'{display}' has no labels; put each class's images in its own sub-folder "
+            "(normal/, pneumonia/, …) or add labels.csv with columns file and label."
+        )
+    only = ", ".join(f"'{k}' ({v} images)" for k, v in class_counts.items())
+    raise ImageError(
+        f"'{display}' has only one class, {only}; a classifier needs at least "
+        f"{min_classes} classes: add a sub-folder of images for each other class."
+    )

@@ -1,0 +1,252 @@
+"""Named image features: definitions, determinism, masks, extraction, settings round trip."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+from skimage.filters import sobel
+from skimage.measure import regionprops
+
+from medimg_core.errors import ConfigError, ImageError
+from medimg_core.features import (
+    FEATURE_DESCRIPTIONS,
+    FEATURE_VERSION,
+    FeatureSettings,
+    FeatureTable,
+    compute_features,
+    describe_feature,
+    extract_features,
+    feature_names,
+    features_from_pixels,
+)
+from medimg_core.images import open_image_set, resize_image
+
+KEY = b"features-test-key-0123456789abcd"
+
+
+def texture(h: int = 24, w: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.1, 0.8, w)[None, :] + np.zeros((h, 1))
+    return np.clip(ramp + rng.normal(0, 0.08, (h, w)), 0, 1).astype(np.float32)
+
+
+def save(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(path)
+
+
+def image_folder(root: Path, n: int = 3) -> Path:
+    for k, label in enumerate(("normal", "pneumonia")):
+        for i in range(n):
+            img = texture(seed=10 * k + i)
+            if label == "pneumonia":
+                img = np.clip(img + 0.15, 0, 1)
+            save(root / label / f"{label}_{i}.png", img)
+    return root
+
+
+def test_descriptions_cover_every_default_feature_in_one_line() -> None:
+    names = feature_names(FeatureSettings(), with_mask=True)
+    assert set(FEATURE_DESCRIPTIONS) == set(names)
+    assert len(names) == len(set(names))
+    for name in names:
+        text = FEATURE_DESCRIPTIONS[name]
+        assert text and "\n" not in text and len(text) < 160
+        assert describe_feature(name) == text
+    assert {
+        "intensity_mean",
+        "glcm_contrast",
+        "lbp_uniform_3",
+        "gradient_mean",
+        "shape_area",
+    } <= set(names)
+    with pytest.raises(ConfigError, match=r"'volume' is not a medimg image feature"):
+        describe_feature("volume")
+
+
+def test_features_are_deterministic_and_named_in_order() -> None:
+    img = texture()
+    first = compute_features(img)
+    second = compute_features(img.copy())
+    assert list(first) == list(feature_names(FeatureSettings()))
+    assert first == second
+    assert all(math.isfinite(v) for v in first.values())
+
+
+def test_first_order_values() -> None:
+    img = texture()
+    f = compute_features(img)
+    values = img.astype(np.float64).ravel()
+    assert f["intensity_mean"] == pytest.approx(values.mean())
+    assert f["intensity_std"] == pytest.approx(values.std())
+    assert f["intensity_median"] == pytest.approx(np.median(values))
+    assert f["intensity_iqr"] == pytest.approx(
+        np.percentile(values, 75) - np.percentile(values, 25)
+    )
+    z = (values - values.mean()) / values.std()
+    assert f["intensity_skewness"] == pytest.approx(np.mean(z**3))
+    assert f["intensity_kurtosis"] == pytest.approx(np.mean(z**4) - 3)
+    hist = np.bincount(np.minimum((values * 32).astype(int), 31), minlength=32) / values.size
+    p = hist[hist > 0]
+    assert f["intensity_entropy"] == pytest.approx(-(p * np.log2(p)).sum())
+    assert f["intensity_uniformity"] == pytest.approx((p**2).sum())
+
+
+def test_glcm_lbp_and_gradient_match_scikit_image() -> None:
+    img = texture(20, 17, seed=3)
+    f = compute_features(img)
+    q = np.minimum((img * 32).astype(np.int64), 31).astype(np.uint8)
+    angles = [0, math.pi / 4, math.pi / 2, 3 * math.pi / 4]
+    matrix = graycomatrix(q, [1, 2], angles, levels=32, symmetric=True, normed=True)
+    for prop in ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM"):
+        assert f[f"glcm_{prop}"] == pytest.approx(graycoprops(matrix, prop).mean(), rel=1e-9)
+    codes = local_binary_pattern(np.round(img * 255).astype(np.uint8), 8, 1, method="uniform")
+    interior = codes[1:-1, 1:-1]  # border pixels compare with padding and are left out
+    share = np.bincount(interior.astype(int).ravel(), minlength=10) / interior.size
+    for k in range(10):
+        assert f[f"lbp_uniform_{k}"] == pytest.approx(share[k])
+    magnitude = sobel(img.astype(np.float64))
+    assert f["gradient_mean"] == pytest.approx(magnitude.mean())
+    assert f["edge_density"] == pytest.approx((magnitude > 0.1).mean())
+
+
+def test_constant_image_has_flat_texture() -> None:
+    f = compute_features(np.full((16, 16), 0.5, dtype=np.float32))
+    assert f["intensity_std"] == 0 and f["intensity_entropy"] == 0
+    assert f["intensity_skewness"] == 0 and f["intensity_kurtosis"] == 0
+    assert f["glcm_contrast"] == 0 and f["glcm_correlation"] == 1 and f["glcm_energy"] == 1
+    assert f["lbp_uniform_8"] == 1 and f["gradient_mean"] == 0
+
+
+def test_grid_cells_read_top_left_to_bottom_right() -> None:
+    img = np.zeros((16, 16), dtype=np.float32)
+    img[:4, :4] = 1.0
+    f = compute_features(img)
+    assert f["grid_r1_c1"] == 1.0 and f["grid_r4_c4"] == 0.0
+    assert "row 1 of 4 (1 = top)" in FEATURE_DESCRIPTIONS["grid_r1_c1"]
+
+
+def test_mask_restricts_the_region_and_adds_shape() -> None:
+    img = texture()
+    mask = np.zeros(img.shape, dtype=bool)
+    mask[6:18, 4:20] = True
+    f = compute_features(img, mask=mask)
+    assert f["intensity_mean"] == pytest.approx(img[mask].astype(np.float64).mean())
+    props = regionprops(mask.astype(np.uint8))[0]
+    assert f["shape_area"] == 12 * 16
+    assert f["shape_perimeter"] == pytest.approx(props.perimeter)
+    assert f["shape_extent"] == pytest.approx(1.0)
+    assert f["shape_major_axis"] > f["shape_minor_axis"]
+    assert math.isnan(f["grid_r1_c1"])  # the top-left cell lies outside the mask
+    no_mask = compute_features(img, with_mask=True)
+    assert math.isnan(no_mask["shape_area"])
+    with pytest.raises(ImageError, match=r"The mask marks no pixel at the working size"):
+        compute_features(img, mask=np.zeros(img.shape, dtype=bool))
+    with pytest.raises(ImageError, match=r"masks must have the image's size"):
+        compute_features(img, mask=np.ones((3, 3), dtype=bool))
+
+
+def test_extract_features_from_class_folders(tmp_path: Path) -> None:
+    s = open_image_set(image_folder(tmp_path), key=KEY)
+    calls: list[tuple[float, str]] = []
+    table = extract_features(s, workers=1, progress=lambda f, m: calls.append((f, m)))
+    assert isinstance(table, FeatureTable)
+    assert list(table.frame.columns[:2]) == ["file", "label"]
+    assert list(table.frame.columns[2:]) == list(table.feature_names)
+    assert len(table.frame) == 6
+    assert calls[-1][0] == 1.0 and "6 of 6" in calls[-1][1]
+    assert table.settings["size"] == [24, 24] and table.settings["version"] == FEATURE_VERSION
+    assert table.roles().label == "label" and table.roles().exclude == ("file",)
+    assert table.predefined_test() is None
+    assert set(table.descriptions) == set(table.feature_names)
+    assert not any("shape_" in n for n in table.feature_names)
+
+
+def test_extract_is_identical_with_two_workers(tmp_path: Path) -> None:
+    s = open_image_set(image_folder(tmp_path, n=4), key=KEY)
+    inline = extract_features(s, workers=1)
+    pooled = extract_features(s, workers=2)
+    pd.testing.assert_frame_equal(inline.frame, pooled.frame)
+
+
+def test_extract_with_masks_labels_table_and_size(tmp_path: Path) -> None:
+    root = image_folder(tmp_path)
+    images = sorted(root.glob("*/*.png"))
+    rows = [
+        {"file": p.name, "label": p.parent.name, "patient_id": f"pt{i // 2}", "age": 40 + i}
+        for i, p in enumerate(images)
+    ]
+    mask = np.zeros((24, 24), dtype=np.float32)
+    mask[4:20, 4:20] = 1
+    for p in images:
+        save(root / "masks" / p.name, mask)
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    s = open_image_set(root, key=KEY)
+    table = extract_features(s, size=16, workers=1)
+    assert list(table.frame.columns[:4]) == ["file", "patient_id", "label", "age"]
+    assert "shape_area" in table.feature_names
+    # a 16×16 square in 24×24 is about 10.7×10.7 pixels at 16×16 (nearest-neighbour resize)
+    assert 90 <= table.frame["shape_area"].iloc[0] <= 130
+    assert table.roles().id == "patient_id"
+    assert table.settings["size"] == [16, 16]
+    assert any("as requested" in n for n in table.notes)
+
+
+def test_npz_split_becomes_the_predefined_test(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 10, 10), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
+    np.savez(tmp_path / "m.npz", **arrays)
+    table = extract_features(open_image_set(tmp_path / "m.npz"), workers=1)
+    assert list(table.frame.columns[:3]) == ["file", "label", "split"]
+    assert table.predefined_test() == (False,) * 6 + (True,) * 3
+    assert table.roles().exclude == ("file", "split")
+
+
+def test_decode_failures_are_reported_and_the_rest_extracted(tmp_path: Path) -> None:
+    root = image_folder(tmp_path)
+    Image.fromarray(np.round(texture(64, 64) * 255).astype(np.uint8)).save(
+        root / "normal" / "cut.jpg", quality=95
+    )
+    raw = (root / "normal" / "cut.jpg").read_bytes()
+    (root / "normal" / "cut.jpg").write_bytes(raw[: len(raw) // 3])
+    s = open_image_set(root, key=KEY)
+    table = extract_features(s, size=24, workers=1)
+    assert len(table.frame) == 6
+    assert [p.file for p in table.problems] == ["normal/cut.jpg"]
+    assert any("could not be decoded and were left out: normal/cut.jpg" in n for n in table.notes)
+
+
+def test_settings_round_trip_and_conflicts(tmp_path: Path) -> None:
+    s = FeatureSettings(size=(28, 28))
+    assert FeatureSettings.from_dict(s.to_dict()) == s
+    old = {**s.to_dict(), "version": "medimg-image-features/0"}
+    with pytest.raises(ConfigError, match=r"extracted with 'medimg-image-features/0'.*retrain"):
+        FeatureSettings.from_dict(old)
+    with pytest.raises(ConfigError, match=r"grey_levels must be between 2 and 256"):
+        FeatureSettings(grey_levels=1)
+    images = open_image_set(image_folder(tmp_path), key=KEY)
+    with pytest.raises(ConfigError, match=r"differs from the saved feature settings' size"):
+        extract_features(images, size=16, settings=s.to_dict(), workers=1)
+    with pytest.raises(ConfigError, match=r"workers must be at least 1"):
+        extract_features(images, workers=0)
+    again = extract_features(images, settings=s.to_dict(), workers=1)
+    assert again.settings["size"] == [28, 28]
+
+
+def test_features_from_pixels_resizes_to_the_settings_size() -> None:
+    batch = np.stack([texture(32, 32, seed=i) for i in range(3)])
+    frame = features_from_pixels(batch, settings=FeatureSettings(size=(16, 16)))
+    assert frame.shape == (3, len(feature_names(FeatureSettings())))
+    direct = compute_features(resize_image(batch[0], (16, 16)))
+    assert list(frame.iloc[0]) == pytest.approx(list(direct.values()))
+    with pytest.raises(ConfigError, match=r"needs settings with a size"):
+        features_from_pixels(batch, settings=FeatureSettings())
