@@ -1,0 +1,212 @@
+"""Privacy for tables: spreadsheet-safe CSV export and keyed pseudonyms.
+
+``csv_safe`` defuses formula injection: a cell such as ``=HYPERLINK(...)`` in an exported CSV
+runs as a formula when a colleague opens the file in Excel or LibreOffice. ``pseudonymise``
+replaces an identifier by a keyed HMAC, so the same patient gets the same pseudonym in every
+file while nobody without the key can recompute (or confirm a guess of) the original ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medimg_core.errors import PrivacyError
+
+__all__ = ["FORMULA_PREFIXES", "csv_safe", "pseudonym_key", "pseudonymise", "to_safe_csv"]
+
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is read as a formula by spreadsheet programs."""
+
+_KEY_ENV = "MEDIMG_PSEUDONYM_KEY"
+_KEY_FILE = "pseudonym.key"
+_KEY_BYTES = 32
+_PSEUDONYM_CHARS = 16
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cannot run as a spreadsheet formula.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Any frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Text cells (and text column names) that start with ``= + - @``, a tab or a carriage
+        return get a leading single quote, which spreadsheets show as text. Numbers, including
+        negative ones, stay numbers.
+    """
+    safe = df.copy()
+    safe.columns = pd.Index([_defuse(c) for c in safe.columns])
+    for position in range(safe.shape[1]):
+        column = safe.iloc[:, position]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.astype(object)
+        elif not (pd.api.types.is_string_dtype(column.dtype) or column.dtype == object):
+            continue
+        safe.isetitem(position, _defuse_series(column).array)
+    if safe.index.dtype == object or pd.api.types.is_string_dtype(safe.index.dtype):
+        safe.index = pd.Index([_defuse(v) for v in safe.index], name=safe.index.name)
+    return safe
+
+
+def to_safe_csv(df: pd.DataFrame, index: bool = False) -> bytes:
+    """UTF-8 CSV bytes of :func:`csv_safe` of ``df``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    index : bool
+        Write the index as the first column.
+
+    Returns
+    -------
+    bytes
+    """
+    text = csv_safe(df).to_csv(index=index, lineterminator="\n")
+    return text.encode("utf-8")
+
+
+def pseudonymise(value: Any, key: bytes) -> str:
+    """A keyed pseudonym for an identifier.
+
+    Parameters
+    ----------
+    value : str
+        The identifier (other values are used by their text, so ``123`` and ``"123"`` agree).
+    key : bytes
+        The secret key, for example :func:`pseudonym_key`.
+
+    Returns
+    -------
+    str
+        The first 16 hex characters of HMAC-SHA256(key, value): the same for the same value and
+        key, unrelated across keys.
+
+    Raises
+    ------
+    PrivacyError
+        ``key`` is empty or not bytes.
+    """
+    if not isinstance(key, bytes | bytearray) or not key:
+        raise PrivacyError(
+            f"A pseudonymisation key must be non-empty bytes, got {type(key).__name__} of "
+            f"length {len(key) if hasattr(key, '__len__') else 'unknown'}; use "
+            "medimg_core.privacy.pseudonym_key()."
+        )
+    digest = hmac.new(bytes(key), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+    return digest[:_PSEUDONYM_CHARS]
+
+
+def pseudonym_key(home: Path | None = None) -> bytes:
+    """The pseudonymisation key of this installation.
+
+    Parameters
+    ----------
+    home : pathlib.Path, optional
+        The workspace folder; defaults to ``$MEDIMG_HOME`` or ``./medimg-workspace``.
+
+    Returns
+    -------
+    bytes
+        ``$MEDIMG_PSEUDONYM_KEY`` when set (hex is decoded, anything else is used as UTF-8
+        text); otherwise the 32 random bytes in ``<home>/pseudonym.key``, created on first use
+        with permissions 0600. Keep that file: without it, pseudonyms cannot be reproduced.
+
+    Raises
+    ------
+    PrivacyError
+        The key file is unreadable, has the wrong length, or can be read by other users.
+    """
+    from_env = os.environ.get(_KEY_ENV, "").strip()
+    if from_env:
+        try:
+            return bytes.fromhex(from_env)
+        except ValueError:
+            return from_env.encode("utf-8")
+    folder = Path(home) if home is not None else _workspace_home()
+    path = folder / _KEY_FILE
+    if not path.exists():
+        _create_key(path)
+    return _read_key(path)
+
+
+def _workspace_home() -> Path:
+    # Same rule as medimg_core.registry.workspace_home; kept here so privacy needs no registry.
+    return Path(os.environ.get("MEDIMG_HOME") or "medimg-workspace")
+
+
+def _defuse(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _defuse_series(column: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+        risky = column.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+        return column.mask(risky, "'" + column)
+    return column.map(_defuse)
+
+
+def _create_key(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(_KEY_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                # A hard link never replaces an existing file: if another process created the
+                # key meanwhile, its key wins and every caller ends up with the same key.
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            except OSError:
+                if not path.exists():
+                    os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+    except OSError as exc:
+        raise PrivacyError(
+            f"The pseudonymisation key file '{path}' could not be created ({exc.strerror}). "
+            f"Make '{path.parent}' writable, or set {_KEY_ENV}."
+        ) from exc
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+        key = path.read_bytes()
+    except OSError as exc:
+        raise PrivacyError(
+            f"The pseudonymisation key file '{path}' could not be read ({exc.strerror}). "
+            f"Make it readable by you, or set {_KEY_ENV}."
+        ) from exc
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PrivacyError(
+            f"The pseudonymisation key file '{path}' can be read by other users (mode "
+            f"{stat.S_IMODE(mode):o}). Restrict it with: chmod 600 '{path}'."
+        )
+    if len(key) != _KEY_BYTES:
+        raise PrivacyError(
+            f"The pseudonymisation key file '{path}' holds {len(key)} bytes, not {_KEY_BYTES}; "
+            "it is damaged. Restore it from a backup (a new key changes every pseudonym), or "
+            "delete it to start a new key."
+        )
+    return key

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import medimg_core.roles as roles_module
+from medimg_core.errors import DataError
+from medimg_core.io import load_sample
+from medimg_core.roles import (
+    RoleProposal,
+    Roles,
+    feature_columns,
+    propose_positive_class,
+    propose_roles,
+)
+
+N = 60
+RNG = np.random.default_rng(0)
+FIRST = ["Alice", "Bob", "Carol", "David", "Eve", "Frank", "Grace", "Henry", "Iris", "John"]
+LAST = ["Smith", "Jones", "White", "Brown", "Black", "Green", "Taylor", "Moore", "Clark", "Lewis"]
+
+
+def clinical_table() -> pd.DataFrame:
+    """A table with every kind of column propose_roles should recognise."""
+    patients = [f"P{i // 2:03d}" for i in range(N)]
+    return pd.DataFrame(
+        {
+            "image_id": [f"IMG{i:04d}" for i in range(N)],
+            "PatientID": patients,
+            "patient_name": [f"{FIRST[i % 10]} {LAST[(i // 10) % 10]}" for i in range(N)],
+            "date_of_birth": [f"19{50 + i % 40}-0{1 + i % 9}-1{i % 10}" for i in range(N)],
+            "phone": [f"+44 20 7946 {i:04d}" for i in range(N)],
+            "home": [f"{i + 1} Main Street" for i in range(N)],
+            "contact": [f"person{i}@example.org" for i in range(N)],
+            "radiology_notes": [
+                f"Patient {i} presented with a {['small', 'large'][i % 2]} lesion in segment {i}"
+                for i in range(N)
+            ],
+            "site": ["Leeds", "Utrecht", "Boston"] * (N // 3),
+            "qc_pass": ["yes", "no", "yes", "yes"] * (N // 4),
+            "radius": RNG.normal(14, 3, N),
+            "texture": RNG.normal(19, 4, N),
+            "age": RNG.integers(30, 80, N),
+            "sex": ["F", "M"] * (N // 2),
+            "diagnosis": (["malignant"] + ["benign"] * 2) * (N // 3),
+        }
+    )
+
+
+def test_public_names_are_exported() -> None:
+    assert set(roles_module.__all__) == {
+        "RoleProposal",
+        "Roles",
+        "feature_columns",
+        "propose_positive_class",
+        "propose_roles",
+    }
+
+
+def test_wdbc_proposal() -> None:
+    proposal = propose_roles(load_sample("wdbc").frame)
+    assert proposal == RoleProposal(
+        label_candidates=("diagnosis",),
+        id="case_id",
+        quality=None,
+        site=None,
+        identifying={},
+        positive_class="malignant",
+    )
+
+
+def test_full_clinical_table() -> None:
+    proposal = propose_roles(clinical_table())
+    assert proposal.label_candidates[0] == "diagnosis"
+    assert proposal.positive_class == "malignant"
+    assert proposal.id == "PatientID"
+    assert proposal.quality == "qc_pass"
+    assert proposal.site == "site"
+    assert proposal.identifying == {
+        "image_id": "identifier",
+        "patient_name": "person names",
+        "date_of_birth": "dates of birth",
+        "phone": "phone numbers",
+        "home": "addresses",
+        "contact": "e-mail addresses",
+        "radiology_notes": "free text",
+    }
+
+
+def test_label_candidates_exclude_continuous_ids_and_identifying_columns() -> None:
+    proposal = propose_roles(clinical_table())
+    assert "sex" in proposal.label_candidates
+    for column in ("radius", "texture", "age", "PatientID", "site", "qc_pass", "patient_name"):
+        assert column not in proposal.label_candidates
+
+
+def test_id_column_is_not_identifying_but_never_a_feature() -> None:
+    frame = pd.DataFrame(
+        {"MRN": [f"{i:08d}" for i in range(N)], "x": RNG.normal(size=N), "label": [0, 1] * (N // 2)}
+    )
+    proposal = propose_roles(frame)
+    assert proposal.id == "MRN"
+    assert "MRN" not in proposal.identifying
+    roles = proposal.to_roles()
+    assert "MRN" in roles.non_feature_columns()
+    assert feature_columns(frame, roles) == ["x"]
+
+
+def test_patient_level_id_wins_over_a_row_id() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": range(N),
+            "subject": [f"S{i // 3}" for i in range(N)],
+            "y": [0, 1] * (N // 2),
+        }
+    )
+    proposal = propose_roles(frame)
+    assert proposal.id == "subject"
+    assert proposal.identifying == {"id": "identifier"}
+    assert proposal.label_candidates == ("y",)
+
+
+def test_row_id_is_used_when_it_is_the_only_id() -> None:
+    frame = pd.DataFrame(
+        {"case": [f"C{i}" for i in range(N)], "outcome": ["pos", "neg"] * (N // 2)}
+    )
+    proposal = propose_roles(frame)
+    assert proposal.id == "case"
+    assert proposal.positive_class == "pos"
+
+
+def test_repeating_non_patient_id_is_not_an_id() -> None:
+    frame = pd.DataFrame({"image_id": ["a", "b"] * (N // 2), "label": [0, 1] * (N // 2)})
+    proposal = propose_roles(frame)
+    assert proposal.id is None
+    assert proposal.identifying == {"image_id": "identifier"}
+
+
+def test_names_that_only_contain_id_words_are_not_ids() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_age": RNG.integers(20, 90, N),
+            "width": RNG.normal(size=N),
+            "cell_count": RNG.integers(0, 500, N),
+            "birth_weight": RNG.normal(3.4, 0.5, N),
+            "label": [0, 1] * (N // 2),
+        }
+    )
+    proposal = propose_roles(frame)
+    assert proposal.id is None
+    assert proposal.identifying == {}
+
+
+def test_label_hints_are_ranked_and_need_few_distinct_values() -> None:
+    frame = pd.DataFrame(
+        {
+            "class": RNG.integers(0, 3, N),
+            "target": RNG.integers(0, 100, N),
+            "outcome_score": RNG.normal(size=N),
+            "diagnosis": ["normal", "pneumonia"] * (N // 2),
+        }
+    )
+    proposal = propose_roles(frame)
+    assert proposal.label_candidates == ("diagnosis", "class")
+    assert proposal.positive_class == "pneumonia"
+
+
+def test_integer_valued_floats_can_be_labels() -> None:
+    frame = pd.DataFrame({"label": [0.0, 1.0] * (N // 2), "x": RNG.normal(size=N)})
+    proposal = propose_roles(frame)
+    assert proposal.label_candidates == ("label",)
+    assert proposal.positive_class == 1.0
+
+
+def test_no_label_candidates() -> None:
+    proposal = propose_roles(pd.DataFrame({"x": RNG.normal(size=N), "z": RNG.normal(size=N)}))
+    assert proposal.label_candidates == ()
+    assert proposal.positive_class is None
+    assert proposal.to_roles() == Roles()
+
+
+def test_lone_y_is_a_label_but_y_coordinate_is_not() -> None:
+    frame = pd.DataFrame({"y_coord": RNG.integers(0, 3, N), "Y": ["a", "b"] * (N // 2)})
+    assert propose_roles(frame).label_candidates[0] == "Y"
+
+
+def test_site_needs_few_distinct_values() -> None:
+    frame = pd.DataFrame({"source": [f"file{i}" for i in range(N)], "label": [0, 1] * (N // 2)})
+    assert propose_roles(frame).site is None
+
+
+def test_dates_without_a_birth_name_are_identifying_dates() -> None:
+    frame = pd.DataFrame(
+        {
+            "scan_date": [f"2021-03-{1 + i % 28:02d}" for i in range(N)],
+            "seen": pd.date_range("2020-01-01", periods=N),
+            "dob": [f"{1 + i % 28:02d}/05/1961" for i in range(N)],
+            "label": [0, 1] * (N // 2),
+        }
+    )
+    assert propose_roles(frame).identifying == {
+        "scan_date": "dates",
+        "seen": "dates",
+        "dob": "dates of birth",
+    }
+
+
+def test_person_names_recognised_by_their_values() -> None:
+    frame = pd.DataFrame(
+        {
+            "who": [f"{FIRST[i % 10]} {LAST[i // 10]}" for i in range(N)],
+            "first": [FIRST[i % 10] for i in range(N)],
+            "protocol_name": ["T1", "T2"] * (N // 2),
+            "label": [0, 1] * (N // 2),
+        }
+    )
+    identifying = propose_roles(frame).identifying
+    assert identifying == {"who": "person names", "first": "person names"}
+
+
+def test_phone_numbers_by_value_but_not_dates_or_measurements() -> None:
+    frame = pd.DataFrame(
+        {
+            "contact_no": [f"(555) 010-{i:04d}" for i in range(N)],
+            "volume": [f"{1000 + i}.5" for i in range(N)],
+            "label": [0, 1] * (N // 2),
+        }
+    )
+    assert propose_roles(frame).identifying == {"contact_no": "phone numbers"}
+
+
+def test_short_categorical_text_is_not_free_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "comment_code": ["ok", "repeat scan"] * (N // 2),
+            "label": [0, 1] * (N // 2),
+        }
+    )
+    assert propose_roles(frame).identifying == {}
+
+
+def test_other_identifiers_by_name_hint() -> None:
+    frame = pd.DataFrame({"ssn": [f"{i:09d}" for i in range(N)], "label": [0, 1] * (N // 2)})
+    assert propose_roles(frame).identifying == {"ssn": "name hint"}
+
+
+def test_empty_and_non_string_column_names() -> None:
+    proposal = propose_roles(pd.DataFrame({0: [1, 2], "label": ["a", "b"]}))
+    assert proposal.label_candidates == ("label",)
+    empty = propose_roles(pd.DataFrame())
+    assert empty.label_candidates == () and empty.id is None
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["benign", "malignant", "benign"], "malignant"),
+        (["Negative", "Positive"], "Positive"),
+        (["normal", "abnormal", "normal"], "abnormal"),
+        (["NORMAL", "PNEUMONIA"], "PNEUMONIA"),
+        (["no", "yes", "no"], "yes"),
+        (["control", "disease"], "disease"),
+        (["healthy", "cancer"], "cancer"),
+        (["neg", "pos"], "pos"),
+        (["COVID", "normal", "normal"], "COVID"),
+        ([False, True, False], True),
+        (["false", "true"], "true"),
+        ([0, 1, 0, 0], 1),
+        ([1, 2, 2], 2),
+        ([0.0, 1.0], 1.0),
+        (["0", "1", "1"], "1"),
+        (["2", "10"], "10"),
+        (["a", "b", "b", "c", "c"], "a"),
+        (["x", "x", "y", "y"], "y"),
+        ([3, 3, 1, 1, 2], 2),
+    ],
+)
+def test_propose_positive_class(values: list[object], expected: object) -> None:
+    got = propose_positive_class(values)
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+def test_positive_class_keeps_original_type_from_numpy_and_ignores_missing() -> None:
+    series = pd.Series([0, 1, None, 1], dtype="float64")
+    assert propose_positive_class(series) == 1.0
+    got = propose_positive_class(pd.Series(np.array([0, 1, 1], dtype=np.int64)))
+    assert got == 1 and isinstance(got, int)
+
+
+def test_positive_class_of_nothing_is_a_data_error() -> None:
+    with pytest.raises(DataError, match=r"label has no values \(all missing\).*Choose a label"):
+        propose_positive_class(pd.Series([None, np.nan]))
+
+
+def test_feature_columns_keep_order_and_drop_every_role() -> None:
+    frame = clinical_table()
+    roles = Roles(
+        label="diagnosis",
+        id="PatientID",
+        quality="qc_pass",
+        site="site",
+        exclude=("patient_name", "phone"),
+    )
+    features = feature_columns(frame, roles)
+    assert features == [
+        c
+        for c in frame.columns
+        if c not in {"diagnosis", "PatientID", "qc_pass", "site", "patient_name", "phone"}
+    ]
+    assert feature_columns(frame, Roles()) == list(frame.columns)
+
+
+def test_proposal_to_roles_keeps_identifying_out_of_features() -> None:
+    frame = clinical_table()
+    roles = propose_roles(frame).to_roles()
+    assert feature_columns(frame, roles) == ["radius", "texture", "age", "sex"]
