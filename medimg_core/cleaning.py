@@ -375,11 +375,7 @@ def clean(
     conflicts = df[conflicts_mask].copy()
     conflicts[group_column] = pd.Series(conflict_groups, index=conflicts.index, dtype="int64")
 
-    flags = (
-        pd.concat(flag_frames, ignore_index=True)
-        if any(len(f) for f in flag_frames)
-        else _empty_flags(df.index)
-    )
+    flags = _concat_flags(flag_frames, df.index)
     return CleaningReport(
         data=data,
         removed=removed,
