@@ -344,6 +344,17 @@ def _is_model_dir(path: Path) -> bool:
     return (path / MODEL_NAME).is_file() and (path / CARD_NAME).is_file()
 
 
+def _refuse_foreign_target(target: Path) -> None:
+    """Only a new path, an empty folder or an existing model directory may be (re)written."""
+    if target.exists() and not (
+        target.is_dir() and (_is_model_dir(target) or not any(target.iterdir()))
+    ):
+        raise ModelFileError(
+            f"{target} exists and is not a medimg model directory; medimg will not overwrite "
+            "it. Choose a new directory name or remove it first."
+        )
+
+
 def save_model(
     result: TrainingResult,
     directory: str | os.PathLike[str],
@@ -378,13 +389,7 @@ def save_model(
         cannot be written.
     """
     target = Path(directory).expanduser().absolute()
-    if target.exists() and not (
-        target.is_dir() and (_is_model_dir(target) or not any(target.iterdir()))
-    ):
-        raise ModelFileError(
-            f"{target} exists and is not a medimg model directory; medimg will not overwrite "
-            "it. Choose a new directory name or remove it first."
-        )
+    _refuse_foreign_target(target)
     card = build_card(
         result, cleaning=cleaning, dataset_name=dataset_name, validation=validation, data=data
     )
