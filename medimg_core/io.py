@@ -88,6 +88,7 @@ _SAMPLE_BYTES = 1 << 20
 _SAMPLE_RECORDS = 200
 _NUMERIC_SHARE = 0.9
 _CHECK_VALUES = 1000
+_NOTE_MIN_VALUES = 10
 _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -457,7 +458,7 @@ def _records(sample: str, delimiter: str) -> list[tuple[int, list[str]]]:
     start = 1
     try:
         for row in reader:
-            if row and any(cell.strip() for cell in row):
+            if not _blank_record(row):
                 records.append((start, row))
                 if len(records) >= _SAMPLE_RECORDS:
                     break
@@ -465,6 +466,11 @@ def _records(sample: str, delimiter: str) -> list[tuple[int, list[str]]]:
     except csv.Error:
         pass
     return records
+
+
+def _blank_record(row: list[str]) -> bool:
+    # pandas skips empty and whitespace-only lines, but a line of bare delimiters is a row.
+    return len(row) <= 1 and not "".join(row).strip()
 
 
 def _detect_delimiter(sample: str, preferred: tuple[str, ...]) -> str:
@@ -606,7 +612,7 @@ def _ragged_lines(data: bytes, encoding: str, delimiter: str, width: int) -> tup
     seen_header = False
     try:
         for row in reader:
-            if row and any(cell.strip() for cell in row):
+            if not _blank_record(row):
                 if not seen_header:
                     seen_header = True
                 elif len(row) > width:
@@ -895,7 +901,7 @@ def _tidy_column(
             f"Column '{column}' is mostly numbers ({share:.0%}) but was kept as text because "
             f"too many values are not numbers; correct them to use '{column}' as a number."
         )
-        return text, kept, None
+        return text, kept if len(present) >= _NOTE_MIN_VALUES else None, None
     if present.str.match(_ZERO_PADDED).any():
         # Codes such as '007' are identifiers; as numbers they would lose their leading zeros.
         return text, None, None

@@ -117,6 +117,7 @@ _OTHER_IDENTIFIER_TOKENS = frozenset(
 _MAX_CLASSES = 20
 _MAX_SITES = 20
 _PROBE = 500
+_CONTINUOUS_HEAD = 10_000
 
 _POSITIVE_WORDS = (
     "malignant",
@@ -337,10 +338,13 @@ class _Profile:
         textual = pd.api.types.is_string_dtype(series.dtype) or isinstance(
             series.dtype, pd.CategoricalDtype
         )
+        # Continuous numbers are never labels, IDs or sites, so an exact count of their
+        # distinct values (a costly hash of every value) is not needed: the head will do.
+        counted = present.iloc[:_CONTINUOUS_HEAD] if continuous else present
         try:
-            n_distinct = int(present.nunique())
+            n_distinct = int(counted.nunique())
         except TypeError:
-            n_distinct = int(present.astype(str).nunique())
+            n_distinct = int(counted.astype(str).nunique())
         probe: tuple[str, ...] = ()
         if textual and len(present):
             step = max(1, len(present) // _PROBE)

@@ -538,3 +538,8 @@ def test_frame_hash_handles_empty_and_unhashable_frames() -> None:
     assert frame_hash(pd.DataFrame()) == frame_hash(pd.DataFrame())
     lists = pd.DataFrame({"a": [[1, 2], [3]]})
     assert frame_hash(lists) == frame_hash(pd.DataFrame({"a": [[1, 2], [3]]}))
+
+
+def test_blank_lines_are_skipped_like_pandas_does() -> None:
+    table = load("\n   \na,b\n\n1,2\n  \n3,4\n")
+    assert table.frame.to_dict("list") == {"a": [1, 3], "b": [2, 4]}
