@@ -20,6 +20,7 @@ __all__ = [
 TABLE = "table"  # medimg_core.io.LoadedTable (after joins / image feature extraction)
 ROLES = "roles"  # medimg_core.roles.Roles, confirmed by the user
 PROPOSAL = "proposal"  # medimg_core.roles.RoleProposal for the current table
+POSITIVE = "positive"  # the class the model calls positive (binary labels), confirmed with ROLES
 CLEANING = "cleaning"  # medimg_core.cleaning.CleaningReport
 TRAINING = "training"  # medimg_core.training.TrainingResult of this session
 RUN_ID = "run_id"  # registry id of the active run
@@ -51,7 +52,7 @@ STEPS: tuple[Step, ...] = (
     Step("runs", "Runs", "pages/runs.py", ":material/history:", None),
 )
 
-_ORDER = [TABLE, PROPOSAL, ROLES, CLEANING, TRAINING, RUN_ID, ACTIVE, THRESHOLD]
+_ORDER = [TABLE, PROPOSAL, ROLES, POSITIVE, CLEANING, TRAINING, RUN_ID, ACTIVE, THRESHOLD]
 
 
 def has(key: str) -> bool:

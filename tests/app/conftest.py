@@ -1,0 +1,86 @@
+"""Shared AppTest fixtures: an isolated workspace, the app opened on a page, test tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medimg_core.io import load_sample
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+
+# AppTest stops a script run after a per-run timeout. It is set far above any real run so that
+# a busy machine never turns into a failing test; it only catches a script that hangs.
+RUN_TIMEOUT = 900
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty medimg workspace for this test, and unexpected exceptions raised, not hidden."""
+    home = tmp_path / "medimg-home"
+    monkeypatch.setenv("MEDIMG_HOME", str(home))
+    monkeypatch.setenv("MEDIMG_RAISE", "1")
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def open_app(app_env: Path) -> Callable[..., AppTest]:
+    """Open the app (the router, as a user sees it) on a page: ``open_app("pages/clean.py")``."""
+
+    def open_page(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+        if page is not None:
+            at.switch_page(page)
+        at.run()
+        return at
+
+    return open_page
+
+
+def messy_frame() -> pd.DataFrame:
+    """200 sample cases with what real tables have: gaps, a quality flag, names, repeats.
+
+    25 rows miss ``mean texture``; ``qc`` is "poor" for about a quarter of the rows;
+    ``patient_name`` identifies a person; row 3 appears twice; row 5 appears again with the
+    other diagnosis under a new ID (a conflicting duplicate).
+    """
+    sample = load_sample().frame
+    df = sample.iloc[:200, :8].copy()
+    df["diagnosis"] = sample["diagnosis"].iloc[:200]
+    rng = np.random.default_rng(0)
+    df.loc[rng.choice(200, 25, replace=False), "mean texture"] = np.nan
+    df["qc"] = rng.choice(["good", "good", "good", "poor"], 200)
+    df["patient_name"] = [f"Person {i}" for i in range(200)]
+    flipped = df.iloc[[5]].copy()
+    flipped["diagnosis"] = "benign" if flipped["diagnosis"].iloc[0] == "malignant" else "malignant"
+    flipped["case_id"] = "WDBC-X001"
+    return pd.concat([df, df.iloc[[3]], flipped], ignore_index=True)
+
+
+@pytest.fixture
+def messy_csv() -> bytes:
+    """:func:`messy_frame` as CSV bytes, as a user would upload it."""
+    return messy_frame().to_csv(index=False).encode("utf-8")
+
+
+def upload(at: AppTest, data: bytes, name: str, key: str = "upload") -> AppTest:
+    """Put a file into a file uploader of the Data page and rerun."""
+    at.file_uploader(key=key).set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    """The page's metrics: label -> displayed value."""
+    return {m.label: str(m.value) for m in at.metric}
+
+
+def as_int(text: str) -> int:
+    """A displayed count ("1,234") as a number."""
+    return int(text.replace(",", ""))

@@ -1,0 +1,108 @@
+"""AppTest of the Clean page: the guard, counts that balance, plan widgets, a bad range."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streamlit.testing.v1 import AppTest
+
+from medimg_core.ui import state
+from tests.app.conftest import as_int, metric_values, upload
+
+PAGE = "pages/clean.py"
+
+
+def _counts(at: AppTest) -> tuple[int, int, int]:
+    metrics = metric_values(at)
+    return as_int(metrics["Rows in"]), as_int(metrics["Kept"]), as_int(metrics["Removed"])
+
+
+def _messy_clean_page(open_app: Callable[..., AppTest], messy_csv: bytes) -> AppTest:
+    at = upload(open_app("pages/data.py"), messy_csv, "messy.csv")
+    at.button(key="confirm_roles").click().run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def test_guard_offers_the_sample_and_loads_it(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    assert not at.exception
+    assert "no data yet" in at.info[0].value
+    assert any(link.proto.page == "data" for link in at.get("page_link"))
+    assert not at.metric
+    at.button(key="guard_sample_clean").click().run()
+    assert not at.exception
+    assert at.session_state[state.ROLES].label == "diagnosis"
+    assert _counts(at) == (569, 569, 0)
+    assert at.session_state[state.CLEANING].n_kept == 569
+
+
+def test_counts_balance_and_report_is_stored(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    rows_in, kept, removed = _counts(at)
+    assert rows_in == 202 and kept + removed == rows_in and removed > 0
+    report = at.session_state[state.CLEANING]
+    assert (report.n_kept, report.n_removed) == (kept, removed)
+    assert report.counts["quality flag"] > 0 and report.counts["conflicting duplicate"] == 2
+    assert "1 group(s) of cases have identical features" in at.warning[0].value
+    assert not [d for d in at.dataframe if "patient_name" in d.value.columns]
+
+
+def test_impute_keeps_rows_that_drop_removes(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    assert at.radio(key="clean_missing").value == "drop"
+    _, kept_drop, removed_drop = _counts(at)
+    dropped_for_missing = at.session_state[state.CLEANING].counts["missing values"]
+    assert dropped_for_missing > 0
+    at.radio(key="clean_missing").set_value("impute").run()
+    assert not at.exception
+    rows_in, kept, removed = _counts(at)
+    assert kept + removed == rows_in
+    assert kept > kept_drop and removed < removed_drop
+    report = at.session_state[state.CLEANING]
+    assert report.plan.missing == "impute" and report.counts["missing values"] == 0
+
+
+def test_quality_values_can_be_widened(open_app: Callable[..., AppTest], messy_csv: bytes) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    assert at.multiselect(key="clean_acceptable").value == ["good"]
+    at.multiselect(key="clean_acceptable").select("poor").run()
+    assert at.session_state[state.CLEANING].counts["quality flag"] == 0
+
+
+def test_range_drop_removes_rows_outside(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    at.button(key="guard_sample_clean").click().run()
+    at.session_state["clean_ranges"] = {
+        "edited_rows": {},
+        "added_rows": [{"column": "mean radius", "max": 20.0}],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.radio(key="clean_range_action").set_value("drop").run()
+    assert not at.exception
+    report = at.session_state[state.CLEANING]
+    assert report.plan.ranges == {"mean radius": (None, 20.0)}
+    assert report.counts["out of range"] > 0
+    rows_in, _, removed = _counts(at)
+    assert (rows_in, removed) == (569, report.counts["out of range"])
+
+
+def test_bad_range_shows_one_error(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    at.button(key="guard_sample_clean").click().run()
+    at.session_state["clean_ranges"] = {
+        "edited_rows": {},
+        "added_rows": [{"column": "mean radius", "min": 20.0, "max": 5.0}],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "'mean radius' has low 20.0 above high 5.0" in at.error[0].value
+    assert not at.metric
