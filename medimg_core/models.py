@@ -8,20 +8,43 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
+from sklearn.svm import SVC, LinearSVC
 
 from medimg_core.cleaning import CleaningPlan
+from medimg_core.errors import ConfigError, DataError
 from medimg_core.roles import Roles
 
-__all__ = ["MODEL_KINDS", "MedimgModel", "ModelConfig", "build_preprocessor"]
+__all__ = [
+    "CLASS_WEIGHT_IGNORED",
+    "MODEL_KINDS",
+    "SEED_PCA_COMPONENTS",
+    "MedimgModel",
+    "ModelConfig",
+    "build_pipeline",
+    "build_preprocessor",
+    "label_key",
+    "valid_params",
+]
 
 ModelKind = Literal["auto", "logreg", "svm", "svm_linear", "rf", "hgb", "knn", "mlp", "seed"]
 MODEL_KINDS: tuple[str, ...] = ("logreg", "svm", "svm_linear", "rf", "hgb", "knn", "mlp")
 """Concrete models ``auto`` compares (``seed`` is the textbook preset, not a candidate)."""
+
+CLASS_WEIGHT_IGNORED: frozenset[str] = frozenset({"knn", "mlp"})
+"""Kinds whose scikit-learn estimator has no ``class_weight``: a requested weighting is ignored."""
+
+SEED_PCA_COMPONENTS = 10
+"""Principal components of the ``seed`` preset (capped at the number of features)."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +129,93 @@ class MedimgModel:
     def is_binary(self) -> bool:
         return len(self.classes) == 2
 
-    def encode_labels(self, y: pd.Series) -> np.ndarray:
-        """Label values -> the encoded target the pipeline was fitted on."""
-        raise NotImplementedError  # filled in by the training module's owner
+    def encode_labels(self, y: pd.Series | np.ndarray | list[Any]) -> np.ndarray:
+        """Label values -> the encoded target the pipeline was fitted on.
+
+        Binary: 1 for ``positive_class``, 0 for the other class. Multi-class: the index into
+        ``classes``. Values are matched as they are, then by their text (so ``1`` read from a
+        CSV as ``"1"`` still matches).
+
+        Raises
+        ------
+        DataError
+            When a value is missing or was not a class at training time.
+        """
+        values = pd.Series(y).reset_index(drop=True)
+        if values.isna().any():
+            raise DataError(
+                f"{int(values.isna().sum())} row(s) have no label; remove them (run cleaning) "
+                "before evaluating."
+            )
+        lookup = {label_key(c): i for i, c in enumerate(self.classes)}
+        keys = values.map(label_key)
+        unseen = sorted({str(v) for v, k in zip(values, keys, strict=True) if k not in lookup})
+        if unseen:
+            raise DataError(
+                f"Label value(s) {unseen[:10]} were not seen when the model was trained "
+                f"(classes: {[str(c) for c in self.classes]}); fix or remove those rows."
+            )
+        index = keys.map(lookup).to_numpy(dtype=int)
+        if self.is_binary:
+            positive_index = self.classes.index(self.positive_class)
+            return (index == positive_index).astype(int)
+        return index
+
+    def prepare_features(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns in training order, numbers as floats and categories as text.
+
+        Values in numeric columns that are not numbers become missing; call
+        :func:`medimg_core.training.check_schema` first to report them (``predict_proba`` does).
+        """
+        missing = [c for c in self.feature_columns if c not in X.columns]
+        if missing:
+            raise DataError(
+                f"The data lack the feature column(s) {missing} the model was trained on; "
+                "add them (same names) and try again."
+            )
+        out: dict[str, pd.Series] = {}
+        for col in self.feature_columns:
+            if col in self.numeric_columns:
+                out[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
+            else:
+                out[col] = _as_category_text(X[col])
+        return pd.DataFrame(out, index=X.index)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Probabilities, shape (n, 2) for binary (column 1 = positive), (n, k) otherwise."""
-        raise NotImplementedError
+        """Probabilities, shape (n, 2) for binary (column 1 = positive), (n, k) otherwise.
+
+        Raises
+        ------
+        SchemaError
+            When the data lack feature columns or hold text in numeric columns.
+        """
+        from medimg_core.training import check_schema
+
+        check_schema(self, X).raise_for_errors()
+        proba = self.pipeline.predict_proba(self.prepare_features(X))
+        return np.asarray(proba, dtype=float)
 
     def predict_labels(self, X: pd.DataFrame) -> np.ndarray:
         """Decisions as label values, at ``threshold`` for binary tasks."""
-        raise NotImplementedError
+        proba = self.predict_proba(X)
+        if self.is_binary:
+            negative = next(c for c in self.classes if c != self.positive_class)
+            return np.where(proba[:, 1] >= self.threshold, self.positive_class, negative)
+        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+
+
+def label_key(value: Any) -> str:
+    """How labels are compared: by their text, with ``1.0`` and ``1`` the same."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+def _as_category_text(values: pd.Series) -> pd.Series:
+    """Categories as strings (missing kept) so one-hot encoding never sees mixed types."""
+    return values.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
 
 
 _SCALERS: dict[str, Any] = {
@@ -161,3 +260,110 @@ def build_preprocessor(
 
 def _pca_step(n_components: int | None, seed: int) -> list[tuple[str, Any]]:
     return [] if not n_components else [("pca", PCA(n_components=n_components, random_state=seed))]
+
+
+def _estimator_factories(seed: int) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """kind -> (estimator class, default arguments). Calibrated SVMs are wrapped later."""
+    return {
+        "logreg": (LogisticRegression, {"max_iter": 5000, "random_state": seed}),
+        "svm": (SVC, {"kernel": "rbf", "random_state": seed}),
+        "svm_linear": (LinearSVC, {"max_iter": 10000, "random_state": seed}),
+        "rf": (RandomForestClassifier, {"n_estimators": 300, "random_state": seed, "n_jobs": 1}),
+        "hgb": (HistGradientBoostingClassifier, {"random_state": seed}),
+        "knn": (KNeighborsClassifier, {"n_neighbors": 15}),
+        "mlp": (
+            MLPClassifier,
+            {"early_stopping": True, "max_iter": 1000, "random_state": seed},
+        ),
+        "seed": (RandomForestClassifier, {"n_estimators": 100, "random_state": seed, "n_jobs": 1}),
+    }
+
+
+def valid_params(kind: str) -> tuple[str, ...]:
+    """Hyper-parameter names ``ModelConfig.params`` may set for ``kind``.
+
+    For "svm" and "svm_linear" they are the parameters of the SVC / LinearSVC inside the
+    calibration wrapper.
+    """
+    factories = _estimator_factories(0)
+    if kind not in factories:
+        raise ConfigError(
+            f"Unknown model kind {kind!r}; choose one of {[*MODEL_KINDS, 'seed']} "
+            "(or 'auto' to compare them)."
+        )
+    cls, _ = factories[kind]
+    return tuple(sorted(cls().get_params(deep=False)))
+
+
+def build_pipeline(
+    config: ModelConfig,
+    numeric_columns: tuple[str, ...] | list[str],
+    categorical_columns: tuple[str, ...] | list[str],
+    *,
+    impute_strategy: str = "median",
+) -> Pipeline:
+    """An unfitted pipeline ``prep`` -> optional ``pca`` -> ``model`` for one concrete kind.
+
+    Parameters
+    ----------
+    config : the configuration; ``config.model`` must be a concrete kind, not "auto".
+        ``config.params`` override the estimator's defaults; ``config.class_weight`` is passed to
+        every estimator that supports it (not kNN or MLP). "seed" is StandardScaler -> PCA(10)
+        -> RandomForest(100 trees) whatever ``scaling`` says (``pca`` may change the components).
+    numeric_columns, categorical_columns : the feature columns by type.
+    impute_strategy : "median" or "mean" for numeric columns.
+
+    Returns
+    -------
+    Pipeline
+        Steps "prep", optionally "pca", and "model"; only scikit-learn types.
+
+    Raises
+    ------
+    ConfigError
+        For "auto", an unknown kind, an unknown hyper-parameter or an impossible PCA size.
+    DataError
+        When there are no feature columns.
+    """
+    kind = config.model
+    if kind == "auto":
+        raise ConfigError(
+            "build_pipeline needs a concrete model kind, not 'auto'; use train() to compare "
+            f"the kinds {list(MODEL_KINDS)}."
+        )
+    n_features = len(numeric_columns) + len(categorical_columns)
+    if n_features == 0:
+        raise DataError(
+            "There are no feature columns to train on; un-exclude at least one column on the "
+            "Data page (or drop it from --exclude)."
+        )
+    allowed = valid_params(kind)
+    unknown = sorted(set(config.params) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"Unknown hyper-parameter(s) {unknown} for model {kind!r}; valid ones are "
+            f"{list(allowed)}."
+        )
+    cls, defaults = _estimator_factories(config.seed)[kind]
+    arguments = dict(defaults)
+    if config.class_weight is not None and kind not in CLASS_WEIGHT_IGNORED:
+        arguments["class_weight"] = config.class_weight
+    arguments.update(config.params)
+    estimator: Any = cls(**arguments)
+    if kind in ("svm", "svm_linear"):
+        estimator = CalibratedClassifierCV(estimator, method="sigmoid", cv=5)
+
+    if kind == "seed":
+        scaling = "standard"
+        n_components: int | None = min(config.pca or SEED_PCA_COMPONENTS, n_features)
+    else:
+        scaling = config.scaling
+        n_components = config.pca
+    if scaling not in (*_SCALERS, "none"):
+        raise ConfigError(f"Unknown scaling {scaling!r}; choose one of {[*_SCALERS, 'none']}.")
+    if n_components is not None and n_components < 1:
+        raise ConfigError(f"PCA components must be at least 1, got {n_components}.")
+    prep = build_preprocessor(
+        numeric_columns, categorical_columns, scaling=scaling, impute_strategy=impute_strategy
+    )
+    return Pipeline([("prep", prep), *_pca_step(n_components, config.seed), ("model", estimator)])

@@ -1,0 +1,414 @@
+"""Tests for medimg_core.training: honest validation, guards, schema checks, prediction."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from medimg_core.errors import ConfigError, DataError, SchemaError
+from medimg_core.models import MODEL_KINDS, ModelConfig
+from medimg_core.roles import Roles
+from medimg_core.training import (
+    TrainingResult,
+    ValidationConfig,
+    _cv_folds,
+    check_schema,
+    evaluate_model,
+    predict,
+    train,
+)
+
+FAST = ValidationConfig(test_size=0.2, cv=3, n_boot=50)
+LOGREG = ModelConfig(model="logreg")
+ROLES = Roles(label="diagnosis", id="case_id")
+
+
+@pytest.fixture(scope="module")
+def wdbc() -> pd.DataFrame:
+    data = load_breast_cancer(as_frame=True)
+    df = data.data.copy()
+    df.insert(0, "case_id", [f"C{i:04d}" for i in range(len(df))])
+    df["diagnosis"] = np.where(data.target == 0, "malignant", "benign")
+    return df
+
+
+@pytest.fixture(scope="module")
+def trained(wdbc: pd.DataFrame) -> TrainingResult:
+    return train(wdbc, ROLES, config=LOGREG, validation=FAST)
+
+
+def test_result_is_complete(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
+    model = trained.model
+    assert model.kind == "logreg"
+    assert model.positive_class == "malignant"
+    assert model.classes == ("benign", "malignant")
+    assert "case_id" not in model.feature_columns and "diagnosis" not in model.feature_columns
+    assert len(model.feature_columns) == 30
+    assert set(model.feature_ranges) == set(model.feature_columns)
+    split = trained.split
+    assert split.n_dev + split.n_test == len(wdbc)
+    assert split.grouped_by == "case_id"
+    assert split.patients_dev == split.n_dev
+    assert sum(split.class_counts_test.values()) == split.n_test
+    assert split.cv_folds == 3
+    assert trained.cv.partition == "cv" and trained.cv.n == split.n_dev
+    assert trained.test is not None and trained.test.partition == "test"
+    assert trained.test.n == split.n_test
+    assert trained.cv.class_names == ("benign", "malignant")
+    assert trained.cv.groups_resampled
+    assert set(trained.cv.row_ids) <= set(wdbc["case_id"])
+    assert len(trained.fold_scores) == 3
+    assert trained.oof_proba is not None and trained.oof_proba.shape == (split.n_dev, 2)
+    assert set(trained.versions) == {"python", "sklearn", "numpy", "pandas", "shap", "medimg"}
+    assert len(trained.dataset_hash) == 64
+    assert trained.seconds > 0
+    assert trained.leaderboard == ()
+    assert set(trained.dev_index).isdisjoint(trained.test_index)
+    assert trained.warnings == ()
+
+
+def test_logistic_regression_reaches_published_numbers(wdbc: pd.DataFrame) -> None:
+    result = train(wdbc, ROLES, config=LOGREG, validation=ValidationConfig(test_size=0, cv=10))
+    assert result.test is None
+    assert result.cv.metrics["accuracy"].value >= 0.97
+    assert result.cv.metrics["roc_auc"].value >= 0.99
+
+
+def test_seed_preset_is_honest_where_the_textbook_fit_is_perfect(wdbc: pd.DataFrame) -> None:
+    X = wdbc.drop(columns=["case_id", "diagnosis"])
+    y = wdbc["diagnosis"]
+    textbook = make_pipeline(
+        StandardScaler(), PCA(10, random_state=42), RandomForestClassifier(100, random_state=42)
+    )
+    # Fit on everything, score on the same rows: the leaked number the preset must not show.
+    assert textbook.fit(X, y).score(X, y) == 1.0
+    result = train(wdbc, ROLES, config=ModelConfig(model="seed"), validation=FAST)
+    accuracy = result.cv.metrics["accuracy"].value
+    assert 0.9 < accuracy < 1.0
+    assert [name for name, _ in result.model.pipeline.steps] == ["prep", "pca", "model"]
+
+
+@pytest.mark.slow
+def test_auto_on_the_sample_is_accurate_and_ranks_every_kind() -> None:
+    from medimg_core.io import load_sample
+
+    frame = load_sample("wdbc").frame
+    result = train(frame, Roles(label="diagnosis", id="case_id"))
+    assert result.cv.metrics["accuracy"].value >= 0.97
+    assert result.cv.metrics["roc_auc"].value >= 0.99
+    board = result.leaderboard
+    assert {row.kind for row in board} == set(MODEL_KINDS)
+    aucs = [row.roc_auc.value for row in board]
+    assert aucs == sorted(aucs, reverse=True)
+    assert sum(row.chosen for row in board) == 1
+    chosen = next(row for row in board if row.chosen)
+    assert chosen.kind == result.model.kind
+    assert chosen.roc_auc.ci95[0] <= chosen.roc_auc.value <= chosen.roc_auc.ci95[1]
+    assert result.cv.metrics["roc_auc"].value == pytest.approx(chosen.roc_auc.value)
+    seed = train(frame, Roles(label="diagnosis", id="case_id"), config=ModelConfig(model="seed"))
+    assert 0.9 < seed.cv.metrics["accuracy"].value < 0.97
+
+
+def test_auto_reports_progress_over_candidates(wdbc: pd.DataFrame) -> None:
+    calls: list[tuple[float, str]] = []
+    small = wdbc.iloc[::3]
+    result = train(
+        small,
+        ROLES,
+        validation=ValidationConfig(test_size=0.2, cv=2, n_boot=20),
+        progress=lambda f, m: calls.append((f, m)),
+    )
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("model 7 of 7" in m for _, m in calls)
+    assert len(result.leaderboard) == len(MODEL_KINDS)
+
+
+def _patients(n_patients: int = 60, per_patient: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    pid = np.repeat([f"P{i:03d}" for i in range(n_patients)], per_patient)
+    sick = np.repeat(np.arange(n_patients) % 2, per_patient)
+    return pd.DataFrame(
+        {
+            "patient": pid,
+            "x1": rng.normal(size=len(pid)) + sick,
+            "x2": rng.normal(size=len(pid)),
+            "label": np.where(sick == 1, "pneumonia", "normal"),
+        }
+    )
+
+
+def test_grouped_splits_never_share_a_patient() -> None:
+    df = _patients()
+    roles = Roles(label="label", id="patient")
+    result = train(df, roles, config=LOGREG, validation=FAST)
+    dev_ids = set(df.loc[list(result.dev_index), "patient"])
+    test_ids = set(df.loc[list(result.test_index), "patient"])
+    assert dev_ids.isdisjoint(test_ids)
+    assert result.split.patients_dev == len(dev_ids)
+    assert result.split.patients_test == len(test_ids)
+    assert result.split.patients_dev + result.split.patients_test == 60
+    assert result.split.overlap_ids == ()
+    assert result.split.to_dict()["level"] == "patient (patient)"
+    y = (df["label"] == "pneumonia").astype(int).to_numpy()
+    groups = df["patient"].to_numpy()
+    dev = np.arange(len(df))
+    for train_rows, val_rows in _cv_folds(y, groups, dev, ("normal", "pneumonia"), 5, 0):
+        assert set(groups[train_rows]).isdisjoint(groups[val_rows])
+
+
+def test_predefined_test_split_reports_shared_patients() -> None:
+    df = _patients()
+    mask = tuple(bool(v) for v in (np.arange(len(df)) % 5 == 0))
+    result = train(
+        df,
+        Roles(label="label", id="patient"),
+        config=LOGREG,
+        validation=ValidationConfig(cv=3, n_boot=20, predefined_test=mask),
+    )
+    assert result.split.n_test == sum(mask)
+    assert len(result.split.overlap_ids) > 0
+    assert any("both the development and the test set" in w for w in result.warnings)
+    with pytest.raises(ConfigError, match="mask has 3 entries but the data have 180 rows"):
+        train(
+            df,
+            Roles(label="label", id="patient"),
+            validation=ValidationConfig(predefined_test=(True,) * 3),
+        )
+
+
+def test_multiclass_iris() -> None:
+    iris = load_iris(as_frame=True)
+    df = iris.data.copy()
+    df["species"] = np.asarray(iris.target_names)[iris.target]
+    result = train(df, Roles(label="species"), config=LOGREG, validation=FAST, positive="setosa")
+    model = result.model
+    assert model.classes == ("setosa", "versicolor", "virginica")
+    assert model.positive_class is None
+    assert result.cv.y_score.shape == (result.split.n_dev, 3)
+    assert result.cv.metrics["accuracy"].value > 0.9
+    assert any("positive class 'setosa' was ignored" in w for w in result.warnings)
+    out = predict(model, df.head(4))
+    assert list(out.frame.columns) == [
+        "row",
+        "p_setosa",
+        "p_versicolor",
+        "p_virginica",
+        "decision",
+    ]
+    assert evaluate_model(model, df, n_boot=20).partition == "external"
+
+
+def test_categorical_features_and_unseen_categories() -> None:
+    df = _patients(per_patient=1, n_patients=120)
+    df["scanner"] = np.where(np.arange(len(df)) % 2 == 0, "GE", "Siemens")
+    result = train(df, Roles(label="label", id="patient"), config=LOGREG, validation=FAST)
+    model = result.model
+    assert model.categorical_columns == ("scanner",)
+    assert model.categories["scanner"] == ("GE", "Siemens")
+    new = df.head(3).copy()
+    new["scanner"] = ["GE", "Philips", "Siemens"]
+    report = check_schema(model, new)
+    assert report.unseen_categories == {"scanner": ("Philips",)}
+    assert report.ok
+    assert any("not seen in training ['Philips']" in w for w in report.warnings)
+    assert len(predict(model, new).frame) == 3
+
+
+def test_single_class_is_refused(wdbc: pd.DataFrame) -> None:
+    only = wdbc[wdbc["diagnosis"] == "benign"]
+    with pytest.raises(DataError, match=r"single class \('benign'\)"):
+        train(only, ROLES, config=LOGREG)
+
+
+def test_too_few_rows_per_class_names_the_count(wdbc: pd.DataFrame) -> None:
+    few = pd.concat(
+        [
+            wdbc[wdbc["diagnosis"] == "benign"].head(40),
+            wdbc[wdbc["diagnosis"] == "malignant"].head(4),
+        ]
+    )
+    with pytest.raises(
+        DataError, match=r"smallest class 'malignant' has 4 patients.*at most 3 folds"
+    ):
+        train(few, ROLES, config=LOGREG, validation=ValidationConfig(cv=5))
+    with pytest.raises(DataError, match=r"smallest class 'malignant' has 4 rows"):
+        train(
+            few.drop(columns="case_id"),
+            Roles(label="diagnosis"),
+            config=LOGREG,
+            validation=ValidationConfig(cv=5),
+        )
+    six = pd.concat([few, wdbc[wdbc["diagnosis"] == "malignant"].iloc[4:6]])
+    with pytest.raises(DataError, match=r"has 3 rows in the development part.*at most 3 folds"):
+        train(
+            six.drop(columns="case_id"),
+            Roles(label="diagnosis"),
+            config=LOGREG,
+            validation=ValidationConfig(cv=5, test_size=0.5),
+        )
+
+
+def test_free_text_column_is_refused(wdbc: pd.DataFrame) -> None:
+    df = wdbc.copy()
+    df["notes"] = [f"seen by dr {i}" for i in range(len(df))]
+    with pytest.raises(DataError, match=r"'notes' \(569 distinct values\).*--exclude"):
+        train(df, ROLES, config=LOGREG)
+    ok = train(
+        df,
+        Roles(label="diagnosis", id="case_id", exclude=("notes",)),
+        config=LOGREG,
+        validation=FAST,
+    )
+    assert "notes" not in ok.model.feature_columns
+
+
+def test_no_features_is_refused(wdbc: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="no feature columns"):
+        train(wdbc[["case_id", "diagnosis"]], ROLES, config=LOGREG)
+
+
+def test_bad_positive_lists_the_labels(wdbc: pd.DataFrame) -> None:
+    with pytest.raises(
+        ConfigError, match=r"'cancer' is not among the labels \['benign', 'malignant'\]"
+    ):
+        train(wdbc, ROLES, config=LOGREG, positive="cancer")
+
+
+def test_explicit_positive_is_used(wdbc: pd.DataFrame) -> None:
+    result = train(wdbc, ROLES, config=LOGREG, validation=FAST, positive="benign")
+    assert result.model.positive_class == "benign"
+    assert result.cv.class_names == ("malignant", "benign")
+
+
+def test_missing_labels_point_to_cleaning(wdbc: pd.DataFrame) -> None:
+    df = wdbc.copy()
+    df.loc[df.index[:3], "diagnosis"] = None
+    with pytest.raises(
+        DataError, match=r"3 row.*no value in the label column 'diagnosis'.*cleaning"
+    ):
+        train(df, ROLES, config=LOGREG)
+
+
+def test_option_errors(wdbc: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="need one model kind, not 'auto'"):
+        train(wdbc, ROLES, config=ModelConfig(params={"C": 1.0}))
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        train(wdbc, ROLES, validation=ValidationConfig(cv=1))
+    with pytest.raises(ConfigError, match="No label column"):
+        train(wdbc, Roles(), config=LOGREG)
+    with pytest.raises(ConfigError, match=r"PCA with 40 components.*at most 30"):
+        train(wdbc, ROLES, config=ModelConfig(model="logreg", pca=40))
+
+
+def test_leaky_feature_triggers_guards(wdbc: pd.DataFrame) -> None:
+    df = wdbc.copy()
+    df["biopsy result"] = (df["diagnosis"] == "malignant").astype(float) * 10 + np.linspace(
+        0, 1, len(df)
+    )
+    result = train(df, ROLES, config=LOGREG, validation=FAST)
+    text = " ".join(result.warnings)
+    assert "'biopsy result' alone separates the classes" in text
+    assert "Near-perfect cross-validated performance" in text
+
+
+def test_duplicated_rows_across_the_split_are_counted(wdbc: pd.DataFrame) -> None:
+    twice = pd.concat([wdbc, wdbc], ignore_index=True)
+    twice["case_id"] = [f"R{i}" for i in range(len(twice))]
+    result = train(twice, ROLES, config=LOGREG, validation=FAST)
+    assert result.split.identical_rows_across > 0
+    assert any("identical to a development row" in w for w in result.warnings)
+
+
+def test_imbalance_and_ignored_class_weights(wdbc: pd.DataFrame) -> None:
+    skewed = pd.concat(
+        [wdbc[wdbc["diagnosis"] == "benign"], wdbc[wdbc["diagnosis"] == "malignant"].head(40)]
+    )
+    result = train(
+        skewed,
+        ROLES,
+        config=ModelConfig(model="knn", class_weight="balanced"),
+        validation=FAST,
+    )
+    text = " ".join(result.warnings)
+    assert "Class imbalance: 'malignant' is only 10% of the cases" in text
+    assert "knn model has no class weights" in text
+
+
+def test_check_schema_cases(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
+    model = trained.model
+    clean = check_schema(model, wdbc.head(5))
+    assert clean.ok and clean.errors == () and clean.warnings == ()
+    new = wdbc.head(6).drop(columns=["mean radius"]).copy()
+    new["comment"] = "x"
+    new["mean area"] = new["mean area"].astype(object)
+    new.loc[new.index[0], "mean area"] = "large"
+    new.loc[new.index[1], "worst area"] = 1e9
+    new.loc[new.index[2], "mean texture"] = np.nan
+    report = check_schema(model, new)
+    assert report.missing_columns == ("mean radius",)
+    assert report.unexpected_columns == ("comment",)
+    assert report.non_numeric == {"mean area": ("large",)}
+    assert report.out_of_range == {"worst area": 1}
+    assert report.rows_with_missing == 1
+    assert len(report.errors) == 2
+    assert len(report.warnings) == 3
+    with pytest.raises(SchemaError, match=r"\['mean radius'\].*'mean area' should hold numbers"):
+        report.raise_for_errors()
+    assert report.to_dict()["errors"] == list(report.errors)
+
+
+def test_evaluate_model_on_new_data(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
+    new = wdbc.loc[list(trained.test_index)]
+    evaluation = evaluate_model(trained.model, new, n_boot=50, seed=1)
+    assert evaluation.partition == "external"
+    assert evaluation.n == len(new)
+    assert evaluation.groups_resampled
+    assert evaluation.threshold == trained.model.threshold
+    assert trained.test is not None
+    assert evaluation.metrics["roc_auc"].value == pytest.approx(
+        trained.test.metrics["roc_auc"].value
+    )
+    odd = new.copy()
+    odd.loc[odd.index[0], "diagnosis"] = "borderline"
+    with pytest.raises(DataError, match=r"\['borderline'\] were not seen"):
+        evaluate_model(trained.model, odd)
+    with pytest.raises(DataError, match="no label column 'diagnosis'"):
+        evaluate_model(trained.model, new.drop(columns="diagnosis"))
+
+
+def test_predict_output(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
+    model = trained.model
+    new = wdbc.head(4).drop(columns="diagnosis")
+    out = predict(model, new)
+    assert list(out.frame.columns) == ["case_id", "p_malignant", "decision", "threshold"]
+    assert out.frame["case_id"].tolist() == new["case_id"].tolist()
+    p = out.frame["p_malignant"].to_numpy()
+    np.testing.assert_allclose(p, model.predict_proba(new)[:, 1])
+    assert (out.frame["decision"] == np.where(p >= model.threshold, "malignant", "benign")).all()
+    assert out.threshold == model.threshold and out.positive_class == "malignant"
+    assert out.schema.ok
+    without_id = predict(model, new.drop(columns="case_id"))
+    assert without_id.frame["row"].tolist() == [1, 2, 3, 4]
+    with pytest.raises(SchemaError, match="lack 1 feature column"):
+        predict(model, new.drop(columns="worst area"))
+
+
+def test_predict_with_reasons_and_no_identifying_columns(wdbc: pd.DataFrame) -> None:
+    df = wdbc.copy()
+    df["name"] = [f"Patient {i}" for i in range(len(df))]
+    roles = Roles(label="diagnosis", id="case_id", exclude=("name",))
+    result = train(df, roles, config=LOGREG, validation=FAST)
+    out = predict(result.model, df.head(3), explain_top=2)
+    assert "name" not in out.frame.columns
+    assert list(out.frame.columns)[-2:] == ["reason_1", "reason_2"]
+    pattern = re.compile(r"^.+ = -?[\d,.e+-]+ \([+-]\d+\.\d\d\)$")
+    assert all(pattern.match(r) for r in out.frame["reason_1"]), out.frame["reason_1"].tolist()
