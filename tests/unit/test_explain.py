@@ -397,6 +397,25 @@ def test_tree_route_falls_back_to_permutation_when_it_does_not_add_up(
     assert_additive(model, CASES.iloc[:2], explainer.explain(CASES.iloc[:2]))
 
 
+def test_array_transform_falls_back_to_the_column_transformer_when_it_differs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = explain_module._apply_blocks
+    calls = []
+
+    def shifted(blocks: Any, frame: pd.DataFrame) -> np.ndarray:
+        calls.append(len(frame))
+        return original(blocks, frame) + 1e-12
+
+    monkeypatch.setattr(explain_module, "_apply_blocks", shifted)
+    model = make_model(RandomForestClassifier(n_estimators=10, random_state=0))
+    explainer = ModelExplainer(model, BACKGROUND)
+    assert explainer.method == METHOD_TREE
+    n_calls = len(calls)
+    assert_additive(model, CASES, explainer.explain(CASES))
+    assert len(calls) == n_calls
+
+
 def test_model_explainer_reuses_one_setup_for_many_calls() -> None:
     model = make_model(logreg())
     explainer = ModelExplainer(model, BACKGROUND)
