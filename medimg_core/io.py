@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -103,7 +102,6 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ZERO_PADDED = r"0\d"
-_LENGTH_WARNING = "Length of header or names does not match length of data"
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _INTEGER = r"^[+-]?\d+$"
@@ -537,51 +535,32 @@ def _read_text(
     body = records[1:]
     decimal_comma = delimiter == ";" and _sample_has_decimal_comma(body)
     dtypes = _sample_dtypes(names, body, decimal_comma)
-    first_ragged = [line for line, row in body[:1] if len(row) > len(names)]
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                sep=delimiter,
-                encoding=pandas_encoding,
-                header=0,
-                names=names,
-                index_col=False,
-                dtype=dtypes,
-                na_values=sorted(MISSING_TOKENS),
-                keep_default_na=False,
-                decimal="," if decimal_comma else ".",
-                on_bad_lines="warn",
-                low_memory=False,
-                engine="c",
-            )
-        except Exception as exc:
-            # Any failure of the parser on user bytes is a problem with the file, not a bug.
-            raise DataError(
-                f"'{display}' could not be read as a {_DELIMITER_NAMES[delimiter]}-separated "
-                f"table ({_first_line(exc)}). Check that it is a plain CSV/TSV export with one "
-                "header row."
-            ) from exc
-    if first_ragged or any(
-        _LENGTH_WARNING in str(w.message) or "Skipping line" in str(w.message) for w in caught
-    ):
-        # pandas names only some of the long rows (it silently trims them when the first data
-        # row is long too), so the broken file is scanned once more to name every one.
-        ragged, n_ragged = _ragged_lines(data, pandas_encoding, delimiter, len(names))
-        more = f" and {n_ragged - len(ragged)} more" if n_ragged > len(ragged) else ""
-        where = (
-            f" (line{'s' if n_ragged > 1 else ''} {', '.join(map(str, ragged))}{more})"
-            if ragged
-            else ""
+    if any(len(row) > len(names) for _, row in body[:1]):
+        # pandas would silently take a long first data row as having an index column.
+        raise _ragged_error(data, pandas_encoding, delimiter, names, display)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            sep=delimiter,
+            encoding=pandas_encoding,
+            header=0,
+            names=names,
+            index_col=False,
+            dtype=dtypes,
+            na_values=sorted(MISSING_TOKENS),
+            keep_default_na=False,
+            decimal="," if decimal_comma else ".",
+            on_bad_lines="error",
+            low_memory=False,
+            engine="c",
         )
-        raise DataError(
-            f"'{display}' has rows with more fields than its {len(names)}-column header"
-            f"{where}. Fix those rows (a stray "
-            f"{_DELIMITER_NAMES[delimiter]} or a missing header name) or quote values that "
-            "contain the delimiter."
-        )
+    except pd.errors.ParserError as exc:
+        if re.search(r"Expected \d+ fields", str(exc)):
+            raise _ragged_error(data, pandas_encoding, delimiter, names, display) from exc
+        raise _unparsable(display, delimiter, exc) from exc
+    except Exception as exc:
+        # Any failure of the parser on user bytes is a problem with the file, not a bug.
+        raise _unparsable(display, delimiter, exc) from exc
     if forced is None and delimiter != ",":
         notes += (f"Columns are {_DELIMITER_NAMES[delimiter]}-separated.",)
     if decimal_comma:
@@ -600,6 +579,32 @@ def _read_text(
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _unparsable(display: str, delimiter: str, exc: Exception) -> DataError:
+    return DataError(
+        f"'{display}' could not be read as a {_DELIMITER_NAMES[delimiter]}-separated "
+        f"table ({_first_line(exc)}). Check that it is a plain CSV/TSV export with one "
+        "header row."
+    )
+
+
+def _ragged_error(
+    data: bytes, encoding: str, delimiter: str, names: list[str], display: str
+) -> DataError:
+    # pandas stops at the first long row; the broken file is scanned once more to name them all.
+    ragged, n_ragged = _ragged_lines(data, encoding, delimiter, len(names))
+    more = f" and {n_ragged - len(ragged)} more" if n_ragged > len(ragged) else ""
+    where = (
+        f" (line{'s' if n_ragged > 1 else ''} {', '.join(map(str, ragged))}{more})"
+        if ragged
+        else ""
+    )
+    return DataError(
+        f"'{display}' has rows with more fields than its {len(names)}-column header{where}. "
+        f"Fix those rows (a stray {_DELIMITER_NAMES[delimiter]} or a missing header name) or "
+        "quote values that contain the delimiter."
+    )
 
 
 def _ragged_lines(data: bytes, encoding: str, delimiter: str, width: int) -> tuple[list[int], int]:
