@@ -126,7 +126,6 @@ with st.container(border=True):
             index=["flag", "drop"].index(start.outlier_action),
             format_func={"flag": "Flag them", "drop": "Remove the row"}.get,
             key="clean_outlier_action",
-            horizontal=True,
         )
     ranges_col, range_action_col = st.columns([2, 1], gap="large")
     with ranges_col:

@@ -277,7 +277,7 @@ with profile_tab:
             "distribution": st.column_config.BarChartColumn(
                 "Distribution",
                 y_min=0,
-                width="small",
+                width="medium",
                 help="Histogram for numbers, most frequent values otherwise.",
             ),
             "summary": st.column_config.TextColumn("Summary", width="large"),
