@@ -539,6 +539,7 @@ def train(
             y_raw=y_raw,
             dev=dev,
             cv_eval=cv_eval,
+            test_eval=test_eval,
             split=split,
         ),
     ]
@@ -659,7 +660,13 @@ def check_schema(model: MedimgModel, data: pd.DataFrame) -> SchemaReport:
     )
 
 
-def predict(model: MedimgModel, data: pd.DataFrame, *, explain_top: int = 0) -> Predictions:
+def predict(
+    model: MedimgModel,
+    data: pd.DataFrame,
+    *,
+    explain_top: int = 0,
+    background: pd.DataFrame | None = None,
+) -> Predictions:
     """Score new cases.
 
     Parameters
@@ -668,6 +675,10 @@ def predict(model: MedimgModel, data: pd.DataFrame, *, explain_top: int = 0) -> 
     data : the new cases (features; an ID column is carried through when the model has one).
     explain_top : when > 0, add ``reason_1`` .. ``reason_k``: each case's k largest SHAP
         contributions, e.g. "worst area = 1,203 (+0.84)".
+    background : reference cases for the explanation, usually the development data. By default
+        the model's typical training case (the imputer's medians / most frequent categories),
+        so that a single case gets meaningful reasons: contributions are then relative to that
+        typical case.
 
     Returns
     -------
@@ -703,7 +714,12 @@ def predict(model: MedimgModel, data: pd.DataFrame, *, explain_top: int = 0) -> 
         from medimg_core.explain import explain
 
         cases = model.prepare_features(data).reset_index(drop=True)
-        explanation = explain(model, cases, seed=model.config.seed)
+        reference = (
+            _typical_case(model)
+            if background is None
+            else model.prepare_features(background).reset_index(drop=True)
+        )
+        explanation = explain(model, cases, background=reference, seed=model.config.seed)
         k = min(explain_top, len(model.feature_columns))
         reasons: list[list[str]] = [[] for _ in range(k)]
         for i in range(len(cases)):
@@ -1194,6 +1210,7 @@ def _guards(
     y_raw: pd.Series,
     dev: np.ndarray,
     cv_eval: Evaluation,
+    test_eval: Evaluation | None,
     split: SplitSummary,
 ) -> list[str]:
     """Plain-language warnings about leakage and things a clinical reader must know."""
@@ -1207,6 +1224,12 @@ def _guards(
             f"Near-perfect cross-validated performance (ROC AUC {auc:.3f}, accuracy {acc:.3f}): "
             "check for leakage: a feature derived from the diagnosis, the same patient in "
             "several rows without an ID column, or a measurement taken after the diagnosis."
+        )
+    elif test_eval is not None and test_eval.metrics["accuracy"].value == 1.0:
+        out.append(
+            f"Every one of the {test_eval.n} held-out test cases was classified correctly; with "
+            "a test set this small that can happen by chance. The cross-validated accuracy "
+            f"({acc:.3f}) is the steadier estimate."
         )
     if model.is_binary:
         for col, auc in _single_feature_aucs(X.iloc[dev], y[dev], model.numeric_columns).items():
@@ -1263,6 +1286,18 @@ def _versions() -> dict[str, str]:
         "shap": version("shap"),
         "medimg": medimg_core.__version__,
     }
+
+
+def _typical_case(model: MedimgModel) -> pd.DataFrame:
+    """One row: the training median of each numeric feature and the most frequent category,
+    read from the fitted imputers (so it needs no training data)."""
+    prep = model.pipeline.named_steps["prep"]
+    row: dict[str, Any] = {}
+    for name, columns in (("num", model.numeric_columns), ("cat", model.categorical_columns)):
+        if columns:
+            statistics = prep.named_transformers_[name].named_steps["impute"].statistics_
+            row.update(zip(columns, statistics, strict=True))
+    return model.prepare_features(pd.DataFrame([row]))
 
 
 def _format_reason(feature: str, value: Any, contribution: float) -> str:

@@ -72,7 +72,9 @@ def test_result_is_complete(trained: TrainingResult, wdbc: pd.DataFrame) -> None
     assert trained.seconds > 0
     assert trained.leaderboard == ()
     assert set(trained.dev_index).isdisjoint(trained.test_index)
-    assert trained.warnings == ()
+    assert not any("leakage" in w or "separates" in w for w in trained.warnings)
+    perfect_test = trained.test.metrics["accuracy"].value == 1.0
+    assert any("classified correctly" in w for w in trained.warnings) == perfect_test
 
 
 def test_logistic_regression_reaches_published_numbers(wdbc: pd.DataFrame) -> None:
@@ -412,3 +414,9 @@ def test_predict_with_reasons_and_no_identifying_columns(wdbc: pd.DataFrame) -> 
     assert list(out.frame.columns)[-2:] == ["reason_1", "reason_2"]
     pattern = re.compile(r"^.+ = -?[\d,.e+-]+ \([+-]\d+\.\d\d\)$")
     assert all(pattern.match(r) for r in out.frame["reason_1"]), out.frame["reason_1"].tolist()
+    # A single case is explained against the typical training case, not against itself.
+    single = predict(result.model, df.head(1), explain_top=1).frame["reason_1"].iloc[0]
+    assert not single.endswith("(+0.00)") and not single.endswith("(-0.00)")
+    dev = df.loc[list(result.dev_index)]
+    with_background = predict(result.model, df.head(1), explain_top=1, background=dev)
+    assert pattern.match(with_background.frame["reason_1"].iloc[0])
