@@ -1,0 +1,613 @@
+"""The ``medimg`` command line: clean, train, evaluate, predict and list runs from a terminal.
+
+Exit status: 0 on success; 2 for a problem with the input or options (a :class:`MedimgError`,
+printed as one line ``medimg: error: <message>`` on stderr, and argparse usage errors); 1 only
+for bugs, which keep their traceback. Notes (proposed roles, excluded identifying columns, schema
+warnings) go to stderr after the work succeeds, so a failure prints only its one line. Output files are written to a temporary file and renamed
+into place, so they are never half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from medimg_core import __version__
+from medimg_core.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
+from medimg_core.errors import ConfigError, DataError, MedimgError, RegistryError
+from medimg_core.io import LoadedTable, read_data
+from medimg_core.models import ModelConfig, label_key
+from medimg_core.persistence import CARD_NAME, _refuse_foreign_target, load_model, save_model
+from medimg_core.privacy import to_safe_csv
+from medimg_core.registry import Registry, _parquet_ready
+from medimg_core.roles import Roles, propose_roles
+from medimg_core.training import (
+    TrainingResult,
+    ValidationConfig,
+    check_schema,
+    evaluate_model,
+    predict,
+    train,
+)
+
+__all__ = ["build_parser", "main"]
+
+MODEL_CHOICES = ("auto", "logreg", "svm", "svm_linear", "rf", "hgb", "knn", "mlp", "seed")
+SUMMARY_METRICS = (
+    ("accuracy", "accuracy"),
+    ("roc_auc", "ROC AUC"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("ppv", "PPV"),
+    ("npv", "NPV"),
+)
+
+
+def _write_atomic(path: Path, content: bytes) -> Path:
+    """Write bytes next to ``path``, flush them to disk, then rename over ``path``."""
+    target = path.expanduser().absolute()
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {target}: {exc.strerror or exc}; choose a writable output path."
+        ) from exc
+    return target
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, indent=2, allow_nan=False, default=str).encode("utf-8")
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    _parquet_ready(frame).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+class _ProgressLine:
+    """``progress(fraction, message)`` for the terminal: one rewritten line on a TTY, else a
+    line every tenth of the work (logs stay short)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last_decile = -1
+        self.width = 0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        percent = round(100 * min(max(fraction, 0.0), 1.0))
+        line = f"[{percent:3d}%] {message}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = max(self.width, len(line))
+            self.stream.flush()
+            return
+        decile = percent // 10
+        if decile > self.last_decile:
+            self.last_decile = decile
+            print(line, file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def _load(spec: str, notes: list[str]) -> LoadedTable:
+    table = read_data(spec)
+    notes.extend(table.notes)
+    return table
+
+
+def _check_column(frame: pd.DataFrame, column: str, option: str, name: str) -> None:
+    if column not in frame.columns:
+        shown = ", ".join(repr(str(c)) for c in list(frame.columns)[:15])
+        more = " …" if frame.shape[1] > 15 else ""
+        raise DataError(
+            f"{option} {column!r} is not a column of {name}; its columns are {shown}{more}. "
+            f"Pass {option} with one of them."
+        )
+
+
+def _resolve_roles(
+    frame: pd.DataFrame,
+    args: argparse.Namespace,
+    name: str,
+    notes: list[str],
+    *,
+    need_label: bool,
+) -> Roles:
+    """The proposed roles, overridden by ``--label``, ``--id`` and ``--exclude``."""
+    proposal = propose_roles(frame)
+    label = args.label
+    if label is None and proposal.label_candidates:
+        label = proposal.label_candidates[0]
+        notes.append(f"using {label!r} as the label (proposed; override with --label)")
+    if label is None:
+        if need_label:
+            raise ConfigError(
+                f"medimg cannot tell which column of {name} is the label; pass --label COLUMN."
+            )
+    else:
+        _check_column(frame, label, "--label", name)
+    id_column = args.id if args.id is not None else proposal.id
+    if args.id is not None:
+        _check_column(frame, args.id, "--id", name)
+    elif id_column is not None and id_column != label:
+        notes.append(f"using {id_column!r} as the patient ID (proposed; override with --id)")
+    for column in args.exclude:
+        _check_column(frame, column, "--exclude", name)
+    roles_taken = {label, id_column}
+    identifying = {c: why for c, why in proposal.identifying.items() if c not in roles_taken}
+    if identifying:
+        listed = ", ".join(f"{c!r} ({why})" for c, why in identifying.items())
+        notes.append(f"excluding identifying column(s) {listed}; they never reach the model")
+    exclude = tuple(dict.fromkeys([*args.exclude, *identifying]))
+    quality = proposal.quality if proposal.quality not in roles_taken else None
+    site = proposal.site if proposal.site not in roles_taken else None
+    return Roles(
+        label=label,
+        id=id_column if id_column != label else None,
+        quality=quality,
+        site=site,
+        exclude=tuple(c for c in exclude if c not in roles_taken),
+    )
+
+
+def _match_positive(values: pd.Series, text: str, label: str) -> Any:
+    """The label value whose text is ``text`` (so "1" matches the number 1)."""
+    present = list(pd.unique(values.dropna()))
+    for value in present:
+        if str(value) == text or label_key(value) == text:
+            return value.item() if hasattr(value, "item") else value
+    shown = ", ".join(repr(str(v)) for v in present[:20])
+    raise ConfigError(
+        f"--positive {text!r} is not a value of the label {label!r}; its values are {shown}. "
+        "Pass one of them."
+    )
+
+
+def _plan_for(frame: pd.DataFrame, roles: Roles, args: argparse.Namespace) -> CleaningPlan:
+    plan = suggest_plan(frame, roles)
+    return dataclasses.replace(plan, missing="impute") if args.impute else plan
+
+
+def _cleaning_line(report: CleaningReport) -> str:
+    removed = ", ".join(f"{rule} {n}" for rule, n in report.counts.items() if n)
+    text = f"{report.n_input} rows in, {report.n_kept} kept, {report.n_removed} removed"
+    return text + (f" ({removed})" if removed else "")
+
+
+def _metric_text(metrics: dict[str, Any] | None, key: str) -> str:
+    m = (metrics or {}).get(key)
+    if not m or m.get("value") is None:
+        return "n/a"
+    low, high = m["ci95"]
+    ci = f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return f"{m['value']:.3f}{ci}"
+
+
+def _metrics_table(columns: Sequence[tuple[str, dict[str, Any] | None]]) -> list[str]:
+    """Rows of the clinical metrics, one column per partition (``Evaluation.to_dict()``)."""
+    header = f"  {'metric':<12}" + "".join(f"{title:<28}" for title, _ in columns)
+    lines = [header.rstrip()]
+    for key, name in SUMMARY_METRICS:
+        row = f"  {name:<12}" + "".join(f"{_metric_text(m, key):<28}" for _, m in columns)
+        lines.append(row.rstrip())
+    return lines
+
+
+def _train_summary(
+    result: TrainingResult,
+    report: CleaningReport | None,
+    name: str,
+    threshold_method: str,
+    model_dir: Path,
+    run_id: str,
+) -> str:
+    model, split = result.model, result.split
+    lines = [f"Data: {name}"]
+    if report is not None:
+        lines.append(f"  cleaning: {_cleaning_line(report)}")
+    else:
+        lines.append(f"  cleaning: skipped (--no-clean), {split.n_dev + split.n_test} rows used")
+    if split.grouped_by:
+        unit = (
+            f"grouped by patient ({split.grouped_by}): {split.patients_dev} / "
+            f"{split.patients_test} patients"
+        )
+    else:
+        unit = "by row (no patient ID column)"
+    lines.append(
+        f"Split: {split.n_dev} development / {split.n_test} test rows, {unit}; "
+        f"{split.cv_folds}-fold cross-validation on development"
+    )
+    if model.is_binary:
+        lines.append(
+            f"Positive class: {model.positive_class}; threshold {model.threshold:.3f} "
+            f"({threshold_method}, chosen on out-of-fold development predictions)"
+        )
+    else:
+        lines.append(f"Classes: {', '.join(str(c) for c in model.classes)} (multi-class)")
+    pca = f", PCA {model.config.pca}" if model.config.pca else ""
+    lines.append(f"Model: {model.kind} (scaling {model.config.scaling}{pca})")
+    if result.leaderboard:
+        lines.append("Leaderboard (cross-validated ROC AUC, 95% CI):")
+        for row in result.leaderboard:
+            auc = row.roc_auc.to_dict()
+            ci = auc["ci95"]
+            value = "n/a" if auc["value"] is None else f"{auc['value']:.3f}"
+            interval = f" ({ci[0]:.3f}–{ci[1]:.3f})" if None not in ci else ""
+            mark = "  <- chosen" if row.chosen else ""
+            lines.append(f"  {row.kind:<11}{value}{interval}{mark}")
+    lines.append("Metrics with 95% CIs:")
+    lines.extend(
+        _metrics_table(
+            [
+                ("cross-validated (dev)", result.cv.to_dict()),
+                ("held-out test", result.test.to_dict() if result.test is not None else None),
+            ]
+        )
+    )
+    if result.warnings:
+        lines.append("Warnings:")
+        lines.extend(f"  - {w}" for w in result.warnings)
+    lines.append(f"Saved to {model_dir} (run {run_id}).")
+    return "\n".join(lines)
+
+
+def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
+    table = _load(args.data, notes)
+    frame = table.frame
+    roles = _resolve_roles(frame, args, table.name, notes, need_label=False)
+    plan = _plan_for(frame, roles, args)
+    report = clean(frame, roles, plan, require_label=roles.label is not None)
+    payload = {
+        "dataset": {"name": table.name, "hash": table.content_hash},
+        "roles": roles.to_dict(),
+        **report.to_dict(),
+    }
+    _write_atomic(Path(args.report), _json_bytes(payload))
+    out = _write_atomic(Path(args.output), _parquet_bytes(report.data))
+    print(f"Cleaning {table.name}: {_cleaning_line(report)}")
+    if report.dropped_columns:
+        dropped = ", ".join(f"{c} ({why})" for c, why in report.dropped_columns.items())
+        print(f"  dropped columns: {dropped}")
+    if len(report.conflicts):
+        print(
+            f"  {report.conflicts['conflict_group'].nunique()} group(s) of rows disagree on the "
+            "label; see the report"
+        )
+    if len(report.flags):
+        print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
+    print(f"Wrote {out} and {Path(args.report).expanduser().absolute()}.")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
+    # Refuse a bad output directory before minutes of training, not after.
+    _refuse_foreign_target(Path(args.output).expanduser().absolute())
+    table = _load(args.data, notes)
+    frame = table.frame
+    roles = _resolve_roles(frame, args, table.name, notes, need_label=True)
+    assert roles.label is not None
+    report: CleaningReport | None = None
+    if args.no_clean:
+        plan = CleaningPlan(missing="impute") if args.impute else CleaningPlan()
+        data = frame
+    else:
+        plan = _plan_for(frame, roles, args)
+        report = clean(frame, roles, plan)
+        data = report.data
+    positive = (
+        _match_positive(data[roles.label], args.positive, roles.label)
+        if args.positive is not None
+        else None
+    )
+    config = ModelConfig(
+        model=args.model,
+        scaling=args.scaling,
+        pca=args.pca,
+        class_weight=args.class_weight,
+        seed=args.seed,
+    )
+    validation = ValidationConfig(
+        test_size=args.test_size,
+        cv=args.cv,
+        threshold=args.threshold,
+        target_sensitivity=args.target_sensitivity,
+        n_boot=args.n_boot,
+    )
+    progress = _ProgressLine(sys.stderr)
+    try:
+        result = train(
+            data,
+            roles,
+            config=config,
+            validation=validation,
+            positive=positive,
+            plan=plan,
+            progress=progress,
+        )
+    finally:
+        progress.finish()
+    development = data.loc[list(result.dev_index)] if result.dev_index else data
+    model_dir = save_model(
+        result,
+        Path(args.output),
+        cleaning=report,
+        dataset_name=table.name,
+        validation=validation,
+        data=development,
+    )
+    card = json.loads((model_dir / CARD_NAME).read_text(encoding="utf-8"))
+    try:
+        with Registry() as registry:
+            run_id = registry.record_run(result, data=data, card=card, model_dir=model_dir)
+    except RegistryError as exc:
+        raise RegistryError(f"the model was saved to {model_dir}, but {exc}") from exc
+    print(_train_summary(result, report, table.name, args.threshold, model_dir, run_id))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
+    loaded = load_model(Path(args.model_dir))
+    model = loaded.model
+    table = _load(args.data, notes)
+    frame = table.frame
+    label = model.roles.label
+    if args.label is not None and args.label != label:
+        _check_column(frame, args.label, "--label", table.name)
+        if label in frame.columns:
+            raise ConfigError(
+                f"{table.name} has both --label {args.label!r} and the model's label column "
+                f"{label!r}; drop one of them or omit --label."
+            )
+        frame = frame.rename(columns={args.label: label})
+    if label is None or label not in frame.columns:
+        raise DataError(
+            f"{table.name} has no label column {label!r}, which external validation needs; "
+            "add it or name the label column with --label COLUMN."
+        )
+    unlabelled = int(frame[label].isna().sum())
+    if unlabelled:
+        notes.append(f"{unlabelled} row(s) without a label are left out of the evaluation")
+        frame = frame[frame[label].notna()]
+    for warning in check_schema(model, frame).warnings:
+        notes.append(f"warning: {warning}")
+    evaluation = evaluate_model(model, frame, n_boot=args.n_boot, seed=model.config.seed)
+    payload = {
+        "metrics": evaluation.to_dict(),
+        "positive_class": model.positive_class,
+        "n": evaluation.n,
+        "partition": "external",
+        "threshold": evaluation.threshold,
+        "class_names": list(evaluation.class_names),
+        "confusion": evaluation.confusion.tolist(),
+        "bootstrap_unit": "patient" if evaluation.groups_resampled else "row",
+        "dataset": {"name": table.name, "hash": table.content_hash},
+        "model": {"directory": str(loaded.directory), "sha256": loaded.card.get("model_sha256")},
+    }
+    out = _write_atomic(Path(args.json), _json_bytes(payload))
+    lines = [
+        f"External validation of {loaded.directory} on {table.name}: {evaluation.n} cases, "
+        f"threshold {evaluation.threshold:.3f}, positive class {model.positive_class}",
+        "Metrics with 95% CIs (no refit):",
+        *_metrics_table(
+            [
+                ("external", evaluation.to_dict()),
+                ("held-out test at training", (loaded.card.get("metrics") or {}).get("test")),
+            ]
+        ),
+        f"Wrote {out}.",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
+    loaded = load_model(Path(args.model_dir))
+    model = loaded.model
+    table = _load(args.data, notes)
+    predictions = predict(model, table.frame, explain_top=args.explain)
+    for warning in predictions.schema.warnings:
+        notes.append(f"warning: {warning}")
+    out = _write_atomic(Path(args.output), to_safe_csv(predictions.frame))
+    n = len(predictions.frame)
+    if model.is_binary:
+        positives = int((predictions.frame["decision"] == model.positive_class).sum())
+        detail = (
+            f"{positives} called {model.positive_class} at threshold {predictions.threshold:.3f}"
+        )
+    else:
+        detail = "most probable class per case"
+    print(f"Wrote {n} prediction(s) to {out} ({detail}).")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
+    with Registry() as registry:
+        runs = registry.list_runs()
+        url = registry.url
+    if not runs:
+        print(f"No runs recorded yet in {url}. Train one with `medimg train`.")
+        return 0
+    rows = [r.summary() for r in runs]
+    headers = list(rows[0])
+    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
+    print("  ".join(h.ljust(widths[h]) for h in headers).rstrip())
+    for row in rows:
+        print("  ".join(str(row[h]).ljust(widths[h]) for h in headers).rstrip())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.2, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a share from 0 up to (not including) 1, got {value}"
+        )
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _share(text)
+    if value == 0.0:
+        raise argparse.ArgumentTypeError("expected a sensitivity above 0, got 0")
+    return value
+
+
+def _add_role_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label", metavar="COL", help="the label column (default: proposed)")
+    parser.add_argument(
+        "--id", metavar="COL", help="the patient/case ID column (default: proposed)"
+    )
+    parser.add_argument(
+        "--exclude",
+        metavar="COL",
+        nargs="+",
+        default=[],
+        help="columns to leave out of the model (identifying columns are excluded automatically)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medimg`` argument parser (one sub-command per step)."""
+    parser = argparse.ArgumentParser(
+        prog="medimg",
+        description="Honest, explained diagnostic models from medical-imaging feature tables.",
+        epilog="DATA is a CSV/TSV/Excel/Parquet file or sample:wdbc.",
+    )
+    parser.add_argument("--version", action="version", version=f"medimg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("clean", help="clean a table and report every removed row")
+    p.add_argument("data", metavar="DATA")
+    _add_role_options(p)
+    p.add_argument("--impute", action="store_true", help="keep rows with missing values")
+    p.add_argument("-o", "--output", metavar="CLEAN.parquet", required=True)
+    p.add_argument("--report", metavar="REPORT.json", required=True)
+    p.set_defaults(handler=_cmd_clean)
+
+    p = sub.add_parser("train", help="clean, train and validate a model; save and record it")
+    p.add_argument("data", metavar="DATA")
+    _add_role_options(p)
+    p.add_argument("--positive", metavar="VALUE", help="the positive label value")
+    p.add_argument("--model", choices=MODEL_CHOICES, default="auto")
+    p.add_argument(
+        "--scaling", choices=("standard", "minmax", "robust", "none"), default="standard"
+    )
+    p.add_argument("--pca", metavar="N", type=_positive_int, default=None)
+    p.add_argument("--class-weight", choices=("balanced",), default=None)
+    p.add_argument("--cv", metavar="K", type=_positive_int, default=5)
+    p.add_argument("--test-size", metavar="F", type=_share, default=0.2)
+    p.add_argument("--threshold", choices=("0.5", "youden", "sensitivity"), default="0.5")
+    p.add_argument("--target-sensitivity", metavar="S", type=_probability, default=0.9)
+    p.add_argument("--n-boot", metavar="N", type=_positive_int, default=1000)
+    p.add_argument("--seed", metavar="N", type=int, default=42)
+    p.add_argument("--no-clean", action="store_true", help="skip the default cleaning plan")
+    p.add_argument(
+        "--impute",
+        action="store_true",
+        help="impute missing values inside the pipeline instead of dropping rows",
+    )
+    p.add_argument("-o", "--output", metavar="MODEL_DIR", required=True)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="validate a saved model on new labelled data (no refit)")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--label", metavar="COL", help="the label column if named differently")
+    p.add_argument("--n-boot", metavar="N", type=_positive_int, default=1000)
+    p.add_argument("--json", metavar="METRICS.json", required=True)
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score new cases with a saved model")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("-o", "--output", metavar="PREDICTIONS.csv", required=True)
+    p.add_argument(
+        "--explain", metavar="K", type=_non_negative_int, default=0, help="add K top SHAP reasons"
+    )
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("runs", help="list recorded runs, newest first")
+    p.set_defaults(handler=_cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``medimg`` command line.
+
+    Parameters
+    ----------
+    argv : arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a user-facing error or a usage error.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
+    notes: list[str] = []
+    try:
+        status = handler(args, notes)
+    except MedimgError as exc:
+        message = " ".join(str(exc).split())
+        print(f"medimg: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medimg: interrupted", file=sys.stderr)
+        return 130
+    for note in notes:
+        print(f"medimg: {note}", file=sys.stderr)
+    return status

@@ -1,0 +1,397 @@
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medimg_core.cli import _ProgressLine, main
+from medimg_core.io import load_sample
+from medimg_core.persistence import load_model
+from medimg_core.registry import Registry
+
+FAST = ["--model", "logreg", "--cv", "3", "--n-boot", "100"]
+
+
+@dataclass(frozen=True)
+class Trained:
+    home: Path
+    model_dir: Path
+    stdout: str
+    stderr: str
+    status: int
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    base = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIMG_HOME", str(base / "ws"))
+        mp.delenv("MEDIMG_DATABASE_URL", raising=False)
+        model_dir = base / "models" / "wdbc"
+        status, out, err = run(["train", "sample:wdbc", *FAST, "-o", str(model_dir)])
+        yield Trained(base / "ws", model_dir, out, err, status)
+
+
+@pytest.fixture
+def home(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEDIMG_HOME", str(trained.home))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    return trained.home
+
+
+def wdbc_csv(path: Path, rows: int = 40, **changes: object) -> Path:
+    frame = load_sample("wdbc").frame.head(rows).copy()
+    for column, value in changes.items():
+        if value is None:
+            frame = frame.drop(columns=[column])
+        else:
+            frame[column] = value
+    frame.to_csv(path, index=False)
+    return path
+
+
+def assert_one_line_error(status: int, err: str, pattern: str) -> None:
+    assert status == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[-1].startswith("medimg: error: ")
+    assert re.search(pattern, lines[-1]), lines[-1]
+
+
+def test_train_saves_records_and_summarises(trained: Trained) -> None:
+    assert trained.status == 0, trained.stderr
+    out = trained.stdout
+    assert "Data: wdbc" in out
+    assert "569 rows in" in out
+    assert "grouped by patient (case_id)" in out
+    assert "Positive class: malignant; threshold 0.500 (0.5" in out
+    assert "Model: logreg" in out
+    for name in ("accuracy", "ROC AUC", "sensitivity", "specificity", "PPV", "NPV"):
+        assert name in out
+    assert "cross-validated (dev)" in out and "held-out test" in out
+    assert f"Saved to {trained.model_dir}" in out
+
+    loaded = load_model(trained.model_dir)
+    card = loaded.card
+    assert card["dataset"]["name"] == "wdbc"
+    assert card["threshold"]["method"] == "0.5"
+    assert card["validation"]["cv_folds"] == 3
+    assert card["top_features"]
+    assert 0.97 < card["metrics"]["cv"]["roc_auc"]["value"] <= 1.0
+    with Registry(home=trained.home) as registry:
+        runs = registry.list_runs()
+    assert len(runs) == 1 and runs[0].model_dir == trained.model_dir
+
+
+def test_runs_lists_newest_first(home: Path, trained: Trained) -> None:
+    status, out, _ = run(["runs"])
+    assert status == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:4] == ["id", "created", "dataset", "model"]
+    assert len(rows) == 1 and "logreg" in rows[0] and "wdbc" in rows[0]
+
+
+def test_runs_on_an_empty_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path))
+    status, out, _ = run(["runs"])
+    assert status == 0
+    assert "No runs recorded yet" in out
+
+
+def test_evaluate_writes_external_metrics(trained: Trained, tmp_path: Path) -> None:
+    data = wdbc_csv(tmp_path / "other.csv", rows=120)
+    target = tmp_path / "out" / "metrics.json"
+    status, out, err = run(
+        ["evaluate", str(trained.model_dir), str(data), "--json", str(target), "--n-boot", "50"]
+    )
+    assert status == 0, err
+    payload = json.loads(target.read_text())
+    assert payload["partition"] == "external"
+    assert payload["n"] == 120
+    assert payload["positive_class"] == "malignant"
+    assert set(payload["metrics"]) >= {"roc_auc", "sensitivity", "specificity", "ppv", "npv"}
+    assert set(payload["metrics"]["roc_auc"]) == {"value", "ci95"}
+    assert "External validation" in out and "ROC AUC" in out
+    assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]
+
+
+def test_evaluate_with_renamed_label(trained: Trained, tmp_path: Path) -> None:
+    frame = load_sample("wdbc").frame.head(60).rename(columns={"diagnosis": "truth"})
+    frame.to_csv(tmp_path / "renamed.csv", index=False)
+    target = tmp_path / "m.json"
+    status, _, err = run(
+        [
+            "evaluate",
+            str(trained.model_dir),
+            str(tmp_path / "renamed.csv"),
+            "--label",
+            "truth",
+            "--json",
+            str(target),
+            "--n-boot",
+            "20",
+        ]
+    )
+    assert status == 0, err
+    assert json.loads(target.read_text())["n"] == 60
+
+
+def test_predict_with_reasons_writes_a_safe_csv(trained: Trained, tmp_path: Path) -> None:
+    ids = [f'=HYPERLINK("x{i}")' if i == 0 else f"C{i}" for i in range(8)]
+    data = wdbc_csv(tmp_path / "new.csv", rows=8, case_id=ids, diagnosis=None)
+    target = tmp_path / "pred.csv"
+    status, out, err = run(
+        ["predict", str(trained.model_dir), str(data), "-o", str(target), "--explain", "2"]
+    )
+    assert status == 0, err
+    frame = pd.read_csv(target)
+    assert len(frame) == 8
+    assert {"reason_1", "reason_2", "decision", "p_malignant"} <= set(frame.columns)
+    assert "reason_3" not in frame.columns
+    assert frame["case_id"].iloc[0].startswith("'=")
+    assert frame["reason_1"].str.contains(r"\([+-]\d").all()
+    assert "Wrote 8 prediction(s)" in out
+
+
+def test_clean_writes_data_and_report(tmp_path: Path, home: Path) -> None:
+    frame = load_sample("wdbc").frame.head(50).copy()
+    frame = pd.concat([frame, frame.iloc[:2]], ignore_index=True)
+    frame.loc[3, "diagnosis"] = np.nan
+    frame.to_csv(tmp_path / "raw.csv", index=False)
+    out_path, report_path = tmp_path / "clean.parquet", tmp_path / "report.json"
+    status, out, err = run(
+        [
+            "clean",
+            str(tmp_path / "raw.csv"),
+            "--label",
+            "diagnosis",
+            "-o",
+            str(out_path),
+            "--report",
+            str(report_path),
+        ]
+    )
+    assert status == 0, err
+    report = json.loads(report_path.read_text())
+    cleaned = pd.read_parquet(out_path)
+    assert report["rows_in"] == 52
+    assert report["rows_kept"] == len(cleaned)
+    assert report["removed_by_rule"]["missing label"] == 1
+    assert report["rows_in"] == report["rows_kept"] + report["rows_removed"]
+    assert report["roles"]["label"] == "diagnosis"
+    assert "52 rows in" in out
+
+
+def test_clean_sample(tmp_path: Path, home: Path) -> None:
+    status, _, err = run(
+        [
+            "clean",
+            "sample:wdbc",
+            "-o",
+            str(tmp_path / "c.parquet"),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert status == 0, err
+    assert len(pd.read_parquet(tmp_path / "c.parquet")) == 569
+
+
+def test_positive_given_as_text_matches_a_numeric_label(tmp_path: Path, home: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 120
+    y = np.arange(n) % 2
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=n) + y, "b": rng.normal(size=n), "c": rng.normal(size=n), "y": y}
+    )
+    frame.to_csv(tmp_path / "num.csv", index=False)
+    model_dir = tmp_path / "num_model"
+    status, out, err = run(
+        [
+            "train",
+            str(tmp_path / "num.csv"),
+            "--label",
+            "y",
+            "--positive",
+            "0",
+            *FAST,
+            "-o",
+            str(model_dir),
+        ]
+    )
+    assert status == 0, err
+    assert load_model(model_dir).model.positive_class == 0
+    assert "Positive class: 0" in out
+
+
+def test_identifying_columns_are_excluded_and_said(tmp_path: Path, home: Path) -> None:
+    frame = load_sample("wdbc").frame.head(100).copy()
+    names = ["Alice Smith", "Bob Jones", "Carol White", "David Brown", "Eve Black"]
+    frame.insert(1, "patient_name", [names[i % 5] + f" {i}" for i in range(100)])
+    frame.to_csv(tmp_path / "named.csv", index=False)
+    model_dir = tmp_path / "named_model"
+    status, _, err = run(
+        ["train", str(tmp_path / "named.csv"), "--label", "diagnosis", *FAST, "-o", str(model_dir)]
+    )
+    assert status == 0, err
+    assert "excluding identifying column(s) 'patient_name'" in err
+    model = load_model(model_dir).model
+    assert "patient_name" not in model.feature_columns
+    assert "patient_name" in model.roles.exclude
+
+
+def test_missing_file(tmp_path: Path, home: Path) -> None:
+    status, out, err = run(["train", str(tmp_path / "nope.csv"), "--label", "x", "-o", "m"])
+    assert_one_line_error(status, err, r"nope\.csv")
+    assert out == ""
+
+
+def test_label_absent(tmp_path: Path, home: Path) -> None:
+    status, _, err = run(
+        ["train", "sample:wdbc", "--label", "outcome", *FAST, "-o", str(tmp_path / "m")]
+    )
+    assert_one_line_error(status, err, r"--label 'outcome' is not a column of wdbc")
+    assert not (tmp_path / "m").exists()
+
+
+def test_single_class_label(tmp_path: Path, home: Path) -> None:
+    data = wdbc_csv(tmp_path / "one.csv", rows=60, diagnosis="benign")
+    status, _, err = run(
+        ["train", str(data), "--label", "diagnosis", *FAST, "-o", str(tmp_path / "m")]
+    )
+    assert_one_line_error(status, err, r"benign")
+    assert not (tmp_path / "m").exists()
+
+
+def test_positive_that_is_not_a_label_value(tmp_path: Path, home: Path) -> None:
+    status, _, err = run(
+        ["train", "sample:wdbc", "--positive", "cancer", *FAST, "-o", str(tmp_path / "m")]
+    )
+    assert_one_line_error(status, err, r"--positive 'cancer' is not a value of the label")
+
+
+def test_train_refuses_a_foreign_output_directory(tmp_path: Path, home: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    status, _, err = run(["train", "sample:wdbc", *FAST, "-o", str(tmp_path)])
+    assert_one_line_error(status, err, r"exists and is not a medimg model directory")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_tampered_model(trained: Trained, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("model.skops", "card.json"):
+        (copy / name).write_bytes((trained.model_dir / name).read_bytes())
+    with (copy / "model.skops").open("ab") as fh:
+        fh.write(b"!")
+    data = wdbc_csv(tmp_path / "new.csv", rows=5)
+    status, _, err = run(["predict", str(copy), str(data), "-o", str(tmp_path / "p.csv")])
+    assert_one_line_error(status, err, r"checksum mismatch")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_not_a_model_directory(tmp_path: Path) -> None:
+    status, _, err = run(
+        ["evaluate", str(tmp_path), "sample:wdbc", "--json", str(tmp_path / "m.json")]
+    )
+    assert_one_line_error(status, err, r"is not a medimg model directory")
+
+
+def test_predict_with_missing_columns(trained: Trained, tmp_path: Path) -> None:
+    data = wdbc_csv(tmp_path / "short.csv", rows=5, **{"mean radius": None})
+    status, _, err = run(["predict", str(trained.model_dir), str(data), "-o", str(tmp_path / "p")])
+    assert_one_line_error(status, err, r"mean radius")
+    assert not (tmp_path / "p").exists()
+
+
+def test_evaluate_without_label(trained: Trained, tmp_path: Path) -> None:
+    data = wdbc_csv(tmp_path / "nolabel.csv", rows=5, diagnosis=None)
+    status, _, err = run(
+        ["evaluate", str(trained.model_dir), str(data), "--json", str(tmp_path / "m.json")]
+    )
+    assert_one_line_error(status, err, r"no label column 'diagnosis'")
+
+
+def test_unwritable_output(trained: Trained, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    data = wdbc_csv(tmp_path / "new.csv", rows=5)
+    status, _, err = run(
+        ["predict", str(trained.model_dir), str(data), "-o", str(blocker / "p.csv")]
+    )
+    assert_one_line_error(status, err, r"cannot write .*choose a writable output path")
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run(["train", "sample:wdbc"])[0] == 2
+    assert run(["train", "sample:wdbc", "-o", "m", "--model", "xgboost"])[0] == 2
+    assert run(["train", "sample:wdbc", "-o", "m", "--test-size", "1.5"])[0] == 2
+    assert run([])[0] == 2
+    assert run(["--version"])[0] == 0
+
+
+def test_progress_line_is_sparse_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = _ProgressLine(stream)
+    for i in range(101):
+        progress(i / 100, f"step {i}")
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 11
+    assert lines[0] == "[  0%] step 0" and lines[-1] == "[100%] step 100"
+
+
+def test_progress_line_rewrites_one_line_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = _ProgressLine(stream)
+    progress(0.5, "fold 2 of 4")
+    progress(1.0, "done")
+    progress.finish()
+    text = stream.getvalue()
+    assert "\n" not in text
+    assert text.count("\r") == 4
+    assert text.endswith(" \r")
+
+
+def _subprocess(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEDIMG_HOME": str(home)}
+    env.pop("MEDIMG_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "medimg_core", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_module_entry_point_exit_status(tmp_path: Path) -> None:
+    bad = _subprocess(["evaluate", str(tmp_path), "sample:wdbc", "--json", "x.json"], tmp_path)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("medimg: error: ")
+    assert "is not a medimg model directory" in bad.stderr
