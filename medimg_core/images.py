@@ -91,6 +91,7 @@ _LABEL_FILES = ("labels.csv", "labels.tsv", "labels.xlsx", "labels.parquet")
 _SKIP_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 _SPLITS = ("train", "val", "test")
 _LUMA = np.array([0.299, 0.587, 0.114])
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 _LUMA_NOTE = "RGB images were converted to grayscale luminance (0.299 R + 0.587 G + 0.114 B)."
 _COMPLETE_MARKER = ".medimg-complete"
 _BOMB_MIN_BYTES = 1 << 20
@@ -924,11 +925,13 @@ def _open_folder(
             )
     rows: list[dict[str, Any]] = []
     formats: set[str] = set()
+    n_colour = 0
     for path in files:
         rel = path.relative_to(root).as_posix()
         row = _probe(path, rel, key, limits, problems)
         if row is not None:
             formats.add(row["format"])
+            n_colour += bool(row.pop("colour", False))
             rows.append(row)
     if not rows:
         shown = "; ".join(str(p) for p in problems[:5]) or "no PNG, JPEG, TIFF or DICOM files"
@@ -963,9 +966,11 @@ def _open_folder(
         )
     if {"png", "jpeg", "tiff"} & formats:
         notes.append(
-            "PNG / JPEG / TIFF values are scaled by their bit depth (8-bit / 255, 16-bit / 65535); "
-            + _LUMA_NOTE.lower().replace("rgb", "RGB")
+            "PNG / JPEG / TIFF values are scaled by their bit depth (8-bit / 255, 16-bit / "
+            "65535), the same for every image."
         )
+    if n_colour:
+        notes.append(f"{n_colour} image(s): {_LUMA_NOTE}")
     sizes = Counter(zip(records["height"], records["width"], strict=True))
     if len(sizes) > 1:
         (h, w), n = sizes.most_common(1)[0]
@@ -1033,8 +1038,9 @@ def _probe(
         with Image.open(path) as im:
             fmt = _check_format(im, rel, limits)
             width, height = im.size
+            colour = im.mode not in _GRAY_MODES
             im.verify()
-        row.update(height=int(height), width=int(width), format=fmt)
+        row.update(height=int(height), width=int(width), format=fmt, colour=colour)
         return row
     except (ImageError, LimitError) as exc:
         problems.append(ImageProblem(rel, str(exc)))

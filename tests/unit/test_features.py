@@ -132,6 +132,21 @@ def test_grid_cells_read_top_left_to_bottom_right() -> None:
     assert "row 1 of 4 (1 = top)" in FEATURE_DESCRIPTIONS["grid_r1_c1"]
 
 
+def test_edge_directions_name_the_edges_they_see() -> None:
+    vertical = np.zeros((16, 16), dtype=np.float32)
+    vertical[:, 8:] = 1.0
+    f = compute_features(vertical)
+    assert f["edges_vertical_r1_c1"] == 1.0 and f["edges_horizontal_r1_c1"] == 0.0
+    assert math.isnan(f["edges_vertical_r2_c1"]) or f["edges_vertical_r2_c1"] == 1.0
+    falling = np.tril(np.ones((16, 16), dtype=np.float32))  # bright below the main diagonal
+    f = compute_features(falling)
+    assert f["edges_falling_r1_c2"] == 1.0 and f["edges_rising_r1_c2"] == 0.0
+    assert "top-right quarter" in FEATURE_DESCRIPTIONS["edges_falling_r1_c2"]
+    assert math.isnan(compute_features(np.full((16, 16), 0.3))["edges_vertical_r1_c1"])
+    with pytest.raises(ConfigError, match=r"do not fit a 3×3 image"):
+        compute_features(np.zeros((3, 3)))
+
+
 def test_mask_restricts_the_region_and_adds_shape() -> None:
     img = texture()
     mask = np.zeros(img.shape, dtype=bool)

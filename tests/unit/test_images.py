@@ -92,6 +92,10 @@ def test_rgb_becomes_bt601_luminance_and_says_so(tmp_path: Path) -> None:
     jpeg = load_image(save(tmp_path / "c.jpg", rgb, "JPEG"))
     assert jpeg.format == "jpeg" and jpeg.was_rgb
     np.testing.assert_allclose(jpeg.pixels, expected, atol=0.03)
+    save(tmp_path / "set" / "a" / "gray.png", gradient())
+    save(tmp_path / "set" / "b" / "colour.png", np.repeat(gradient()[..., None], 3, axis=2))
+    s = open_image_set(tmp_path / "set", key=KEY)
+    assert "1 image(s): RGB images were converted to grayscale luminance (0.299 R" in s.notes[-1]
 
 
 def test_load_image_from_bytes_and_dicom() -> None:
