@@ -17,12 +17,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 
-from medimg_core import __version__
 from medimg_core.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
 from medimg_core.errors import ConfigError, DataError, MedimgError, RegistryError
 from medimg_core.io import LoadedTable, read_data
@@ -515,6 +515,13 @@ def _add_role_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("medimg")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medimg`` argument parser (one sub-command per step)."""
     parser = argparse.ArgumentParser(
@@ -522,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Honest, explained diagnostic models from medical-imaging feature tables.",
         epilog="DATA is a CSV/TSV/Excel/Parquet file or sample:wdbc.",
     )
-    parser.add_argument("--version", action="version", version=f"medimg {__version__}")
+    parser.add_argument("--version", action="version", version=f"medimg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("clean", help="clean a table and report every removed row")
