@@ -1,0 +1,415 @@
+"""Streamlit helpers of the Explain and Predict pages: cached explainers, case review, new cases.
+
+Explainers are shared objects (``st.cache_resource``) and the global explanation is a result
+(``st.cache_data``); both are keyed on the active model's content key (its run id or model
+checksum) and the class explained, so two users' models never share an entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from medimg_core import plots, review
+from medimg_core.errors import DataError
+from medimg_core.explain import CaseExplanation, Explanation, ModelExplainer
+from medimg_core.io import LoadedTable, frame_hash
+from medimg_core.privacy import pseudonym_key, pseudonymise
+from medimg_core.report import anonymous_case, case_report_html
+from medimg_core.ui import cache, state
+from medimg_core.ui.session import ActiveModel
+
+__all__ = [
+    "GLOBAL_SAMPLE",
+    "HELD_OUT_DEMO_ROWS",
+    "NEW_CASES",
+    "CaseView",
+    "case_report",
+    "case_view",
+    "development_rows",
+    "explainer",
+    "explainers_for",
+    "global_explanation",
+    "handle_prediction_upload",
+    "held_out_cases",
+    "input_step",
+    "markdown_text",
+    "model_name",
+    "number_or_none",
+    "prediction_columns",
+    "report_reference",
+    "same_value",
+    "scored_cases",
+    "set_new_cases",
+    "take_prediction_upload",
+    "threshold",
+]
+
+GLOBAL_SAMPLE = 500
+"""Most development cases in the global importance and beeswarm."""
+
+NEW_CASES = "predict_new_cases"
+"""Session key of the new cases (a LoadedTable) on the Predict page."""
+
+HELD_OUT_DEMO_ROWS = 20
+"""Held-out cases offered as a one-click demo on the Predict page."""
+
+
+def threshold(active: ActiveModel) -> float:
+    """The operating threshold: the one chosen on the Evaluate page, else the model's."""
+    chosen = state.get(state.THRESHOLD)
+    return float(chosen) if chosen is not None else float(active.model.threshold)
+
+
+def development_rows(active: ActiveModel) -> pd.DataFrame:
+    """The development cases of the active model (its SHAP background and typical values).
+
+    Raises
+    ------
+    DataError
+        When the model has no stored cases (the run was saved without its data).
+    """
+    cases = active.cases
+    if cases is None or len(cases) == 0:
+        raise DataError(
+            "This model has no stored development cases, which explanations need as their "
+            "background; retrain it on the Train page or open a run saved with its data."
+        )
+    if "partition" in cases.columns:
+        development = cases[cases["partition"] == "development"]
+        if len(development):
+            return development
+    return cases
+
+
+@st.cache_resource(show_spinner="Preparing the explainer…", max_entries=8)
+def explainer(model_key: str, class_index: int, _active: ActiveModel) -> ModelExplainer:
+    """The SHAP explainer of the model whose content key is ``model_key``, for one class.
+
+    Parameters
+    ----------
+    model_key : ``active.key`` (the cache key).
+    class_index : encoded class to explain (binary: 1 = the positive class).
+    _active : the model (not hashed: ``model_key`` identifies it).
+    """
+    return ModelExplainer(
+        _active.model,
+        development_rows(_active),
+        seed=_active.model.config.seed,
+        class_index=class_index,
+    )
+
+
+def explainers_for(active: ActiveModel) -> dict[int, ModelExplainer]:
+    """Every explainer a prediction table needs: the positive class, or each class."""
+    model = active.model
+    indexes = [1] if model.is_binary else list(range(len(model.classes)))
+    return {i: explainer(active.key, i, active) for i in indexes}
+
+
+@st.cache_data(show_spinner="Explaining a sample of development cases…", max_entries=8)
+def global_explanation(model_key: str, class_index: int, _active: ActiveModel) -> Explanation:
+    """SHAP values of at most ``GLOBAL_SAMPLE`` development cases (a fixed, seeded sample)."""
+    rows = development_rows(_active)
+    if len(rows) > GLOBAL_SAMPLE:
+        rows = rows.sample(n=GLOBAL_SAMPLE, random_state=_active.model.config.seed).sort_index()
+    features = _active.model.prepare_features(rows)
+    return explainer(model_key, class_index, _active).explain(features)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """One case as the Explain page shows it.
+
+    Attributes
+    ----------
+    row_key : the case's index label in ``ActiveModel.cases``.
+    label : its on-screen name (ID, or "row i").
+    features : the case's feature values (one row, model feature columns).
+    case : its explanation (``case_id`` = ``label``).
+    probability : P(explained class).
+    true_label : the known diagnosis (None when unknown).
+    outcome : "TP"/"FP"/"FN"/"TN" (binary) or "correct"/"wrong", when evaluated.
+    """
+
+    row_key: Any
+    label: str
+    features: pd.DataFrame
+    case: CaseExplanation
+    probability: float
+    true_label: Any
+    outcome: str | None
+
+
+def case_view(
+    active: ActiveModel,
+    row_key: Any,
+    class_index: int,
+    *,
+    review_table: pd.DataFrame | None = None,
+    changes: dict[str, Any] | None = None,
+) -> CaseView:
+    """Explain one of the model's cases, optionally with some feature values changed.
+
+    Parameters
+    ----------
+    active : the model.
+    row_key : the case's index label in ``active.cases``.
+    class_index : encoded class explained.
+    review_table : a :func:`medimg_core.review.review_table` holding the case (for its outcome).
+    changes : what-if values, feature -> value.
+    """
+    cases = active.cases
+    if cases is None:
+        raise DataError(
+            "This model has no stored cases to explain; retrain it or open a run with its data."
+        )
+    model = active.model
+    labels = review.case_labels(cases.loc[[row_key]], _id_column(active))
+    label = str(labels.iloc[0])
+    features = model.prepare_features(cases.loc[[row_key]])
+    if changes:
+        features = review.with_changes(features, changes)
+    features.index = pd.Index([label])
+    explanation = explainer(active.key, class_index, active).explain(features)
+    probabilities = review.case_probabilities(model, features)
+    probability = float(probabilities.to_numpy(dtype=float)[0, class_index])
+    label_column = model.roles.label
+    true_label = (
+        cases.at[row_key, label_column] if label_column and label_column in cases.columns else None
+    )
+    outcome = None
+    if review_table is not None and row_key in review_table.index and not changes:
+        outcome = str(review_table.at[row_key, "outcome"])
+    return CaseView(
+        row_key=row_key,
+        label=label,
+        features=features,
+        case=explanation.case(0),
+        probability=probability,
+        true_label=true_label,
+        outcome=outcome,
+    )
+
+
+def report_reference(label: str) -> str:
+    """A keyed pseudonym for a case, printed in reports instead of its ID."""
+    return "case-" + pseudonymise(label, pseudonym_key())
+
+
+def case_report(active: ActiveModel, view: CaseView, note: str, cut: float | None) -> str:
+    """The downloadable HTML report of a case, under its pseudonymous reference.
+
+    Parameters
+    ----------
+    active : the model.
+    view : the case.
+    note : the explanation method in words.
+    cut : the threshold (binary), or None.
+
+    Returns
+    -------
+    str
+        A self-contained HTML document (see :func:`medimg_core.report.case_report_html`).
+    """
+    reference = report_reference(view.label)
+    case = anonymous_case(view.case, reference)
+    figures: list[go.Figure] = [plots.waterfall_figure(case, threshold=cut)]
+    if cut is not None:
+        figures.insert(
+            0, plots.case_probability_figure(view.probability, cut, class_name=case.class_name)
+        )
+    table = review.feature_table(case, development_rows(active), k=len(case.values))
+    page = case_report_html(
+        case,
+        probability=view.probability,
+        threshold=cut,
+        true_label=view.true_label,
+        model_card=active.card,
+        figures=figures,
+        note=note,
+        outcome=view.outcome,
+        features=table,
+    )
+    return page
+
+
+def number_or_none(value: Any) -> float | None:
+    """A feature value as a number input's starting value (None when missing)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def input_step(value: Any) -> float:
+    """A step for a number input of about a hundredth of the value's magnitude."""
+    number = number_or_none(value)
+    if number is None or number == 0 or not math.isfinite(number):
+        return 0.01
+    return float(10 ** (math.floor(math.log10(abs(number))) - 2))
+
+
+def same_value(new: Any, old: Any) -> bool:
+    """Whether a what-if input still holds the case's own value (missing equals missing)."""
+    if _is_missing(new) or _is_missing(old):
+        return _is_missing(new) and _is_missing(old)
+    new_number, old_number = number_or_none(new), number_or_none(old)
+    if new_number is None or old_number is None:
+        return str(new) == str(old)
+    return math.isclose(new_number, old_number, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+_MODEL_NAMES = {
+    "logreg": "logistic regression",
+    "svm": "SVM (RBF kernel)",
+    "svm_linear": "linear SVM",
+    "rf": "random forest",
+    "hgb": "gradient boosting",
+    "knn": "k-nearest neighbours",
+    "mlp": "neural network (MLP)",
+    "seed": "scaler → PCA → random forest",
+}
+
+
+def model_name(active: ActiveModel) -> str:
+    """The active model's kind in words, e.g. "logistic regression"."""
+    return _MODEL_NAMES.get(active.model.kind, active.model.kind)
+
+
+def markdown_text(text: str) -> str:
+    """Text from the data (column names, values) kept from being read as Markdown."""
+    for char in ("\\", "*", "_", "`", "[", "]", "$", "<", ">", "#", "|", "~"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def take_prediction_upload(uploaded: Any) -> None:
+    """Read a file from the Predict page's uploader once, when a new file arrives.
+
+    Parameters
+    ----------
+    uploaded : the uploader's value (a Streamlit ``UploadedFile``), or None.
+    """
+    if uploaded is None:
+        return
+    seen = f"{uploaded.name}:{uploaded.size}:{getattr(uploaded, 'file_id', '')}"
+    if st.session_state.get(_UPLOAD_SEEN) == seen:
+        return
+    st.session_state[_UPLOAD_SEEN] = seen
+    handle_prediction_upload(uploaded.getvalue(), uploaded.name)
+
+
+_UPLOAD_SEEN = "predict_upload_seen"
+
+
+def prediction_columns(scored: review.ScoredCases) -> dict[str, Any]:
+    """Column settings of the prediction table: probabilities as bars, reasons explained."""
+    config: dict[str, Any] = {}
+    for column in scored.table.columns:
+        if str(column).startswith("P("):
+            config[column] = st.column_config.ProgressColumn(
+                column,
+                min_value=0.0,
+                max_value=1.0,
+                format="%.2f",
+                help="The model's probability for the case.",
+            )
+        elif str(column).startswith("reason_"):
+            rank = str(column).removeprefix("reason_")
+            config[column] = st.column_config.TextColumn(
+                f"Reason {rank}",
+                help="A feature with one of the largest contributions: its value and its "
+                "SHAP contribution (positive = toward the positive class), relative to the "
+                "development cases.",
+            )
+    config["decision"] = st.column_config.TextColumn(
+        "Decision",
+        help=f"Called at the threshold {scored.threshold:.2f}."
+        if scored.threshold is not None
+        else "The most probable class.",
+    )
+    return config
+
+
+def _id_column(active: ActiveModel) -> str | None:
+    column = active.model.roles.id
+    return column if column and active.cases is not None and column in active.cases else None
+
+
+def held_out_cases(active: ActiveModel, n: int = HELD_OUT_DEMO_ROWS) -> LoadedTable:
+    """Up to ``n`` of the model's held-out test cases without their labels, as new cases.
+
+    Raises
+    ------
+    DataError
+        When the model has no stored cases.
+    """
+    cases = active.cases
+    if cases is None or len(cases) == 0:
+        raise DataError(
+            "This model has no stored cases to try; upload a file of new cases instead."
+        )
+    pool = cases[cases["partition"] == "test"] if "partition" in cases.columns else cases
+    if len(pool) == 0:
+        pool = cases
+    drop = [c for c in (active.model.roles.label, "partition") if c and c in pool.columns]
+    frame = pool.head(n).drop(columns=drop).reset_index(drop=True)
+    return LoadedTable(
+        frame=frame,
+        name=f"{len(frame)} held-out cases (labels removed)",
+        content_hash=frame_hash(frame),
+        encoding=None,
+        delimiter=None,
+        format="sample",
+        notes=(),
+        coercion_failures={},
+    )
+
+
+def set_new_cases(table: LoadedTable) -> None:
+    """Make ``table`` the cases the Predict page scores."""
+    st.session_state[NEW_CASES] = table
+
+
+def handle_prediction_upload(data: bytes, name: str) -> LoadedTable:
+    """Read an uploaded file of new cases and make it the cases to score.
+
+    Raises
+    ------
+    DataError
+        The file is not a usable table (the message says why and what to do).
+    """
+    table = cache.uploaded_table(data, name)
+    set_new_cases(table)
+    return table
+
+
+@st.cache_data(show_spinner="Scoring the new cases…", max_entries=16)
+def _scored(
+    model_key: str, table_hash: str, cut: float | None, _active: ActiveModel, _frame: pd.DataFrame
+) -> review.ScoredCases:
+    return review.score_new_cases(
+        _active.model,
+        _frame,
+        explainers=explainers_for(_active) if _active.cases is not None else None,
+        threshold=cut,
+        explain_top=3,
+    )
+
+
+def scored_cases(active: ActiveModel, table: LoadedTable) -> review.ScoredCases:
+    """New cases checked, cleaned and scored by the active model at the operating threshold
+    (cached on the model's key, the table's content hash and the threshold)."""
+    cut = threshold(active) if active.model.is_binary else None
+    return _scored(active.key, table.content_hash, cut, active, table.frame)

@@ -1,0 +1,268 @@
+"""Explain: which features drive the model overall, and why it scored one case as it did."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import streamlit as st
+
+from medimg_core import plots, review
+from medimg_core.evaluation import PARTITION_LABELS
+from medimg_core.ui import explaining, state, workflow
+
+OUTCOME_HELP = {
+    "TP": "True positive: called positive, and it is.",
+    "FP": "False positive: called positive, but it is not.",
+    "FN": "False negative: missed: called negative, but it is positive.",
+    "TN": "True negative: called negative, and it is.",
+    "correct": "The predicted class is the true class.",
+    "wrong": "The predicted class is not the true class.",
+}
+PICK_BY_ID = "id"
+WHAT_IF_FEATURES = 5
+
+st.title("Explain")
+workflow.require("explain")
+
+active = state.get(state.ACTIVE)
+model = active.model
+binary = model.is_binary
+cut = explaining.threshold(active) if binary else None
+
+if binary:
+    class_index = 1
+else:
+    class_index = st.selectbox(
+        "Class explained",
+        list(range(len(model.classes))),
+        format_func=lambda i: str(model.classes[i]),
+        key="explain_class",
+        help="SHAP values explain the model's score for one class at a time.",
+    )
+overall = explaining.global_explanation(active.key, class_index, active)
+target = overall.class_name
+
+with st.container(border=True):
+    st.markdown(
+        f"**How to read this page.** Each feature's *contribution* (its SHAP value) is how much "
+        f"it moves the model's {overall.output_space} of **{target}** away from the average "
+        f"case. Positive contributions push toward {target}, negative ones away. For every "
+        "case, the average plus all contributions adds up exactly to the model's output."
+    )
+    st.caption(
+        f"Method: SHAP, {overall.method}, on the original features (the columns of your data, "
+        f"not the model's internal encoding). Background: {overall.background_size:,} "
+        "development cases."
+    )
+    with st.expander("Method details and limits"):
+        st.markdown(overall.note)
+        st.markdown(
+            "- Contributions describe **the model**, not the disease: they show what the model "
+            "relies on, which is not necessarily a cause.\n"
+            "- Correlated features (radius, perimeter and area) share credit; one of them "
+            "alone may look less important than the group is.\n"
+            "- A case unlike the development data (values outside their range) gets an "
+            "explanation of an extrapolation; check the feature values against the typical ones."
+        )
+
+st.subheader("Which features matter overall")
+st.caption(
+    f"SHAP values of {len(overall.data):,} development cases"
+    + (" (a fixed random sample)." if len(overall.data) >= explaining.GLOBAL_SAMPLE else ".")
+)
+left, right = st.columns(2, gap="medium")
+left.plotly_chart(plots.importance_figure(overall, max_display=12), key="explain_importance")
+right.plotly_chart(plots.beeswarm_figure(overall, max_display=12), key="explain_beeswarm")
+
+st.subheader("One case")
+evaluations = {ev.partition: ev for ev in (active.test, active.cv) if ev is not None}
+if not evaluations or active.cases is None:
+    st.info(
+        "This model has no evaluated cases to review; retrain it on the Train page.",
+        icon=":material/info:",
+    )
+    workflow.next_step("explain")
+    st.stop()
+
+id_column = model.roles.id if model.roles.id and model.roles.id in active.cases else None
+pick_options = ["FN", "FP", "uncertain", PICK_BY_ID] if binary else ["wrong", "uncertain", "id"]
+pick_names = {**review.PICK_KINDS, PICK_BY_ID: "any case by ID"}
+
+source_col, pick_col, case_col = st.columns([1.1, 1.1, 2], gap="medium")
+partition = source_col.selectbox(
+    "Cases from",
+    list(evaluations),
+    format_func=lambda p: f"{PARTITION_LABELS.get(p, p)} ({evaluations[p].n:,})",
+    key="explain_partition",
+    help="Held-out test cases were never seen in training. Development cases are scored by "
+    "cross-validation: each by a model that did not see it.",
+)
+pick = pick_col.radio(
+    "Pick from",
+    pick_options,
+    format_func=lambda k: pick_names[k],
+    key="explain_pick",
+)
+table = review.review_table(
+    evaluations[partition], active.cases, id_column=id_column, threshold=cut
+)
+listed = table if pick == PICK_BY_ID else review.select_cases(table, pick, limit=100)
+score_column = "p_positive" if binary else "p_predicted"
+
+if len(listed) == 0:
+    at = f" at the threshold {cut:.2f}" if cut is not None else ""
+    case_col.info(
+        f"No {pick_names[pick]} among the {len(table):,} "
+        f"{PARTITION_LABELS.get(partition, partition)} cases{at}. Pick another list, or "
+        "look at the other set of cases.",
+        icon=":material/check_circle:",
+    )
+    workflow.next_step("explain")
+    st.stop()
+
+labels = listed["label"].to_dict()
+scores = listed[score_column].to_dict()
+row_key = case_col.selectbox(
+    "Case"
+    if pick == PICK_BY_ID
+    else f"Case ({len(listed):,} {pick_names[pick]}, most telling first)",
+    list(listed.index),
+    format_func=lambda k: f"{labels[k]} · P = {scores[k]:.2f}",
+    key=f"explain_case_{partition}_{pick}",
+    help="P is the probability the model gave the case "
+    + (f"of {model.positive_class}." if binary else "of its predicted class."),
+)
+
+case_class = class_index
+if not binary:
+    predicted = str(table.at[row_key, "predicted"])
+    names = [str(c) for c in model.classes]
+    case_class = st.selectbox(
+        "Explain the case's score for",
+        list(range(len(names))),
+        index=names.index(predicted) if predicted in names else 0,
+        format_func=lambda i: names[i] + (" (predicted)" if names[i] == predicted else ""),
+        key=f"explain_case_class_{row_key}",
+    )
+view = explaining.case_view(active, row_key, case_class, review_table=table)
+case = view.case
+line = cut if case.output_space == "probability" else None
+
+chart_col, facts_col = st.columns([3, 2], gap="medium")
+chart_col.plotly_chart(plots.waterfall_figure(case, threshold=line), key="explain_waterfall")
+with facts_col:
+    if binary and cut is not None:
+        st.plotly_chart(
+            plots.case_probability_figure(view.probability, cut, class_name=case.class_name),
+            key="explain_gauge",
+        )
+    else:
+        st.metric(
+            f"P({case.class_name})",
+            f"{view.probability:.2f}",
+            help="The model's probability of this class for this case.",
+        )
+    truth_col, outcome_col = st.columns(2)
+    truth_col.metric(
+        "True diagnosis",
+        str(view.true_label) if view.true_label is not None else "unknown",
+        help="The label recorded in the data.",
+    )
+    outcome_col.metric(
+        "Outcome",
+        view.outcome or "n/a",
+        help=OUTCOME_HELP.get(view.outcome or "", "How the model's call compares with the truth.")
+        + (f" At the threshold {cut:.2f}." if cut is not None else ""),
+    )
+    st.dataframe(
+        review.feature_table(case, explaining.development_rows(active), k=8),
+        hide_index=True,
+        width="stretch",
+        height=320,
+        key="explain_features",
+        column_config={
+            "Value": st.column_config.TextColumn("Value", help="This case's value."),
+            "Typical value": st.column_config.TextColumn(
+                "Typical", help="Median (or most frequent value) among development cases."
+            ),
+            "Contribution": st.column_config.NumberColumn(
+                "Contribution",
+                format="%+.3f",
+                help=f"SHAP value, in {case.output_space} of {case.class_name}.",
+            ),
+        },
+    )
+
+with st.container(border=True):
+    st.markdown("**What if?** Change the values of the case's most influential features.")
+    top = list(case.values.abs().sort_values(ascending=False).index[:WHAT_IF_FEATURES])
+    edits = {}
+    for column, feature in zip(st.columns(len(top)), top, strict=True):
+        current = view.features.at[view.label, feature]
+        key = f"whatif_{row_key}_{feature}"
+        if feature in model.categorical_columns:
+            options = [str(c) for c in model.categories.get(feature, ())]
+            if str(current) not in options:
+                options.insert(0, str(current))
+            edits[feature] = column.selectbox(
+                feature, options, index=options.index(str(current)), key=key
+            )
+        else:
+            edits[feature] = column.number_input(
+                feature,
+                value=explaining.number_or_none(current),
+                step=explaining.input_step(current),
+                format="%.4g",
+                key=key,
+            )
+    changes = {
+        f: v
+        for f, v in edits.items()
+        if not explaining.same_value(v, view.features.at[view.label, f])
+    }
+    if not changes:
+        st.caption(
+            "Change a value above to see how the probability and the contributions move; "
+            "the case itself is not modified."
+        )
+    else:
+        edited = explaining.case_view(active, row_key, case_class, changes=changes)
+        before, after = view.probability, edited.probability
+        metric_col, what_col = st.columns([1, 3], gap="medium")
+        metric_col.metric(
+            f"P({case.class_name}) with these values",
+            f"{after:.2f}",
+            delta=f"{after - before:+.2f} (was {before:.2f})",
+            delta_color="off",
+            help="The model's probability for the edited case, against the original case.",
+        )
+        if cut is not None:
+            called_before, called_after = before >= cut, after >= cut
+            metric_col.caption(
+                f"The call changes at the threshold {cut:.2f}."
+                if called_before != called_after
+                else f"The call stays the same at the threshold {cut:.2f}."
+            )
+        what_col.plotly_chart(
+            plots.waterfall_figure(edited.case, threshold=line), key="explain_whatif_waterfall"
+        )
+
+reference = explaining.report_reference(view.label)
+download_col, note_col = st.columns([1, 2], vertical_alignment="center")
+download_col.download_button(
+    "Download this case's report (HTML)",
+    data=partial(explaining.case_report, active, view, overall.note, cut),
+    file_name=f"medimg-{reference}.html",
+    mime="text/html",
+    key="explain_report",
+    icon=":material/download:",
+    on_click="ignore",
+    help="A self-contained page with the figures, values and method; no identifying data.",
+)
+note_col.caption(
+    f"The report names the case **{reference}**, a keyed pseudonym of {view.label}: the same "
+    "case always gets the same reference on this installation, and the report holds only the "
+    "model's feature values."
+)
+
+workflow.next_step("explain")

@@ -1,0 +1,142 @@
+"""Predict: score new cases with the active model, with each case's top reasons."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from medimg_core import plots, review
+from medimg_core.ui import explaining, state, widgets, workflow
+
+MAX_WARNINGS = 8
+
+st.title("Predict")
+workflow.require("predict")
+
+active = state.get(state.ACTIVE)
+model = active.model
+cut = explaining.threshold(active) if model.is_binary else None
+
+st.caption(
+    f"Model: {explaining.model_name(active)} on {len(model.feature_columns):,} features"
+    + (
+        f"; cases with P({model.positive_class}) ≥ {cut:.2f} are called {model.positive_class}."
+        if cut is not None
+        else "; each case is called its most probable class."
+    )
+    + " New cases are checked against the training data and cleaned with the model's own plan "
+    "before scoring."
+)
+
+with st.container(border=True):
+    upload_col, demo_col = st.columns([3, 2], gap="large")
+    uploaded = upload_col.file_uploader(
+        "New cases: CSV, TSV, Excel or Parquet, with the same feature columns as in training",
+        type=["csv", "tsv", "txt", "xlsx", "xls", "parquet"],
+        key="predict_upload",
+        help="Extra columns are ignored; a label column, if present, is not used.",
+    )
+    explaining.take_prediction_upload(uploaded)
+    with demo_col:
+        st.markdown("No file at hand?")
+        if st.button(
+            "Try with held-out cases",
+            key="predict_try_sample",
+            icon=":material/science:",
+            disabled=active.cases is None,
+            help=f"Scores up to {explaining.HELD_OUT_DEMO_ROWS} of the model's held-out test "
+            "cases with their labels removed, as if they were new.",
+        ):
+            explaining.set_new_cases(explaining.held_out_cases(active))
+    with st.expander("Columns the model expects"):
+        st.dataframe(
+            review.expected_columns(model),
+            hide_index=True,
+            width="stretch",
+            height=240,
+            key="predict_expected",
+        )
+
+table = state.get(explaining.NEW_CASES)
+if table is None:
+    st.info(
+        "Upload a file of new cases, or try the held-out cases, to get predictions.",
+        icon=":material/upload_file:",
+    )
+    workflow.next_step("predict")
+    st.stop()
+
+scored = explaining.scored_cases(active, table)
+st.markdown(f"**{table.name}** · {scored.n_input:,} rows")
+
+if not scored.ok:
+    st.error(
+        "These cases cannot be scored: "
+        + " ".join(scored.schema.errors)
+        + " Correct the file and upload it again.",
+        icon=":material/error:",
+    )
+    workflow.next_step("predict")
+    st.stop()
+
+if scored.warnings:
+    shown = list(scored.warnings[:MAX_WARNINGS])
+    more = len(scored.warnings) - len(shown)
+    st.warning(
+        "**Check before relying on these predictions**\n\n"
+        + "\n".join(f"- {explaining.markdown_text(w)}" for w in shown)
+        + (f"\n- … and {more} more." if more > 0 else ""),
+        icon=":material/warning:",
+    )
+
+metrics = st.columns(4)
+metrics[0].metric("Cases in the file", f"{scored.n_input:,}")
+metrics[1].metric(
+    "Scored", f"{scored.n_scored:,}", help="Cases that passed the model's cleaning plan."
+)
+metrics[2].metric(
+    "Not scored",
+    f"{len(scored.not_scored):,}",
+    help="Cases removed by the cleaning plan (listed below with the reason).",
+)
+if cut is not None:
+    metrics[3].metric(
+        f"Called {model.positive_class}",
+        f"{scored.n_called:,}",
+        help=f"Cases with P({model.positive_class}) at or above the threshold {cut:.2f} "
+        "(chosen on the Evaluate page, else the model's own).",
+    )
+
+if scored.n_scored:
+    st.markdown("**Predictions**")
+    widgets.paged_dataframe(
+        scored.table,
+        key="predict_table",
+        page_size=25,
+        hide_index=True,
+        column_config=explaining.prediction_columns(scored),
+    )
+    chart_col, download_col = st.columns([2, 1], gap="large", vertical_alignment="center")
+    with chart_col:
+        st.caption(f"Distribution of {scored.probability_column} over the scored cases")
+        st.plotly_chart(
+            plots.distribution_figure(
+                pd.Series(scored.table[scored.probability_column], name=scored.probability_column)
+            ),
+            key="predict_distribution",
+        )
+    with download_col:
+        widgets.download_csv(
+            scored.table,
+            "medimg-predictions.csv",
+            "Download predictions (CSV)",
+            key="predict_download",
+            help="Safe to open in a spreadsheet (no cell runs as a formula). Identifying "
+            "columns are never included.",
+        )
+
+if len(scored.not_scored):
+    with st.expander(f"{len(scored.not_scored):,} case(s) not scored, with the reason"):
+        st.dataframe(scored.not_scored, hide_index=True, width="stretch", key="predict_not_scored")
+
+workflow.next_step("predict")

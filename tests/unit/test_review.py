@@ -1,0 +1,196 @@
+"""Case review and scoring of new cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medimg_core import cleaning, io, review, training
+from medimg_core.cleaning import CleaningPlan
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.explain import ModelExplainer
+from medimg_core.models import ModelConfig
+from medimg_core.roles import Roles
+
+
+@dataclass(frozen=True)
+class Trained:
+    result: training.TrainingResult
+    cases: pd.DataFrame
+    explainer: ModelExplainer
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    frame = io.load_sample().frame
+    roles = Roles(label="diagnosis", id="case_id")
+    report = cleaning.clean(frame, roles)
+    result = training.train(
+        report.data,
+        roles,
+        config=ModelConfig(model="logreg"),
+        validation=training.ValidationConfig(cv=3, n_boot=50),
+        positive="malignant",
+    )
+    cases = report.data.copy()
+    test_rows = set(result.test_index)
+    cases["partition"] = ["test" if i in test_rows else "development" for i in cases.index]
+    development = cases[cases["partition"] == "development"]
+    return Trained(result, cases, ModelExplainer(result.model, development))
+
+
+def new_cases(trained: Trained, n: int = 12) -> pd.DataFrame:
+    rows = trained.cases[trained.cases["partition"] == "test"].head(n)
+    return rows.drop(columns=["diagnosis", "partition"]).reset_index(drop=True)
+
+
+def test_review_table_follows_the_cases(trained: Trained) -> None:
+    evaluation = trained.result.test
+    assert evaluation is not None
+    table = review.review_table(evaluation, trained.cases, id_column="case_id")
+    test_rows = trained.cases[trained.cases["partition"] == "test"]
+    assert list(table.index) == list(test_rows.index)
+    assert (table["label"] == test_rows["case_id"]).all()
+    assert (table["true"] == test_rows["diagnosis"]).all()
+
+
+def test_review_table_matches_by_id_when_rows_differ(trained: Trained) -> None:
+    evaluation = trained.result.cv
+    shuffled = trained.cases.sample(frac=1.0, random_state=1)
+    shuffled = shuffled.drop(columns="partition")
+    table = review.review_table(evaluation, shuffled, id_column="case_id")
+    assert (shuffled.loc[table.index, "case_id"].to_numpy() == table["case_id"].to_numpy()).all()
+    with pytest.raises(DataError, match="evaluated cases are not among"):
+        review.review_table(evaluation, shuffled.head(50), id_column="case_id")
+
+
+def test_select_cases_orders_the_most_telling_first(trained: Trained) -> None:
+    table = review.review_table(trained.result.cv, trained.cases, id_column="case_id")
+    fn = review.select_cases(table, "FN")
+    assert (fn["outcome"] == "FN").all() and fn["p_positive"].is_monotonic_increasing
+    fp = review.select_cases(table, "FP")
+    assert (fp["outcome"] == "FP").all() and fp["p_positive"].is_monotonic_decreasing
+    uncertain = review.select_cases(table, "uncertain", limit=10)
+    assert len(uncertain) == 10 and uncertain["uncertainty"].is_monotonic_increasing
+    wrong = review.select_cases(table, "wrong")
+    assert set(wrong["outcome"]) <= {"FN", "FP"} and len(wrong) == len(fn) + len(fp)
+    with pytest.raises(ConfigError, match="Unknown kind of case 'odd'"):
+        review.select_cases(table, "odd")  # type: ignore[arg-type]
+
+
+def test_case_labels_name_repeated_ids_by_row() -> None:
+    cases = pd.DataFrame({"pid": ["a", "b", "a"]}, index=[10, 11, 12])
+    assert list(review.case_labels(cases, "pid")) == ["a · row 10", "b", "a · row 12"]
+    assert list(review.case_labels(cases, None)) == ["row 10", "row 11", "row 12"]
+
+
+def test_feature_table_shows_typical_values(trained: Trained) -> None:
+    model = trained.result.model
+    row = model.prepare_features(trained.cases.iloc[[0]])
+    case = trained.explainer.explain(row).case(0)
+    development = trained.cases[trained.cases["partition"] == "development"]
+    table = review.feature_table(case, development, k=4)
+    assert len(table) == 4
+    assert table["Contribution"].abs().is_monotonic_decreasing
+    top = table["Feature"].iloc[0]
+    assert table["Typical value"].iloc[0] == review.format_value(development[top].median())
+
+
+def test_with_changes_edits_a_copy(trained: Trained) -> None:
+    model = trained.result.model
+    row = model.prepare_features(trained.cases.iloc[[0]])
+    edited = review.with_changes(row, {"worst area": 4000})
+    assert edited["worst area"].iloc[0] == 4000.0
+    assert row["worst area"].iloc[0] != 4000.0
+    with pytest.raises(DataError, match=r"unknown feature\(s\) \['nope'\]"):
+        review.with_changes(row, {"nope": 1})
+    with pytest.raises(DataError, match="needs one case, got 2 rows"):
+        review.with_changes(model.prepare_features(trained.cases.iloc[:2]), {})
+
+
+def test_scoring_one_case_gives_reasons_relative_to_development(trained: Trained) -> None:
+    model = trained.result.model
+    scored = review.score_new_cases(model, new_cases(trained, 1), explainers={1: trained.explainer})
+    assert scored.ok and scored.n_scored == 1
+    reason = scored.table["reason_1"].iloc[0]
+    assert "(+0.00)" not in reason and "(-0.00)" not in reason
+    fallback = review.score_new_cases(model, new_cases(trained, 1))
+    assert fallback.table["reason_1"].iloc[0].split(" = ")[0] in model.feature_columns
+
+
+def test_scoring_uses_the_threshold_and_hides_identifying_columns(trained: Trained) -> None:
+    model = trained.result.model
+    data = new_cases(trained)
+    data["patient_name"] = [f"Person {i}" for i in range(len(data))]
+    scored = review.score_new_cases(model, data, explainers={1: trained.explainer}, threshold=0.9)
+    table = scored.table
+    assert list(table.columns) == [
+        "case_id",
+        "P(malignant)",
+        "decision",
+        "reason_1",
+        "reason_2",
+        "reason_3",
+    ]
+    called = table["P(malignant)"] >= 0.9
+    assert (table["decision"] == np.where(called, "malignant", "benign")).all()
+    assert scored.n_called == int(called.sum())
+    assert scored.threshold == 0.9
+    assert any("patient_name" in w for w in scored.warnings)
+    assert not table.astype(str).apply(lambda c: c.str.contains("Person")).any().any()
+
+
+def test_schema_errors_stop_scoring(trained: Trained) -> None:
+    data = new_cases(trained).drop(columns=["mean radius"])
+    scored = review.score_new_cases(trained.result.model, data)
+    assert not scored.ok
+    assert scored.n_scored == 0 and scored.cleaning is None
+    assert "mean radius" in " ".join(scored.schema.errors)
+
+
+def test_cleaning_plan_applies_row_by_row(trained: Trained) -> None:
+    model = trained.result.model
+    data = new_cases(trained, 5)
+    data.loc[2, "mean texture"] = np.nan
+    scored = review.score_new_cases(model, data, explain_top=0)
+    if model.plan.missing == "drop":
+        assert scored.n_scored == 4
+        assert list(scored.not_scored.columns) == ["case_id", "reason"]
+        assert scored.not_scored["case_id"].iloc[0] == data.loc[2, "case_id"]
+        assert not any("imputed" in w for w in scored.warnings)
+    one = review.score_new_cases(model, data.iloc[[0, 0, 0]], explain_top=0)
+    assert one.n_scored == 3
+
+
+def test_prediction_plan_switches_off_batch_rules() -> None:
+    plan = CleaningPlan(
+        quality_column="qc",
+        ranges={"a": (0.0, 1.0), "gone": (0.0, 2.0)},
+        outlier_action="drop",
+    )
+    adapted = review.prediction_plan(plan, ["a", "b"])
+    assert not adapted.drop_duplicates
+    assert adapted.outlier_action == "flag"
+    assert not adapted.drop_constant_columns and not adapted.drop_empty_columns
+    assert adapted.quality_column is None
+    assert adapted.ranges == {"a": (0.0, 1.0)}
+
+
+def test_expected_columns_lists_types_and_training_values(trained: Trained) -> None:
+    table = review.expected_columns(trained.result.model)
+    assert len(table) == len(trained.result.model.feature_columns)
+    assert set(table["Type"]) == {"number"}
+    assert " to " in table["In training"].iloc[0]
+
+
+def test_format_value() -> None:
+    assert review.format_value(1203.4) == "1,203"
+    assert review.format_value(12.345) == "12.35"
+    assert review.format_value(0.07812) == "0.0781"
+    assert review.format_value(float("nan")) == "missing"
+    assert review.format_value(None) == "missing"
+    assert review.format_value("spiculated") == "spiculated"
+    assert review.reason_text("worst area", 1203.0, 0.8412) == "worst area = 1,203 (+0.84)"
