@@ -1,0 +1,136 @@
+"""Runs: the registry of trained models, their model cards, reopening and deleting them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from medimg_core import comparison, summaries
+from medimg_core.errors import RegistryError
+from medimg_core.registry import Registry
+from medimg_core.ui import state, widgets, workflow
+
+PAGES = {step.key: step for step in state.STEPS}
+
+st.title("Runs")
+st.caption(
+    "Every model trained here is saved with its model card and the cases it was validated on, "
+    "so it can be reopened, compared and used for prediction later."
+)
+
+notice = st.session_state.pop("runs_notice", None)
+if notice:
+    st.success(notice, icon=":material/check_circle:")
+
+try:
+    registry = Registry()
+    runs = registry.list_runs()
+except RegistryError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+if not runs:
+    st.info(
+        "No runs are saved yet. Train a model: every training run is recorded here.",
+        icon=":material/info:",
+    )
+    st.page_link(PAGES["train"].path, label="Go to Train", icon=PAGES["train"].icon)
+    st.stop()
+
+active = state.get(state.ACTIVE)
+active_id = active.run_id if active is not None else None
+overview = pd.DataFrame([r.summary() for r in runs])
+overview.insert(1, "in use", ["●" if r.id == active_id else "" for r in runs])
+overview["model"] = [summaries.model_name(r.model_kind) for r in runs]
+st.dataframe(
+    overview,
+    hide_index=True,
+    width="stretch",
+    height=min(38 + 35 * len(runs), 320),
+    column_config={
+        "id": st.column_config.TextColumn("Run", width="medium"),
+        "in use": st.column_config.TextColumn(
+            "In use", help="The model the Evaluate, Explain and Predict pages use now."
+        ),
+        "CV AUC": st.column_config.TextColumn(
+            "CV ROC AUC (95% CI)", help="Cross-validated on the development part."
+        ),
+        "test AUC": st.column_config.TextColumn(
+            "Test ROC AUC (95% CI)", help="On the held-out test set, scored once."
+        ),
+        "threshold": st.column_config.TextColumn("Threshold", help="Chosen on development data."),
+    },
+    key="runs_table",
+)
+
+by_id = {r.id: r for r in runs}
+ids = list(by_id)
+run_id = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(active_id) if active_id in by_id else 0,
+    format_func=lambda rid: f"{rid} — {comparison.run_label(by_id[rid])}",
+    key="runs_pick",
+)
+record = by_id[run_id]
+card = record.card
+
+with st.container(border=True):
+    st.markdown(f"**Model card** · run `{record.id}`")
+    facts = summaries.card_facts(card)
+    left, right = st.columns(2, gap="large")
+    items = list(facts.items())
+    half = (len(items) + 1) // 2
+    for column, part in ((left, items[:half]), (right, items[half:])):
+        column.markdown("\n".join(f"- **{name}:** {value}" for name, value in part))
+    for warning in card.get("warnings") or []:
+        st.warning(warning, icon=":material/warning:")
+    with st.expander("The full model card (JSON)"):
+        st.json(card, expanded=1)
+        widgets.download_json(
+            card, f"medimg-card-{record.id}.json", "Download the model card", key="runs_card_dl"
+        )
+
+st.markdown("**Use this run**")
+buttons = st.columns(3)
+for column, (step_key, label) in zip(
+    buttons,
+    (
+        ("evaluate", "Open for Evaluate"),
+        ("explain", "Open for Explain"),
+        ("predict", "Open for Predict"),
+    ),
+    strict=True,
+):
+    if column.button(
+        label, key=f"runs_open_{step_key}", icon=PAGES[step_key].icon, width="stretch"
+    ):
+        workflow.open_run(record.id)
+        st.switch_page(PAGES[step_key].path)
+
+with st.expander("Delete this run"):
+    st.caption(
+        "Deletes the run from the registry and its model files (model, card and cases). The "
+        "stored training table is kept for the other runs that use it."
+    )
+    confirmed = st.checkbox(
+        f"Yes, delete run {record.id}", key=f"runs_confirm_{record.id}", value=False
+    )
+    if st.button(
+        "Delete run",
+        key="runs_delete",
+        type="primary",
+        disabled=not confirmed,
+        icon=":material/delete:",
+    ):
+        registry.delete_run(record.id)
+        if record.id == active_id:
+            state.clear_from(state.TRAINING)
+        st.session_state.pop("runs_pick", None)
+        st.session_state["runs_notice"] = f"Run {record.id} was deleted."
+        st.rerun()
+
+st.divider()
+st.markdown(
+    "**Next:** open a run above to evaluate, explain or predict with it, or train a new model."
+)
+st.page_link(PAGES["train"].path, label="Go to Train", icon=":material/arrow_forward:")

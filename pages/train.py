@@ -1,0 +1,358 @@
+"""Train: choose a model and a validation scheme, train honestly, and read the headline result."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medimg_core import plots, summaries
+from medimg_core.errors import MedimgError
+from medimg_core.evaluation import METRIC_HELP, format_metric
+from medimg_core.models import CLASS_WEIGHT_IGNORED, ModelConfig
+from medimg_core.roles import feature_columns
+from medimg_core.training import ValidationConfig, train
+from medimg_core.ui import state, workflow
+
+C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+LR_OPTIONS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
+ALPHA_OPTIONS = (0.00001, 0.0001, 0.001, 0.01, 0.1, 1.0)
+BOOT_OPTIONS = (200, 500, 1000, 2000)
+
+st.title("Train")
+workflow.require("train")
+
+table = state.get(state.TABLE)
+roles = state.get(state.ROLES)
+report = state.get(state.CLEANING)
+positive = state.get(state.POSITIVE)
+active = state.get(state.ACTIVE)
+data = report.data
+
+# Start from the settings of the model in use, so coming back to this page shows how it was made.
+previous = active.model.config if active is not None else ModelConfig()
+previous_validation = (
+    (active.card.get("validation") or {}).get("settings") if active else None
+) or {}
+n_features = len(feature_columns(data, roles))
+
+st.caption(
+    f"{len(data):,} cleaned rows · {n_features} feature columns · label **{roles.label}**"
+    + (
+        f" · positive class **{positive}** (chosen on the Data page)"
+        if positive is not None
+        else ""
+    )
+    + ". Every fitted step (imputation, scaling, PCA, the model) is fitted on training folds only."
+)
+
+with st.container(border=True):
+    model_col, prep_col = st.columns([3, 2], gap="large")
+    with model_col:
+        kind = st.selectbox(
+            "Model",
+            summaries.MODEL_CHOICES,
+            index=summaries.MODEL_CHOICES.index(
+                previous.model if previous.model in summaries.MODEL_CHOICES else "auto"
+            ),
+            format_func=summaries.model_name,
+            key="train_model",
+            help="Auto cross-validates every model on the same folds and keeps the best by ROC "
+            "AUC (the simplest one when several are within one standard error).",
+        )
+        params: dict[str, object] = {}
+        with st.expander("Hyper-parameters", expanded=False):
+            same = previous.model == kind
+            old = dict(previous.params) if same else {}
+            if kind in ("auto", "seed"):
+                st.caption(
+                    "Auto compares every model with its default settings."
+                    if kind == "auto"
+                    else "The textbook preset uses fixed settings: standardise, 10 principal "
+                    "components, 100 trees."
+                )
+            elif kind in ("logreg", "svm", "svm_linear"):
+                params["C"] = st.select_slider(
+                    "Regularisation strength C",
+                    options=C_OPTIONS,
+                    value=summaries.choice_or_default(old.get("C"), C_OPTIONS, 1.0),
+                    key="train_C",
+                    help="Smaller C = simpler model (stronger regularisation).",
+                )
+            elif kind == "rf":
+                params["n_estimators"] = st.slider(
+                    "Trees", 50, 1000, int(old.get("n_estimators", 300)), step=50, key="train_trees"
+                )
+                depth = st.slider(
+                    "Maximum depth (0 = unlimited)",
+                    0,
+                    30,
+                    int(old.get("max_depth") or 0),
+                    key="train_depth",
+                    help="Shallower trees overfit less.",
+                )
+                params["max_depth"] = depth or None
+            elif kind == "hgb":
+                params["learning_rate"] = st.select_slider(
+                    "Learning rate",
+                    options=LR_OPTIONS,
+                    value=summaries.choice_or_default(old.get("learning_rate"), LR_OPTIONS, 0.1),
+                    key="train_lr",
+                )
+                params["max_iter"] = st.slider(
+                    "Boosting iterations",
+                    50,
+                    1000,
+                    int(old.get("max_iter", 100)),
+                    step=50,
+                    key="train_iter",
+                )
+            elif kind == "knn":
+                params["n_neighbors"] = st.slider(
+                    "Neighbours (k)", 1, 50, int(old.get("n_neighbors", 15)), key="train_k"
+                )
+            elif kind == "mlp":
+                hidden = old.get("hidden_layer_sizes", (100,))
+                first = next(iter(hidden)) if isinstance(hidden, list | tuple) else hidden
+                size = st.slider(
+                    "Hidden layer size",
+                    10,
+                    300,
+                    int(first),
+                    step=10,
+                    key="train_hidden",
+                    help="Neurons in the single hidden layer.",
+                )
+                params["hidden_layer_sizes"] = (size,)
+                params["alpha"] = st.select_slider(
+                    "L2 penalty (alpha)",
+                    options=ALPHA_OPTIONS,
+                    value=summaries.choice_or_default(old.get("alpha"), ALPHA_OPTIONS, 0.0001),
+                    key="train_alpha",
+                    help="Larger alpha = smoother, less overfitted network.",
+                )
+        class_weight = st.checkbox(
+            "Balance class weights",
+            value=previous.class_weight == "balanced",
+            key="train_class_weight",
+            help="Weights each class inversely to its frequency, so the rarer diagnosis is not "
+            "ignored. Not available for k-nearest neighbours and the neural network.",
+        )
+        if class_weight and kind in CLASS_WEIGHT_IGNORED:
+            st.caption(f"{summaries.model_name(kind)} has no class weights; this is ignored.")
+    with prep_col:
+        fixed = kind == "seed"
+        scaling = st.selectbox(
+            "Scaling",
+            list(summaries.SCALING_NAMES),
+            index=list(summaries.SCALING_NAMES).index(previous.scaling),
+            format_func=summaries.SCALING_NAMES.get,
+            key="train_scaling",
+            disabled=fixed,
+            help="Fitted on the training folds only.",
+        )
+        use_pca = st.checkbox(
+            "Reduce with PCA",
+            value=previous.pca is not None,
+            key="train_use_pca",
+            disabled=fixed,
+            help="Principal components replace the features; explanations are still given in "
+            "the original features.",
+        )
+        pca = None
+        if use_pca and not fixed:
+            pca = int(
+                st.number_input(
+                    "Components",
+                    min_value=1,
+                    max_value=max(1, n_features),
+                    value=min(previous.pca or 10, max(1, n_features)),
+                    key="train_pca",
+                )
+            )
+        seed = int(
+            st.number_input(
+                "Random seed",
+                min_value=0,
+                max_value=2**31 - 1,
+                value=int(previous.seed),
+                key="train_seed",
+                help="Used for the split, the folds and every random step; recorded in the card.",
+            )
+        )
+
+with st.container(border=True):
+    st.markdown("**Validation**")
+    split_col, threshold_col = st.columns(2, gap="large")
+    with split_col:
+        test_size = st.slider(
+            "Held-out test share",
+            0.0,
+            0.5,
+            float(previous_validation.get("test_size", 0.2)),
+            step=0.05,
+            format="%.2f",
+            key="train_test_size",
+            help="Set aside before anything is fitted and scored once at the end. 0 = no test "
+            "set (cross-validation only).",
+        )
+        folds = int(
+            st.number_input(
+                "Cross-validation folds",
+                min_value=2,
+                max_value=20,
+                value=int(previous_validation.get("cv", 5)),
+                key="train_folds",
+                help="Stratified folds on the development part; out-of-fold predictions give the "
+                "cross-validated metrics and the threshold.",
+            )
+        )
+        if roles.id:
+            st.markdown(
+                f":material/groups: Grouped by patient: **{roles.id}** — no patient is in two "
+                "splits or two folds."
+            )
+        else:
+            st.caption(
+                ":material/warning: No patient ID column was chosen, so splits are by row. If a "
+                "patient has several rows, choose the ID on the Data page to avoid leakage."
+            )
+    with threshold_col:
+        rules = list(summaries.THRESHOLD_RULES)
+        rule = st.radio(
+            "Decision threshold",
+            rules,
+            index=rules.index(
+                summaries.choice_or_default(previous_validation.get("threshold"), rules, "0.5")
+            ),
+            format_func=summaries.THRESHOLD_RULES.get,
+            key="train_threshold_rule",
+            help="Chosen on out-of-fold development predictions, never on the test set. You can "
+            "explore other thresholds on the Evaluate page.",
+        )
+        target = float(previous_validation.get("target_sensitivity", 0.9))
+        if rule == "sensitivity":
+            target = st.slider(
+                "Target sensitivity",
+                0.5,
+                0.99,
+                target,
+                step=0.01,
+                key="train_target",
+                help=METRIC_HELP["sensitivity"],
+            )
+        n_boot = int(
+            st.select_slider(
+                "Bootstrap replicates for the 95% intervals",
+                options=BOOT_OPTIONS,
+                value=summaries.choice_or_default(
+                    previous_validation.get("n_boot"), BOOT_OPTIONS, 1000
+                ),
+                key="train_n_boot",
+                help="Patients are resampled when grouped. More replicates = steadier intervals.",
+            )
+        )
+
+if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow:"):
+    config = ModelConfig(
+        model=kind,  # type: ignore[arg-type]
+        scaling=scaling,  # type: ignore[arg-type]
+        pca=pca,
+        class_weight="balanced" if class_weight else None,
+        params=params,
+        seed=seed,
+    )
+    validation = ValidationConfig(
+        test_size=test_size,
+        cv=folds,
+        threshold=rule,  # type: ignore[arg-type]
+        target_sensitivity=target,
+        n_boot=n_boot,
+    )
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+    try:
+        result = train(
+            data,
+            roles,
+            config=config,
+            validation=validation,
+            positive=positive,
+            plan=report.plan,
+            progress=progress,
+        )
+        active = workflow.activate_training(
+            result,
+            cleaning=report,
+            dataset_name=table.name,
+            data=data,
+            validation=validation,
+        )
+    except MedimgError as exc:
+        bar.empty()
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    bar.empty()
+    st.toast(f"Trained {summaries.model_name(result.model.kind)} in {result.seconds:.1f} s")
+
+if active is None:
+    st.info("Choose the settings above and press **Train**.", icon=":material/info:")
+    st.stop()
+
+card = active.card
+st.subheader(f"Model in use: {summaries.model_name(active.model.kind)}")
+cv_auc = summaries.card_metric(card, "cv", "roc_auc")
+test_auc = summaries.card_metric(card, "test", "roc_auc")
+threshold = card.get("threshold") or {}
+first, second, third = st.columns(3)
+first.metric(
+    "Cross-validated ROC AUC",
+    format_metric(cv_auc),
+    help="Out-of-fold predictions on the development part, with the 95% bootstrap interval. "
+    + METRIC_HELP["roc_auc"],
+)
+second.metric(
+    "Held-out test ROC AUC",
+    format_metric(test_auc) if card.get("metrics", {}).get("test") else "no test set",
+    help="Scored once on cases the model never saw. " + METRIC_HELP["roc_auc"],
+)
+if active.model.is_binary:
+    third.metric(
+        "Decision threshold",
+        f"{active.model.threshold:.3f}",
+        help="Cases with P("
+        + str(active.model.positive_class)
+        + ") at or above it are called positive. Rule: "
+        + summaries.THRESHOLD_RULES.get(str(threshold.get("method")), "unknown")
+        + "; chosen on development data.",
+    )
+else:
+    third.metric("Decision", "most probable class", help="Multi-class models have no threshold.")
+st.caption(
+    f"Run {active.run_id or 'not recorded'} · "
+    + summaries.card_facts(card)["Validation"]
+    + f" · trained in {card.get('training_seconds', '?')} s"
+)
+for warning in active.warnings:
+    st.warning(warning, icon=":material/warning:")
+
+if active.leaderboard:
+    rows = summaries.leaderboard_rows(active.leaderboard)
+    with st.container(border=True):
+        st.markdown(
+            "**Model comparison** (auto)",
+            help="Every candidate was cross-validated on the same folds; the interval is a 95% "
+            "bootstrap interval of the cross-validated ROC AUC.",
+        )
+        chart_col, table_col = st.columns([3, 2], gap="medium")
+        chart_col.plotly_chart(plots.leaderboard_figure(rows), width="stretch", key="train_board")
+        table_col.dataframe(
+            summaries.leaderboard_frame(rows),
+            hide_index=True,
+            width="stretch",
+            height=min(420, 38 + 35 * len(rows)),
+            key="train_board_table",
+        )
+
+workflow.next_step("train")

@@ -1,0 +1,104 @@
+"""The Runs page: the registry listed newest first, model cards, reopening and deleting runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medimg_core.cases import CASES_NAME
+from medimg_core.registry import Registry
+from medimg_core.ui import state
+
+PAGE = "pages/runs.py"
+
+
+def with_a_run(open_app: Callable[..., AppTest]) -> AppTest:
+    """The Runs page after the sample model was trained (through the Evaluate guard)."""
+    at = open_app("pages/evaluate.py")
+    at.button(key="guard_sample_evaluate").click().run()
+    assert not at.exception
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def test_an_empty_registry_points_to_training(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    assert not at.exception
+    assert "No runs are saved yet" in at.info[0].value
+    assert any(link.label == "Go to Train" for link in at.get("page_link"))
+
+
+def test_a_trained_run_is_listed_with_its_card(open_app: Callable[..., AppTest]) -> None:
+    at = with_a_run(open_app)
+    run_id = at.session_state[state.ACTIVE].run_id
+    table = at.dataframe[0].value
+    assert list(table["id"]) == [run_id]
+    assert table["in use"].iloc[0] == "●"
+    assert table["model"].iloc[0] == "Logistic regression"
+    assert at.selectbox(key="runs_pick").value == run_id
+    card_text = " ".join(m.value for m in at.markdown)
+    assert "**Model:** Logistic regression" in card_text
+    assert "grouped by patient (case_id)" in card_text
+    assert at.get("json")
+
+
+def test_opening_a_run_makes_it_active_and_switches_page(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = with_a_run(open_app)
+    trained = at.session_state[state.ACTIVE]
+    # Forget the session's model, as in a new session, then reopen the saved run.
+    for key in (state.TRAINING, state.RUN_ID, state.ACTIVE):
+        at.session_state[key] = None
+    at.run()
+    at.button(key="runs_open_evaluate").click().run()
+    assert not at.exception
+    opened = at.session_state[state.ACTIVE]
+    assert opened.run_id == trained.run_id
+    assert opened.cv.metrics["roc_auc"] == trained.cv.metrics["roc_auc"]
+    assert opened.test.metrics["sensitivity"] == trained.test.metrics["sensitivity"]
+    assert set(opened.cases["partition"]) == {"development", "test"}
+    assert at.title[0].value == "Evaluate"
+    assert at.get("plotly_chart")
+
+
+def test_a_run_without_cases_opens_with_card_metrics(open_app: Callable[..., AppTest]) -> None:
+    at = with_a_run(open_app)
+    record = Registry().list_runs()[0]
+    (record.model_dir / CASES_NAME).unlink()
+    at.button(key="runs_open_evaluate").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Evaluate"
+    assert any("without its cases" in i.value for i in at.info)
+    assert "ROC AUC" in at.dataframe[0].value.index
+
+
+def test_delete_needs_confirmation(open_app: Callable[..., AppTest], app_env: Path) -> None:
+    at = with_a_run(open_app)
+    run_id = at.session_state[state.ACTIVE].run_id
+    model_dir = Registry().get_run(run_id).model_dir
+    assert at.button(key="runs_delete").disabled
+    at.checkbox(key=f"runs_confirm_{run_id}").check().run()
+    assert not at.button(key="runs_delete").disabled
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert Registry().list_runs() == []
+    assert not model_dir.exists()
+    assert any(run_id in s.value for s in at.success)
+    assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
+    assert "No runs are saved yet" in at.info[0].value
+
+
+def test_an_unreachable_registry_is_one_error(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app()
+    monkeypatch.setenv("MEDIMG_DATABASE_URL", "nosuchdialect://nowhere")
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "MEDIMG_DATABASE_URL" in at.error[0].value

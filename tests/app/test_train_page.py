@@ -1,0 +1,120 @@
+"""The Train page: guard, training on the sample, the auto leaderboard, errors as st.error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medimg_core.cases import CASES_NAME, load_cases
+from medimg_core.registry import Registry
+from medimg_core.ui import state
+from medimg_core.ui.workflow import SAMPLE_BUTTON
+
+PAGE = "pages/train.py"
+
+
+def sample_ready(open_app: Callable[..., AppTest]) -> AppTest:
+    """The Train page with the sample loaded and cleaned through the guard button."""
+    at = open_app(PAGE)
+    at.button(key="guard_sample_train").click().run()
+    assert not at.exception
+    return at
+
+
+def train_fast(at: AppTest, model: str = "logreg", folds: int = 3) -> AppTest:
+    at.selectbox(key="train_model").set_value(model)
+    at.number_input(key="train_folds").set_value(folds)
+    at.select_slider(key="train_n_boot").set_value(200)
+    return at.button(key="train_go").click().run()
+
+
+def test_guard_without_cleaning_offers_the_sample(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    assert not at.exception
+    assert "no data yet" in at.info[0].value
+    button = at.button(key="guard_sample_train")
+    assert button.label == SAMPLE_BUTTON
+    assert [b for b in at.button if b.key == "train_go"] == []
+
+    button.click().run()
+    assert not at.exception
+    assert at.session_state[state.CLEANING] is not None
+    assert at.button(key="train_go").label == "Train"
+    assert "Grouped by patient: **case_id**" in " ".join(m.value for m in at.markdown)
+
+
+def test_training_on_the_sample_activates_and_records_the_run(
+    open_app: Callable[..., AppTest], app_env: Path
+) -> None:
+    at = train_fast(sample_ready(open_app))
+    assert not at.exception
+    assert not at.error
+    active = at.session_state[state.ACTIVE]
+    assert active.model.kind == "logreg"
+    assert active.run_id is not None
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Cross-validated ROC AUC"].startswith("0.9")
+    assert "(" in labels["Held-out test ROC AUC"]
+    assert float(labels["Decision threshold"]) == pytest.approx(active.model.threshold, abs=1e-3)
+    assert any("Model in use: Logistic regression" in s.value for s in at.subheader)
+    assert any("Go to Evaluate" in link.label for link in at.get("page_link"))
+
+    runs = Registry().list_runs()
+    assert [r.id for r in runs] == [active.run_id]
+    model_dir = runs[0].model_dir
+    assert (model_dir / CASES_NAME).is_file()
+    cases = load_cases(model_dir)
+    assert set(cases["partition"]) == {"development", "test"}
+    assert "p_positive" in cases.columns
+    assert cases["p_positive"].between(0, 1).all()
+    assert len(cases) == active.cv.n + active.test.n
+    assert runs[0].card["threshold"]["method"] == "0.5"
+    assert runs[0].card["validation"]["settings"]["cv"] == 3
+
+
+def test_settings_reach_the_model(open_app: Callable[..., AppTest]) -> None:
+    at = sample_ready(open_app)
+    at.selectbox(key="train_model").set_value("knn").run()
+    at.slider(key="train_k").set_value(7)
+    at.radio(key="train_threshold_rule").set_value("youden")
+    at.selectbox(key="train_scaling").set_value("robust")
+    at = train_fast(at, model="knn")
+    assert not at.exception
+    model = at.session_state[state.ACTIVE].model
+    assert model.kind == "knn"
+    assert model.config.params == {"n_neighbors": 7}
+    assert model.config.scaling == "robust"
+    assert model.threshold != 0.5
+    assert at.session_state[state.ACTIVE].card["threshold"]["method"] == "youden"
+
+
+def test_a_fold_count_the_data_cannot_fill_is_shown_as_error(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = sample_ready(open_app)
+    report = at.session_state[state.CLEANING]
+    # Keep only 12 rows: 20 folds cannot be stratified with so few cases per class.
+    small = report.data.groupby("diagnosis").head(6)
+    at.session_state[state.CLEANING] = replace(report, data=small)
+    at = train_fast(at, folds=20)
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "fold" in at.error[0].value.lower()
+    assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
+    assert at.button(key="train_go").label == "Train"
+
+
+@pytest.mark.slow
+def test_auto_shows_the_leaderboard(open_app: Callable[..., AppTest]) -> None:
+    at = train_fast(sample_ready(open_app), model="auto")
+    assert not at.exception
+    active = at.session_state[state.ACTIVE]
+    assert len(active.leaderboard) >= 5
+    assert len(at.get("plotly_chart")) == 1
+    board = at.dataframe[0].value
+    assert "CV ROC AUC (95% CI)" in board.columns
+    assert (board["Chosen"] == "✓").sum() == 1
