@@ -26,6 +26,7 @@ from medimg_core.training import SchemaReport, check_schema, predict
 __all__ = [
     "PICK_KINDS",
     "ScoredCases",
+    "case_counts",
     "case_labels",
     "case_probabilities",
     "expected_columns",
@@ -197,6 +198,23 @@ def select_cases(
         return wrong.sort_values("uncertainty", ascending=False, kind="stable").head(limit)
     chosen = table[table["outcome"] == kind]
     return chosen.sort_values(score, ascending=kind == "FN", kind="stable").head(limit)
+
+
+def case_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many cases of each kind a :func:`review_table` holds.
+
+    Returns
+    -------
+    dict
+        ``PICK_KINDS`` key -> count ("uncertain" counts every case: it is a ranking).
+    """
+    outcome = table["outcome"]
+    return {
+        "FN": int((outcome == "FN").sum()),
+        "FP": int((outcome == "FP").sum()),
+        "wrong": int(outcome.isin(["FN", "FP", "wrong"]).sum()),
+        "uncertain": len(table),
+    }
 
 
 def feature_table(case: CaseExplanation, reference: pd.DataFrame, *, k: int = 10) -> pd.DataFrame:

@@ -88,23 +88,30 @@ id_column = model.roles.id if model.roles.id and model.roles.id in active.cases 
 pick_options = ["FN", "FP", "uncertain", PICK_BY_ID] if binary else ["wrong", "uncertain", "id"]
 pick_names = {**review.PICK_KINDS, PICK_BY_ID: "any case by ID"}
 
-source_col, pick_col, case_col = st.columns([1.1, 1.1, 2], gap="medium")
+SOURCE_NAMES = {"test": "held-out test", "cv": "development (CV)"}
+source_col, pick_col, case_col = st.columns([1.3, 1.1, 2], gap="medium")
 partition = source_col.selectbox(
     "Cases from",
     list(evaluations),
-    format_func=lambda p: f"{PARTITION_LABELS.get(p, p)} ({evaluations[p].n:,})",
+    format_func=lambda p: f"{SOURCE_NAMES.get(p, p)} ({evaluations[p].n:,})",
     key="explain_partition",
     help="Held-out test cases were never seen in training. Development cases are scored by "
-    "cross-validation: each by a model that did not see it.",
-)
-pick = pick_col.radio(
-    "Pick from",
-    pick_options,
-    format_func=lambda k: pick_names[k],
-    key="explain_pick",
+    "cross-validation (CV): each by a model that did not see it.",
 )
 table = review.review_table(
     evaluations[partition], active.cases, id_column=id_column, threshold=cut
+)
+counts = {**review.case_counts(table), PICK_BY_ID: len(table)}
+pick = pick_col.radio(
+    "Pick from",
+    pick_options,
+    index=next((i for i, k in enumerate(pick_options) if counts[k]), 0),
+    format_func=lambda k: f"{pick_names[k]} ({counts[k]:,})",
+    key="explain_pick",
+    help=f"False negatives: {model.positive_class} cases the model missed. False positives: "
+    f"cases it called {model.positive_class} wrongly. Counts are at the threshold {cut:.2f}."
+    if cut is not None
+    else "Misclassified: the most probable class is not the true class.",
 )
 listed = table if pick == PICK_BY_ID else review.select_cases(table, pick, limit=100)
 score_column = "p_positive" if binary else "p_predicted"
@@ -148,50 +155,56 @@ view = explaining.case_view(active, row_key, case_class, review_table=table)
 case = view.case
 line = cut if case.output_space == "probability" else None
 
-chart_col, facts_col = st.columns([3, 2], gap="medium")
+gauge_col, truth_col, outcome_col = st.columns(
+    [2.2, 1.4, 1], gap="medium", vertical_alignment="center"
+)
+if binary and cut is not None:
+    gauge_col.plotly_chart(
+        plots.case_probability_figure(view.probability, cut, class_name=case.class_name),
+        key="explain_gauge",
+    )
+else:
+    gauge_col.metric(
+        f"P({case.class_name})",
+        f"{view.probability:.2f}",
+        help="The model's probability of this class for this case.",
+    )
+truth_col.metric(
+    "True diagnosis",
+    str(view.true_label) if view.true_label is not None else "unknown",
+    help="The label recorded in the data.",
+)
+outcome_col.metric(
+    "Outcome",
+    view.outcome or "n/a",
+    help=OUTCOME_HELP.get(view.outcome or "", "How the model's call compares with the truth.")
+    + (f" At the threshold {cut:.2f}." if cut is not None else ""),
+)
+
+chart_col, table_col = st.columns([3, 2.3], gap="small")
 chart_col.plotly_chart(plots.waterfall_figure(case, threshold=line), key="explain_waterfall")
-with facts_col:
-    if binary and cut is not None:
-        st.plotly_chart(
-            plots.case_probability_figure(view.probability, cut, class_name=case.class_name),
-            key="explain_gauge",
-        )
-    else:
-        st.metric(
-            f"P({case.class_name})",
-            f"{view.probability:.2f}",
-            help="The model's probability of this class for this case.",
-        )
-    truth_col, outcome_col = st.columns(2)
-    truth_col.metric(
-        "True diagnosis",
-        str(view.true_label) if view.true_label is not None else "unknown",
-        help="The label recorded in the data.",
-    )
-    outcome_col.metric(
-        "Outcome",
-        view.outcome or "n/a",
-        help=OUTCOME_HELP.get(view.outcome or "", "How the model's call compares with the truth.")
-        + (f" At the threshold {cut:.2f}." if cut is not None else ""),
-    )
-    st.dataframe(
-        review.feature_table(case, explaining.development_rows(active), k=8),
-        hide_index=True,
-        width="stretch",
-        height=320,
-        key="explain_features",
-        column_config={
-            "Value": st.column_config.TextColumn("Value", help="This case's value."),
-            "Typical value": st.column_config.TextColumn(
-                "Typical", help="Median (or most frequent value) among development cases."
-            ),
-            "Contribution": st.column_config.NumberColumn(
-                "Contribution",
-                format="%+.3f",
-                help=f"SHAP value, in {case.output_space} of {case.class_name}.",
-            ),
-        },
-    )
+table_col.dataframe(
+    review.feature_table(case, explaining.development_rows(active), k=10),
+    hide_index=True,
+    width="stretch",
+    height=398,
+    key="explain_features",
+    column_config={
+        "Feature": st.column_config.TextColumn("Feature", width=150),
+        "Value": st.column_config.TextColumn("Value", help="This case's value.", width=64),
+        "Typical value": st.column_config.TextColumn(
+            "Typical",
+            help="Median (or most frequent value) among development cases.",
+            width=64,
+        ),
+        "Contribution": st.column_config.NumberColumn(
+            "SHAP",
+            format="%+.2f",
+            help=f"Contribution, in {case.output_space} of {case.class_name}.",
+            width=60,
+        ),
+    },
+)
 
 with st.container(border=True):
     st.markdown("**What if?** Change the values of the case's most influential features.")
@@ -230,7 +243,7 @@ with st.container(border=True):
         before, after = view.probability, edited.probability
         metric_col, what_col = st.columns([1, 3], gap="medium")
         metric_col.metric(
-            f"P({case.class_name}) with these values",
+            f"Edited P({case.class_name})",
             f"{after:.2f}",
             delta=f"{after - before:+.2f} (was {before:.2f})",
             delta_color="off",

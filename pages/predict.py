@@ -31,10 +31,11 @@ st.caption(
 with st.container(border=True):
     upload_col, demo_col = st.columns([3, 2], gap="large")
     uploaded = upload_col.file_uploader(
-        "New cases: CSV, TSV, Excel or Parquet, with the same feature columns as in training",
+        "New cases (the feature columns used in training)",
         type=["csv", "tsv", "txt", "xlsx", "xls", "parquet"],
         key="predict_upload",
-        help="Extra columns are ignored; a label column, if present, is not used.",
+        help="CSV, TSV, Excel or Parquet. Extra columns are ignored; a label column, if "
+        "present, is not used.",
     )
     explaining.take_prediction_upload(uploaded)
     with demo_col:

@@ -363,8 +363,12 @@ def held_out_cases(active: ActiveModel, n: int = HELD_OUT_DEMO_ROWS) -> LoadedTa
     pool = cases[cases["partition"] == "test"] if "partition" in cases.columns else cases
     if len(pool) == 0:
         pool = cases
-    drop = [c for c in (active.model.roles.label, "partition") if c and c in pool.columns]
-    frame = pool.head(n).drop(columns=drop).reset_index(drop=True)
+    roles = active.model.roles
+    # What a new file would hold: the ID and the model's inputs, not the label, the split or
+    # the validation probabilities stored with the cases.
+    wanted = [roles.id, roles.quality, roles.site, *active.model.feature_columns]
+    columns = [c for c in dict.fromkeys(wanted) if c is not None and c in pool.columns]
+    frame = pool.loc[:, columns].head(n).reset_index(drop=True)
     return LoadedTable(
         frame=frame,
         name=f"{len(frame)} held-out cases (labels removed)",

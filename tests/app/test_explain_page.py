@@ -81,8 +81,8 @@ def metric_map(at: AppTest) -> dict[str, str]:
 def test_false_negative_from_cross_validation(explain_app: Callable[[], AppTest]) -> None:
     at = explain_app()
     at.selectbox(key="explain_partition").set_value("cv").run()
+    at.radio(key="explain_pick").set_value("FN").run()
     assert not at.exception
-    assert at.radio(key="explain_pick").value == "FN"
     keys = chart_keys(at)
     for key in ("explain_importance", "explain_beeswarm", "explain_waterfall", "explain_gauge"):
         assert key in keys
@@ -103,6 +103,12 @@ def test_held_out_false_negatives_or_a_clear_message(
     assert at.selectbox(key="explain_partition").value == "test"
     assert active.test is not None
     n_fn = int(((active.test.y_true == 1) & (active.test.y_score < active.model.threshold)).sum())
+    pick = at.radio(key="explain_pick")
+    assert pick.format_func("FN") == f"false negatives ({n_fn})"
+    if not n_fn:
+        # An empty list is not offered first.
+        assert pick.value != "FN"
+    pick.set_value("FN").run()
     if n_fn:
         assert metric_map(at)["Outcome"] == "FN"
     else:
@@ -138,14 +144,15 @@ def test_any_case_by_id(explain_app: Callable[[], AppTest], active: ActiveModel)
 def test_what_if_changes_the_probability(explain_app: Callable[[], AppTest]) -> None:
     at = explain_app()
     at.selectbox(key="explain_partition").set_value("cv").run()
-    assert not any("with these values" in label for label in metric_map(at))
+    at.radio(key="explain_pick").set_value("FN").run()
+    assert not any("Edited P(" in label for label in metric_map(at))
     first = at.number_input[0]
     assert first.key is not None and first.key.startswith("whatif_")
     first.set_value(float(first.value) * 3).run()
     assert not at.exception
-    changed = {k: v for k, v in metric_map(at).items() if "with these values" in k}
+    changed = {k: v for k, v in metric_map(at).items() if "Edited P(" in k}
     assert len(changed) == 1
-    delta = next(m for m in at.metric if "with these values" in m.label).proto.delta
+    delta = next(m for m in at.metric if "Edited P(" in m.label).proto.delta
     assert "was" in delta and not delta.startswith("+0.00")
     assert "explain_whatif_waterfall" in chart_keys(at)
 
@@ -208,11 +215,8 @@ def test_multiclass_explains_the_predicted_class(app_env: Path) -> None:
     at.switch_page(PAGE)
     at.run()
     assert not at.exception
-    assert at.radio(key="explain_pick").options == [
-        "misclassified cases",
-        "most uncertain cases",
-        "any case by ID",
-    ]
+    options = [o.rsplit(" (", 1)[0] for o in at.radio(key="explain_pick").options]
+    assert options == ["misclassified cases", "most uncertain cases", "any case by ID"]
     at.radio(key="explain_pick").set_value("uncertain").run()
     assert not at.exception
     assert "explain_waterfall" in chart_keys(at)
