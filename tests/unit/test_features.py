@@ -24,6 +24,7 @@ from medimg_core.features import (
     extract_features,
     feature_names,
     features_from_pixels,
+    read_feature_settings,
 )
 from medimg_core.images import open_image_set, resize_image
 
@@ -181,6 +182,11 @@ def test_extract_features_from_class_folders(tmp_path: Path) -> None:
     assert table.predefined_test() is None
     assert set(table.descriptions) == set(table.feature_names)
     assert not any("shape_" in n for n in table.feature_names)
+    table.to_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "features.parquet"), table.frame)
+    assert read_feature_settings(tmp_path / "features.parquet") == table.settings
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "plain.parquet")
+    assert read_feature_settings(tmp_path / "plain.parquet") is None
 
 
 def test_extract_is_identical_with_two_workers(tmp_path: Path) -> None:
