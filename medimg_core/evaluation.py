@@ -596,6 +596,29 @@ def _binary_curves(y: np.ndarray, s: np.ndarray) -> tuple[Curve | None, Curve | 
     return roc, pr
 
 
+def _proportion_counts(confusion: np.ndarray) -> dict[str, tuple[int, int]]:
+    """(successes, trials) behind each binary metric that is a simple proportion."""
+    (tn, fp), (fn, tp) = confusion.tolist()
+    return {
+        "accuracy": (tn + tp, tn + fp + fn + tp),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+    }
+
+
+def _wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score 95% interval for a binomial proportion (NaN bounds without trials)."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    den = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / den
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / den
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def _bootstrap(
     stats: _Stats,
     n: int,
@@ -702,10 +725,17 @@ def evaluate_scores(
     point, totals = stats(np.ones((1, n)))
     boot_codes = None if codes is None else codes[layout]
     boot, used = _bootstrap(stats, n, totals[0] > 0, boot_codes, n_groups, int(n_boot), seed)
+    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    proportions = _proportion_counts(confusion) if binary else {}
     metrics = {}
     for key in METRIC_KEYS:
         value = float(point[key][0])
         ci = _percentile_ci(boot[key]) if np.isfinite(value) else (float("nan"), float("nan"))
+        if key in proportions and value in (0.0, 1.0):
+            # Every resample of a perfect (or null) proportion is perfect too, so the percentile
+            # interval collapses to a point; the Wilson interval states the real uncertainty
+            # (114/114 correct is compatible with an accuracy as low as 0.967).
+            ci = _wilson(*proportions[key])
         metrics[key] = MetricValue(value=value, ci95=ci)
 
     roc = pr = calibration = None
@@ -723,7 +753,6 @@ def evaluate_scores(
             name: {key: float(vals[0, c]) for key, vals in per.items()}
             for c, name in enumerate(names)
         }
-    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
     return Evaluation(
         partition=partition,

@@ -588,3 +588,17 @@ def test_large_input_runs_with_a_full_bootstrap() -> None:
     assert ev.n_groups == 2000
     lo, hi = ev.metrics["roc_auc"].ci95
     assert hi - lo < 0.03
+
+
+def test_perfect_proportions_get_a_wilson_interval_not_a_point() -> None:
+    y = np.r_[np.zeros(72, dtype=int), np.ones(42, dtype=int)]
+    s = np.where(y == 1, 0.9, 0.1)
+    ev = evaluate_scores(
+        y, s, class_names=("benign", "malignant"), positive_class="malignant", n_boot=200
+    )
+    lo, hi = ev.metrics["accuracy"].ci95
+    assert ev.metrics["accuracy"].value == 1.0
+    assert hi == 1.0
+    assert 0.96 < lo < 0.975  # Wilson lower bound for 114/114
+    lo_sens, _ = ev.metrics["sensitivity"].ci95
+    assert 0.9 < lo_sens < 0.93  # 42/42
