@@ -29,6 +29,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -804,9 +805,14 @@ def _default_workers() -> int:
 
 
 def _pool_context() -> Any:
-    # forkserver: safe inside threaded hosts (Streamlit) and starts workers from a process
-    # that has already imported the feature code, so each worker starts fast.
-    if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+        # A single-threaded process (command line, scripts, benchmarks) forks safely: workers
+        # start at once with everything already imported and need no __main__ guard.
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        # Threaded hosts (Streamlit) must not fork: workers come from a fork server that has
+        # already imported the feature code, so each still starts fast.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["medimg_core.features"])
         return ctx
@@ -829,9 +835,10 @@ def extract_features(
     size : working size (N or (height, width)); default the set's most common size.
     settings : saved settings (a model card's ``features.image_settings``) to re-extract exactly
         as at training time; their size wins (a different ``size`` is an error).
-    workers : processes; default all cores available; 1 runs in this process. Workers start
-        from a fork server (safe in threaded hosts such as Streamlit), so a script that calls
-        this with more than one worker needs the usual ``if __name__ == "__main__":`` guard.
+    workers : processes; default all cores available; 1 runs in this process. A
+        single-threaded caller forks its workers; a threaded host (Streamlit) starts them from a
+        fork server instead, and then a calling script needs the usual
+        ``if __name__ == "__main__":`` guard.
     progress : ``progress(fraction, message)`` callback, called as chunks complete.
 
     Returns

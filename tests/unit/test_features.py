@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,22 @@ def test_glcm_lbp_and_gradient_match_scikit_image() -> None:
     assert f["edge_density"] == pytest.approx((magnitude > 0.1).mean())
 
 
+@pytest.mark.parametrize(("points", "radius"), [(8, 1.0), (8, 2.0), (16, 2.0), (4, 1.0)])
+def test_lbp_codes_are_bit_identical_to_scikit_image(points: int, radius: float) -> None:
+    from medimg_core.features import _lbp_codes
+
+    rng = np.random.default_rng(points)
+    edge = math.ceil(radius)
+    for trial in range(20):
+        h, w = rng.integers(2 * edge + 1, 40, 2)
+        high = 4 if trial % 2 else 256  # few grey levels: many ties with the centre pixel
+        img = rng.integers(0, high, (h, w)).astype(np.uint8)
+        expected = local_binary_pattern(img, points, radius, method="uniform")
+        np.testing.assert_array_equal(
+            _lbp_codes(img, points, radius), expected[edge : h - edge, edge : w - edge]
+        )
+
+
 def test_constant_image_has_flat_texture() -> None:
     f = compute_features(np.full((16, 16), 0.5, dtype=np.float32))
     assert f["intensity_std"] == 0 and f["intensity_entropy"] == 0
@@ -189,11 +206,15 @@ def test_extract_features_from_class_folders(tmp_path: Path) -> None:
     assert read_feature_settings(tmp_path / "plain.parquet") is None
 
 
-def test_extract_is_identical_with_two_workers(tmp_path: Path) -> None:
+def test_extract_is_identical_with_two_workers_forked_or_from_a_thread(tmp_path: Path) -> None:
     s = open_image_set(image_folder(tmp_path, n=4), key=KEY)
     inline = extract_features(s, workers=1)
     pooled = extract_features(s, workers=2)
     pd.testing.assert_frame_equal(inline.frame, pooled.frame)
+    # From a thread (as inside Streamlit) the workers come from a fork server instead.
+    with ThreadPoolExecutor(max_workers=1) as host:
+        threaded = host.submit(extract_features, s, workers=2).result()
+    pd.testing.assert_frame_equal(inline.frame, threaded.frame)
 
 
 def test_extract_with_masks_labels_table_and_size(tmp_path: Path) -> None:
