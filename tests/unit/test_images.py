@@ -15,6 +15,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
+from medimg_core.features import extract_features
 from medimg_core.images import (
     ImageLimits,
     ImageProblem,
@@ -269,7 +270,9 @@ def test_dicom_folder_keeps_only_a_pseudonymous_patient_key(tmp_path: Path) -> N
         pseudonymise("1CT1", KEY),
         pseudonymise(str(pydicom.dcmread(get_testdata_file("MR_small.dcm")).PatientID), KEY),
     ]
-    text = s.records.to_csv() + " ".join(s.notes)
+    features = extract_features(s, size=32, workers=1)
+    text = s.records.to_csv() + " ".join(s.notes) + features.frame.to_csv()
+    text += " ".join(features.notes) + repr(features.settings) + repr(s.load(0))
     for secret in ("CompressedSamples", "1CT1", "JFK IMAGING", "20040119", "ABCD1234"):
         assert secret not in text
     assert any("de-identified" in n for n in s.notes)
