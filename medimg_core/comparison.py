@@ -41,8 +41,8 @@ def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``Run``, ``Model``, ``Dataset``, ``Rows``, ``CV ROC AUC (95% CI)``,
-        ``Test ROC AUC (95% CI)``, ``Test sensitivity``, ``Test specificity``, ``Threshold``.
+        Columns ``Model``, ``Dataset``, ``CV ROC AUC (95% CI)``, ``Test ROC AUC (95% CI)``,
+        ``Test sensitivity``, ``Test specificity``, ``Threshold``, ``Rows``, ``Run``.
     """
     rows = []
     for r in records:
@@ -65,15 +65,15 @@ def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
             }
         )
     columns = [
-        "Run",
         "Model",
         "Dataset",
-        "Rows",
         "CV ROC AUC (95% CI)",
         "Test ROC AUC (95% CI)",
         "Test sensitivity",
         "Test specificity",
         "Threshold",
+        "Rows",
+        "Run",
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -115,6 +115,7 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
         raise ConfigError("Choose at least one saved run to compare.")
     labels = [f"{model_name(r.model_kind)} · {r.id[:15]}" for r in records]
     fig = go.Figure()
+    shown: list[float] = []
     for partition, name, colour in _PARTITIONS:
         metrics = [card_metric(r.card, partition, "roc_auc") for r in records]
         value = np.array([m.value for m in metrics], dtype=float)
@@ -122,6 +123,7 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
             continue
         lo = np.array([m.ci95[0] for m in metrics], dtype=float)
         hi = np.array([m.ci95[1] for m in metrics], dtype=float)
+        shown.extend(float(v) for v in np.concatenate([value, lo, hi]) if np.isfinite(v))
         fig.add_trace(
             go.Scatter(
                 x=value,
@@ -152,5 +154,8 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
         scattermode="group",
     )
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1])
-    fig.update_xaxes(tickformat=".2f", title={"text": "ROC AUC"})
+    # Padding on both sides so a marker at AUC 1.00 is not cut by the plot edge.
+    low, high = min(shown, default=0.5), max(shown, default=1.0)
+    pad = max(0.005, (high - low) * 0.08)
+    fig.update_xaxes(tickformat=".3f", title={"text": "ROC AUC"}, range=[low - pad, high + pad])
     return fig

@@ -40,6 +40,7 @@ __all__ = [
     "flow_counts_from_card",
     "fold_figure",
     "fold_summary",
+    "interval_text",
     "leaderboard_frame",
     "leaderboard_rows",
     "metric_from_card",
@@ -89,6 +90,14 @@ def choice_or_default(value: Any, options: Sequence[Any], default: Any) -> Any:
         except (TypeError, ValueError):
             continue
     return default
+
+
+def interval_text(metric: MetricValue, digits: int = 3) -> str:
+    """ "95% CI 0.962–0.990" for a metric's interval, "no interval" when it has none."""
+    low, high = metric.ci95
+    if math.isfinite(low) and math.isfinite(high):
+        return f"95% CI {low:.{digits}f}–{high:.{digits}f}"
+    return "no interval"
 
 
 def model_name(kind: str | None) -> str:
@@ -145,7 +154,7 @@ def card_summary_frame(card: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def calibration_frame(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
-    """Calibration slope and intercept (with mean predicted and observed rates) per partition.
+    """Calibration slope and intercept, mean predicted and observed rates, per partition.
 
     Parameters
     ----------
@@ -155,23 +164,35 @@ def calibration_frame(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index = partition names, columns ``Slope``, ``Intercept``, ``Mean predicted``,
-        ``Observed rate``, rounded to 2 / 2 / 3 / 3 decimals (empty when no evaluation has
-        calibration statistics).
+        Index ``Slope``, ``Intercept``, ``Mean predicted``, ``Observed rate``; one text column
+        per partition ("Cross-validated", "Held-out test", "External"); "n/a" where the
+        statistic does not exist (e.g. perfectly separated classes). Empty when no evaluation
+        has calibration statistics.
     """
-    rows: dict[str, dict[str, float]] = {}
+    names = {"cv": "Cross-validated", "test": "Held-out test", "external": "External"}
+    rows = (
+        ("Slope", "slope", 2),
+        ("Intercept", "intercept", 2),
+        ("Mean predicted", "mean_predicted", 3),
+        ("Observed rate", "observed_rate", 3),
+    )
+    columns: dict[str, list[str]] = {}
     for ev in evaluations:
         stats = ev.calibration_stats
         if not stats:
             continue
-        rows[PARTITION_LABELS.get(ev.partition, ev.partition)] = {
-            "Slope": round(float(stats.get("slope", float("nan"))), 2),
-            "Intercept": round(float(stats.get("intercept", float("nan"))), 2),
-            "Mean predicted": round(float(stats.get("mean_predicted", float("nan"))), 3),
-            "Observed rate": round(float(stats.get("observed_rate", float("nan"))), 3),
-        }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "Cases"
+        values = []
+        for _, key, digits in rows:
+            value = stats.get(key)
+            if value is not None and math.isfinite(value):
+                values.append(f"{value:.{digits}f}")
+            else:
+                values.append("n/a")
+        columns[names.get(ev.partition, ev.partition)] = values
+    if not columns:
+        return pd.DataFrame()
+    frame = pd.DataFrame(columns, index=pd.Index([label for label, _, _ in rows]))
+    frame.index.name = "Calibration"
     return frame
 
 
@@ -210,14 +231,13 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``Model``, ``CV ROC AUC (95% CI)``, ``CV accuracy (95% CI)``, ``Fit time (s)``,
-        ``Chosen`` ("✓" for the deployed model).
+        Columns ``Model``, ``CV ROC AUC (95% CI)``, ``Fit time (s)``, ``Chosen`` ("✓" for the
+        deployed model).
     """
     return pd.DataFrame(
         {
             "Model": [model_name(r.kind) for r in rows],
             "CV ROC AUC (95% CI)": [format_metric(r.roc_auc) for r in rows],
-            "CV accuracy (95% CI)": [format_metric(r.accuracy) for r in rows],
             "Fit time (s)": [round(r.seconds, 1) for r in rows],
             "Chosen": ["✓" if r.chosen else "" for r in rows],
         }
@@ -234,8 +254,8 @@ def split_frame(card: Mapping[str, Any]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index "Development", "Test" (test only when there is one), columns ``Rows``,
-        ``Patients`` (when grouped by patient) and one column per class.
+        One column per split ("Development", and "Test" when there is one); rows ``Rows``,
+        ``Patients`` (when grouped by patient) and one row per class (``Class <name>``).
     """
     validation = card.get("validation") or {}
     grouped = validation.get("grouped_by") is not None
@@ -245,19 +265,19 @@ def split_frame(card: Mapping[str, Any]) -> pd.DataFrame:
     classes: list[str] = []
     for _, key in parts:
         for cls in validation.get(f"class_counts_{key}") or {}:
-            if cls not in classes:
+            if str(cls) not in classes:
                 classes.append(str(cls))
-    rows: dict[str, dict[str, Any]] = {}
+    columns: dict[str, dict[str, Any]] = {}
     for name, key in parts:
-        row: dict[str, Any] = {"Rows": int(validation.get(f"n_{key}") or 0)}
+        column: dict[str, Any] = {"Rows": int(validation.get(f"n_{key}") or 0)}
         if grouped:
-            row["Patients"] = validation.get(f"patients_{key}")
-        counts = validation.get(f"class_counts_{key}") or {}
+            column["Patients"] = validation.get(f"patients_{key}")
+        counts = {str(k): v for k, v in (validation.get(f"class_counts_{key}") or {}).items()}
         for cls in classes:
-            row[cls] = int(counts.get(cls, 0))
-        rows[name] = row
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "Split"
+            column[f"Class {cls}"] = int(counts.get(cls, 0))
+        columns[name] = column
+    frame = pd.DataFrame(columns)
+    frame.index.name = "Cases"
     return frame
 
 
@@ -394,6 +414,32 @@ def _threshold_text(card: Mapping[str, Any]) -> str:
     return f"{float(value):.3f} — rule: {rule}, chosen on development data"
 
 
+def _created_text(created: Any) -> str:
+    if not created:
+        return "unknown"
+    try:
+        stamp = pd.Timestamp(str(created))
+    except ValueError:
+        return str(created)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _pipeline_steps(pipeline: Mapping[str, Any]) -> list[str]:
+    """The card's pipeline in words: imputation, scaling, optional PCA, the model."""
+    kind = str(pipeline.get("kind") or pipeline.get("model") or "")
+    scaling = "standard" if kind == "seed" else str(pipeline.get("scaling") or "standard")
+    steps = ["impute missing values"]
+    if scaling != "none":
+        steps.append(SCALING_NAMES.get(scaling, scaling).split(" (")[0].lower())
+    pca = pipeline.get("pca") or (SEED_PCA_COMPONENTS if kind == "seed" else None)
+    if pca:
+        steps.append(f"PCA ({pca} components)")
+    steps.append("random forest (100 trees)" if kind == "seed" else model_name(kind).lower())
+    return steps
+
+
 def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     """The key facts of a model card, as short readable strings.
 
@@ -422,12 +468,12 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         level = "by row (no patient ID)"
     test_share = validation.get("test_size")
     test_text = f"{float(test_share):.0%} held-out test" if test_share else "no test set"
-    steps = [str(s).split(":", 1)[-1].strip() for s in pipeline.get("steps") or []]
+    steps = _pipeline_steps(pipeline)
     positive = card.get("positive_class")
     top = [str(t.get("feature")) for t in (card.get("top_features") or [])[:5]]
     facts = {
         "Model": model_name(pipeline.get("kind")),
-        "Pipeline": " → ".join(steps) if steps else "n/a",
+        "Pipeline": " → ".join(steps),
         "Data": (
             f"{dataset.get('name') or 'unnamed'}: {dataset.get('rows_in', '?')} rows in, "
             f"{dataset.get('rows_used', '?')} used, {n_features} features"
@@ -443,7 +489,7 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         "CV ROC AUC": format_metric(card_metric(card, "cv", "roc_auc")),
         "Test ROC AUC": format_metric(card_metric(card, "test", "roc_auc")),
         "Top features": ", ".join(top) if top else "not computed",
-        "Created": str(card.get("created") or "unknown"),
+        "Created": _created_text(card.get("created")),
         "Trained with": ", ".join(
             f"{k} {versions[k]}" for k in ("medimg", "sklearn", "python") if k in versions
         ),

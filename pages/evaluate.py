@@ -121,7 +121,9 @@ def threshold_explorer(active: ActiveModel) -> None:
         key="eval_threshold",
         help="Cases at or above the threshold are called positive.",
     )
-    reset_col.button("Saved", on_click=reset, key="eval_reset", help=f"Back to {saved:.3f}")
+    reset_col.button(
+        "Reset", on_click=reset, key="eval_reset", help=f"Back to the saved threshold {saved:.3f}."
+    )
     state.put(state.THRESHOLD, float(threshold))
     ev = parts[partition]
     now = confusion_at(ev, threshold)
@@ -130,9 +132,10 @@ def threshold_explorer(active: ActiveModel) -> None:
         str((card.get("threshold") or {}).get("method")), "unknown rule"
     )
     st.caption(
-        f"Saved threshold {saved:.3f} ({method}) was chosen on the cross-validated development "
-        "predictions. The threshold set here is used on the Explain and Predict pages in this "
-        "session; the saved model keeps its own. Differences are against the saved threshold."
+        f"The saved threshold {saved:.3f} was chosen by the rule “{method}” on the "
+        "cross-validated development predictions. The threshold set here is used on the Explain "
+        "and Predict pages in this session; the saved model keeps its own. The small numbers "
+        "under each figure are the change from the saved threshold."
     )
     cells = st.columns(5)
     for cell, key, value, before in zip(
@@ -155,7 +158,7 @@ def threshold_explorer(active: ActiveModel) -> None:
         f"{now.n_positive_calls:,} of {ev.n:,}",
         help="Cases at or above the threshold.",
     )
-    counts_col, share_col, trade_col = st.columns(3, gap="small")
+    counts_col, share_col = st.columns(2, gap="medium")
     counts_col.plotly_chart(
         plots.confusion_figure(now.confusion, ev.class_names, title=f"Counts at {threshold:.2f}"),
         width="stretch",
@@ -168,7 +171,7 @@ def threshold_explorer(active: ActiveModel) -> None:
         width="stretch",
         key="eval_confusion_share",
     )
-    trade_col.plotly_chart(
+    st.plotly_chart(
         plots.threshold_figure(ev, threshold=threshold), width="stretch", key="eval_tradeoff"
     )
 
@@ -219,7 +222,7 @@ with calibration_tab:
 st.subheader("Data and robustness")
 flow_tab, robust_tab, compare_tab = st.tabs(["Flow of cases", "Robustness", "Compare saved runs"])
 with flow_tab:
-    flow_col, split_col = st.columns([3, 2], gap="medium")
+    flow_col, split_col = st.columns([2, 1], gap="medium")
     try:
         flow_col.plotly_chart(
             plots.flow_figure(summaries.flow_counts_from_card(card)),
@@ -230,7 +233,8 @@ with flow_tab:
         flow_col.info(f"The flow of cases cannot be drawn: {exc}", icon=":material/info:")
     with split_col:
         st.markdown("**Split summary**")
-        st.dataframe(summaries.split_frame(card), width="stretch", key="eval_split")
+        split = summaries.split_frame(card)
+        st.dataframe(split, width="stretch", height=38 + 35 * len(split), key="eval_split")
         st.caption(summaries.card_facts(card)["Validation"] + ".")
 with robust_tab:
     folds = summaries.fold_summary(card)

@@ -39,25 +39,35 @@ if not runs:
 active = state.get(state.ACTIVE)
 active_id = active.run_id if active is not None else None
 overview = pd.DataFrame([r.summary() for r in runs])
-overview.insert(1, "in use", ["●" if r.id == active_id else "" for r in runs])
 overview["model"] = [summaries.model_name(r.model_kind) for r in runs]
+overview.insert(0, "in use", ["●" if r.id == active_id else "" for r in runs])
+overview = overview[
+    ["in use", "created", "model", "dataset", "CV AUC", "test AUC", "threshold", "id"]
+]
 st.dataframe(
     overview,
     hide_index=True,
     width="stretch",
     height=min(38 + 35 * len(runs), 320),
     column_config={
-        "id": st.column_config.TextColumn("Run", width="medium"),
         "in use": st.column_config.TextColumn(
-            "In use", help="The model the Evaluate, Explain and Predict pages use now."
+            "In use",
+            width="small",
+            help="The model the Evaluate, Explain and Predict pages use now.",
         ),
+        "created": st.column_config.TextColumn("Created"),
+        "model": st.column_config.TextColumn("Model"),
+        "dataset": st.column_config.TextColumn("Data"),
         "CV AUC": st.column_config.TextColumn(
             "CV ROC AUC (95% CI)", help="Cross-validated on the development part."
         ),
         "test AUC": st.column_config.TextColumn(
             "Test ROC AUC (95% CI)", help="On the held-out test set, scored once."
         ),
-        "threshold": st.column_config.TextColumn("Threshold", help="Chosen on development data."),
+        "threshold": st.column_config.TextColumn(
+            "Threshold", width="small", help="Chosen on development data."
+        ),
+        "id": st.column_config.TextColumn("Run"),
     },
     key="runs_table",
 )

@@ -6,7 +6,7 @@ import streamlit as st
 
 from medimg_core import plots, summaries
 from medimg_core.errors import MedimgError
-from medimg_core.evaluation import METRIC_HELP, format_metric
+from medimg_core.evaluation import METRIC_HELP
 from medimg_core.models import CLASS_WEIGHT_IGNORED, ModelConfig
 from medimg_core.roles import feature_columns
 from medimg_core.training import ValidationConfig, train
@@ -305,28 +305,30 @@ st.subheader(f"Model in use: {summaries.model_name(active.model.kind)}")
 cv_auc = summaries.card_metric(card, "cv", "roc_auc")
 test_auc = summaries.card_metric(card, "test", "roc_auc")
 threshold = card.get("threshold") or {}
+has_test = bool((card.get("metrics") or {}).get("test"))
+
+
 first, second, third = st.columns(3)
 first.metric(
     "Cross-validated ROC AUC",
-    format_metric(cv_auc),
-    help="Out-of-fold predictions on the development part, with the 95% bootstrap interval. "
-    + METRIC_HELP["roc_auc"],
+    "n/a" if cv_auc.value != cv_auc.value else f"{cv_auc.value:.3f}",
+    help="Out-of-fold predictions on the development part. " + METRIC_HELP["roc_auc"],
 )
+first.caption(summaries.interval_text(cv_auc))
 second.metric(
     "Held-out test ROC AUC",
-    format_metric(test_auc) if card.get("metrics", {}).get("test") else "no test set",
+    f"{test_auc.value:.3f}" if has_test and test_auc.value == test_auc.value else "n/a",
     help="Scored once on cases the model never saw. " + METRIC_HELP["roc_auc"],
 )
+second.caption(summaries.interval_text(test_auc) if has_test else "no test set")
 if active.model.is_binary:
+    rule = summaries.THRESHOLD_RULES.get(str(threshold.get("method")), "unknown rule")
     third.metric(
         "Decision threshold",
         f"{active.model.threshold:.3f}",
-        help="Cases with P("
-        + str(active.model.positive_class)
-        + ") at or above it are called positive. Rule: "
-        + summaries.THRESHOLD_RULES.get(str(threshold.get("method")), "unknown")
-        + "; chosen on development data.",
+        help=f"Cases with P({active.model.positive_class}) at or above it are called positive.",
     )
+    third.caption(f"{rule}; chosen on development data")
 else:
     third.metric("Decision", "most probable class", help="Multi-class models have no threshold.")
 st.caption(
@@ -345,14 +347,28 @@ if active.leaderboard:
             help="Every candidate was cross-validated on the same folds; the interval is a 95% "
             "bootstrap interval of the cross-validated ROC AUC.",
         )
-        chart_col, table_col = st.columns([3, 2], gap="medium")
+        chart_col, table_col = st.columns([1, 1], gap="medium")
         chart_col.plotly_chart(plots.leaderboard_figure(rows), width="stretch", key="train_board")
         table_col.dataframe(
             summaries.leaderboard_frame(rows),
             hide_index=True,
             width="stretch",
             height=min(420, 38 + 35 * len(rows)),
+            column_config={
+                "Model": st.column_config.TextColumn(width="medium"),
+                "Fit time (s)": st.column_config.NumberColumn(
+                    "Fit (s)",
+                    format="%.1f",
+                    width="small",
+                    help="Seconds for the whole cross-validation.",
+                ),
+                "Chosen": st.column_config.TextColumn("", width="small"),
+            },
             key="train_board_table",
+        )
+        table_col.caption(
+            "Auto keeps the simplest model whose cross-validated ROC AUC is within one standard "
+            "error of the best, so a more complex model must be clearly better to be chosen."
         )
 
 workflow.next_step("train")

@@ -58,7 +58,10 @@ def test_training_on_the_sample_activates_and_records_the_run(
     assert active.run_id is not None
     labels = {m.label: m.value for m in at.metric}
     assert labels["Cross-validated ROC AUC"].startswith("0.9")
-    assert "(" in labels["Held-out test ROC AUC"]
+    assert float(labels["Held-out test ROC AUC"]) == pytest.approx(
+        active.test.metrics["roc_auc"].value, abs=1e-3
+    )
+    assert any(c.value.startswith("95% CI ") for c in at.caption)
     assert float(labels["Decision threshold"]) == pytest.approx(active.model.threshold, abs=1e-3)
     assert any("Model in use: Logistic regression" in s.value for s in at.subheader)
     assert any("Go to Evaluate" in link.label for link in at.get("page_link"))

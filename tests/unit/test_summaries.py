@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from medimg_core.cleaning import clean
 from medimg_core.comparison import comparison_figure, comparison_notes, run_label, runs_frame
 from medimg_core.errors import ConfigError
-from medimg_core.evaluation import METRIC_LABELS
+from medimg_core.evaluation import METRIC_LABELS, MetricValue
 from medimg_core.io import load_sample
 from medimg_core.models import MODEL_KINDS, ModelConfig
 from medimg_core.persistence import build_card
@@ -30,6 +31,7 @@ from medimg_core.summaries import (
     flow_counts_from_card,
     fold_figure,
     fold_summary,
+    interval_text,
     leaderboard_frame,
     leaderboard_rows,
     model_name,
@@ -92,6 +94,11 @@ def test_choice_or_default_matches_numbers_and_text() -> None:
     assert choice_or_default(None, (0.1, 1.0), 1.0) == 1.0
 
 
+def test_interval_text() -> None:
+    assert interval_text(MetricValue(0.9, (0.85, 0.95))) == "95% CI 0.850–0.950"
+    assert interval_text(MetricValue(0.9, (float("nan"), float("nan")))) == "no interval"
+
+
 def test_leaderboard_survives_the_card(trained: tuple[TrainingResult, dict]) -> None:
     result, card = trained
     rows = leaderboard_rows(card["leaderboard"])
@@ -105,10 +112,13 @@ def test_leaderboard_survives_the_card(trained: tuple[TrainingResult, dict]) -> 
 def test_split_and_flow_add_up(trained: tuple[TrainingResult, dict]) -> None:
     result, card = trained
     split = split_frame(card)
-    assert list(split.index) == ["Development", "Test"]
-    assert split.loc["Development", "Rows"] == result.split.n_dev
-    assert split.loc["Test", "Patients"] == result.split.patients_test
-    assert split.loc["Test", "malignant"] + split.loc["Test", "benign"] == result.split.n_test
+    assert list(split.columns) == ["Development", "Test"]
+    assert list(split.index) == ["Rows", "Patients", "Class benign", "Class malignant"]
+    assert split.loc["Rows", "Development"] == result.split.n_dev
+    assert split.loc["Patients", "Test"] == result.split.patients_test
+    assert split.loc["Class malignant":, "Test"].sum() + split.loc["Class benign", "Test"] == (
+        result.split.n_test
+    )
     counts = flow_counts_from_card(card)
     assert counts["rows in"] == 200
     assert counts["development"] + counts["test"] == result.split.n_dev + result.split.n_test
@@ -126,10 +136,14 @@ def test_folds_card_facts_and_metrics(trained: tuple[TrainingResult, dict]) -> N
     assert np.isnan(FoldSummary.from_scores("ROC AUC", [0.9]).sd)
 
     facts = card_facts(card)
+    assert facts["Pipeline"] == (
+        f"impute missing values → standardise → {model_name(result.model.kind).lower()}"
+    )
     assert facts["Validation"].startswith("3-fold cross-validation, 20% held-out test")
     assert "grouped by patient (case_id)" in facts["Validation"]
     assert "Youden" in facts["Threshold"] and "development data" in facts["Threshold"]
     assert "positive class malignant" in facts["Label"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", facts["Created"])
     assert card_metric(card, "test", "roc_auc").value == pytest.approx(
         result.test.metrics["roc_auc"].value
     )
@@ -138,8 +152,12 @@ def test_folds_card_facts_and_metrics(trained: tuple[TrainingResult, dict]) -> N
     assert list(table.columns) == ["cross-validated (development)", "held-out test"]
 
     calibration = calibration_frame([result.cv, result.test])
-    assert list(calibration.columns) == ["Slope", "Intercept", "Mean predicted", "Observed rate"]
-    assert len(calibration) == 2
+    assert list(calibration.index) == ["Slope", "Intercept", "Mean predicted", "Observed rate"]
+    assert list(calibration.columns) == ["Cross-validated", "Held-out test"]
+    assert calibration.loc["Slope", "Cross-validated"] == (
+        f"{result.cv.calibration_stats['slope']:.2f}"
+    )
+    assert calibration_frame([]).empty
 
 
 def test_runs_are_compared_with_caveats(trained: tuple[TrainingResult, dict]) -> None:
