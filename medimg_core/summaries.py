@@ -231,15 +231,15 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``Model``, ``CV ROC AUC (95% CI)``, ``Fit time (s)``, ``Chosen`` ("✓" for the
-        deployed model).
+        Columns ``Chosen`` ("✓" for the deployed model), ``Model``, ``CV ROC AUC (95% CI)``,
+        ``Fit time (s)``.
     """
     return pd.DataFrame(
         {
+            "Chosen": ["✓" if r.chosen else "" for r in rows],
             "Model": [model_name(r.kind) for r in rows],
             "CV ROC AUC (95% CI)": [format_metric(r.roc_auc) for r in rows],
             "Fit time (s)": [round(r.seconds, 1) for r in rows],
-            "Chosen": ["✓" if r.chosen else "" for r in rows],
         }
     )
 

@@ -347,7 +347,7 @@ if active.leaderboard:
             help="Every candidate was cross-validated on the same folds; the interval is a 95% "
             "bootstrap interval of the cross-validated ROC AUC.",
         )
-        chart_col, table_col = st.columns([1, 1], gap="medium")
+        chart_col, table_col = st.columns([5, 6], gap="medium")
         chart_col.plotly_chart(plots.leaderboard_figure(rows), width="stretch", key="train_board")
         table_col.dataframe(
             summaries.leaderboard_frame(rows),
@@ -362,7 +362,7 @@ if active.leaderboard:
                     width="small",
                     help="Seconds for the whole cross-validation.",
                 ),
-                "Chosen": st.column_config.TextColumn("", width="small"),
+                "Chosen": st.column_config.TextColumn("", width="small", help="The model kept."),
             },
             key="train_board_table",
         )
