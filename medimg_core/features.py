@@ -858,7 +858,7 @@ def extract_features(
         raise ConfigError(f"workers must be at least 1, got {workers}; use 1 to run inline.")
     with_mask = image_set.has_masks
     payload = s.to_dict()
-    tasks = [(i, image_set.task(i)) for i in range(len(image_set))]
+    tasks = list(enumerate(image_set.tasks()))
     n = len(tasks)
     results: dict[int, dict[str, float]] = {}
     failures: dict[int, str] = {}

@@ -37,7 +37,7 @@ import shutil
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -437,14 +437,30 @@ class ImageSet:
 
     def task(self, position: int) -> tuple[Any, str | None, str, int | None]:
         """What a worker needs to load image ``position``: (path or array, mask path, name, frame)."""
-        row = self.records.iloc[position]
-        source = str(row["source"])
-        mask = row["mask"] if "mask" in self.records.columns else None
-        mask_path = None if mask is None or pd.isna(mask) else str(mask)
-        if source.startswith("npz:"):
-            _, split, index = source.split(":")
-            return self.arrays[split][int(index)], mask_path, str(row["file"]), None
-        return source, mask_path, str(row["file"]), None
+        return self.tasks(range(position, position + 1))[0]
+
+    def tasks(
+        self, positions: Iterable[int] | None = None
+    ) -> list[tuple[Any, str | None, str, int | None]]:
+        """:meth:`task` for many positions (default all), reading the records once."""
+        index = list(range(len(self.records))) if positions is None else list(positions)
+        sources = self.records["source"].to_numpy()[index]
+        files = self.records["file"].to_numpy()[index]
+        masks = (
+            self.records["mask"].to_numpy()[index]
+            if "mask" in self.records.columns
+            else [None] * len(index)
+        )
+        out: list[tuple[Any, str | None, str, int | None]] = []
+        for source, name, mask in zip(sources, files, masks, strict=True):
+            mask_path = None if mask is None or pd.isna(mask) else str(mask)
+            text = str(source)
+            if text.startswith("npz:"):
+                _, split, number = text.split(":")
+                out.append((self.arrays[split][int(number)], mask_path, str(name), None))
+            else:
+                out.append((text, mask_path, str(name), None))
+        return out
 
     def load(self, position: int, *, size: int | tuple[int, int] | None = None) -> LoadedImage:
         """Decode image ``position`` (row of :attr:`records`), optionally resized to ``size``.
