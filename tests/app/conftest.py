@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.io import load_sample
@@ -18,6 +19,24 @@ APP = ROOT / "app.py"
 # AppTest stops a script run after a per-run timeout. It is set far above any real run so that
 # a busy machine never turns into a failing test; it only catches a script that hangs.
 RUN_TIMEOUT = 900
+
+
+@pytest.fixture(autouse=True)
+def route_through_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``AppTest.switch_page`` run ``app.py`` (router, sidebar, error boundary) every time.
+
+    AppTest resets ``PagesManager.uses_pages_directory`` before each run; with a ``pages/`` folder
+    beside ``app.py`` Streamlit then takes its legacy multipage path and runs the page file on
+    its own. A real server leaves that path at the first ``st.navigation`` call, so tests pin it
+    off to see what users see.
+    """
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture
@@ -84,3 +103,14 @@ def metric_values(at: AppTest) -> dict[str, str]:
 def as_int(text: str) -> int:
     """A displayed count ("1,234") as a number."""
     return int(text.replace(",", ""))
+
+
+def linked_pages(at: AppTest) -> set[str]:
+    """Stems of the page files that the page's ``st.page_link``s point to (e.g. ``{"data"}``)."""
+    registered = getattr(at, "_registered_pages", {}) or {}
+    stems = set()
+    for link in at.get("page_link"):
+        info = registered.get(link.proto.page_script_hash, {})
+        path = info.get("script_path") or link.proto.page
+        stems.add(Path(str(path)).stem)
+    return stems

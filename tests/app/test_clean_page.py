@@ -7,7 +7,7 @@ from collections.abc import Callable
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.ui import state
-from tests.app.conftest import as_int, metric_values, upload
+from tests.app.conftest import as_int, linked_pages, metric_values, upload
 
 PAGE = "pages/clean.py"
 
@@ -29,7 +29,7 @@ def test_guard_offers_the_sample_and_loads_it(open_app: Callable[..., AppTest]) 
     at = open_app(PAGE)
     assert not at.exception
     assert "no data yet" in at.info[0].value
-    assert any(link.proto.page == "data" for link in at.get("page_link"))
+    assert "data" in linked_pages(at)
     assert not at.metric
     at.button(key="guard_sample_clean").click().run()
     assert not at.exception

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from medimg_core.profile import HIDDEN_SUMMARY
 from medimg_core.roles import Roles
 from medimg_core.ui import state
-from tests.app.conftest import messy_frame, metric_values, upload
+from tests.app.conftest import linked_pages, messy_frame, metric_values, upload
 
 PAGE = "pages/data.py"
 
@@ -53,7 +53,7 @@ def test_sample_button_confirms_roles_and_profiles(open_app: Callable[..., AppTe
         .loc["mean radius", "summary"]
         .startswith("median 13.4 (IQR 11.7–15.8)")
     )
-    assert any(link.proto.page == "clean" for link in at.get("page_link"))
+    assert "clean" in linked_pages(at)
 
 
 def test_upload_proposes_roles_and_confirm_stores_them(

@@ -1,0 +1,37 @@
+"""The router frames every page: sidebar, and medimg errors shown as one st.error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medimg_core.ui import state
+from medimg_core.ui.errors import UNEXPECTED_MESSAGE
+
+
+@pytest.mark.parametrize("step", state.STEPS, ids=lambda s: s.key)
+def test_every_page_runs_inside_the_router(
+    open_app: Callable[..., AppTest], step: state.Step
+) -> None:
+    at = open_app(step.path)
+    assert not at.exception
+    assert [t.value for t in at.title][:1] == [step.title]
+    assert any("honest" in c.value for c in at.sidebar.caption)
+    assert not [e for e in at.error if "unexpected problem" in e.value]
+
+
+def test_unexpected_errors_are_hidden_without_data(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDIMG_RAISE")
+    monkeypatch.setattr(
+        "medimg_core.ui.workflow.require",
+        lambda *_a, **_k: (_ for _ in ()).throw(KeyError("patient 1234 Jane Doe")),
+    )
+    at = open_app("pages/clean.py")
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith(UNEXPECTED_MESSAGE.split("(")[0])
+    assert "Jane" not in error.value and "1234" not in error.value
