@@ -24,13 +24,14 @@ from typing import Any, TextIO
 import pandas as pd
 
 from medimg_core.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
-from medimg_core.errors import ConfigError, DataError, MedimgError, RegistryError
+from medimg_core.errors import ConfigError, DataError, MedimgError
 from medimg_core.io import LoadedTable, read_data
 from medimg_core.models import ModelConfig, label_key
-from medimg_core.persistence import CARD_NAME, _refuse_foreign_target, load_model, save_model
+from medimg_core.persistence import _refuse_foreign_target, load_model
 from medimg_core.privacy import to_safe_csv
 from medimg_core.registry import Registry, _parquet_ready
 from medimg_core.roles import Roles, propose_roles
+from medimg_core.runs import save_run
 from medimg_core.training import (
     TrainingResult,
     ValidationConfig,
@@ -224,7 +225,7 @@ def _train_summary(
     name: str,
     threshold_method: str,
     model_dir: Path,
-    run_id: str,
+    run_id: str | None,
 ) -> str:
     model, split = result.model, result.split
     lines = [f"Data: {name}"]
@@ -352,21 +353,15 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
         )
     finally:
         progress.finish()
-    development = data.loc[list(result.dev_index)] if result.dev_index else data
-    model_dir = save_model(
+    saved = save_run(
         result,
         Path(args.output),
+        data=data,
         cleaning=report,
         dataset_name=table.name,
         validation=validation,
-        data=development,
     )
-    card = json.loads((model_dir / CARD_NAME).read_text(encoding="utf-8"))
-    try:
-        with Registry() as registry:
-            run_id = registry.record_run(result, data=data, card=card, model_dir=model_dir)
-    except RegistryError as exc:
-        raise RegistryError(f"the model was saved to {model_dir}, but {exc}") from exc
+    model_dir, run_id = saved.model_dir, saved.run_id
     print(_train_summary(result, report, table.name, args.threshold, model_dir, run_id))
     return 0
 

@@ -6,7 +6,6 @@ sample one click away), do their work through the helpers here, and end with :fu
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -14,13 +13,13 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
-from medimg_core import cases, cleaning, registry
+from medimg_core import cases, cleaning, registry, runs
 from medimg_core.cleaning import CleaningReport
-from medimg_core.errors import ConfigError, ModelFileError, RegistryError
+from medimg_core.errors import ConfigError, ModelFileError
 from medimg_core.evaluation import Evaluation
 from medimg_core.io import LoadedTable, frame_hash
 from medimg_core.models import ModelConfig
-from medimg_core.persistence import CARD_NAME, load_model, save_model
+from medimg_core.persistence import load_model
 from medimg_core.roles import RoleProposal, Roles
 from medimg_core.training import TrainingResult, ValidationConfig, train
 from medimg_core.ui import cache, state
@@ -379,26 +378,16 @@ def activate_training(
     RegistryError
         When the workspace cannot be created.
     """
-    case_frame = cases.build_cases(result, data)
-    development = case_frame[case_frame[cases.PARTITION] == cases.DEVELOPMENT]
-    model_dir = registry.workspace_home() / "models" / uuid.uuid4().hex
-    save_model(
+    saved = runs.save_run(
         result,
-        model_dir,
+        registry.workspace_home() / "models" / uuid.uuid4().hex,
+        data=data,
         cleaning=cleaning,
         dataset_name=dataset_name,
         validation=validation,
-        data=development,
+        strict_registry=False,
     )
-    cases.save_cases(model_dir, case_frame)
-    card = json.loads((model_dir / CARD_NAME).read_text(encoding="utf-8"))
-    warnings = tuple(result.warnings)
-    run_id: str | None
-    try:
-        run_id = registry.Registry().record_run(result, data=data, card=card, model_dir=model_dir)
-    except RegistryError as exc:
-        run_id = None
-        warnings = (*warnings, f"The run was not recorded in the registry: {exc}")
+    card, case_frame, run_id, warnings = saved.card, saved.cases, saved.run_id, saved.warnings
     active = ActiveModel(
         model=result.model,
         card=card,

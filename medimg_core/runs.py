@@ -1,0 +1,105 @@
+"""Saving a training run: the model directory (model, card, cases) and its registry record.
+
+The command line and the dashboard both end training here, so a run saved by either opens the
+same way later (Runs page, ``medimg evaluate``, ``medimg predict``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medimg_core import cases
+from medimg_core.cleaning import CleaningReport
+from medimg_core.errors import RegistryError
+from medimg_core.persistence import CARD_NAME, save_model
+from medimg_core.registry import Registry
+from medimg_core.training import TrainingResult, ValidationConfig
+
+__all__ = ["SavedRun", "save_run"]
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """Where a run went.
+
+    Attributes
+    ----------
+    model_dir : the model directory (``model.skops``, ``card.json``, ``cases.parquet``).
+    card : the model card as written.
+    cases : the rows used, with partition and validation probabilities (no identifying columns).
+    run_id : the registry id, or None when ``record`` was off or recording failed softly.
+    warnings : the training guards, plus a note when the run could not be recorded.
+    """
+
+    model_dir: Path
+    card: dict[str, Any]
+    cases: pd.DataFrame
+    run_id: str | None
+    warnings: tuple[str, ...]
+
+
+def save_run(
+    result: TrainingResult,
+    model_dir: str | os.PathLike[str],
+    *,
+    data: pd.DataFrame,
+    cleaning: CleaningReport | None,
+    dataset_name: str,
+    validation: ValidationConfig | None = None,
+    strict_registry: bool = True,
+) -> SavedRun:
+    """Save the model with its card and cases, then record the run in the registry.
+
+    Parameters
+    ----------
+    result : the training outcome.
+    model_dir : the model directory to create or replace (written atomically).
+    data : the cleaned table the model was developed and tested on.
+    cleaning : the cleaning report of that table (for the card's data summary).
+    dataset_name : a human name for the data (file name or sample name).
+    validation : the validation settings used (the card records the threshold rule and folds).
+    strict_registry : raise when the run cannot be recorded (command line); otherwise keep the
+        saved model and add a warning (dashboard).
+
+    Returns
+    -------
+    SavedRun
+
+    Raises
+    ------
+    ModelFileError
+        When the model directory cannot be written.
+    RegistryError
+        When the run cannot be recorded and ``strict_registry`` is set.
+    """
+    case_frame = cases.build_cases(result, data)
+    development = case_frame[case_frame[cases.PARTITION] == cases.DEVELOPMENT]
+    directory = save_model(
+        result,
+        Path(model_dir),
+        cleaning=cleaning,
+        dataset_name=dataset_name,
+        validation=validation,
+        data=development,
+    )
+    cases.save_cases(directory, case_frame)
+    card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))
+    warnings = tuple(result.warnings)
+    run_id: str | None
+    try:
+        with Registry() as registry:
+            run_id = registry.record_run(result, data=data, card=card, model_dir=directory)
+    except RegistryError as exc:
+        if strict_registry:
+            raise RegistryError(f"the model was saved to {directory}, but {exc}") from exc
+        run_id = None
+        warnings = (*warnings, f"The run was not recorded in the registry: {exc}")
+    return SavedRun(
+        model_dir=directory, card=card, cases=case_frame, run_id=run_id, warnings=warnings
+    )

@@ -1,0 +1,68 @@
+"""save_run: the model directory holds model, card and cases, and the run is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medimg_core.cases import load_cases
+from medimg_core.cleaning import clean
+from medimg_core.errors import RegistryError
+from medimg_core.io import load_sample
+from medimg_core.models import ModelConfig
+from medimg_core.persistence import load_model
+from medimg_core.registry import Registry
+from medimg_core.roles import propose_roles
+from medimg_core.runs import save_run
+from medimg_core.training import ValidationConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained():  # type: ignore[no-untyped-def]
+    frame = load_sample().frame
+    roles = propose_roles(frame).to_roles()
+    report = clean(frame, roles)
+    validation = ValidationConfig(cv=3, n_boot=50)
+    result = train(report.data, roles, config=ModelConfig(model="logreg"), validation=validation)
+    return result, report, validation
+
+
+def test_save_run_writes_everything_and_records(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    result, report, validation = trained
+    saved = save_run(
+        result,
+        tmp_path / "model",
+        data=report.data,
+        cleaning=report,
+        dataset_name="sample:wdbc",
+        validation=validation,
+    )
+    assert {p.name for p in saved.model_dir.iterdir()} >= {
+        "model.skops",
+        "card.json",
+        "cases.parquet",
+    }
+    assert len(load_cases(saved.model_dir)) == report.n_kept
+    assert load_model(saved.model_dir).card["model_sha256"] == saved.card["model_sha256"]
+    with Registry() as registry:
+        assert [r.id for r in registry.list_runs()] == [saved.run_id]
+
+
+def test_registry_failure_is_strict_on_request(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MEDIMG_DATABASE_URL", "sqlite:////nonexistent-dir/x/registry.db")
+    result, report, _ = trained
+    kwargs = {"data": report.data, "cleaning": report, "dataset_name": "s"}
+    with pytest.raises(RegistryError, match="the model was saved to"):
+        save_run(result, tmp_path / "strict", **kwargs)
+    soft = save_run(result, tmp_path / "soft", strict_registry=False, **kwargs)
+    assert soft.run_id is None
+    assert any("not recorded" in w for w in soft.warnings)
+    assert (soft.model_dir / "model.skops").exists()
