@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -221,6 +222,21 @@ def _schema(model: MedimgModel) -> dict[str, Any]:
     }
 
 
+def _descriptions(
+    model: MedimgModel,
+    image_settings: Mapping[str, Any] | None,
+    given: Mapping[str, str] | None,
+) -> dict[str, str]:
+    if given is not None:
+        return {str(k): str(v) for k, v in given.items() if k in model.feature_columns}
+    if image_settings is None:
+        return {}
+    # Imported here: reading a table model's card needs no image code.
+    from medimg_core.imaging import feature_descriptions
+
+    return feature_descriptions(image_settings, list(model.feature_columns))
+
+
 def _threshold_method(result: TrainingResult, validation: ValidationConfig | None) -> str:
     config = validation or getattr(result, "validation", None)
     if isinstance(config, ValidationConfig):
@@ -235,6 +251,8 @@ def build_card(
     dataset_name: str,
     validation: ValidationConfig | None = None,
     data: pd.DataFrame | None = None,
+    image_settings: Mapping[str, Any] | None = None,
+    feature_descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The model card: what was trained on which data, how it was validated, how well it did.
 
@@ -245,6 +263,12 @@ def build_card(
     dataset_name : a human name for the data (file name or sample name).
     validation : the validation settings used for training; they name the threshold method.
     data : development rows; used for SHAP-based top features when the model is not linear.
+    image_settings : for a model trained on image features, the extraction settings
+        (``FeatureTable.settings``); stored as ``features.image_settings`` so that prediction
+        re-extracts new images identically.
+    feature_descriptions : feature name -> one-line description, stored as
+        ``features.descriptions``; default, for image models, the descriptions of the image
+        features among the model's columns.
 
     Returns
     -------
@@ -267,6 +291,12 @@ def build_card(
         rows_in = split.n_dev + split.n_test
         removed_by_rule = {}
     top, top_note = _top_features(model, data, model.config.seed)
+    features = _schema(model)
+    if image_settings is not None:
+        features["image_settings"] = dict(image_settings)
+    descriptions = _descriptions(model, image_settings, feature_descriptions)
+    if descriptions:
+        features["descriptions"] = descriptions
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "model_sha256": None,
@@ -281,7 +311,7 @@ def build_card(
         },
         "cleaning": cleaning_part,
         "roles": model.roles.to_dict(),
-        "features": _schema(model),
+        "features": features,
         "validation": {
             **split.to_dict(),
             "n_cv": result.cv.n,
@@ -363,6 +393,8 @@ def save_model(
     dataset_name: str = "",
     validation: ValidationConfig | None = None,
     data: pd.DataFrame | None = None,
+    image_settings: Mapping[str, Any] | None = None,
+    feature_descriptions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``model.skops`` and ``card.json`` into ``directory``, atomically.
 
@@ -375,7 +407,8 @@ def save_model(
     ----------
     result : the training outcome to save.
     directory : the model directory to create or replace.
-    cleaning, dataset_name, validation, data : passed to :func:`build_card`.
+    cleaning, dataset_name, validation, data, image_settings, feature_descriptions : passed to
+        :func:`build_card`.
 
     Returns
     -------
@@ -391,7 +424,13 @@ def save_model(
     target = Path(directory).expanduser().absolute()
     _refuse_foreign_target(target)
     card = build_card(
-        result, cleaning=cleaning, dataset_name=dataset_name, validation=validation, data=data
+        result,
+        cleaning=cleaning,
+        dataset_name=dataset_name,
+        validation=validation,
+        data=data,
+        image_settings=image_settings,
+        feature_descriptions=feature_descriptions,
     )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

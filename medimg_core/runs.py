@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ def save_run(
     dataset_name: str,
     validation: ValidationConfig | None = None,
     strict_registry: bool = True,
+    image_settings: Mapping[str, Any] | None = None,
+    feature_descriptions: Mapping[str, str] | None = None,
 ) -> SavedRun:
     """Save the model with its card and cases, then record the run in the registry.
 
@@ -66,6 +69,10 @@ def save_run(
     validation : the validation settings used (the card records the threshold rule and folds).
     strict_registry : raise when the run cannot be recorded (command line); otherwise keep the
         saved model and add a warning (dashboard).
+    image_settings : for a model trained on image features, ``FeatureTable.settings``; the
+        card keeps them so that prediction re-extracts new images identically.
+    feature_descriptions : feature name -> one-line description for the card (default, for
+        image models, the image features' own descriptions).
 
     Returns
     -------
@@ -87,6 +94,8 @@ def save_run(
         dataset_name=dataset_name,
         validation=validation,
         data=development,
+        image_settings=image_settings,
+        feature_descriptions=feature_descriptions,
     )
     cases.save_cases(directory, case_frame)
     card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))

@@ -1,0 +1,509 @@
+"""Images through the core: from an image study to a feature table, a model card and back.
+
+This module joins :mod:`medimg_core.images` (reading image sets), :mod:`medimg_core.features`
+(named features) and :mod:`medimg_core.occlusion` (image-level explanations) to the table path
+(cleaning, training, persistence, prediction) that the command line and the dashboard share:
+
+* :func:`is_image_source` tells an image study from a table file.
+* :func:`image_table` opens an image set and extracts its features in one call.
+* The model card keeps the feature-extraction settings (``card["features"]["image_settings"]``)
+  and each feature's description (``card["features"]["descriptions"]``), so that
+  :func:`features_for_prediction` re-extracts new images exactly as at training time.
+* :func:`image_predictions` scores an image table and names each row by its ``file``.
+* :func:`occlusion_for_case` draws the occlusion-sensitivity map of one case.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from medimg_core import dicom
+from medimg_core.errors import ConfigError, ImageError
+from medimg_core.features import (
+    FeatureSettings,
+    FeatureTable,
+    _descriptions,
+    extract_features,
+    feature_names,
+)
+from medimg_core.images import (
+    IMAGE_SUFFIXES,
+    ImageLimits,
+    ImageProblem,
+    ImageSet,
+    load_image,
+    open_image_set,
+)
+from medimg_core.models import MedimgModel
+from medimg_core.occlusion import OcclusionMap, model_predict_fn, occlusion_map
+from medimg_core.roles import Roles
+from medimg_core.training import Predictions, predict
+
+__all__ = [
+    "IMAGE_ID_COLUMNS",
+    "ImageTable",
+    "feature_descriptions",
+    "features_for_prediction",
+    "image_predictions",
+    "image_settings_from_card",
+    "image_table",
+    "is_image_source",
+    "occlusion_for_case",
+]
+
+Progress = Callable[[float, str], None]
+ImageSource = str | os.PathLike[str] | bytes
+LabelsSource = str | os.PathLike[str] | bytes | pd.DataFrame
+
+IMAGE_ID_COLUMNS: tuple[str, ...] = ("file", "split")
+"""Columns of an image feature table that are never model inputs."""
+
+_ARCHIVE_SUFFIXES = frozenset({".zip", ".npz"})
+_SHAPE_MARKER = "shape_area"
+_DEFAULT_LIMITS = ImageLimits()
+
+
+@dataclass(frozen=True, eq=False)
+class ImageTable:
+    """An image set and its features, ready for cleaning and training.
+
+    Attributes
+    ----------
+    features : the extracted features (``.frame``, ``.settings``, ``.descriptions``).
+    image_set : the set the features came from (records, lazy image loading, gallery).
+    notes : what medimg did, for the user (layout, conversions, size, images left out).
+    problems : images left out, with the reason.
+    """
+
+    features: FeatureTable
+    image_set: ImageSet
+    notes: tuple[str, ...]
+    problems: tuple[ImageProblem, ...]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The feature table: ``file``, ``patient_id``, ``label``, ``split``, clinical, features."""
+        return self.features.frame
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The feature settings to save in the model card."""
+        return self.features.settings
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        """Feature name -> one-line description."""
+        return self.features.descriptions
+
+    def roles(self) -> Roles:
+        """Label ``label``, patient grouping by ``patient_id`` when present, never ``file``."""
+        return self.features.roles()
+
+    def predefined_test(self) -> tuple[bool, ...] | None:
+        """The given test split of a MedMNIST ``.npz`` (None for other layouts)."""
+        return self.features.predefined_test()
+
+
+def is_image_source(spec_or_path: str | os.PathLike[str]) -> bool:
+    """Whether a data argument names an image study rather than a table.
+
+    Parameters
+    ----------
+    spec_or_path : a command-line data argument: a path or ``sample:<name>``.
+
+    Returns
+    -------
+    bool
+        True for a folder, a ``.zip`` or ``.npz`` file, and a single PNG / JPEG / TIFF / DICOM
+        file (also a DICOM file without an ending); False for table files (CSV, TSV, Excel,
+        Parquet) and ``sample:`` specs.
+    """
+    text = os.fspath(spec_or_path)
+    if isinstance(spec_or_path, str) and text.startswith("sample:"):
+        return False
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return True
+    suffix = path.suffix.lower()
+    if suffix in _ARCHIVE_SUFFIXES or suffix in IMAGE_SUFFIXES:
+        return True
+    return suffix == "" and path.is_file() and dicom.is_dicom(path)
+
+
+def _single_image_set(path: Path, key: bytes | None) -> ImageSet:
+    """One image file as an unlabelled set (prediction on a single case)."""
+    name = path.name
+    img = load_image(path, name=name)
+    row: dict[str, Any] = {
+        "file": name,
+        "source": str(path.resolve()),
+        "height": img.original_size[0],
+        "width": img.original_size[1],
+        "format": img.format,
+    }
+    if img.format == "dicom":
+        if key is None:
+            from medimg_core.privacy import pseudonym_key
+
+            key = pseudonym_key()
+        header = dicom.read_dicom_header(path, key=key, name=name)
+        if header.patient_key is not None:
+            row["patient_id"] = header.patient_key
+    notes = [f"A single image, '{name}' ({img.original_size[0]}×{img.original_size[1]})."]
+    if img.was_rgb:
+        notes.append("It was converted from RGB to grayscale luminance.")
+    return ImageSet(
+        name=name,
+        layout="unlabelled",
+        records=pd.DataFrame([row]),
+        root=path.parent,
+        notes=tuple(notes),
+        problems=(),
+        missing_files=(),
+        unlabelled_files=(),
+        class_counts={},
+        extra_columns=(),
+        content_hash="",
+    )
+
+
+def _open(
+    source: ImageSource,
+    *,
+    labels: LabelsSource | None,
+    masks: str | os.PathLike[str] | None,
+    min_classes: int,
+    workspace: Path | None,
+    limits: ImageLimits,
+    name: str | None,
+    key: bytes | None,
+) -> ImageSet:
+    if not isinstance(source, bytes):
+        path = Path(source).expanduser()
+        suffix = path.suffix.lower()
+        single = path.is_file() and suffix not in _ARCHIVE_SUFFIXES
+        if single and (suffix in IMAGE_SUFFIXES or dicom.is_dicom(path)):
+            if min_classes > 0:
+                raise ImageError(
+                    f"'{path.name}' is a single image; training needs a folder or ZIP with "
+                    "one sub-folder per class (or images plus labels.csv)."
+                )
+            return _single_image_set(path, key)
+        source = path
+    return open_image_set(
+        source,
+        labels=labels,
+        masks=masks,
+        workspace=workspace,
+        limits=limits,
+        min_classes=min_classes,
+        name=name,
+        key=key,
+    )
+
+
+def image_table(
+    source: ImageSource,
+    *,
+    labels: LabelsSource | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    size: int | tuple[int, int] | None = None,
+    settings: FeatureSettings | Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    min_classes: int = 2,
+    workspace: Path | None = None,
+    limits: ImageLimits = _DEFAULT_LIMITS,
+    name: str | None = None,
+    key: bytes | None = None,
+) -> ImageTable:
+    """Open an image study and extract its named features in one call.
+
+    Parameters
+    ----------
+    source : a folder, a ``.zip`` or ``.npz`` path, the bytes of a ZIP or npz, or (with
+        ``min_classes=0``) a single image file.
+    labels : a labels table (path, bytes or DataFrame) with ``file``, ``label`` and optionally
+        ``patient_id`` and clinical columns; default ``labels.csv`` in the folder when present.
+    masks : folder of region-of-interest masks; default a ``masks/`` folder when present.
+    size : working size (N or (height, width)); default the set's most common size.
+    settings : saved feature settings (re-extract as a model was trained); their size wins.
+    workers : extraction processes; default all available cores; 1 runs in this process.
+    progress : ``progress(fraction, message)`` callback.
+    min_classes : fewest labels required (2 to train, 0 to predict on unlabelled images).
+    workspace : where ZIP archives are unpacked; default the medimg workspace.
+    limits : caps on archives and image sizes.
+    name : display name of the set.
+    key : pseudonymisation key for DICOM patient keys; default the workspace key.
+
+    Returns
+    -------
+    ImageTable
+
+    Raises
+    ------
+    ImageError
+        No readable image, an unsafe or damaged archive, a labels table without ``file``, a
+        class folder without images, fewer than ``min_classes`` classes.
+    LimitError
+        An archive that unpacks beyond ``limits``.
+    ConfigError
+        An invalid ``size`` / ``workers``, or a ``size`` that contradicts ``settings``.
+    """
+    if progress is not None:
+        progress(0.0, "Reading the image set")
+    image_set = _open(
+        source,
+        labels=labels,
+        masks=masks,
+        min_classes=min_classes,
+        workspace=workspace,
+        limits=limits,
+        name=name,
+        key=key,
+    )
+    table = extract_features(
+        image_set, size=size, settings=settings, workers=workers, progress=progress
+    )
+    return ImageTable(
+        features=table, image_set=image_set, notes=table.notes, problems=table.problems
+    )
+
+
+def feature_descriptions(
+    settings: FeatureSettings | Mapping[str, Any], columns: Sequence[str] | None = None
+) -> dict[str, str]:
+    """One-line descriptions of the image features in ``columns`` (default: all of them).
+
+    Parameters
+    ----------
+    settings : the feature settings (the grid and LBP sizes shape some descriptions).
+    columns : model feature columns; clinical columns that are not image features are skipped.
+    """
+    s = settings if isinstance(settings, FeatureSettings) else FeatureSettings.from_dict(settings)
+    with_mask = columns is None or _SHAPE_MARKER in columns
+    every = _descriptions(s, with_mask)
+    if columns is None:
+        return every
+    return {c: every[c] for c in columns if c in every}
+
+
+def image_settings_from_card(card: Mapping[str, Any]) -> FeatureSettings | None:
+    """The feature-extraction settings a model card records (None for a table model).
+
+    Raises
+    ------
+    ConfigError
+        When the settings come from a different version of the image features.
+    """
+    features = card.get("features") or {}
+    raw = features.get("image_settings") if isinstance(features, Mapping) else None
+    if not raw:
+        return None
+    return FeatureSettings.from_dict(raw)
+
+
+def _require_settings(card: Mapping[str, Any]) -> FeatureSettings:
+    settings = image_settings_from_card(card)
+    if settings is not None:
+        return settings
+    columns = [str(c) for c in (card.get("features") or {}).get("feature_columns", [])]
+    shown = ", ".join(repr(c) for c in columns[:8]) + (" …" if len(columns) > 8 else "")
+    raise ConfigError(
+        "This model was trained on a table, not images: pass a table (CSV, Excel or Parquet) "
+        f"with the columns {shown}, or train a model on images first (medimg train IMAGES)."
+    )
+
+
+def _trained_with_masks(card: Mapping[str, Any]) -> bool:
+    columns = (card.get("features") or {}).get("feature_columns", [])
+    return any(str(c).startswith("shape_") for c in columns)
+
+
+def features_for_prediction(
+    card: Mapping[str, Any],
+    source: ImageSource,
+    *,
+    labels: LabelsSource | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    workspace: Path | None = None,
+    limits: ImageLimits = _DEFAULT_LIMITS,
+    name: str | None = None,
+    key: bytes | None = None,
+) -> ImageTable:
+    """Extract features from new images exactly as the model card's model was trained.
+
+    Labels are optional (a folder per class, or a labels table, gives them for evaluation);
+    any number of classes, even none, is accepted.
+
+    Parameters
+    ----------
+    card : the model card (:attr:`medimg_core.persistence.LoadedModel.card`).
+    source : a folder, ``.zip``, ``.npz`` or a single image / DICOM file.
+    labels, masks, workers, progress, workspace, limits, name, key : as in :func:`image_table`.
+
+    Returns
+    -------
+    ImageTable
+
+    Raises
+    ------
+    ConfigError
+        When the card has no image settings (a table model) or comes from another feature
+        version; when the model used region masks and the images have none, or the reverse.
+    ImageError
+        When no image can be read.
+    """
+    settings = _require_settings(card)
+    image_set = _open(
+        source,
+        labels=labels,
+        masks=masks,
+        min_classes=0,
+        workspace=workspace,
+        limits=limits,
+        name=name,
+        key=key,
+    )
+    wanted = _trained_with_masks(card)
+    if wanted and not image_set.has_masks:
+        raise ConfigError(
+            f"This model was trained with region masks, but '{image_set.name}' has none; put "
+            "each image's mask under masks/ with the image's file name (or pass --masks DIR)."
+        )
+    if image_set.has_masks and not wanted:
+        raise ConfigError(
+            f"'{image_set.name}' has region masks, but this model was trained on whole images; "
+            "remove the masks folder so that features are computed as at training time."
+        )
+    if progress is not None:
+        progress(0.0, "Reading the image set")
+    table = extract_features(image_set, settings=settings, workers=workers, progress=progress)
+    return ImageTable(
+        features=table, image_set=image_set, notes=table.notes, problems=table.problems
+    )
+
+
+def image_predictions(
+    model: MedimgModel,
+    table: ImageTable,
+    *,
+    explain_top: int = 0,
+    background: pd.DataFrame | None = None,
+) -> Predictions:
+    """Score an image table; each prediction row is named by its image ``file``.
+
+    Parameters
+    ----------
+    model : the :class:`medimg_core.models.MedimgModel`.
+    table : from :func:`features_for_prediction`.
+    explain_top : add the ``k`` top SHAP reasons per image (``reason_1`` ..).
+    background : reference cases for the reasons (default the model's typical case).
+
+    Returns
+    -------
+    Predictions
+        ``frame`` starts with ``file`` (the path inside the set), then the probabilities,
+        decision, threshold and reasons; no patient key or other identifying column.
+
+    Raises
+    ------
+    SchemaError
+        When the images lack columns the model needs (for example clinical columns that a
+        labels table provided at training time).
+    """
+    predictions = predict(model, table.frame, explain_top=explain_top, background=background)
+    frame = predictions.frame
+    dropped = [c for c in ("row", "patient_id", model.roles.id) if c and c in frame.columns]
+    frame = frame.drop(columns=dropped)
+    frame.insert(0, "file", table.frame["file"].astype(str).to_numpy())
+    return dataclasses.replace(predictions, frame=frame)
+
+
+def _default_patch(size: tuple[int, int]) -> int:
+    # About 7 × 7 tiles: coarse enough to move the image features, fine enough to localise.
+    return max(2, round(min(size) / 7))
+
+
+def occlusion_for_case(
+    model: MedimgModel,
+    card: Mapping[str, Any],
+    image_set: ImageSet,
+    index: int,
+    *,
+    context: Mapping[str, Any] | None = None,
+    patch: int | None = None,
+    stride: int | None = None,
+    baseline: Literal["mean", "zero"] | float = "mean",
+) -> OcclusionMap:
+    """The occlusion-sensitivity map of one image, at the model's working size.
+
+    Parameters
+    ----------
+    model : the :class:`medimg_core.models.MedimgModel` trained on the image features.
+    card : its model card (the feature settings).
+    image_set : the set holding the case.
+    index : position of the case in ``image_set.records``.
+    context : the case's clinical (non-image) model inputs; default taken from the set's
+        labels-table columns for that case.
+    patch, stride : patch side and step in pixels at the working size; default about a
+        seventh of the image side, non-overlapping.
+    baseline : what masked pixels become ("mean", "zero" or a value).
+
+    Returns
+    -------
+    OcclusionMap
+        Its ``heatmap`` has the working size; ``caption`` says what it does and does not show.
+        For two classes the map explains P(positive class); for more, the predicted class.
+
+    Raises
+    ------
+    ConfigError
+        When the card has no image settings, or ``patch`` does not fit the image.
+    ImageError
+        When the image cannot be decoded.
+    """
+    settings = _require_settings(card)
+    if not 0 <= index < len(image_set):
+        raise ConfigError(
+            f"Case {index} is not in '{image_set.name}', which has {len(image_set)} images; "
+            f"choose a position between 0 and {len(image_set) - 1}."
+        )
+    assert settings.size is not None
+    size = settings.size
+    pixels = image_set.load(index, size=size).pixels
+    mask = image_set.load_mask(index, size=size) if _trained_with_masks(card) else None
+    image_columns = set(feature_names(settings, with_mask=True))
+    if context is None:
+        record = image_set.records.iloc[index]
+        context = {
+            c: record[c]
+            for c in image_set.extra_columns
+            if c in model.feature_columns and c not in image_columns
+        }
+    predict_fn = model_predict_fn(model, settings, context=context, mask=mask)
+    if model.is_binary:
+        target, target_name = 1, str(model.positive_class)
+    else:
+        base = np.asarray(predict_fn(pixels[None]))
+        target = int(np.argmax(base[0]))
+        target_name = str(model.classes[target])
+    return occlusion_map(
+        pixels,
+        predict_fn,
+        patch=_default_patch(size) if patch is None else patch,
+        stride=stride,
+        baseline=baseline,
+        target=target,
+        target_name=target_name,
+    )
