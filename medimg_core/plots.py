@@ -14,7 +14,7 @@ explained class, blue away from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -228,32 +228,19 @@ def roc_figure(*evaluations: Evaluation) -> go.Figure:
     go.Figure
         One trace per curve plus the chance diagonal (last trace).
     """
-    _require_evaluations(evaluations, "roc_figure")
-    fig = go.Figure()
-    multi = any(_is_multiclass(ev) for ev in evaluations)
-    for ev in evaluations:
-        for curve in _roc_curves(ev):
-            fig.add_trace(_curve_trace(curve, "1 − specificity", "Sensitivity"))
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="Chance (AUC 0.50)",
-            line={"color": _REFERENCE, "dash": "dash", "width": 1},
-            hoverinfo="skip",
-        )
+    fig, multi = _overlay(
+        evaluations,
+        "roc_figure",
+        lambda ev: [_curve_trace(c, "1 − specificity", "Sensitivity") for c in _roc_curves(ev)],
     )
-    _layout(
+    fig.add_trace(_diagonal_trace("Chance (AUC 0.50)"))
+    return _unit_layout(
         fig,
         "ROC curve",
-        450,
         x_title="1 − specificity (false-positive rate)",
         y_title="Sensitivity (true-positive rate)",
         legend="below" if multi else "inside-br",
     )
-    _unit_axes(fig)
-    return fig
 
 
 def pr_figure(*evaluations: Evaluation) -> go.Figure:
@@ -269,33 +256,22 @@ def pr_figure(*evaluations: Evaluation) -> go.Figure:
         Per curve two traces: the curve (legend "Held-out test — PR AUC 0.95 (…)") and its
         prevalence line (the PPV of calling every case positive).
     """
-    _require_evaluations(evaluations, "pr_figure")
-    fig = go.Figure()
-    multi = any(_is_multiclass(ev) for ev in evaluations)
-    for ev in evaluations:
-        for curve in _pr_curves(ev):
-            fig.add_trace(_curve_trace(curve, "Sensitivity", "PPV"))
-            fig.add_trace(
-                go.Scatter(
-                    x=[0, 1],
-                    y=[curve.prevalence, curve.prevalence],
-                    mode="lines",
-                    name=f"Prevalence {curve.prevalence:.2f}, {curve.short_name}",
-                    legendgroup=curve.name,
-                    line={"color": curve.colour, "dash": "dot", "width": 1},
-                    hovertemplate=f"Prevalence {curve.prevalence:.3f}<extra>{curve.short_name}</extra>",
-                )
-            )
-    _layout(
+    fig, multi = _overlay(
+        evaluations,
+        "pr_figure",
+        lambda ev: [
+            trace
+            for c in _pr_curves(ev)
+            for trace in (_curve_trace(c, "Sensitivity", "PPV"), _prevalence_trace(c))
+        ],
+    )
+    return _unit_layout(
         fig,
         "Precision–recall curve",
-        450,
         x_title="Sensitivity (recall)",
         y_title="PPV (precision)",
         legend="below" if multi else "inside-bl",
     )
-    _unit_axes(fig)
-    return fig
 
 
 def calibration_figure(*evaluations: Evaluation) -> go.Figure:
@@ -311,33 +287,23 @@ def calibration_figure(*evaluations: Evaluation) -> go.Figure:
     go.Figure
         One trace per curve plus the perfect-calibration diagonal (last trace).
     """
-    _require_evaluations(evaluations, "calibration_figure")
-    fig = go.Figure()
-    multi = any(_is_multiclass(ev) for ev in evaluations)
-    for ev in evaluations:
-        for curve in _calibration_curves(ev):
-            fig.add_trace(_curve_trace(curve, "Predicted", "Observed", mode="lines+markers"))
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="Perfect calibration",
-            line={"color": _REFERENCE, "dash": "dash", "width": 1},
-            hoverinfo="skip",
-        )
+    fig, multi = _overlay(
+        evaluations,
+        "calibration_figure",
+        lambda ev: [
+            _curve_trace(c, "Predicted", "Observed", mode="lines+markers")
+            for c in _calibration_curves(ev)
+        ],
     )
+    fig.add_trace(_diagonal_trace("Perfect calibration"))
     target = _target_name(evaluations[0]) if not multi else "the class"
-    _layout(
+    return _unit_layout(
         fig,
         "Calibration",
-        450,
         x_title=f"Predicted probability of {target}",
         y_title=f"Observed frequency of {target}",
         legend="below" if multi else "inside-tl",
     )
-    _unit_axes(fig)
-    return fig
 
 
 def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) -> go.Figure:
@@ -388,13 +354,7 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
                 hovertemplate=f"{name} %{{y:.3f}}<extra></extra>",
             )
         )
-    fig.add_vline(
-        x=t,
-        line={"color": "#333333", "dash": "dot", "width": 1.5},
-        annotation_text=f"threshold {t:.2f}",
-        annotation_position="top",
-        annotation_font_size=12,
-    )
+    _threshold_line(fig, t)
     _layout(
         fig,
         f"Trade-off by threshold — {partition_label(evaluation.partition).lower()}",
@@ -625,13 +585,7 @@ def waterfall_figure(
         )
     )
     if threshold is not None and case.output_space == "probability":
-        fig.add_vline(
-            x=float(threshold),
-            line={"color": "#333333", "dash": "dot", "width": 1.5},
-            annotation_text=f"threshold {float(threshold):.2f}",
-            annotation_position="top",
-            annotation_font_size=12,
-        )
+        _threshold_line(fig, float(threshold))
     _layout(
         fig,
         f"Case {case.case_id}: {output_name} {_plain(output)}",
@@ -1207,9 +1161,62 @@ def _bottom_margin(legend: str | None) -> int:
     return 30 if legend == "below" else 10
 
 
-def _unit_axes(fig: go.Figure) -> None:
+def _overlay(
+    evaluations: tuple[Evaluation, ...],
+    caller: str,
+    traces_of: Callable[[Evaluation], list[go.Scatter]],
+) -> tuple[go.Figure, bool]:
+    """A figure with every partition's traces, and whether any partition is multi-class."""
+    _require_evaluations(evaluations, caller)
+    fig = go.Figure()
+    for ev in evaluations:
+        for trace in traces_of(ev):
+            fig.add_trace(trace)
+    return fig, any(_is_multiclass(ev) for ev in evaluations)
+
+
+def _diagonal_trace(name: str) -> go.Scatter:
+    return go.Scatter(
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        name=name,
+        line={"color": _REFERENCE, "dash": "dash", "width": 1},
+        hoverinfo="skip",
+    )
+
+
+def _prevalence_trace(curve: _CurveData) -> go.Scatter:
+    """The PPV of calling every case positive, beside a precision–recall curve."""
+    return go.Scatter(
+        x=[0, 1],
+        y=[curve.prevalence, curve.prevalence],
+        mode="lines",
+        name=f"Prevalence {curve.prevalence:.2f}, {curve.short_name}",
+        legendgroup=curve.name,
+        line={"color": curve.colour, "dash": "dot", "width": 1},
+        hovertemplate=f"Prevalence {curve.prevalence:.3f}<extra>{curve.short_name}</extra>",
+    )
+
+
+def _unit_layout(
+    fig: go.Figure, title: str, *, x_title: str, y_title: str, legend: str
+) -> go.Figure:
+    """The shared layout of the ROC, precision–recall and calibration figures: both axes 0–1."""
+    _layout(fig, title, 450, x_title=x_title, y_title=y_title, legend=legend)
     fig.update_xaxes(range=[-0.01, 1.01], tickformat=".1f", constrain="domain")
     fig.update_yaxes(range=[-0.01, 1.02], tickformat=".1f")
+    return fig
+
+
+def _threshold_line(fig: go.Figure, threshold: float) -> None:
+    fig.add_vline(
+        x=threshold,
+        line={"color": "#333333", "dash": "dot", "width": 1.5},
+        annotation_text=f"threshold {threshold:.2f}",
+        annotation_position="top",
+        annotation_font_size=12,
+    )
 
 
 def _curve_trace(curve: _CurveData, x_name: str, y_name: str, *, mode: str = "lines") -> go.Scatter:
@@ -1255,18 +1262,7 @@ def _roc_curves(ev: Evaluation) -> list[_CurveData]:
         fpr, tpr, thr = roc_curve(y_bin, s)
         x, y, t = _thin_curve(fpr, tpr, thr)
         auc = _per_class_value(ev, cls, "roc_auc", lambda yb=y_bin, sc=s: roc_auc_score(yb, sc))
-        name = f"{label} · {cls} vs rest — AUC {auc:.2f}"
-        curves.append(
-            _CurveData(
-                x,
-                y,
-                t,
-                name,
-                f"{label} · {cls}",
-                _PALETTE[j % len(_PALETTE)],
-                _PARTITION_DASH.get(ev.partition, "dashdot"),
-            )
-        )
+        curves.append(_ovr_curve(ev, j, cls, x, y, t, name_suffix=f" — AUC {auc:.2f}"))
     return curves
 
 
@@ -1289,19 +1285,7 @@ def _pr_curves(ev: Evaluation) -> list[_CurveData]:
     for j, cls, y_bin, s in _one_vs_rest(ev):
         precision, recall, thr = precision_recall_curve(y_bin, s)
         x, y, t = _thin_curve(recall, precision, np.append(thr, np.nan))
-        name = f"{label} · {cls} vs rest"
-        curves.append(
-            _CurveData(
-                x,
-                y,
-                t,
-                name,
-                f"{label} · {cls}",
-                _PALETTE[j % len(_PALETTE)],
-                _PARTITION_DASH.get(ev.partition, "dashdot"),
-                float(np.mean(y_bin)),
-            )
-        )
+        curves.append(_ovr_curve(ev, j, cls, x, y, t, prevalence=float(np.mean(y_bin))))
     return curves
 
 
@@ -1325,18 +1309,33 @@ def _calibration_curves(ev: Evaluation) -> list[_CurveData]:
     curves = []
     for j, cls, y_bin, s in _one_vs_rest(ev):
         y, x = calibration_curve(y_bin, s, n_bins=10, strategy="quantile")
-        curves.append(
-            _CurveData(
-                x,
-                y,
-                None,
-                f"{label} · {cls} vs rest",
-                f"{label} · {cls}",
-                _PALETTE[j % len(_PALETTE)],
-                _PARTITION_DASH.get(ev.partition, "dashdot"),
-            )
-        )
+        curves.append(_ovr_curve(ev, j, cls, x, y, None))
     return curves
+
+
+def _ovr_curve(
+    ev: Evaluation,
+    j: int,
+    cls: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    thresholds: np.ndarray | None,
+    *,
+    name_suffix: str = "",
+    prevalence: float = float("nan"),
+) -> _CurveData:
+    """Class ``cls`` (column ``j``) against the rest: class colour, partition dash."""
+    short = f"{partition_label(ev.partition)} · {cls}"
+    return _CurveData(
+        x,
+        y,
+        thresholds,
+        f"{short} vs rest{name_suffix}",
+        short,
+        _PALETTE[j % len(_PALETTE)],
+        _PARTITION_DASH.get(ev.partition, "dashdot"),
+        prevalence,
+    )
 
 
 def _curve_points(curve: Curve) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
