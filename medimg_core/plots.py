@@ -28,6 +28,7 @@ from medimg_core import evaluation as _evaluation_module
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.evaluation import Curve, Evaluation, MetricValue
 from medimg_core.explain import CaseExplanation, Explanation
+from medimg_core.review import format_value
 
 if TYPE_CHECKING:
     from medimg_core.cleaning import CleaningReport
@@ -1533,25 +1534,8 @@ def _target_name(ev: Evaluation) -> str:
 
 
 def _format_value(v: Any) -> str:
-    """Feature values as a reader expects them: "1,203", "12.35", "0.0781", "missing"."""
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return "missing"
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}"
-    if isinstance(v, float | np.floating):
-        x = float(v)
-        if not np.isfinite(x):
-            return str(x)
-        if x == int(x) and abs(x) < 1e15:
-            return f"{int(x):,}"
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        if abs(x) >= 1:
-            return f"{x:.4g}"
-        return f"{x:.3g}"
-    text = str(v)
+    """:func:`medimg_core.review.format_value`, cut at 30 characters to fit an axis or a hover."""
+    text = format_value(v)
     return text if len(text) <= 30 else text[:29] + "…"
 
 
