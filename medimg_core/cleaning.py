@@ -24,7 +24,6 @@ site and excluded columns are never dropped.
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from collections.abc import Hashable, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from medimg_core._messages import column_hint, quote_list
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.roles import Roles
 
@@ -260,7 +260,7 @@ def clean(
     repeated = df.columns[df.columns.duplicated()].unique().tolist()
     if repeated:
         raise DataError(
-            f"The table has repeated column names: {_quote_list(repeated)}. "
+            f"The table has repeated column names: {quote_list(repeated)}. "
             "Rename them so every column name is unique."
         )
     _validate_plan(df, plan)
@@ -445,7 +445,7 @@ def _validate_plan(df: pd.DataFrame, plan: CleaningPlan) -> None:
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(
-                f"Cleaning option {name}={value!r} is not valid. Use one of {_quote_list(allowed)}."
+                f"Cleaning option {name}={value!r} is not valid. Use one of {quote_list(allowed)}."
             )
     z = plan.outlier_z
     if not isinstance(z, numbers.Real) or isinstance(z, bool) or not math.isfinite(z) or z <= 0:
@@ -456,7 +456,7 @@ def _validate_plan(df: pd.DataFrame, plan: CleaningPlan) -> None:
         if column not in df.columns:
             raise ConfigError(
                 f"A range is set for column {column!r}, which is not in the table. "
-                f"{_close_matches_hint(column, df.columns)}Fix the column name or remove the range."
+                f"{column_hint(column, df.columns)}Fix the column name or remove the range."
             )
         if not _is_numeric(df[column]):
             raise ConfigError(
@@ -780,25 +780,8 @@ def _free_name(base: str, taken: pd.Index) -> str:
     return name
 
 
-def _quote_list(values: Sequence[Any] | pd.Index) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
-def _close_matches_hint(name: Hashable, columns: pd.Index) -> str:
-    text = [str(c) for c in columns]
-    by_lower: dict[str, str] = {}
-    for column in text:
-        by_lower.setdefault(column.lower(), column)
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=5, cutoff=0.6)
-    if close:
-        return f"Close matches: {_quote_list([by_lower[c] for c in close])}. "
-    shown = text[:10]
-    more = f" (and {len(text) - 10} more)" if len(text) > 10 else ""
-    return f"Available columns: {_quote_list(shown)}{more}. "
-
-
 def _missing_column_message(
     role: str, name: Hashable, columns: pd.Index, fix: str | None = None
 ) -> str:
     fix = fix or f"Choose the {role.lower()} column again, or rename the column in the file."
-    return f"{role} column {name!r} is not in the table. {_close_matches_hint(name, columns)}{fix}"
+    return f"{role} column {name!r} is not in the table. {column_hint(name, columns)}{fix}"

@@ -13,7 +13,6 @@ case were ignored are reported in ``JoinResult.notes`` rather than matched silen
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from medimg_core._messages import available_columns_text, close_matches_text, quote_list
 from medimg_core.errors import ConfigError, DataError
 
 __all__ = ["JoinResult", "StackResult", "join_tables", "stack_sources"]
@@ -159,7 +159,8 @@ def join_tables(
     if repeated_right:
         raise DataError(
             f"Key column {right_key!r} of the right table repeats {len(repeated_right)} key(s) "
-            f"(e.g. {_examples(repeated_right)}); joining would copy the matching left rows. "
+            f"(e.g. {quote_list(repeated_right, limit=_SHOWN)}); joining would copy the matching "
+            "left rows. "
             "Keep one row per key in the right table (remove or aggregate the repeats), or "
             "swap the tables if the left one has one row per key."
         )
@@ -271,7 +272,7 @@ def stack_sources(
         repeated = table.columns[table.columns.duplicated()].unique().tolist()
         if repeated:
             raise DataError(
-                f"Source {name!r} has repeated column names: {_examples(repeated)}. "
+                f"Source {name!r} has repeated column names: {quote_list(repeated, limit=_SHOWN)}. "
                 "Rename them so every column name is unique."
             )
         if source_column in table.columns:
@@ -316,12 +317,9 @@ def _key_names(on: str | tuple[str, str]) -> tuple[str, str]:
 def _require_column(table: pd.DataFrame, column: str, side: str) -> None:
     if column in table.columns:
         return
-    names = [str(c) for c in table.columns]
-    close = difflib.get_close_matches(column, names, n=_SHOWN, cutoff=0.6)
-    hint = f" Close matches: {_examples(close)}." if close else ""
-    shown = _examples(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     raise DataError(
-        f"Key column {column!r} is not in the {side} table.{hint} Available columns: {shown}. "
+        f"Key column {column!r} is not in the {side} table. "
+        f"{close_matches_text(column, table.columns)}{available_columns_text(table.columns)}"
         "Pass the right name in on=..., or (left column, right column) when they differ."
     )
 
@@ -348,11 +346,6 @@ def _key_text(value: Any) -> Any:
 def _repeated_keys(keys: pd.Series) -> list[Any]:
     present = keys.dropna()
     return list(pd.unique(present[present.duplicated()]))
-
-
-def _examples(values: Sequence[Any]) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:_SHOWN])
-    return shown + (", ..." if len(values) > _SHOWN else "")
 
 
 def _suffixed(column: str, taken: set[Hashable]) -> str:
@@ -382,7 +375,7 @@ def _check_own_source(values: pd.Series, name: str, source_column: str) -> None:
     if others:
         raise DataError(
             f"Source {name!r} already has a column {source_column!r} with other values "
-            f"(e.g. {_examples(others)}). Pass another name, e.g. "
+            f"(e.g. {quote_list(others, limit=_SHOWN)}). Pass another name, e.g. "
             f"stack_sources(..., source_column='source'), or rename that column first."
         )
 
@@ -421,8 +414,8 @@ def _spelling_notes(columns: Sequence[Hashable]) -> list[str]:
     for column in columns:
         groups.setdefault(" ".join(str(column).split()).lower(), []).append(str(column))
     return [
-        f"Columns {_examples(names)} differ only by case or spaces; if they are the same "
-        "measurement, rename them to one spelling before stacking."
+        f"Columns {quote_list(names, limit=_SHOWN)} differ only by case or spaces; if they are "
+        "the same measurement, rename them to one spelling before stacking."
         for names in groups.values()
         if len(names) > 1
     ]
