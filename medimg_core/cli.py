@@ -1,10 +1,16 @@
-"""The ``medimg`` command line: clean, train, evaluate, predict and list runs from a terminal.
+"""The ``medimg`` command line: features, clean, train, evaluate, predict and runs.
+
+Image studies (a folder, a ZIP of it, a MedMNIST ``.npz``; for predict also one image) are
+accepted wherever a table is: their features are extracted on the way in, and a model trained on
+images keeps the extraction settings in its card so that evaluate and predict re-extract new
+images identically.
 
 Exit status: 0 on success; 2 for a problem with the input or options (a :class:`MedimgError`,
 printed as one line ``medimg: error: <message>`` on stderr, and argparse usage errors); 1 only
 for bugs, which keep their traceback. Notes (proposed roles, excluded identifying columns, schema
-warnings) go to stderr after the work succeeds, so a failure prints only its one line. Output files are written to a temporary file and renamed
-into place, so they are never half-written.
+warnings, image files left out) go to stderr after the work succeeds, so a failure prints only
+its one line. Output files are written to a temporary file and renamed into place, so they are
+never half-written.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +32,15 @@ import pandas as pd
 
 from medimg_core.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
 from medimg_core.errors import ConfigError, DataError, MedimgError
+from medimg_core.features import read_feature_settings
+from medimg_core.imaging import (
+    IMAGE_ID_COLUMNS,
+    ImageTable,
+    features_for_prediction,
+    image_predictions,
+    image_table,
+    is_image_source,
+)
 from medimg_core.io import LoadedTable, read_data
 from medimg_core.models import ModelConfig, label_key
 from medimg_core.persistence import _refuse_foreign_target, load_model
@@ -119,6 +135,129 @@ def _load(spec: str, notes: list[str]) -> LoadedTable:
     table = read_data(spec)
     notes.extend(table.notes)
     return table
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """A table or an image study, as the commands use it.
+
+    ``image_settings`` is set for image studies and for Parquet files written by
+    ``medimg features``: the model card keeps them so that predict re-extracts identically.
+    """
+
+    frame: pd.DataFrame
+    name: str
+    content_hash: str
+    image_settings: dict[str, Any] | None = None
+    images: ImageTable | None = None
+
+
+_MAX_PROBLEM_LINES = 20
+
+
+def _image_notes(table: ImageTable, notes: list[str]) -> None:
+    notes.extend(table.notes)
+    for problem in table.problems[:_MAX_PROBLEM_LINES]:
+        notes.append(f"left out {problem}")
+    if len(table.problems) > _MAX_PROBLEM_LINES:
+        notes.append(f"… and {len(table.problems) - _MAX_PROBLEM_LINES} more file(s) left out")
+
+
+def _refuse_image_options(args: argparse.Namespace, name: str) -> None:
+    given = [
+        option
+        for option, attr in (("--labels", "labels"), ("--masks", "masks"), ("--size", "size"))
+        if getattr(args, attr, None) is not None
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} apply to image data, but {name} is a table; drop "
+            f"{'them' if len(given) > 1 else 'it'} or give a folder, .zip or .npz of images."
+        )
+
+
+def _extract(
+    spec: str, args: argparse.Namespace, notes: list[str], *, min_classes: int
+) -> ImageTable:
+    progress = _ProgressLine(sys.stderr)
+    try:
+        table = image_table(
+            spec,
+            labels=args.labels,
+            masks=args.masks,
+            size=getattr(args, "size", None),
+            workers=args.workers,
+            progress=progress,
+            min_classes=min_classes,
+        )
+    finally:
+        progress.finish()
+    _image_notes(table, notes)
+    return table
+
+
+def _load_training_data(args: argparse.Namespace, notes: list[str]) -> _Dataset:
+    """A table, a features Parquet from ``medimg features``, or an image study to extract."""
+    spec = args.data
+    if is_image_source(spec):
+        images = _extract(spec, args, notes, min_classes=2)
+        return _Dataset(
+            frame=images.frame,
+            name=images.image_set.name,
+            content_hash=images.image_set.content_hash,
+            image_settings=images.settings,
+            images=images,
+        )
+    table = _load(spec, notes)
+    _refuse_image_options(args, table.name)
+    settings = None
+    if table.format == "parquet" and Path(spec).is_file():
+        settings = read_feature_settings(spec)
+        if settings is not None:
+            notes.append(
+                f"{table.name} holds image features written by `medimg features`; their "
+                "extraction settings go into the model card, so the model can score new images."
+            )
+    return _Dataset(
+        frame=table.frame,
+        name=table.name,
+        content_hash=table.content_hash,
+        image_settings=settings,
+    )
+
+
+def _image_roles(
+    frame: pd.DataFrame, args: argparse.Namespace, name: str, notes: list[str]
+) -> Roles:
+    """Roles of an image feature table: ``label``, ``patient_id``; ``file``/``split`` never used."""
+    label = args.label if args.label is not None else "label"
+    if label not in frame.columns:
+        if args.label is not None:
+            _check_column(frame, label, "--label", name)
+        raise DataError(
+            f"{name} has no labels; put each class's images in its own sub-folder "
+            "(normal/, pneumonia/, …) or pass --labels FILE with columns file and label."
+        )
+    if args.id is not None:
+        _check_column(frame, args.id, "--id", name)
+        id_column: str | None = args.id
+    elif "patient_id" in frame.columns:
+        id_column = "patient_id"
+        notes.append("splits are grouped by 'patient_id' (override with --id)")
+    else:
+        id_column = None
+        notes.append("no patient_id: splits are by image (add patient_id to a labels table)")
+    for column in args.exclude:
+        _check_column(frame, column, "--exclude", name)
+    taken = {label, id_column}
+    # The default label and patient columns must not become features when others are chosen.
+    never = [c for c in (*IMAGE_ID_COLUMNS, "label", "patient_id") if c in frame.columns]
+    proposal = propose_roles(frame.drop(columns=never))
+    if proposal.identifying:
+        listed = ", ".join(f"{c!r} ({why})" for c, why in proposal.identifying.items())
+        notes.append(f"excluding identifying column(s) {listed}; they never reach the model")
+    exclude = dict.fromkeys([*never, *args.exclude, *proposal.identifying])
+    return Roles(label=label, id=id_column, exclude=tuple(c for c in exclude if c not in taken))
 
 
 def _check_column(frame: pd.DataFrame, column: str, option: str, name: str) -> None:
@@ -309,9 +448,12 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
     # Refuse a bad output directory before minutes of training, not after.
     _refuse_foreign_target(Path(args.output).expanduser().absolute())
-    table = _load(args.data, notes)
-    frame = table.frame
-    roles = _resolve_roles(frame, args, table.name, notes, need_label=True)
+    dataset = _load_training_data(args, notes)
+    frame = dataset.frame
+    if dataset.image_settings is not None:
+        roles = _image_roles(frame, args, dataset.name, notes)
+    else:
+        roles = _resolve_roles(frame, args, dataset.name, notes, need_label=True)
     assert roles.label is not None
     report: CleaningReport | None = None
     if args.no_clean:
@@ -339,6 +481,9 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
         threshold=args.threshold,
         target_sensitivity=args.target_sensitivity,
         n_boot=args.n_boot,
+        predefined_test=(
+            _predefined_test(data, notes) if dataset.image_settings is not None else None
+        ),
     )
     progress = _ProgressLine(sys.stderr)
     try:
@@ -358,18 +503,63 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
         Path(args.output),
         data=data,
         cleaning=report,
-        dataset_name=table.name,
+        dataset_name=dataset.name,
         validation=validation,
+        image_settings=dataset.image_settings,
     )
     model_dir, run_id = saved.model_dir, saved.run_id
-    print(_train_summary(result, report, table.name, args.threshold, model_dir, run_id))
+    print(_train_summary(result, report, dataset.name, args.threshold, model_dir, run_id))
     return 0
+
+
+def _predefined_test(data: pd.DataFrame, notes: list[str]) -> tuple[bool, ...] | None:
+    """The test split a MedMNIST ``.npz`` came with (its ``split`` column), else None."""
+    if "split" not in data.columns:
+        return None
+    test = data["split"].astype(str).eq("test")
+    if not test.any():
+        return None
+    notes.append(
+        f"using the data's own split: {int(test.sum())} 'test' rows held out, the others "
+        "(train and val) form the development data; --test-size is ignored"
+    )
+    return tuple(bool(v) for v in test)
+
+
+def _load_scoring_data(
+    args: argparse.Namespace, card: dict[str, Any], notes: list[str]
+) -> _Dataset:
+    """New cases for a saved model: a table, or images re-extracted with the card's settings."""
+    if not is_image_source(args.data):
+        table = _load(args.data, notes)
+        _refuse_image_options(args, table.name)
+        return _Dataset(frame=table.frame, name=table.name, content_hash=table.content_hash)
+    progress = _ProgressLine(sys.stderr)
+    try:
+        images = features_for_prediction(
+            card,
+            args.data,
+            labels=args.labels,
+            masks=args.masks,
+            workers=args.workers,
+            progress=progress,
+        )
+    finally:
+        progress.finish()
+    _image_notes(images, notes)
+    return _Dataset(
+        frame=images.frame,
+        name=images.image_set.name,
+        content_hash=images.image_set.content_hash,
+        image_settings=images.settings,
+        images=images,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
-    table = _load(args.data, notes)
+    table = _load_scoring_data(args, loaded.card, notes)
     frame = table.frame
     label = model.roles.label
     if args.label is not None and args.label != label:
@@ -380,6 +570,12 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
                 f"{label!r}; drop one of them or omit --label."
             )
         frame = frame.rename(columns={args.label: label})
+    if (label is None or label not in frame.columns) and table.images is not None:
+        raise DataError(
+            f"{table.name} has no labels, which external validation needs; put each class's "
+            "images in its own sub-folder (normal/, pneumonia/, …) or pass --labels FILE with "
+            "columns file and label."
+        )
     if label is None or label not in frame.columns:
         raise DataError(
             f"{table.name} has no label column {label!r}, which external validation needs; "
@@ -424,8 +620,11 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
-    table = _load(args.data, notes)
-    predictions = predict(model, table.frame, explain_top=args.explain)
+    table = _load_scoring_data(args, loaded.card, notes)
+    if table.images is not None:
+        predictions = image_predictions(model, table.images, explain_top=args.explain)
+    else:
+        predictions = predict(model, table.frame, explain_top=args.explain)
     for warning in predictions.schema.warnings:
         notes.append(f"warning: {warning}")
     out = _write_atomic(Path(args.output), to_safe_csv(predictions.frame))
@@ -438,6 +637,40 @@ def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
     else:
         detail = "most probable class per case"
     print(f"Wrote {n} prediction(s) to {out} ({detail}).")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
+    output = Path(args.output).expanduser().absolute()
+    images = _extract(args.images, args, notes, min_classes=0)
+    features = images.features
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {output}: {exc.strerror or exc}; choose a writable output path."
+        ) from exc
+    tmp = Path(tmp_name)
+    try:
+        features.to_parquet(tmp)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {output}: {exc.strerror or exc}; choose a writable output path."
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    size = features.settings.get("size") or ["?", "?"]
+    counts = images.image_set.class_counts
+    classes = ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "no labels"
+    print(
+        f"Extracted {len(features.feature_names)} features from {len(features.frame)} images "
+        f"of {images.image_set.name} at {size[0]}×{size[1]} ({classes}); "
+        f"{len(images.problems)} file(s) left out."
+    )
+    print(f"Wrote {output} (the extraction settings are stored in the file).")
     return 0
 
 
@@ -510,6 +743,35 @@ def _add_role_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
+    group = parser.add_argument_group("image data (a folder, .zip or .npz of images)")
+    group.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels table with columns file, label (optional patient_id, clinical columns); "
+        "default labels.csv in the folder, else one sub-folder per class",
+    )
+    group.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="region-of-interest masks with the images' file names (default masks/ if present)",
+    )
+    if size:
+        group.add_argument(
+            "--size",
+            metavar="N",
+            type=_positive_int,
+            help="resize every image to N×N before extraction (default the most common size)",
+        )
+    group.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="feature-extraction processes (default all cores)",
+    )
+
+
 def _version() -> str:
     try:
         return metadata.version("medimg")
@@ -521,8 +783,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``medimg`` argument parser (one sub-command per step)."""
     parser = argparse.ArgumentParser(
         prog="medimg",
-        description="Honest, explained diagnostic models from medical-imaging feature tables.",
-        epilog="DATA is a CSV/TSV/Excel/Parquet file or sample:wdbc.",
+        description="Honest, explained diagnostic models from medical images and imaging "
+        "feature tables.",
+        epilog="DATA is a CSV/TSV/Excel/Parquet file, sample:wdbc, or images: a folder (one "
+        "sub-folder per class, or labels.csv), a .zip of it, a MedMNIST .npz, or (predict) one "
+        "image.",
     )
     parser.add_argument("--version", action="version", version=f"medimg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -558,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="impute missing values inside the pipeline instead of dropping rows",
     )
     p.add_argument("-o", "--output", metavar="MODEL_DIR", required=True)
+    _add_image_options(p, size=True)
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="validate a saved model on new labelled data (no refit)")
@@ -566,6 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", metavar="COL", help="the label column if named differently")
     p.add_argument("--n-boot", metavar="N", type=_positive_int, default=1000)
     p.add_argument("--json", metavar="METRICS.json", required=True)
+    _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="score new cases with a saved model")
@@ -575,7 +842,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--explain", metavar="K", type=_non_negative_int, default=0, help="add K top SHAP reasons"
     )
+    _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser(
+        "features", help="extract named image features into a Parquet table (with settings)"
+    )
+    p.add_argument("images", metavar="IMAGES", help="a folder, .zip or .npz of images")
+    p.add_argument("-o", "--output", metavar="FEATURES.parquet", required=True)
+    _add_image_options(p, size=True)
+    p.set_defaults(handler=_cmd_features)
 
     p = sub.add_parser("runs", help="list recorded runs, newest first")
     p.set_defaults(handler=_cmd_runs)
