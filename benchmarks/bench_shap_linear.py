@@ -16,21 +16,16 @@ Run: ``python benchmarks/bench_shap_linear.py``. Prints figures; asserts nothing
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
+from _common import load_line, wdbc_model
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 
-from medimg_core.cleaning import CleaningPlan
 from medimg_core.explain import ModelExplainer
-from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.roles import Roles
+from medimg_core.models import MedimgModel, ModelConfig
 
 N_CASES = 50
 N_BACKGROUND = 100
@@ -38,34 +33,12 @@ N_BACKGROUND = 100
 
 def wdbc_linear() -> tuple[MedimgModel, pd.DataFrame, pd.DataFrame]:
     """The fitted model, the development rows and the held-out rows."""
-    data = load_breast_cancer(as_frame=True)
-    X = data.data
-    y = (data.target == 0).astype(int).to_numpy()  # 0 = malignant in scikit-learn's coding
-    X_dev, X_test, y_dev, _ = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    columns = tuple(X.columns)
-    pipeline = Pipeline(
-        [
-            ("prep", build_preprocessor(columns, ())),
-            ("pca", PCA(n_components=10, random_state=0)),
-            ("model", LogisticRegression(max_iter=5000)),
-        ]
-    ).fit(X_dev, y_dev)
-    model = MedimgModel(
-        pipeline=pipeline,
-        kind="logreg",
-        config=ModelConfig(model="logreg", pca=10),
-        feature_columns=columns,
-        numeric_columns=columns,
-        categorical_columns=(),
-        categories={},
-        feature_ranges={c: (float(X_dev[c].min()), float(X_dev[c].max())) for c in columns},
-        classes=("benign", "malignant"),
-        positive_class="malignant",
-        threshold=0.5,
-        roles=Roles(label="diagnosis"),
-        plan=CleaningPlan(),
+    return wdbc_model(
+        "logreg",
+        ModelConfig(model="logreg", pca=10),
+        ("pca", PCA(n_components=10, random_state=0)),
+        ("model", LogisticRegression(max_iter=5000)),
     )
-    return model, X_dev, X_test
 
 
 def main() -> None:
@@ -77,7 +50,7 @@ def main() -> None:
     background = X_dev.sample(N_BACKGROUND, random_state=0)
     cases = X_test.iloc[:N_CASES]
     columns = list(model.feature_columns)
-    print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(load_line())
 
     def log_odds(matrix: np.ndarray) -> np.ndarray:
         return model.pipeline.decision_function(pd.DataFrame(matrix, columns=columns))

@@ -15,7 +15,6 @@ Run: ``python benchmarks/bench_shap_tree.py``. Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,48 +22,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
+from _common import load_line, wdbc_model
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 
-from medimg_core.cleaning import CleaningPlan
 from medimg_core.explain import ModelExplainer
-from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.roles import Roles
+from medimg_core.models import MedimgModel, ModelConfig
 
 TARGET_MS = 5.0
 
 
 def wdbc_forest(n_trees: int = 200) -> tuple[MedimgModel, pd.DataFrame, pd.DataFrame]:
     """The fitted model, the development rows and the held-out rows."""
-    data = load_breast_cancer(as_frame=True)
-    X = data.data
-    y = (data.target == 0).astype(int).to_numpy()  # 0 = malignant in scikit-learn's coding
-    X_dev, X_test, y_dev, _ = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    columns = tuple(X.columns)
-    pipeline = Pipeline(
-        [
-            ("prep", build_preprocessor(columns, ())),
-            ("model", RandomForestClassifier(n_estimators=n_trees, random_state=0, n_jobs=1)),
-        ]
-    ).fit(X_dev, y_dev)
-    model = MedimgModel(
-        pipeline=pipeline,
-        kind="rf",
-        config=ModelConfig(model="rf"),
-        feature_columns=columns,
-        numeric_columns=columns,
-        categorical_columns=(),
-        categories={},
-        feature_ranges={c: (float(X_dev[c].min()), float(X_dev[c].max())) for c in columns},
-        classes=("benign", "malignant"),
-        positive_class="malignant",
-        threshold=0.5,
-        roles=Roles(label="diagnosis"),
-        plan=CleaningPlan(),
+    return wdbc_model(
+        "rf",
+        ModelConfig(model="rf"),
+        ("model", RandomForestClassifier(n_estimators=n_trees, random_state=0, n_jobs=1)),
     )
-    return model, X_dev, X_test
 
 
 def per_call_ms(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -106,7 +79,7 @@ def main() -> None:
     first = X_test.iloc[[0]]
     single_cpu = cpu_ms(lambda: explainer.explain(first), repeats=200)
     batch_cpu = cpu_ms(lambda: explainer.explain(X_test), repeats=5) / len(X_test)
-    print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(load_line())
     print(
         f"single case: median {statistics.median(single):.2f} ms wall, "
         f"90th percentile {np.percentile(single, 90):.2f} ms ({len(single)} cases), "
