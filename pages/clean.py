@@ -14,6 +14,22 @@ from medimg_core.roles import feature_columns
 from medimg_core.ui import state, widgets, workflow
 
 NONE = "(none)"
+FLAG_OR_DROP = {"flag": "Flag them", "drop": "Remove the row"}
+
+
+def _choice(
+    label: str, options: dict[str, str], current: str, *, key: str, help: str | None = None
+) -> str:
+    """A radio over ``options`` (value -> wording), starting at ``current``."""
+    return st.radio(
+        label,
+        list(options),
+        index=list(options).index(current),
+        format_func=options.get,
+        key=key,
+        help=help,
+    )
+
 
 st.title("Clean")
 workflow.require("clean")
@@ -36,11 +52,10 @@ with st.container(border=True):
     st.markdown("**Cleaning plan**")
     missing_col, quality_col, outlier_col = st.columns(3, gap="large")
     with missing_col:
-        missing = st.radio(
+        missing = _choice(
             "Rows with a missing feature value",
-            ["drop", "impute"],
-            index=["drop", "impute"].index(start.missing),
-            format_func={"drop": "Remove the row", "impute": "Keep it; the model imputes"}.get,
+            {"drop": "Remove the row", "impute": "Keep it; the model imputes"},
+            start.missing,
             key="clean_missing",
             help="Imputation is fitted on the training folds only, so it cannot leak "
             "information from the test cases.",
@@ -120,12 +135,8 @@ with st.container(border=True):
             help="How many robust standard deviations (1.4826 × median absolute deviation) "
             "from the median a value must be to count as an outlier.",
         )
-        outlier_action = st.radio(
-            "Outliers",
-            ["flag", "drop"],
-            index=["flag", "drop"].index(start.outlier_action),
-            format_func={"flag": "Flag them", "drop": "Remove the row"}.get,
-            key="clean_outlier_action",
+        outlier_action = _choice(
+            "Outliers", FLAG_OR_DROP, start.outlier_action, key="clean_outlier_action"
         )
     ranges_col, range_action_col = st.columns([2, 1], gap="large")
     with ranges_col:
@@ -136,12 +147,8 @@ with st.container(border=True):
         )
         ranges = widgets.ranges_editor(start.ranges, numeric_features, key="clean_ranges")
     with range_action_col:
-        range_action = st.radio(
-            "Values outside a range",
-            ["flag", "drop"],
-            index=["flag", "drop"].index(start.range_action),
-            format_func={"flag": "Flag them", "drop": "Remove the row"}.get,
-            key="clean_range_action",
+        range_action = _choice(
+            "Values outside a range", FLAG_OR_DROP, start.range_action, key="clean_range_action"
         )
 
 plan = CleaningPlan(
