@@ -176,6 +176,16 @@ def _refuse_image_options(args: argparse.Namespace, name: str) -> None:
         )
 
 
+def _extraction_progress(line: _ProgressLine) -> Callable[[float, str], None]:
+    # Progress starts with the first extracted images: a set refused while it is being opened
+    # (unsafe ZIP, one class) then prints only its one error line.
+    def report(fraction: float, message: str) -> None:
+        if fraction > 0:
+            line(fraction, message)
+
+    return report
+
+
 def _extract(
     spec: str, args: argparse.Namespace, notes: list[str], *, min_classes: int
 ) -> ImageTable:
@@ -187,7 +197,7 @@ def _extract(
             masks=args.masks,
             size=getattr(args, "size", None),
             workers=args.workers,
-            progress=progress,
+            progress=_extraction_progress(progress),
             min_classes=min_classes,
         )
     finally:
@@ -527,7 +537,7 @@ def _predefined_test(data: pd.DataFrame, notes: list[str]) -> tuple[bool, ...] |
 
 
 def _load_scoring_data(
-    args: argparse.Namespace, card: dict[str, Any], notes: list[str]
+    args: argparse.Namespace, card: dict[str, Any], notes: list[str], *, need_labels: bool
 ) -> _Dataset:
     """New cases for a saved model: a table, or images re-extracted with the card's settings."""
     if not is_image_source(args.data):
@@ -542,7 +552,8 @@ def _load_scoring_data(
             labels=args.labels,
             masks=args.masks,
             workers=args.workers,
-            progress=progress,
+            progress=_extraction_progress(progress),
+            require_labels=need_labels and args.label is None,
         )
     finally:
         progress.finish()
@@ -559,7 +570,7 @@ def _load_scoring_data(
 def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
-    table = _load_scoring_data(args, loaded.card, notes)
+    table = _load_scoring_data(args, loaded.card, notes, need_labels=True)
     frame = table.frame
     label = model.roles.label
     if args.label is not None and args.label != label:
@@ -570,12 +581,6 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
                 f"{label!r}; drop one of them or omit --label."
             )
         frame = frame.rename(columns={args.label: label})
-    if (label is None or label not in frame.columns) and table.images is not None:
-        raise DataError(
-            f"{table.name} has no labels, which external validation needs; put each class's "
-            "images in its own sub-folder (normal/, pneumonia/, …) or pass --labels FILE with "
-            "columns file and label."
-        )
     if label is None or label not in frame.columns:
         raise DataError(
             f"{table.name} has no label column {label!r}, which external validation needs; "
@@ -620,7 +625,7 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
-    table = _load_scoring_data(args, loaded.card, notes)
+    table = _load_scoring_data(args, loaded.card, notes, need_labels=False)
     if table.images is not None:
         predictions = image_predictions(model, table.images, explain_top=args.explain)
     else:

@@ -340,6 +340,7 @@ def features_for_prediction(
     limits: ImageLimits = _DEFAULT_LIMITS,
     name: str | None = None,
     key: bytes | None = None,
+    require_labels: bool = False,
 ) -> ImageTable:
     """Extract features from new images exactly as the model card's model was trained.
 
@@ -351,6 +352,8 @@ def features_for_prediction(
     card : the model card (:attr:`medimg_core.persistence.LoadedModel.card`).
     source : a folder, ``.zip``, ``.npz`` or a single image / DICOM file.
     labels, masks, workers, progress, workspace, limits, name, key : as in :func:`image_table`.
+    require_labels : refuse, before extracting anything, a set without labels (external
+        validation needs them).
 
     Returns
     -------
@@ -362,7 +365,7 @@ def features_for_prediction(
         When the card has no image settings (a table model) or comes from another feature
         version; when the model used region masks and the images have none, or the reverse.
     ImageError
-        When no image can be read.
+        When no image can be read, or ``require_labels`` is set and the images have no labels.
     """
     settings = _require_settings(card)
     image_set = _open(
@@ -375,6 +378,12 @@ def features_for_prediction(
         name=name,
         key=key,
     )
+    if require_labels and not image_set.has_labels:
+        raise ImageError(
+            f"'{image_set.name}' has no labels, which external validation needs; put each "
+            "class's images in its own sub-folder (normal/, pneumonia/, …) or give a labels "
+            "table with columns file and label."
+        )
     wanted = _trained_with_masks(card)
     if wanted and not image_set.has_masks:
         raise ConfigError(

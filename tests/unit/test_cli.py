@@ -395,3 +395,261 @@ def test_module_entry_point_exit_status(tmp_path: Path) -> None:
     assert bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("medimg: error: ")
     assert "is not a medimg model directory" in bad.stderr
+
+
+IMAGE_FAST = ["--model", "logreg", "--cv", "3", "--n-boot", "50", "--workers", "1"]
+
+
+def texture(kind: str, seed: int, size: int = 16) -> np.ndarray:
+    """Smooth blocky shading ("normal") or fine-grained speckle ("pneumonia")."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(90, 160)
+    if kind == "normal":
+        values = level + np.kron(rng.normal(0, 25, (size // 4, size // 4)), np.ones((4, 4)))
+    else:
+        values = level + rng.normal(0, 35, (size, size))
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def image_folder(root: Path, n: int = 12, seed: int = 0) -> Path:
+    from PIL import Image
+
+    for k, kind in enumerate(("normal", "pneumonia")):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(texture(kind, seed + 100 * k + i)).save(root / kind / f"{kind}_{i}.png")
+    return root
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    home: Path
+    images: Path
+    model_dir: Path
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageModel]:
+    base = tmp_path_factory.mktemp("cli-images")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIMG_HOME", str(base / "ws"))
+        mp.delenv("MEDIMG_DATABASE_URL", raising=False)
+        images = image_folder(base / "images")
+        model_dir = base / "models" / "textures"
+        status, out, err = run(["train", str(images), *IMAGE_FAST, "-o", str(model_dir)])
+        yield ImageModel(base / "ws", images, model_dir, status, out, err)
+
+
+@pytest.fixture
+def image_home(image_model: ImageModel, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEDIMG_HOME", str(image_model.home))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    return image_model.home
+
+
+def test_features_writes_parquet_with_settings(tmp_path: Path, image_home: Path) -> None:
+    from medimg_core.features import read_feature_settings
+
+    images = image_folder(tmp_path / "images", n=3)
+    out = tmp_path / "features.parquet"
+    status, stdout, err = run(["features", str(images), "-o", str(out), "--workers", "1"])
+    assert status == 0, err
+    settings = read_feature_settings(out)
+    assert settings is not None and settings["size"] == [16, 16]
+    frame = pd.read_parquet(out)
+    assert len(frame) == 6
+    assert {"file", "label", "glcm_contrast"} <= set(frame.columns)
+    assert "Extracted 66 features from 6 images" in stdout
+    assert "[100%] Extracted features from 6 of 6 images" in err
+    assert "medimg: One sub-folder per class: normal, pneumonia." in err
+
+
+def test_features_with_size_and_a_left_out_file(tmp_path: Path, image_home: Path) -> None:
+    images = image_folder(tmp_path / "images", n=3)
+    good = (images / "normal" / "normal_0.png").read_bytes()
+    (images / "normal" / "broken.png").write_bytes(good[:40])
+    out = tmp_path / "features.parquet"
+    status, _, err = run(["features", str(images), "-o", str(out), "--size", "24"])
+    assert status == 0, err
+    assert "medimg: left out normal/broken.png: not an image medimg can read" in err
+    assert "Images resized to 24×24 (as requested)." in err
+    assert len(pd.read_parquet(out)) == 6
+
+
+def test_train_on_an_image_folder(image_model: ImageModel) -> None:
+    assert image_model.status == 0, image_model.stderr
+    assert f"Data: {image_model.images.name}" in image_model.stdout
+    assert "Positive class: pneumonia" in image_model.stdout
+    card = load_model(image_model.model_dir).card
+    assert card["features"]["image_settings"]["size"] == [16, 16]
+    assert card["features"]["descriptions"]["intensity_mean"].startswith("average brightness")
+    assert card["roles"]["label"] == "label"
+    assert "file" in card["roles"]["exclude"]
+    assert "file" not in card["features"]["feature_columns"]
+    assert "no patient_id: splits are by image" in image_model.stderr
+
+
+def test_predict_images_with_reasons(image_model: ImageModel, tmp_path: Path) -> None:
+    new = image_folder(tmp_path / "new", n=2, seed=700)
+    out = tmp_path / "pred.csv"
+    status, stdout, err = run(
+        [
+            *("predict", str(image_model.model_dir), str(new), "-o", str(out)),
+            *("--explain", "2", "--workers", "1"),
+        ]
+    )
+    assert status == 0, err
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == [
+        "file",
+        "p_pneumonia",
+        "decision",
+        "threshold",
+        "reason_1",
+        "reason_2",
+    ]
+    assert sorted(frame["file"]) == [
+        "normal/normal_0.png",
+        "normal/normal_1.png",
+        "pneumonia/pneumonia_0.png",
+        "pneumonia/pneumonia_1.png",
+    ]
+    assert frame["reason_2"].str.contains(" = ").all()
+    assert "Wrote 4 prediction(s)" in stdout
+
+
+def test_evaluate_images(image_model: ImageModel, tmp_path: Path) -> None:
+    new = image_folder(tmp_path / "new", n=4, seed=900)
+    out = tmp_path / "metrics.json"
+    status, stdout, err = run(
+        [
+            *("evaluate", str(image_model.model_dir), str(new), "--json", str(out)),
+            *("--n-boot", "50", "--workers", "1"),
+        ]
+    )
+    assert status == 0, err
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    assert payload["n"] == 8
+    assert payload["metrics"]["roc_auc"]["value"] >= 0.75
+    assert "External validation" in stdout
+
+
+def test_evaluate_unlabelled_images(image_model: ImageModel, tmp_path: Path) -> None:
+    new = image_folder(tmp_path / "new", n=2)
+    status, _, err = run(
+        ["evaluate", str(image_model.model_dir), str(new / "normal"), "--json", "m.json"]
+    )
+    assert_one_line_error(status, err, r"'normal' has no labels, which external validation needs")
+
+
+def test_train_from_a_features_parquet_keeps_the_settings(
+    tmp_path: Path, image_model: ImageModel, image_home: Path
+) -> None:
+    out = tmp_path / "features.parquet"
+    assert run(["features", str(image_model.images), "-o", str(out), "--workers", "1"])[0] == 0
+    model_dir = tmp_path / "from-parquet"
+    status, _, err = run(["train", str(out), *IMAGE_FAST[:-2], "-o", str(model_dir)])
+    assert status == 0, err
+    card = load_model(model_dir).card
+    assert card["features"]["image_settings"]["size"] == [16, 16]
+    assert "holds image features written by `medimg features`" in err
+    new = image_folder(tmp_path / "new", n=1, seed=300)
+    status, _, err = run(["predict", str(model_dir), str(new), "-o", str(tmp_path / "p.csv")])
+    assert status == 0, err
+
+
+def test_train_on_medmnist_npz_uses_its_test_split(tmp_path: Path, image_home: Path) -> None:
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        kinds = ["normal" if i % 2 == 0 else "pneumonia" for i in range(n)]
+        arrays[f"{split}_images"] = np.stack(
+            [texture(k, 1000 * len(split) + i) for i, k in enumerate(kinds)]
+        )
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **arrays)
+    model_dir = tmp_path / "npz-model"
+    status, stdout, err = run(["train", str(path), *IMAGE_FAST, "-o", str(model_dir)])
+    assert status == 0, err
+    assert "using the data's own split: 8 'test' rows held out" in err
+    card = load_model(model_dir).card
+    assert card["validation"]["n_test"] == 8
+    assert card["validation"]["settings"]["predefined_test"] is True
+    assert "Positive class: 1" in stdout
+
+
+def test_table_model_refuses_images(trained: Trained, tmp_path: Path) -> None:
+    images = image_folder(tmp_path / "images", n=1)
+    status, _, err = run(["predict", str(trained.model_dir), str(images), "-o", "p.csv"])
+    assert_one_line_error(
+        status,
+        err,
+        r"trained on a table, not images: pass a table .* with the columns 'mean radius'",
+    )
+
+
+def test_image_options_on_a_table(tmp_path: Path, home: Path) -> None:
+    status, _, err = run(["train", "sample:wdbc", "--size", "32", "-o", str(tmp_path / "m")])
+    assert_one_line_error(status, err, r"--size apply to image data, but .* is a table")
+
+
+def test_zip_with_parent_paths_exits_2(tmp_path: Path, image_home: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("normal/a.png", b"x")
+        zf.writestr("../../escape.png", b"x")
+    status, _, err = run(["train", str(archive), "-o", str(tmp_path / "m")])
+    assert_one_line_error(status, err, r"points outside the archive folder .*refusing to unpack")
+    assert not (tmp_path / "escape.png").exists()
+
+
+def test_single_class_folder_exits_2(tmp_path: Path, image_home: Path) -> None:
+    images = image_folder(tmp_path / "images", n=2)
+    for png in (images / "pneumonia").iterdir():
+        png.unlink()
+    (images / "pneumonia").rmdir()
+    status, _, err = run(["train", str(images), "-o", str(tmp_path / "m")])
+    assert_one_line_error(status, err, r"only one class, 'normal' \(2 images\)")
+
+
+def test_no_readable_image_exits_2(tmp_path: Path, image_home: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "normal").mkdir(parents=True)
+    (folder / "normal" / "a.txt").write_text("not an image", encoding="utf-8")
+    status, _, err = run(["features", str(folder), "-o", str(tmp_path / "f.parquet")])
+    assert_one_line_error(status, err, r"No readable image in 'docs'")
+
+
+def test_dicom_without_pixels_exits_2(image_model: ImageModel, tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData
+    path = tmp_path / "report.dcm"
+    ds.save_as(path)
+    status, _, err = run(["predict", str(image_model.model_dir), str(path), "-o", "p.csv"])
+    assert_one_line_error(status, err, r"report.dcm")
+    assert "1CT1" not in err
+
+
+def test_labels_naming_missing_files(tmp_path: Path, image_home: Path) -> None:
+    images = image_folder(tmp_path / "images", n=3)
+    rows = [
+        {"file": p.relative_to(images).as_posix(), "label": p.parent.name}
+        for p in sorted(images.rglob("*.png"))
+    ]
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame([*rows, {"file": "normal/gone.png", "label": "normal"}]).to_csv(labels)
+    out = tmp_path / "f.parquet"
+    status, _, err = run(["features", str(images), "--labels", str(labels), "-o", str(out)])
+    assert status == 0, err
+    assert (
+        "1 labels-table row(s) name a file that is not in the set (left out): normal/gone.png"
+        in err
+    )

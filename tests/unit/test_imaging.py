@@ -375,3 +375,18 @@ def test_occlusion_for_case(trained: Trained) -> None:
     assert "not a lesion segmentation" in occlusion.caption
     with pytest.raises(ConfigError, match="Case 99 is not in"):
         occlusion_for_case(loaded.model, loaded.card, image_set, 99)
+
+
+def test_evaluation_refuses_unlabelled_images_before_extracting(
+    trained: Trained, tmp_path: Path
+) -> None:
+    card = load_model(trained.model_dir).card
+    calls: list[float] = []
+    with pytest.raises(ImageError, match="'normal' has no labels, which external validation"):
+        features_for_prediction(
+            card,
+            trained.root / "train" / "normal",
+            require_labels=True,
+            progress=lambda f, m: calls.append(f),
+        )
+    assert calls == []
