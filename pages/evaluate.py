@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from medimg_core import comparison, plots, summaries
@@ -176,6 +177,23 @@ def threshold_explorer(active: ActiveModel) -> None:
     )
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def curve_figures(
+    model_key: str, _evaluations: tuple[Evaluation, ...]
+) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """ROC, precision–recall and calibration figures of the model whose key is ``model_key``.
+
+    They depend on the model alone, not on any widget, so they are built once per model rather
+    than on every rerun (plotly spends most of a figure's build validating its template).
+    Shared, not copied: nothing mutates a figure after it is built.
+    """
+    return (
+        plots.roc_figure(*_evaluations),
+        plots.pr_figure(*_evaluations),
+        plots.calibration_figure(*_evaluations),
+    )
+
+
 st.subheader("Operating threshold")
 if model.is_binary:
     threshold_explorer(active)
@@ -200,13 +218,12 @@ else:
 
 st.subheader("Curves")
 roc_tab, pr_tab, calibration_tab = st.tabs(["ROC", "Precision–recall", "Calibration"])
-roc_tab.plotly_chart(plots.roc_figure(*evaluations), width="stretch", key="eval_roc")
-pr_tab.plotly_chart(plots.pr_figure(*evaluations), width="stretch", key="eval_pr")
+roc, pr, calibration = curve_figures(active.key, tuple(evaluations))
+roc_tab.plotly_chart(roc, width="stretch", key="eval_roc")
+pr_tab.plotly_chart(pr, width="stretch", key="eval_pr")
 with calibration_tab:
     figure_col, stats_col = st.columns([3, 2], gap="medium")
-    figure_col.plotly_chart(
-        plots.calibration_figure(*evaluations), width="stretch", key="eval_calibration"
-    )
+    figure_col.plotly_chart(calibration, width="stretch", key="eval_calibration")
     with stats_col:
         stats = summaries.calibration_frame(evaluations)
         if stats.empty:
