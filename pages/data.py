@@ -9,7 +9,7 @@ from medimg_core.errors import MedimgError
 from medimg_core.integration import join_tables
 from medimg_core.io import SAMPLES
 from medimg_core.profile import column_role, hidden_columns
-from medimg_core.ui import cache, state, widgets, workflow
+from medimg_core.ui import cache, images, state, widgets, workflow
 
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]
 NONE = "(none)"
@@ -17,34 +17,208 @@ NONE = "(none)"
 st.title("Data")
 st.caption(
     "One row per case (image, lesion or patient): a label (the diagnosis) and the features "
-    "measured on it. medimg proposes the role of each column; you confirm them."
+    "measured on it. Bring a table of features, or images, which medimg turns into named "
+    "features. medimg proposes the role of each column; you confirm them."
 )
 
-with st.container(border=True):
-    upload_col, sample_col = st.columns([3, 2], gap="large")
-    with upload_col:
-        upload = st.file_uploader(
-            "Upload a table: CSV, TSV, Excel (.xlsx) or Parquet",
-            type=TABLE_TYPES,
-            key="upload",
-            help="The file is read on this server only. Missing-value tokens (NA, ?, null, -) "
-            "become missing; mostly numeric columns become numbers.",
-        )
-    with sample_col:
-        st.markdown("**No file at hand?**")
-        st.caption(SAMPLES[workflow.SAMPLE_NAME])
-        if st.button("Use the built-in sample", key="use_sample", icon=":material/science:"):
-            workflow.use_sample("data")
+KINDS = {"table": "A table of features", "images": "Images"}
+kind = st.radio(
+    "What do you have?",
+    list(KINDS),
+    index=1 if images.context() is not None else 0,
+    format_func=KINDS.get,
+    horizontal=True,
+    key="data_kind",
+)
 
-if upload is not None and st.session_state.get("data_upload_id") != upload.file_id:
-    try:
-        workflow.handle_upload(upload.getvalue(), upload.name)
-        st.session_state["data_upload_id"] = upload.file_id
-    except MedimgError as exc:
-        st.error(str(exc), icon=":material/error:")
+if kind == "table":
+    with st.container(border=True):
+        upload_col, sample_col = st.columns([3, 2], gap="large")
+        with upload_col:
+            upload = st.file_uploader(
+                "Upload a table: CSV, TSV, Excel (.xlsx) or Parquet",
+                type=TABLE_TYPES,
+                key="upload",
+                help="The file is read on this server only. Missing-value tokens (NA, ?, null, -) "
+                "become missing; mostly numeric columns become numbers.",
+            )
+        with sample_col:
+            st.markdown("**No file at hand?**")
+            st.caption(SAMPLES[workflow.SAMPLE_NAME])
+            if st.button("Use the built-in sample", key="use_sample", icon=":material/science:"):
+                workflow.use_sample("data")
+
+    if upload is not None and st.session_state.get("data_upload_id") != upload.file_id:
+        try:
+            workflow.handle_upload(upload.getvalue(), upload.name)
+            st.session_state["data_upload_id"] = upload.file_id
+        except MedimgError as exc:
+            st.error(str(exc), icon=":material/error:")
+else:
+    with st.container(border=True):
+        source_col, size_col = st.columns([3, 2], gap="large")
+        source = source_col.radio(
+            "Where are the images?",
+            ["upload", "folder"],
+            format_func={
+                "upload": "Upload a ZIP or .npz",
+                "folder": "A folder on this server",
+            }.get,
+            horizontal=True,
+            key="images_source",
+        )
+        size_choice = size_col.selectbox(
+            "Working size",
+            images.SIZE_CHOICES,
+            format_func=images.size_label,
+            key="images_size",
+            help="Every image is resized (plain resize, never cropped) to this size before its "
+            "features are computed; the size is saved with the model so that new images are "
+            "treated the same way. Automatic keeps the set's most common size, scaled down to "
+            f"at most {images.MAX_AUTO_SIDE} px. Larger sizes keep finer texture and take longer.",
+        )
+        if source == "upload":
+            image_upload = st.file_uploader(
+                "ZIP with one sub-folder per class, or images + labels.csv; or a MedMNIST .npz",
+                type=images.ARCHIVE_TYPES,
+                key="upload_images",
+                help="ZIP: one sub-folder per class (normal/, pneumonia/, …), or the images with "
+                "a labels.csv (columns file, label, optional patient_id and clinical columns). "
+                "An optional masks/ folder with the same file names restricts the features to "
+                "each region and adds its shape. PNG, JPEG, TIFF or DICOM (de-identified on "
+                "reading). A .npz in the MedMNIST layout keeps its own splits: its test split "
+                "becomes the held-out test set.",
+            )
+            if (
+                image_upload is not None
+                and st.session_state.get("data_images_upload_id") != image_upload.file_id
+            ):
+                try:
+                    images.load_upload(image_upload.getvalue(), image_upload.name, size_choice)
+                    st.session_state["data_images_upload_id"] = image_upload.file_id
+                except MedimgError as exc:
+                    st.error(str(exc), icon=":material/error:")
+        else:
+            folder_col, go_col = st.columns([4, 1], vertical_alignment="bottom")
+            folder = folder_col.text_input(
+                "Folder path on the server",
+                key="images_folder",
+                placeholder="/data/studies/chest-xrays",
+                help="For studies too large to upload: the folder is read where medimg runs, "
+                "not on your computer. Same layouts as the ZIP.",
+            )
+            st.caption(
+                ":material/dns: medimg reads this folder on the server running the app (not on "
+                "your computer); nothing is copied or changed."
+            )
+            if go_col.button(
+                "Read the folder", key="images_folder_go", icon=":material/folder_open:"
+            ):
+                try:
+                    images.load_folder(folder, size_choice)
+                except MedimgError as exc:
+                    st.error(str(exc), icon=":material/error:")
+
+    image_ctx = images.context()
+    if image_ctx is not None:
+        image_set = image_ctx.table.image_set
+        features = image_ctx.table.features
+        working = features.settings.get("size") or []
+        sizes = image_set.sizes
+        (common_h, common_w), _ = next(iter(sizes.items()))
+        st.markdown(f"**{image_ctx.name}** · images read and turned into features")
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric(
+            "Images",
+            f"{len(features.frame):,}",
+            help="Images whose features were extracted (unreadable ones are listed below).",
+        )
+        m2.metric(
+            "Classes",
+            f"{len(image_set.class_counts):,}",
+            help=", ".join(f"{k}: {v:,}" for k, v in image_set.class_counts.items())
+            or "No labels.",
+        )
+        m3.metric(
+            "Image size" if len(sizes) == 1 else "Most common size",
+            f"{common_h}×{common_w}",
+            help="Height × width in pixels as stored"
+            + (f"; {len(sizes)} different sizes in the set." if len(sizes) > 1 else "."),
+        )
+        m4.metric(
+            "Features per image",
+            f"{len(features.feature_names):,}",
+            help="Named, documented image features: intensity, texture (co-occurrence and local "
+            "binary patterns), edges and a brightness grid"
+            + (f", computed at {working[0]}×{working[1]} px." if working else "."),
+        )
+        if "split" in features.frame.columns:
+            n_test = int((features.frame["split"] == "test").sum())
+            st.info(
+                f"Validation: this file's own split is kept. Its **test split ({n_test:,} "
+                "images)** is the held-out test set; train and val images form the development "
+                "set for cross-validation.",
+                icon=":material/call_split:",
+            )
+        widgets.notes(image_ctx.table.notes)
+        if (
+            working
+            and size_choice != images.AUTO_SIZE
+            and tuple(working) != images.working_size(image_set, size_choice)
+        ):
+            st.warning(
+                f"The features were computed at {working[0]}×{working[1]} px, not at the size "
+                "chosen above.",
+                icon=":material/aspect_ratio:",
+            )
+            if st.button("Extract again at the chosen size", key="images_reextract"):
+                images.set_image_table(
+                    images.extract(image_set, images.working_size(image_set, size_choice)),
+                    image_ctx.name,
+                )
+                st.rerun()
+        problems = image_ctx.table.problems
+        if problems:
+            with st.expander(f"{len(problems):,} file(s) left out, with the reason"):
+                st.dataframe(
+                    {"file": [p.file for p in problems], "reason": [p.reason for p in problems]},
+                    hide_index=True,
+                    width="stretch",
+                    height=min(360, 38 + 35 * len(problems)),
+                    key="images_problems",
+                )
+        if len(sizes) > 1:
+            with st.expander(f"{len(sizes)} image sizes"):
+                st.dataframe(
+                    {
+                        "size (height × width)": [f"{h}×{w}" for h, w in sizes],
+                        "images": list(sizes.values()),
+                    },
+                    hide_index=True,
+                    key="images_sizes",
+                )
+        st.markdown("**Gallery**")
+        images.gallery(image_set, key="gallery")
+        with st.expander("What the image features mean"):
+            st.dataframe(
+                images.feature_descriptions_table(image_ctx.table),
+                hide_index=True,
+                width="stretch",
+                height=320,
+                key="images_feature_meanings",
+                column_config={
+                    "feature": st.column_config.TextColumn("Feature", width="medium"),
+                    "meaning": st.column_config.TextColumn("Meaning", width="large"),
+                },
+            )
 
 if not state.has(state.TABLE):
-    st.info("Upload a table or use the built-in sample to begin.", icon=":material/upload_file:")
+    st.info(
+        "Upload a table or use the built-in sample to begin."
+        if kind == "table"
+        else "Upload a ZIP of images or a .npz, or read a folder on the server, to begin.",
+        icon=":material/upload_file:",
+    )
     st.stop()
 
 table = state.get(state.TABLE)
@@ -52,9 +226,14 @@ frame = table.frame
 proposal = state.get(state.PROPOSAL)
 columns = [str(c) for c in frame.columns]
 
-st.markdown(f"**{table.name}** · {len(frame):,} rows × {frame.shape[1]:,} columns")
-if table.format != "sample":
-    widgets.notes(table.notes)
+if kind == "table" or table.format != "images":
+    st.markdown(f"**{table.name}** · {len(frame):,} rows × {frame.shape[1]:,} columns")
+    if table.format not in ("sample", "images"):
+        widgets.notes(table.notes)
+    elif table.format == "images":
+        st.caption(
+            "This table holds the features of an image set; choose Images above to see the gallery."
+        )
 
 join = st.session_state.get(workflow.JOIN_RESULT)
 with st.expander("Join a second table on a key (optional)", expanded=join is not None):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from medimg_core import plots, review
 from medimg_core.evaluation import PARTITION_LABELS
-from medimg_core.ui import explaining, state, workflow
+from medimg_core.ui import explaining, images, state, workflow
 
 OUTCOME_HELP = {
     "TP": "True positive: called positive, and it is.",
@@ -181,7 +181,20 @@ outcome_col.metric(
     + (f" At the threshold {cut:.2f}." if cut is not None else ""),
 )
 
-chart_col, table_col = st.columns([3, 2.3], gap="small")
+if images.is_image_model(active):
+    # The case's image and its occlusion map sit beside the waterfall; the values go below.
+    chart_col, image_col = st.columns([2.6, 2.4], gap="small")
+    with image_col:
+        if not images.show_case_image(active, row_key, key="explain_case"):
+            st.info(
+                "This model was trained on images, but this session does not hold this case's "
+                "image. Read the same image set on the Data page (Images) to see the image and "
+                "its occlusion map here.",
+                icon=":material/image_not_supported:",
+            )
+    table_col = st.container()
+else:
+    chart_col, table_col = st.columns([3, 2.3], gap="small")
 chart_col.plotly_chart(plots.waterfall_figure(case, threshold=line), key="explain_waterfall")
 table_col.dataframe(
     review.feature_table(case, explaining.development_rows(active), k=10),

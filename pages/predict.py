@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from medimg_core import plots, review
-from medimg_core.ui import explaining, state, widgets, workflow
+from medimg_core.ui import explaining, images, state, widgets, workflow
 
 MAX_WARNINGS = 8
+TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
 
 st.title("Predict")
 workflow.require("predict")
@@ -16,6 +17,7 @@ workflow.require("predict")
 active = state.get(state.ACTIVE)
 model = active.model
 cut = explaining.threshold(active) if model.is_binary else None
+image_model = images.is_image_model(active)
 
 st.caption(
     f"Model: {explaining.model_name(active)} on {len(model.feature_columns):,} features"
@@ -30,14 +32,28 @@ st.caption(
 
 with st.container(border=True):
     upload_col, demo_col = st.columns([3, 2], gap="large")
-    uploaded = upload_col.file_uploader(
-        "New cases (the feature columns used in training)",
-        type=["csv", "tsv", "txt", "xlsx", "xls", "parquet"],
-        key="predict_upload",
-        help="CSV, TSV, Excel or Parquet. Extra columns are ignored; a label column, if "
-        "present, is not used.",
-    )
-    explaining.take_prediction_upload(uploaded)
+    if image_model:
+        uploaded = upload_col.file_uploader(
+            "New images: a ZIP, a .npz, or one PNG / JPEG / TIFF / DICOM file",
+            type=[*images.PREDICT_TYPES, *TABLE_TYPES],
+            key="predict_upload",
+            help="Features are extracted with the model's own settings (size, grey levels, "
+            "patterns), exactly as in training. Class sub-folders or labels.csv are allowed but "
+            "not used; a table of already extracted features also works.",
+        )
+        if uploaded is not None and images.is_table_file(uploaded.name):
+            explaining.take_prediction_upload(uploaded)
+        else:
+            images.take_prediction_images(uploaded, active)
+    else:
+        uploaded = upload_col.file_uploader(
+            "New cases (the feature columns used in training)",
+            type=TABLE_TYPES,
+            key="predict_upload",
+            help="CSV, TSV, Excel or Parquet. Extra columns are ignored; a label column, if "
+            "present, is not used.",
+        )
+        explaining.take_prediction_upload(uploaded)
     with demo_col:
         st.markdown("No file at hand?")
         if st.button(
@@ -107,6 +123,12 @@ if cut is not None:
         help=f"Cases with P({model.positive_class}) at or above the threshold {cut:.2f} "
         "(chosen on the Evaluate page, else the model's own).",
     )
+
+image_ctx = images.prediction_context(table)
+if scored.n_scored and image_ctx is not None:
+    st.markdown("**Each image with its prediction and top reasons**")
+    images.prediction_cards(scored, image_ctx, key="predict_cards")
+    widgets.notes(image_ctx.table.notes)
 
 if scored.n_scored:
     st.markdown("**Predictions**")

@@ -10,7 +10,7 @@ from medimg_core.evaluation import METRIC_HELP
 from medimg_core.models import CLASS_WEIGHT_IGNORED, ModelConfig
 from medimg_core.roles import feature_columns
 from medimg_core.training import ValidationConfig, train
-from medimg_core.ui import state, workflow
+from medimg_core.ui import images, state, workflow
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LR_OPTIONS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
@@ -26,6 +26,7 @@ report = state.get(state.CLEANING)
 positive = state.get(state.POSITIVE)
 active = state.get(state.ACTIVE)
 data = report.data
+predefined_test = images.predefined_test(data)
 
 # Start from the settings of the model in use, so coming back to this page shows how it was made.
 previous = active.model.config if active is not None else ModelConfig()
@@ -183,17 +184,25 @@ with st.container(border=True):
     st.markdown("**Validation**")
     split_col, threshold_col = st.columns(2, gap="large")
     with split_col:
-        test_size = st.slider(
-            "Held-out test share",
-            0.0,
-            0.5,
-            float(previous_validation.get("test_size", 0.2)),
-            step=0.05,
-            format="%.2f",
-            key="train_test_size",
-            help="Set aside before anything is fitted and scored once at the end. 0 = no test "
-            "set (cross-validation only).",
-        )
+        if predefined_test is not None:
+            test_size = float(previous_validation.get("test_size", 0.2))
+            st.markdown(
+                f":material/call_split: Test set: **the file's own test split "
+                f"({sum(predefined_test):,} images)**, scored once at the end; its train and val "
+                "images are the development set."
+            )
+        else:
+            test_size = st.slider(
+                "Held-out test share",
+                0.0,
+                0.5,
+                float(previous_validation.get("test_size", 0.2)),
+                step=0.05,
+                format="%.2f",
+                key="train_test_size",
+                help="Set aside before anything is fitted and scored once at the end. 0 = no "
+                "test set (cross-validation only).",
+            )
         folds = int(
             st.number_input(
                 "Cross-validation folds",
@@ -266,6 +275,7 @@ if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow
         threshold=rule,  # type: ignore[arg-type]
         target_sensitivity=target,
         n_boot=n_boot,
+        predefined_test=predefined_test,
     )
     bar = st.progress(0.0, text="Starting…")
 

@@ -3,15 +3,86 @@ opened from the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from medimg_core.evaluation import Evaluation
 from medimg_core.models import MedimgModel
 
-__all__ = ["ActiveModel"]
+if TYPE_CHECKING:
+    from medimg_core.imaging import ImageTable
+
+__all__ = ["ActiveModel", "ImageContext", "image_context"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageContext:
+    """The image set behind the working table, so that pages can show a row's image.
+
+    Attributes
+    ----------
+    table : the image set and its extracted features.
+    table_hash : content hash of the working table built from ``table.frame``; the context
+        belongs to that table only.
+    name : the set's display name (upload or folder name).
+    positions : row label of ``table.frame`` -> position of its image in ``table.image_set``.
+    """
+
+    table: ImageTable
+    table_hash: str
+    name: str
+    positions: Mapping[Any, int]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The feature-extraction settings (saved in the model card)."""
+        return self.table.settings
+
+    def position(self, row_key: Any, cases: pd.DataFrame | None = None) -> int | None:
+        """The image-set position of the feature-table row ``row_key``, or None.
+
+        Parameters
+        ----------
+        row_key : a row label of the feature table (cleaning and the saved cases keep it).
+        cases : the model's cases; when given, the case's image features must equal the
+            feature table's row, so a model trained on other images never borrows this set's
+            image under the same row label.
+        """
+        position = self.positions.get(row_key)
+        if position is None or cases is None:
+            return position
+        if row_key not in cases.index:
+            return None
+        frame = self.table.frame
+        shared = [c for c in self.table.features.feature_names if c in cases.columns]
+        if not shared:
+            return None
+        mine = frame.loc[row_key, shared].to_numpy(dtype=float)
+        theirs = cases.loc[row_key, shared].to_numpy(dtype=float)
+        same = np.allclose(mine, theirs, rtol=1e-6, atol=1e-9, equal_nan=True)
+        return position if same else None
+
+
+def image_context(table: ImageTable, table_hash: str, name: str) -> ImageContext:
+    """An :class:`ImageContext` for ``table``, matching each feature row to its image by file.
+
+    Parameters
+    ----------
+    table : the image set and its features.
+    table_hash : content hash of the working table made from ``table.frame``.
+    name : display name.
+    """
+    by_file = {str(f): i for i, f in enumerate(table.image_set.records["file"])}
+    positions = {
+        key: by_file[str(f)]
+        for key, f in zip(table.frame.index, table.frame["file"], strict=True)
+        if str(f) in by_file
+    }
+    return ImageContext(table=table, table_hash=table_hash, name=name, positions=positions)
 
 
 @dataclass(frozen=True)
@@ -29,6 +100,8 @@ class ActiveModel:
         ``partition`` column ("development" / "test"); used as SHAP background and for case review.
     leaderboard : ``auto`` candidates as card dictionaries.
     warnings : guard messages from training.
+    images : the image set the model was trained on in this session (None for table models
+        and for runs reopened from the registry).
     """
 
     model: MedimgModel
@@ -39,6 +112,7 @@ class ActiveModel:
     cases: pd.DataFrame | None
     leaderboard: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    images: ImageContext | None = None
 
     @property
     def key(self) -> str:

@@ -23,7 +23,7 @@ from medimg_core.persistence import load_model
 from medimg_core.roles import RoleProposal, Roles
 from medimg_core.training import TrainingResult, ValidationConfig, train
 from medimg_core.ui import cache, state
-from medimg_core.ui.session import ActiveModel
+from medimg_core.ui.session import ActiveModel, ImageContext
 
 __all__ = [
     "SAMPLE_BUTTON",
@@ -31,6 +31,7 @@ __all__ = [
     "activate_training",
     "build_roles",
     "confirm_roles",
+    "current_images",
     "handle_upload",
     "is_numeric",
     "joined_table",
@@ -344,6 +345,19 @@ def use_sample(until: Literal["data", "clean", "train"] = "data") -> None:
     )
 
 
+def current_images() -> ImageContext | None:
+    """The session's image context (``state.IMAGES``), when the working table was built from it.
+
+    A table uploaded or sampled later replaces the working table, and the old images no longer
+    describe it, so they are ignored.
+    """
+    images: ImageContext | None = state.get(state.IMAGES)
+    table: LoadedTable | None = state.get(state.TABLE)
+    if images is None or table is None or images.table_hash != table.content_hash:
+        return None
+    return images
+
+
 def activate_training(
     result: TrainingResult,
     *,
@@ -357,6 +371,9 @@ def activate_training(
     The model directory (``<workspace>/models/<new id>``) receives ``model.skops``, ``card.json``
     and ``cases.parquet`` (the rows used with their partition and validation probabilities,
     without excluded or identifying columns), so the run can be reopened later exactly as now.
+    When the working table came from images (:func:`current_images`), the card records their
+    feature settings, so new images are extracted the same way, and the model keeps the images
+    for the Explain page.
 
     Parameters
     ----------
@@ -378,6 +395,7 @@ def activate_training(
     RegistryError
         When the workspace cannot be created.
     """
+    images = current_images()
     saved = runs.save_run(
         result,
         registry.workspace_home() / "models" / uuid.uuid4().hex,
@@ -386,6 +404,7 @@ def activate_training(
         dataset_name=dataset_name,
         validation=validation,
         strict_registry=False,
+        image_settings=images.settings if images is not None else None,
     )
     card, case_frame, run_id, warnings = saved.card, saved.cases, saved.run_id, saved.warnings
     active = ActiveModel(
@@ -397,6 +416,7 @@ def activate_training(
         cases=case_frame,
         leaderboard=tuple(row.to_dict() for row in result.leaderboard),
         warnings=warnings,
+        images=images,
     )
     state.put(state.TRAINING, result)
     state.put(state.RUN_ID, run_id)
