@@ -17,6 +17,26 @@ LR_OPTIONS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
 ALPHA_OPTIONS = (0.00001, 0.0001, 0.001, 0.01, 0.1, 1.0)
 BOOT_OPTIONS = (200, 500, 1000, 2000)
 
+
+def _saved_choice(
+    label: str,
+    options: tuple[float, ...],
+    saved: object,
+    default: float,
+    *,
+    key: str,
+    help: str | None = None,
+) -> float:
+    """A select-slider over ``options`` starting at the saved setting (else ``default``)."""
+    return st.select_slider(
+        label,
+        options=options,
+        value=summaries.choice_or_default(saved, options, default),
+        key=key,
+        help=help,
+    )
+
+
 st.title("Train")
 workflow.require("train")
 
@@ -71,10 +91,11 @@ with st.container(border=True):
                     "components, 100 trees."
                 )
             elif kind in ("logreg", "svm", "svm_linear"):
-                params["C"] = st.select_slider(
+                params["C"] = _saved_choice(
                     "Regularisation strength C",
-                    options=C_OPTIONS,
-                    value=summaries.choice_or_default(old.get("C"), C_OPTIONS, 1.0),
+                    C_OPTIONS,
+                    old.get("C"),
+                    1.0,
                     key="train_C",
                     help="Smaller C = simpler model (stronger regularisation).",
                 )
@@ -92,10 +113,11 @@ with st.container(border=True):
                 )
                 params["max_depth"] = depth or None
             elif kind == "hgb":
-                params["learning_rate"] = st.select_slider(
+                params["learning_rate"] = _saved_choice(
                     "Learning rate",
-                    options=LR_OPTIONS,
-                    value=summaries.choice_or_default(old.get("learning_rate"), LR_OPTIONS, 0.1),
+                    LR_OPTIONS,
+                    old.get("learning_rate"),
+                    0.1,
                     key="train_lr",
                 )
                 params["max_iter"] = st.slider(
@@ -123,10 +145,11 @@ with st.container(border=True):
                     help="Neurons in the single hidden layer.",
                 )
                 params["hidden_layer_sizes"] = (size,)
-                params["alpha"] = st.select_slider(
+                params["alpha"] = _saved_choice(
                     "L2 penalty (alpha)",
-                    options=ALPHA_OPTIONS,
-                    value=summaries.choice_or_default(old.get("alpha"), ALPHA_OPTIONS, 0.0001),
+                    ALPHA_OPTIONS,
+                    old.get("alpha"),
+                    0.0001,
                     key="train_alpha",
                     help="Larger alpha = smoother, less overfitted network.",
                 )
@@ -249,12 +272,11 @@ with st.container(border=True):
                 help=METRIC_HELP["sensitivity"],
             )
         n_boot = int(
-            st.select_slider(
+            _saved_choice(
                 "Bootstrap replicates for the 95% intervals",
-                options=BOOT_OPTIONS,
-                value=summaries.choice_or_default(
-                    previous_validation.get("n_boot"), BOOT_OPTIONS, 1000
-                ),
+                BOOT_OPTIONS,
+                previous_validation.get("n_boot"),
+                1000,
                 key="train_n_boot",
                 help="Patients are resampled when grouped. More replicates = steadier intervals.",
             )
