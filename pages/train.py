@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import plotly.graph_objects as go
 import streamlit as st
 
 from medimg_core import plots, summaries
@@ -35,6 +38,13 @@ def _saved_choice(
         key=key,
         help=help,
     )
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def leaderboard_figure(model_key: str, _leaderboard: tuple[dict[str, Any], ...]) -> go.Figure:
+    """The model comparison of the model whose key is ``model_key``, built once per model
+    rather than on every change of a setting above (shared, not copied: nothing mutates it)."""
+    return plots.leaderboard_figure(summaries.leaderboard_rows(_leaderboard))
 
 
 st.title("Train")
@@ -328,6 +338,7 @@ if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow
     bar.empty()
     st.toast(f"Trained {summaries.model_name(result.model.kind)} in {result.seconds:.1f} s")
 
+
 if active is None:
     st.info("Choose the settings above and press **Train**.", icon=":material/info:")
     st.stop()
@@ -380,7 +391,9 @@ if active.leaderboard:
             "bootstrap interval of the cross-validated ROC AUC.",
         )
         chart_col, table_col = st.columns([5, 6], gap="medium")
-        chart_col.plotly_chart(plots.leaderboard_figure(rows), width="stretch", key="train_board")
+        chart_col.plotly_chart(
+            leaderboard_figure(active.key, active.leaderboard), width="stretch", key="train_board"
+        )
         table_col.dataframe(
             summaries.leaderboard_frame(rows),
             hide_index=True,
