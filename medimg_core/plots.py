@@ -919,7 +919,7 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=fold_x,
-                y=[_MODEL_NAMES.get(r.kind, r.kind) for r in rows for _ in r.fold_aucs],
+                y=[name for r, name in zip(rows, names, strict=True) for _ in r.fold_aucs],
                 mode="markers",
                 name="Single folds",
                 marker={"color": "#555555", "size": 7, "opacity": 0.7, "symbol": "circle-open"},
