@@ -27,12 +27,14 @@ from medimg_core.roles import Roles
 __all__ = [
     "CLASS_WEIGHT_IGNORED",
     "MODEL_KINDS",
+    "MODEL_NAMES",
     "SEED_PCA_COMPONENTS",
     "MedimgModel",
     "ModelConfig",
     "build_pipeline",
     "build_preprocessor",
     "label_key",
+    "model_name",
     "valid_params",
 ]
 
@@ -45,6 +47,26 @@ CLASS_WEIGHT_IGNORED: frozenset[str] = frozenset({"knn", "mlp"})
 
 SEED_PCA_COMPONENTS = 10
 """Principal components of the ``seed`` preset (capped at the number of features)."""
+
+MODEL_NAMES: dict[str, str] = {
+    "auto": "Auto: compare every model, keep the best",
+    "logreg": "Logistic regression",
+    "svm": "SVM (RBF kernel)",
+    "svm_linear": "SVM (linear)",
+    "rf": "Random forest",
+    "hgb": "Gradient boosting (histogram)",
+    "knn": "k-nearest neighbours",
+    "mlp": "Neural network (MLP)",
+    "seed": f"Textbook preset: scaler → PCA({SEED_PCA_COMPONENTS}) → random forest",
+}
+"""Display name of every model kind, the same on every page, figure and card summary."""
+
+
+def model_name(kind: str | None) -> str:
+    """The display name of a model kind (the kind itself when unknown)."""
+    if not kind:
+        return "unknown model"
+    return MODEL_NAMES.get(kind, kind)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from medimg_core import evaluation as _evaluation_module
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.evaluation import Curve, Evaluation, MetricValue
 from medimg_core.explain import CaseExplanation, Explanation
+from medimg_core.models import model_name
 from medimg_core.review import format_value
 
 if TYPE_CHECKING:
@@ -75,16 +76,6 @@ _SHAP_BLUE = "#1E88E5"
 _NEUTRAL = "#7F7F7F"
 _REFERENCE = "#9E9E9E"
 
-_MODEL_NAMES = {
-    "logreg": "Logistic regression",
-    "svm": "SVM (RBF kernel)",
-    "svm_linear": "Linear SVM",
-    "rf": "Random forest",
-    "hgb": "Gradient boosting",
-    "knn": "k-nearest neighbours",
-    "mlp": "Neural network (MLP)",
-    "seed": "Scaler → PCA → random forest",
-}
 
 _LEGENDS: dict[str, dict[str, Any]] = {
     "below": {
@@ -875,7 +866,7 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
             "model kind 'auto' to compare every model kind."
         )
     rows.sort(key=lambda r: np.nan_to_num(r.roc_auc.value, nan=-1.0))
-    names = [_MODEL_NAMES.get(r.kind, r.kind) for r in rows]
+    names = [model_name(r.kind) for r in rows]
     fig = go.Figure()
     for chosen, trace_name, colour, size in (
         (False, "Other candidates", _PALETTE[0], 10),

@@ -23,7 +23,7 @@ from medimg_core.evaluation import (
     MetricValue,
     format_metric,
 )
-from medimg_core.models import MODEL_KINDS, SEED_PCA_COMPONENTS
+from medimg_core.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
 from medimg_core.training import LeaderboardRow
 
 __all__ = [
@@ -48,18 +48,6 @@ __all__ = [
     "split_frame",
 ]
 
-MODEL_NAMES: dict[str, str] = {
-    "auto": "Auto: compare every model, keep the best",
-    "logreg": "Logistic regression",
-    "svm": "SVM (RBF kernel)",
-    "svm_linear": "SVM (linear)",
-    "rf": "Random forest",
-    "hgb": "Gradient boosting (histogram)",
-    "knn": "k-nearest neighbours",
-    "mlp": "Neural network (MLP)",
-    "seed": f"Textbook preset: scaler → PCA({SEED_PCA_COMPONENTS}) → random forest",
-}
-"""Display name of every model kind a user can choose."""
 
 MODEL_CHOICES: tuple[str, ...] = ("auto", *MODEL_KINDS, "seed")
 """The model kinds offered, in the order shown."""
@@ -98,13 +86,6 @@ def interval_text(metric: MetricValue, digits: int = 3) -> str:
     if math.isfinite(low) and math.isfinite(high):
         return f"95% CI {low:.{digits}f}–{high:.{digits}f}"
     return "no interval"
-
-
-def model_name(kind: str | None) -> str:
-    """Display name of a model kind ("rf" → "Random forest"); unknown kinds as given."""
-    if not kind:
-        return "unknown model"
-    return MODEL_NAMES.get(kind, kind)
 
 
 def metric_from_card(entry: Mapping[str, Any] | None) -> MetricValue:

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from medimg_core import plots, review
+from medimg_core import models, plots, review
 from medimg_core.errors import DataError
 from medimg_core.explain import CaseExplanation, Explanation, ModelExplainer
 from medimg_core.io import LoadedTable, frame_hash
@@ -270,21 +270,9 @@ def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-_MODEL_NAMES = {
-    "logreg": "logistic regression",
-    "svm": "SVM (RBF kernel)",
-    "svm_linear": "linear SVM",
-    "rf": "random forest",
-    "hgb": "gradient boosting",
-    "knn": "k-nearest neighbours",
-    "mlp": "neural network (MLP)",
-    "seed": "scaler → PCA → random forest",
-}
-
-
 def model_name(active: ActiveModel) -> str:
     """The active model's kind in words, e.g. "logistic regression"."""
-    return _MODEL_NAMES.get(active.model.kind, active.model.kind)
+    return models.model_name(active.model.kind)
 
 
 def markdown_text(text: str) -> str:
