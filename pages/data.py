@@ -89,7 +89,12 @@ else:
                 "reading). A .npz in the MedMNIST layout keeps its own splits: its test split "
                 "becomes the held-out test set.",
             )
-            if (
+            failed = st.session_state.get("data_images_failed") or (None, "")
+            if image_upload is not None and image_upload.file_id == failed[0]:
+                # The same rejected file is still in the uploader: say why again, without
+                # unpacking it again.
+                st.error(failed[1], icon=":material/error:")
+            elif (
                 image_upload is not None
                 and st.session_state.get("data_images_upload_id") != image_upload.file_id
             ):
@@ -97,6 +102,7 @@ else:
                     images.load_upload(image_upload.getvalue(), image_upload.name, size_choice)
                     st.session_state["data_images_upload_id"] = image_upload.file_id
                 except MedimgError as exc:
+                    st.session_state["data_images_failed"] = (image_upload.file_id, str(exc))
                     st.error(str(exc), icon=":material/error:")
         else:
             folder_col, go_col = st.columns([4, 1], vertical_alignment="bottom")
@@ -198,6 +204,11 @@ else:
                     key="images_sizes",
                 )
         st.markdown("**Gallery**")
+        if image_set.class_counts:
+            st.caption(
+                "Images per class: "
+                + " · ".join(f"{k} {v:,}" for k, v in image_set.class_counts.items())
+            )
         images.gallery(image_set, key="gallery")
         with st.expander("What the image features mean"):
             st.dataframe(

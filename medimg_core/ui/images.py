@@ -62,6 +62,7 @@ __all__ = [
     "prediction_images",
     "progress_bar",
     "set_image_table",
+    "set_key",
     "show_case_image",
     "size_label",
     "take_prediction_images",
@@ -265,11 +266,22 @@ def predefined_test(data: pd.DataFrame) -> tuple[bool, ...] | None:
     return mask if any(mask) else None
 
 
+def set_key(image_set: ImageSet) -> str:
+    """A content key for caches: the set's content hash, else (a single uploaded image, stored
+    under its own content hash) a hash of where its images are."""
+    if image_set.content_hash:
+        return image_set.content_hash
+    sources = "\n".join(str(s) for s in image_set.records["source"])
+    return hashlib.sha256(sources.encode("utf-8")).hexdigest()
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def thumbnails(
     content_hash: str, positions: tuple[int, ...], max_side: int, _image_set: ImageSet
 ) -> list[np.ndarray | None]:
-    """uint8 thumbnails of some images of a set (None for one that cannot be decoded)."""
+    """uint8 thumbnails of some images of a set (None for one that cannot be decoded).
+
+    ``content_hash`` is :func:`set_key` of ``_image_set`` (the cache key)."""
     out: list[np.ndarray | None] = []
     for position in positions:
         try:
@@ -287,7 +299,7 @@ def _thumbnail_grid(
     per_row: int,
     max_side: int = 96,
 ) -> None:
-    images = thumbnails(image_set.content_hash, tuple(positions), max_side, image_set)
+    images = thumbnails(set_key(image_set), tuple(positions), max_side, image_set)
     for start in range(0, len(positions), per_row):
         columns = st.columns(per_row, gap="small")
         for column, image, caption in zip(
@@ -437,7 +449,7 @@ def occlusion(
     context_json = pd.Series(clinical, dtype=object).to_json()
     result = _occlusion(
         active.key,
-        found.image_set.content_hash,
+        set_key(found.image_set),
         found.position,
         context_json,
         active,
@@ -610,7 +622,7 @@ def prediction_cards(
     pictures = dict(
         zip(
             wanted,
-            thumbnails(ctx.table.image_set.content_hash, wanted, 128, ctx.table.image_set),
+            thumbnails(set_key(ctx.table.image_set), wanted, 128, ctx.table.image_set),
             strict=True,
         )
     )

@@ -160,6 +160,9 @@ def test_a_bad_archive_is_one_error(open_app: Callable[..., AppTest]) -> None:
     assert len(at.error) == 1
     assert "only one class" in at.error[0].value
     assert element_count(at, "image") == 0
+    at.run()
+    assert [e.value for e in at.error] == [at.error[0].value]
+    assert "only one class" in at.error[0].value
 
 
 def test_a_missing_server_folder_is_one_error(open_app: Callable[..., AppTest]) -> None:
@@ -251,6 +254,22 @@ def test_explain_without_the_images_says_where_to_get_them(
     assert not at.exception
     assert any("does not hold this case's image" in i.value for i in at.info)
     assert "explain_case_occlusion" not in chart_keys(at)
+
+
+def test_a_reopened_run_finds_its_images_in_the_session(
+    open_app: Callable[..., AppTest], study_zip: bytes
+) -> None:
+    at = walk_to_model(images_data_page(open_app, study_zip, "study.zip"))
+    at.switch_page("pages/runs.py")
+    at.run()
+    at.button(key="runs_open_explain").click().run()
+    assert not at.exception
+    reopened = at.session_state[state.ACTIVE]
+    assert reopened.images is None
+    at.switch_page("pages/explain.py")
+    at.run()
+    assert not at.exception
+    assert {"explain_case_image", "explain_case_occlusion"} <= set(chart_keys(at))
 
 
 def test_image_context_matches_rows_to_images(tmp_path: Path) -> None:

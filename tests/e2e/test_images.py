@@ -47,10 +47,13 @@ def choose(page: Page, key: str, option: str) -> None:
 
 
 def images_shown(page: Page, n: int) -> None:
-    """Wait until at least ``n`` images (``st.image``) have loaded."""
+    """Wait until at least ``n`` images (``st.image``) are on the page with their source.
+
+    Images below the window may load lazily, so their presence is what counts here.
+    """
     page.wait_for_function(
         "(n) => [...document.querySelectorAll('[data-testid=stImage] img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length >= n",
+        ".filter(i => i.getAttribute('src')).length >= n",
         arg=n,
         timeout=PAGE_MS,
     )
