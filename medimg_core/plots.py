@@ -367,7 +367,9 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
     Parameters
     ----------
     explanation : SHAP values of the cases to summarise.
-    max_display : features shown; the rest are summed into one "other N features" bar.
+    max_display : features shown. The rest are named in the title, not drawn as a summed
+        bar: with many features (image studies have dozens) their sum would dwarf every bar
+        that is shown.
 
     Returns
     -------
@@ -379,19 +381,14 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
     shown = imp.iloc[:max_display]
     labels = [str(f) for f in shown.index]
     values = [float(v) for v in shown.to_numpy()]
-    colours = [_PALETTE[0]] * len(labels)
     rest = imp.iloc[max_display:]
-    if len(rest):
-        labels.append(f"other {len(rest)} features")
-        values.append(float(rest.sum()))
-        colours.append(_NEUTRAL)
     output = _output_name(explanation.output_space, explanation.class_name)
     fig = go.Figure(
         go.Bar(
             x=values[::-1],
             y=labels[::-1],
             orientation="h",
-            marker={"color": colours[::-1]},
+            marker={"color": _PALETTE[0]},
             text=[f"{v:.3f}" for v in values[::-1]],
             textposition="outside",
             cliponaxis=False,
@@ -399,9 +396,12 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
             name="Mean |SHAP value|",
         )
     )
+    title = "Feature importance"
+    if len(rest):
+        title += f" (top {len(labels)} of {len(imp)} features)"
     _layout(
         fig,
-        "Feature importance",
+        title,
         max(380, min(450, 100 + 24 * len(labels))),
         x_title=f"Mean |SHAP value| ({output})",
         legend=None,

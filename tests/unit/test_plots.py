@@ -329,13 +329,14 @@ def test_threshold_figure_rejects_multiclass() -> None:
         threshold_figure(binary_eval(), threshold=1.5)
 
 
-def test_importance_bars_collapse_the_rest() -> None:
+def test_importance_shows_the_top_features_and_names_the_rest_in_the_title() -> None:
     exp = make_explanation(n_features=20)
     fig = importance_figure(exp, max_display=5)
     assert_house_layout(fig)
     assert len(fig.data) == 1
     bar = fig.data[0]
-    assert bar.y[0] == "other 15 features"
+    assert len(bar.y) == 5
+    assert "top 5 of 20 features" in fig.layout.title.text
     assert list(bar.y)[-1] == "feature 0"
     assert bar.x[-1] == pytest.approx(exp.global_importance().iloc[0])
     assert axis_title(fig.layout.xaxis) == "Mean |SHAP value| (log-odds of malignant)"
