@@ -173,6 +173,10 @@ def _linear_top_features(model: MedimgModel) -> list[dict[str, Any]] | None:
     return [{"feature": f, "importance": round(v, 6)} for f, v in ranked]
 
 
+_CARD_SHAP_CASES = 30
+_CARD_SHAP_BACKGROUND = 30
+
+
 def _shap_top_features(model: MedimgModel, data: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
     from medimg_core.explain import explain
 
@@ -180,8 +184,12 @@ def _shap_top_features(model: MedimgModel, data: pd.DataFrame, seed: int) -> lis
     if missing:
         return []
     rows = data.loc[:, list(model.feature_columns)]
-    sample = rows.sample(n=min(len(rows), 50), random_state=seed)
-    explanation = explain(model, sample, background=rows, seed=seed)
+    # The card's ranking is a summary, not the Explain page: a small sample keeps the
+    # model-agnostic route (thousands of model calls per case for an SVM) to seconds.
+    sample = rows.sample(n=min(len(rows), _CARD_SHAP_CASES), random_state=seed)
+    explanation = explain(
+        model, sample, background=rows, seed=seed, max_background=_CARD_SHAP_BACKGROUND
+    )
     ranked = explanation.global_importance().head(TOP_FEATURES)
     return [{"feature": str(f), "importance": round(float(v), 6)} for f, v in ranked.items()]
 
@@ -202,8 +210,9 @@ def _top_features(
             return [], f"Not computed at save time ({exc}); see the Explain page."
         if top:
             return top, (
-                "Mean |SHAP value| over up to 50 development cases "
-                f"(model kind {model.kind}); see the Explain page for the method."
+                f"Mean |SHAP value| over up to {_CARD_SHAP_CASES} development cases against "
+                f"{_CARD_SHAP_BACKGROUND} background rows (model kind {model.kind}); see the "
+                "Explain page for the method."
             )
     return [], (
         f"Not computed at save time for model kind {model.kind!r} (no development rows "
