@@ -39,6 +39,31 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.e2e
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker under pytest 9.
+
+    pytest-xdist groups tests by a ``@group`` suffix it writes to ``item._nodeid``; pytest 9
+    keeps node ids in ``item._id``, so the suffix is lost and the e2e tests would each start a
+    server and a browser on both workers. The suffix is written where pytest 9 reads it.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:
+        return
+    for item in items:
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
