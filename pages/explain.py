@@ -153,6 +153,14 @@ if not binary:
     )
 view = explaining.case_view(active, row_key, case_class, review_table=table)
 case = view.case
+if partition == "cv" and binary and abs(view.probability - scores[row_key]) >= 0.005:
+    st.info(
+        f"Cross-validation scored this development case at P = {scores[row_key]:.2f} with a "
+        f"model that had not seen it; that score sets its outcome ({view.outcome}). The "
+        f"probability and contributions below are the final model's ({view.probability:.2f}), "
+        "which was trained on this case. Held-out test cases have no such difference.",
+        icon=":material/info:",
+    )
 line = cut if case.output_space == "probability" else None
 
 gauge_col, truth_col, outcome_col = st.columns(

@@ -336,7 +336,12 @@ if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow
         st.error(str(exc), icon=":material/error:")
         st.stop()
     bar.empty()
-    st.toast(f"Trained {summaries.model_name(result.model.kind)} in {result.seconds:.1f} s")
+    st.toast(
+        f"Compared {len(result.leaderboard)} models in {result.seconds:.1f} s; kept "
+        f"{summaries.model_name(result.model.kind)}"
+        if result.leaderboard
+        else f"Trained {summaries.model_name(result.model.kind)} in {result.seconds:.1f} s"
+    )
 
 
 if active is None:

@@ -93,6 +93,13 @@ def test_false_negative_from_cross_validation(explain_app: Callable[[], AppTest]
     assert list(features.columns) == ["Feature", "Value", "Typical value", "Contribution"]
     assert any(b.proto.label.startswith("Download this case") for b in at.get("download_button"))
     assert any("keyed pseudonym" in c.value for c in at.caption)
+    # A development FN was missed by a model that had not seen it; the final model, trained on
+    # it, usually scores it differently, and the page must say which score is which.
+    [note] = [
+        i.value for i in at.info if "Cross-validation scored this development case" in i.value
+    ]
+    assert "sets its outcome (FN)" in note
+    assert "trained on this case" in note
 
 
 def test_held_out_false_negatives_or_a_clear_message(
