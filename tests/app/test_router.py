@@ -10,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 from medimg_core.ui import state
 from medimg_core.ui.errors import UNEXPECTED_MESSAGE
 
+DONE = ":material/check_circle:"
+
 
 @pytest.mark.parametrize("step", state.STEPS, ids=lambda s: s.key)
 def test_every_page_runs_inside_the_router(
@@ -35,3 +37,38 @@ def test_unexpected_errors_are_hidden_without_data(
     [error] = at.error
     assert error.value.startswith(UNEXPECTED_MESSAGE.split("(")[0])
     assert "Jane" not in error.value and "1234" not in error.value
+
+
+def sidebar_icons(at: AppTest) -> dict[str, str]:
+    """Page title -> the icon the sidebar shows for it after the last run."""
+    registered = getattr(at, "_registered_pages", {}) or {}
+    return {str(info.get("page_name")): str(info.get("icon")) for info in registered.values()}
+
+
+def test_sidebar_ticks_a_step_in_the_run_that_finishes_it(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = open_app()
+    assert sidebar_icons(at)["Data"] != DONE
+    at.button(key="use_sample").click().run()
+    assert not at.exception
+    assert sidebar_icons(at)["Data"] == DONE
+    assert any("Roles confirmed" in s.value for s in at.success)
+    assert sidebar_icons(at)["Clean"] != DONE
+
+    at.switch_page("pages/clean.py").run()
+    assert not at.exception
+    assert sidebar_icons(at)["Clean"] == DONE
+    assert at.metric
+
+
+def test_sidebar_rerun_cannot_loop(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flips = iter(range(1000))
+    monkeypatch.setattr(
+        "medimg_core.ui.state.step_done", lambda step: step.key == "data" and next(flips) % 2 == 0
+    )
+    at = open_app()
+    assert not at.exception
+    assert [t.value for t in at.title][:1] == ["Data"]
