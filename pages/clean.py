@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from medimg_core import plots
@@ -15,6 +16,30 @@ from medimg_core.ui import state, widgets, workflow
 
 NONE = "(none)"
 FLAG_OR_DROP = {"flag": "Flag them", "drop": "Remove the row"}
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    """ "1 group" / "3 groups": the count with the right form of the noun."""
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _missing_blank(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` for display with missing cells left blank (Streamlit would print "None").
+
+    Numbers are shown with up to six significant digits, as text, because a numeric column
+    cannot hold a blank cell.
+    """
+    shown = {}
+    for column in df.columns:
+        series = df[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            shown[column] = [
+                "" if pd.isna(v) else (f"{v:.6g}" if isinstance(v, float) else str(v))
+                for v in series
+            ]
+        else:
+            shown[column] = ["" if pd.isna(v) else str(v) for v in series]
+    return pd.DataFrame(shown, index=df.index)
 
 
 def _choice(
@@ -190,6 +215,20 @@ m5.metric(
     help="Feature columns that are empty or constant.",
 )
 
+kept_or_removed = {
+    "flag": "kept in the data (not removed)",
+    "drop": "removed with their row",
+}
+flag_rule = (
+    f"A value is flagged as an outlier when it lies more than {plan.outlier_z:g} robust "
+    "standard deviations from its column's median, and as out of range when it is outside a "
+    f"plausible range above. Outliers are {kept_or_removed[plan.outlier_action]}; "
+    f"out-of-range values are {kept_or_removed[plan.range_action]}. Flags ask for a look; "
+    "they are not errors."
+)
+if len(report.flags):
+    st.caption(flag_rule)
+
 chart_col, notes_col = st.columns([3, 2], gap="large")
 with chart_col:
     if report.n_removed:
@@ -203,7 +242,8 @@ with notes_col:
     widgets.notes(report.notes, title="**Notes**" if report.notes else None)
     if n_conflict_groups:
         st.warning(
-            f"{n_conflict_groups:,} group(s) of cases have identical features but different "
+            f"{_plural(n_conflict_groups, 'group', 'groups')} of cases "
+            f"{'has' if n_conflict_groups == 1 else 'have'} identical features but different "
             "labels; all their rows were removed. See the Conflicts tab.",
             icon=":material/warning:",
         )
@@ -252,7 +292,8 @@ with removed_tab:
         removed = widgets.without_columns(report.removed, hidden, show=show)
         reason = report.reason_column
         removed = removed[[reason, *(c for c in removed.columns if c != reason)]]
-        widgets.paged_dataframe(removed, key="clean_removed")
+        st.caption("Blank cells are missing values.")
+        widgets.paged_dataframe(_missing_blank(removed), key="clean_removed")
     else:
         st.caption("No row was removed.")
 with conflicts_tab:
@@ -260,7 +301,7 @@ with conflicts_tab:
         conflicts = widgets.without_columns(report.conflicts, hidden, show=show)
         group = conflicts.columns[-1]
         conflicts = conflicts[[group, *(c for c in conflicts.columns if c != group)]]
-        widgets.paged_dataframe(conflicts, key="clean_conflicts")
+        widgets.paged_dataframe(_missing_blank(conflicts), key="clean_conflicts")
     else:
         st.caption("No two cases share their features with different labels.")
 with flags_tab:

@@ -47,7 +47,7 @@ def test_counts_balance_and_report_is_stored(
     report = at.session_state[state.CLEANING]
     assert (report.n_kept, report.n_removed) == (kept, removed)
     assert report.counts["quality flag"] > 0 and report.counts["conflicting duplicate"] == 2
-    assert "1 group(s) of cases have identical features" in at.warning[0].value
+    assert "1 group of cases has identical features" in at.warning[0].value
     assert not [d for d in at.dataframe if "patient_name" in d.value.columns]
 
 
@@ -106,3 +106,21 @@ def test_bad_range_shows_one_error(open_app: Callable[..., AppTest]) -> None:
     assert len(at.error) == 1
     assert "'mean radius' has low 20.0 above high 5.0" in at.error[0].value
     assert not at.metric
+
+
+def test_removed_rows_show_missing_cells_blank_and_flags_are_explained(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    at.number_input(key="clean_outlier_z").set_value(1.0).run()
+    assert not at.exception
+    report = at.session_state[state.CLEANING]
+    tables = [d.value for d in at.dataframe]
+    removed = next(t for t in tables if report.reason_column in t.columns)
+    assert not removed.isna().any().any()
+    assert "None" not in removed.to_numpy().astype(str)
+    assert (removed == "").any().any()
+    captions = " ".join(c.value for c in at.caption)
+    assert len(report.flags) > 0
+    assert "Outliers are kept in the data (not removed)" in captions
+    assert "robust standard deviations" in captions
