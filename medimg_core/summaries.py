@@ -35,6 +35,7 @@ __all__ = [
     "calibration_frame",
     "card_facts",
     "card_metric",
+    "card_model_text",
     "card_summary_frame",
     "choice_or_default",
     "flow_counts_from_card",
@@ -407,6 +408,27 @@ def _created_text(created: Any) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def card_model_text(card: Mapping[str, Any]) -> str:
+    """The card's model by name, saying when ``auto`` chose it.
+
+    Parameters
+    ----------
+    card : the model card.
+
+    Returns
+    -------
+    str
+        "Logistic regression", or "Logistic regression (chosen by auto from 7 models)" when
+        the card's leaderboard compared more than one model.
+    """
+    pipeline = card.get("pipeline") or {}
+    name = model_name(pipeline.get("kind"))
+    compared = len(card.get("leaderboard") or [])
+    if compared > 1:
+        return f"{name} (chosen by auto from {compared} models)"
+    return name
+
+
 def _pipeline_steps(pipeline: Mapping[str, Any]) -> list[str]:
     """The card's pipeline in words: imputation, scaling, optional PCA, the model."""
     kind = str(pipeline.get("kind") or pipeline.get("model") or "")
@@ -453,7 +475,7 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     positive = card.get("positive_class")
     top = [str(t.get("feature")) for t in (card.get("top_features") or [])[:5]]
     facts = {
-        "Model": model_name(pipeline.get("kind")),
+        "Model": card_model_text(card),
         "Pipeline": " → ".join(steps),
         "Data": (
             f"{dataset.get('name') or 'unnamed'}: {dataset.get('rows_in', '?')} rows in, "

@@ -7,6 +7,7 @@ import streamlit as st
 
 from medimg_core import comparison, summaries
 from medimg_core.errors import RegistryError
+from medimg_core.evaluation import format_metric
 from medimg_core.registry import Registry
 from medimg_core.ui import state, widgets, workflow
 
@@ -40,6 +41,11 @@ active = state.get(state.ACTIVE)
 active_id = active.run_id if active is not None else None
 overview = pd.DataFrame([r.summary() for r in runs])
 overview["model"] = [summaries.model_name(r.model_kind) for r in runs]
+# The registry's summary writes intervals with a hyphen; the cards use an en dash.
+for column, partition in (("CV AUC", "cv"), ("test AUC", "test")):
+    overview[column] = [
+        format_metric(summaries.card_metric(r.card, partition, "roc_auc")) for r in runs
+    ]
 overview.insert(0, "in use", ["●" if r.id == active_id else "" for r in runs])
 overview = overview[
     ["in use", "created", "model", "dataset", "CV AUC", "test AUC", "threshold", "id"]
@@ -65,7 +71,7 @@ st.dataframe(
             "Test ROC AUC (95% CI)", help="On the held-out test set, scored once."
         ),
         "threshold": st.column_config.TextColumn(
-            "Threshold", width="small", help="Chosen on development data."
+            "Threshold", width=90, help="Chosen on development data."
         ),
         "id": st.column_config.TextColumn("Run"),
     },

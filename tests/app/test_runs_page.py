@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medimg_core import summaries
 from medimg_core.cases import CASES_NAME
 from medimg_core.registry import Registry
 from medimg_core.ui import state
@@ -39,6 +41,8 @@ def test_a_trained_run_is_listed_with_its_card(open_app: Callable[..., AppTest])
     assert list(table["id"]) == [run_id]
     assert table["in use"].iloc[0] == "●"
     assert table["model"].iloc[0] == "Logistic regression"
+    for column in ("CV AUC", "test AUC"):
+        assert re.fullmatch(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)", table[column].iloc[0])
     assert at.selectbox(key="runs_pick").value == run_id
     card_text = " ".join(m.value for m in at.markdown)
     assert "**Model:** Logistic regression" in card_text
@@ -102,3 +106,14 @@ def test_an_unreachable_registry_is_one_error(
     assert not at.exception
     assert len(at.error) == 1
     assert "MEDIMG_DATABASE_URL" in at.error[0].value
+
+
+def test_the_card_says_when_auto_chose_the_model() -> None:
+    card = {
+        "pipeline": {"kind": "logreg"},
+        "leaderboard": [{"model": kind, "chosen": kind == "logreg"} for kind in "abcdefg"],
+    }
+    assert summaries.card_model_text(card).endswith("(chosen by auto from 7 models)")
+    assert summaries.card_facts(card)["Model"] == summaries.card_model_text(card)
+    one = {"pipeline": {"kind": "logreg"}, "leaderboard": []}
+    assert "auto" not in summaries.card_model_text(one)
