@@ -21,18 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
-from medimg_core import evaluation as _evaluation_module
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.evaluation import Curve, Evaluation, MetricValue
-from medimg_core.explain import CaseExplanation, Explanation
-from medimg_core.models import model_name
-from medimg_core.review import format_value
 
+# sklearn, evaluation, explain, models and review are imported where they are used: the Data
+# page draws its charts from this module and must not wait for scikit-learn to load.
 if TYPE_CHECKING:
     from medimg_core.cleaning import CleaningReport
+    from medimg_core.evaluation import Curve, Evaluation, MetricValue
+    from medimg_core.explain import CaseExplanation, Explanation
     from medimg_core.training import LeaderboardRow, SplitSummary
 
 __all__ = [
@@ -866,6 +863,8 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
             "model kind 'auto' to compare every model kind."
         )
     rows.sort(key=lambda r: np.nan_to_num(r.roc_auc.value, nan=-1.0))
+    from medimg_core.models import model_name
+
     names = [model_name(r.kind) for r in rows]
     fig = go.Figure()
     for chosen, trace_name, colour, size in (
@@ -1238,6 +1237,8 @@ def _curve_trace(curve: _CurveData, x_name: str, y_name: str, *, mode: str = "li
 
 
 def _roc_curves(ev: Evaluation) -> list[_CurveData]:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     label = partition_label(ev.partition)
     colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
     scores = _binary_scores(ev)
@@ -1259,6 +1260,8 @@ def _roc_curves(ev: Evaluation) -> list[_CurveData]:
 
 
 def _pr_curves(ev: Evaluation) -> list[_CurveData]:
+    from sklearn.metrics import precision_recall_curve
+
     label = partition_label(ev.partition)
     colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
     scores = _binary_scores(ev)
@@ -1282,6 +1285,8 @@ def _pr_curves(ev: Evaluation) -> list[_CurveData]:
 
 
 def _calibration_curves(ev: Evaluation) -> list[_CurveData]:
+    from sklearn.calibration import calibration_curve
+
     label = partition_label(ev.partition)
     colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
     scores = _binary_scores(ev)
@@ -1429,6 +1434,8 @@ def _metric_text(metric: MetricValue | None, digits: int, prefix: str = "") -> s
 def _tradeoff(evaluation: Evaluation, n_points: int = 101) -> pd.DataFrame:
     """Threshold table from ``evaluation.tradeoff_table`` when available, else computed here."""
     columns = ["threshold", "sensitivity", "specificity", "ppv", "npv"]
+    from medimg_core import evaluation as _evaluation_module
+
     table_fn = getattr(_evaluation_module, "tradeoff_table", None)
     if callable(table_fn):
         table = table_fn(evaluation, n_points=n_points)
@@ -1526,6 +1533,8 @@ def _target_name(ev: Evaluation) -> str:
 
 def _format_value(v: Any) -> str:
     """:func:`medimg_core.review.format_value`, cut at 30 characters to fit an axis or a hover."""
+    from medimg_core.review import format_value
+
     text = format_value(v)
     return text if len(text) <= 30 else text[:29] + "…"
 

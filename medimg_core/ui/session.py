@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from medimg_core.evaluation import Evaluation
-from medimg_core.models import MedimgModel
-
 if TYPE_CHECKING:
+    from medimg_core.evaluation import Evaluation
     from medimg_core.imaging import ImageTable
+    from medimg_core.models import MedimgModel
 
 __all__ = ["ActiveModel", "ImageContext", "image_context"]
 

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import streamlit as st
 
-from medimg_core import cases, cleaning, registry, runs
+from medimg_core import cleaning
 from medimg_core.cleaning import CleaningReport
 from medimg_core.errors import ConfigError, ModelFileError
-from medimg_core.evaluation import Evaluation
 from medimg_core.io import LoadedTable, frame_hash
-from medimg_core.models import ModelConfig
-from medimg_core.persistence import load_model
 from medimg_core.roles import RoleProposal, Roles
-from medimg_core.training import TrainingResult, ValidationConfig, train
 from medimg_core.ui import cache, state
 from medimg_core.ui.session import ActiveModel, ImageContext
+
+# Training, the registry and saved runs pull in scikit-learn and skops; they are imported in the
+# functions that use them so that the Data page, which needs none of them, opens quickly.
+if TYPE_CHECKING:
+    from medimg_core.evaluation import Evaluation
+    from medimg_core.training import TrainingResult, ValidationConfig
 
 __all__ = [
     "SAMPLE_BUTTON",
@@ -326,6 +328,9 @@ def use_sample(until: Literal["data", "clean", "train"] = "data") -> None:
     report = run_cleaning()
     if until == "clean":
         return
+    from medimg_core.models import ModelConfig
+    from medimg_core.training import ValidationConfig, train
+
     validation = ValidationConfig(cv=5)
     with st.spinner("Training a logistic regression on the sample…"):
         result = train(
@@ -395,6 +400,8 @@ def activate_training(
     RegistryError
         When the workspace cannot be created.
     """
+    from medimg_core import registry, runs
+
     images = current_images()
     saved = runs.save_run(
         result,
@@ -448,6 +455,9 @@ def open_run(run_id: str) -> ActiveModel:
     ModelFileError
         When the model files are missing, damaged or fail verification.
     """
+    from medimg_core import cases, registry
+    from medimg_core.persistence import load_model
+
     record = registry.Registry().get_run(run_id)
     loaded = load_model(record.model_dir)
     card = loaded.card
