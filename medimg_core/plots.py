@@ -120,7 +120,8 @@ def confusion_figure(
     class_names : display names of the k classes.
     normalize : colour by the share of each true class (row percentages are added to the
         cells); counts stay visible either way.
-    title : figure title; defaults to "Confusion matrix".
+    title : figure title; defaults to "Confusion matrix" (with a "row-normalised" subtitle when
+        ``normalize``; a given title is drawn without one, so matrices side by side line up).
 
     Returns
     -------
@@ -159,7 +160,7 @@ def confusion_figure(
                 f"True diagnosis: {names[i]}<br>Predicted: {names[j]}{role}<br>"
                 f"Cases: {int(counts[i, j]):,} ({shares[i, j]:.1%} of true {names[i]})"
             )
-    fig = go.Figure(
+    fig = _figure(
         go.Heatmap(
             z=z,
             x=names,
@@ -175,6 +176,7 @@ def confusion_figure(
             },
         )
     )
+    annotations = []
     for i in range(k):
         for j in range(k):
             text = f"{int(counts[i, j]):,}"
@@ -182,20 +184,27 @@ def confusion_figure(
                 text += f"<br>{shares[i, j]:.1%}"
             # Dark cells get white text so counts stay legible on the strongest blues.
             dark = float(z[i, j]) / zmax > 0.55
-            fig.add_annotation(
-                x=names[j],
-                y=names[i],
-                text=text,
-                showarrow=False,
-                font={"size": 15, "color": "white" if dark else "#1A1A1A"},
+            annotations.append(
+                {
+                    "x": names[j],
+                    "y": names[i],
+                    "text": text,
+                    "showarrow": False,
+                    "font": {"size": 15, "color": "white" if dark else "#1A1A1A"},
+                }
             )
+    # One layout update for every cell: each add_annotation call re-validates the whole list.
+    fig.update_layout(annotations=annotations)
+    # A caller's title names the view itself; a subtitle under it would only repeat it and push
+    # this matrix below the counts matrix drawn beside it.
+    explain = normalize and title is None
     _layout(
         fig,
         title or "Confusion matrix",
         max(380, min(600, 120 + 60 * k)),
         x_title="Predicted",
         y_title="True diagnosis",
-        subtitle="row-normalised: share of each true class" if normalize else None,
+        subtitle="row-normalised: share of each true class" if explain else None,
         legend=None,
     )
     fig.update_yaxes(autorange="reversed", type="category")
@@ -331,7 +340,7 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
         ("ppv", "PPV", _PALETTE[2], "dash"),
         ("npv", "NPV", _PALETTE[3], "dash"),
     )
-    fig = go.Figure()
+    fig = _figure()
     for column, name, colour, dash in series:
         fig.add_trace(
             go.Scatter(
@@ -380,7 +389,7 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
     values = [float(v) for v in shown.to_numpy()]
     rest = imp.iloc[max_display:]
     output = _output_name(explanation.output_space, explanation.class_name)
-    fig = go.Figure(
+    fig = _figure(
         go.Bar(
             x=values[::-1],
             y=labels[::-1],
@@ -455,7 +464,7 @@ def beeswarm_figure(explanation: Explanation, *, max_display: int = 15) -> go.Fi
     has_value = np.isfinite(c)
     output = _output_name(explanation.output_space, explanation.class_name)
     hover = "%{customdata[0]} = %{customdata[1]}<br>SHAP %{x:.3f}<extra></extra>"
-    fig = go.Figure(
+    fig = _figure(
         go.Scattergl(
             x=x[has_value],
             y=y[has_value],
@@ -555,7 +564,7 @@ def waterfall_figure(
     if threshold is not None and case.output_space == "probability":
         lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
     pad = 0.18 * (hi - lo) if hi > lo else 1.0
-    fig = go.Figure(
+    fig = _figure(
         go.Waterfall(
             orientation="h",
             measure=measure,
@@ -618,7 +627,7 @@ def dependence_figure(explanation: Explanation, feature: str) -> go.Figure:
     is_numeric = bool(numeric.notna().sum()) and numeric.notna().sum() == raw.notna().sum()
     x = numeric.to_numpy(dtype=float) if is_numeric else raw.astype(str).to_numpy()
     output = _output_name(explanation.output_space, explanation.class_name)
-    fig = go.Figure(
+    fig = _figure(
         go.Scattergl(
             x=x,
             y=explanation.values[keep, j].astype(float),
@@ -658,7 +667,7 @@ def cleaning_figure(report: CleaningReport) -> go.Figure:
     rules = list(report.counts)
     counts = [int(report.counts[r]) for r in rules]
     n_in = max(int(report.n_input), 1)
-    fig = go.Figure(
+    fig = _figure(
         go.Bar(
             x=counts[::-1],
             y=[r[:1].upper() + r[1:] for r in rules][::-1],
@@ -812,7 +821,7 @@ def flow_figure(counts: Mapping[str, int]) -> go.Figure:
         targets.append(len(labels) - 1)
         values.append(part)
         link_colours.append("rgba(0, 114, 178, 0.2)")
-    fig = go.Figure(
+    fig = _figure(
         go.Sankey(
             arrangement="snap",
             node={
@@ -831,7 +840,9 @@ def flow_figure(counts: Mapping[str, int]) -> go.Figure:
                 "color": link_colours,
                 "hovertemplate": "%{value:,} rows<extra></extra>",
             },
-            textfont={"size": 12},
+            # Dark labels with a white halo: the dashboard theme's grey is unreadable on the
+            # coloured nodes and on the flows the right-hand labels sit over.
+            textfont={"size": 12, "color": "#1A1A1A", "shadow": "0 0 3px white"},
         )
     )
     _layout(fig, "Flow of cases", height, subtitle=subtitle, legend=None)
@@ -866,7 +877,7 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
     from medimg_core.models import model_name
 
     names = [model_name(r.kind) for r in rows]
-    fig = go.Figure()
+    fig = _figure()
     for chosen, trace_name, colour, size in (
         (False, "Other candidates", _PALETTE[0], 10),
         (True, "Chosen model", _PALETTE[1], 14),
@@ -946,7 +957,7 @@ def distribution_figure(series: pd.Series) -> go.Figure:
     s = pd.Series(series)
     n_missing = int(s.isna().sum())
     values = s.dropna()
-    fig = go.Figure()
+    fig = _figure()
     is_bool = pd.api.types.is_bool_dtype(values.dtype)
     is_date = pd.api.types.is_datetime64_any_dtype(values.dtype)
     numeric = pd.api.types.is_numeric_dtype(values.dtype) and not is_bool
@@ -997,7 +1008,7 @@ def class_balance_figure(labels: pd.Series) -> go.Figure:
     colours = [
         _NEUTRAL if n == "(missing)" else _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)
     ]
-    fig = go.Figure(
+    fig = _figure(
         go.Bar(
             x=names,
             y=values,
@@ -1047,13 +1058,16 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
         if called
         else f"Not called {class_name}: below the threshold {threshold:.2f}"
     )
-    fig = go.Figure(
+    label = f"P({class_name})"
+    # The label is an annotation at the left edge rather than the indicator's own title, which
+    # plotly right-aligns against the gauge and clips once it is wider than the space left of it.
+    gauge_start = min(0.45, max(0.2, 0.04 + 0.014 * len(label)))
+    fig = _figure(
         go.Indicator(
             mode="number+gauge",
             value=p,
             number={"valueformat": ".2f", "font": {"size": 26}},
-            domain={"x": [0.2, 1], "y": [0.0, 0.62]},
-            title={"text": f"P({class_name})", "font": {"size": 14}},
+            domain={"x": [gauge_start, 1], "y": [0.0, 0.62]},
             gauge={
                 "shape": "bullet",
                 "axis": {"range": [0, 1], "tickformat": ".1f", "tickfont": {"size": 12}},
@@ -1081,6 +1095,17 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
         showarrow=False,
         font={"size": 13, "color": _SHAP_RED if called else _SHAP_BLUE},
     )
+    fig.add_annotation(
+        text=label,
+        x=0,
+        y=0.31,
+        xref="paper",
+        yref="paper",
+        xanchor="left",
+        yanchor="middle",
+        showarrow=False,
+        font={"size": 14, "color": "#1A1A1A"},
+    )
     _layout(fig, None, 160, legend=None)
     fig.update_layout(margin={"l": 10, "r": 20, "t": 10, "b": 20})
     return fig
@@ -1099,6 +1124,28 @@ class _CurveData:
     dash: str
     prevalence: float = float("nan")
     counts: np.ndarray | None = None
+
+
+def _figure(data: Any = None) -> go.Figure:
+    """A figure on medimg's white template.
+
+    The template goes into the constructor: set afterwards, plotly would first apply its default
+    template and then validate the white one again, which was most of a small figure's build time
+    (a slider redraws the confusion matrices on every move).
+    """
+    return go.Figure(data, layout={"template": _white_template()})
+
+
+def _white_template() -> go.layout.Template:
+    global _WHITE_TEMPLATE
+    if _WHITE_TEMPLATE is None:
+        import plotly.io as pio
+
+        _WHITE_TEMPLATE = pio.templates["plotly_white"]
+    return _WHITE_TEMPLATE
+
+
+_WHITE_TEMPLATE: go.layout.Template | None = None
 
 
 def _layout(
@@ -1123,7 +1170,6 @@ def _layout(
     if subtitle:
         title_spec["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#555555"}}
     fig.update_layout(
-        template="plotly_white",
         height=height,
         title=title_spec,
         font={"size": 13},
@@ -1159,7 +1205,7 @@ def _overlay(
 ) -> tuple[go.Figure, bool]:
     """A figure with every partition's traces, and whether any partition is multi-class."""
     _require_evaluations(evaluations, caller)
-    fig = go.Figure()
+    fig = _figure()
     for ev in evaluations:
         for trace in traces_of(ev):
             fig.add_trace(trace)

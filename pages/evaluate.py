@@ -167,7 +167,10 @@ def threshold_explorer(active: ActiveModel) -> None:
     )
     share_col.plotly_chart(
         plots.confusion_figure(
-            now.confusion, ev.class_names, normalize=True, title="Row-normalised"
+            now.confusion,
+            ev.class_names,
+            normalize=True,
+            title=f"Share of each true class at {threshold:.2f}",
         ),
         width="stretch",
         key="eval_confusion_share",
