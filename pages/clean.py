@@ -219,12 +219,19 @@ kept_or_removed = {
     "flag": "kept in the data (not removed)",
     "drop": "removed with their row",
 }
+if plan.outlier_action == plan.range_action:
+    fate = f"Flagged values are {kept_or_removed[plan.outlier_action]}."
+else:
+    fate = (
+        f"Outliers are {kept_or_removed[plan.outlier_action]}; out-of-range values are "
+        f"{kept_or_removed[plan.range_action]}."
+    )
 flag_rule = (
-    f"A value is flagged as an outlier when it lies more than {plan.outlier_z:g} robust "
-    "standard deviations from its column's median, and as out of range when it is outside a "
-    f"plausible range above. Outliers are {kept_or_removed[plan.outlier_action]}; "
-    f"out-of-range values are {kept_or_removed[plan.range_action]}. Flags ask for a look; "
-    "they are not errors."
+    f"A value is flagged when it lies more than {plan.outlier_z:g} robust standard "
+    "deviations from its column's median (an outlier)"
+    + (", or outside a plausible range above. " if plan.ranges else ". ")
+    + fate
+    + " Flags ask for a look; they are not errors."
 )
 if len(report.flags):
     st.caption(flag_rule)

@@ -122,5 +122,5 @@ def test_removed_rows_show_missing_cells_blank_and_flags_are_explained(
     assert (removed == "").any().any()
     captions = " ".join(c.value for c in at.caption)
     assert len(report.flags) > 0
-    assert "Outliers are kept in the data (not removed)" in captions
+    assert "Flagged values are kept in the data (not removed)" in captions
     assert "robust standard deviations" in captions
