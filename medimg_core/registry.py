@@ -145,7 +145,7 @@ def _format_metric(metric: dict[str, Any] | None) -> str:
     text = f"{metric['value']:.3f}"
     low, high = (metric.get("ci95") or [None, None])[:2]
     if low is not None and high is not None:
-        text += f" ({low:.3f}-{high:.3f})"
+        text += f" ({low:.3f}–{high:.3f})"
     return text
 
 

@@ -93,7 +93,7 @@ def test_record_list_get_delete(
 
     summary = run.summary()
     assert list(summary) == ["id", "created", "dataset", "model", "CV AUC", "test AUC", "threshold"]
-    assert summary["CV AUC"] == "0.900 (0.850-0.950)"
+    assert summary["CV AUC"] == "0.900 (0.850–0.950)"
     assert summary["threshold"] == "0.420"
 
     registry.delete_run(first)
