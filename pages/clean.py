@@ -56,6 +56,7 @@ def _choice(
     )
 
 
+state.require_router()
 st.title("Clean")
 workflow.require("clean")
 

@@ -20,6 +20,7 @@ from medimg_core.registry import Registry
 from medimg_core.ui import state, workflow
 from medimg_core.ui.session import ActiveModel
 
+state.require_router()
 st.title("Evaluate")
 workflow.require("evaluate")
 

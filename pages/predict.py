@@ -11,6 +11,7 @@ from medimg_core.ui import explaining, images, state, widgets, workflow
 MAX_WARNINGS = 8
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
 
+state.require_router()
 st.title("Predict")
 workflow.require("predict")
 
