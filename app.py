@@ -37,12 +37,8 @@ with st.sidebar:
         "folds only, splits are grouped by patient, and every figure carries a 95% interval."
     )
 
-st.session_state[state.ROUTED] = True
-try:
-    with page_errors():
-        current.run()
-finally:
-    st.session_state[state.ROUTED] = False
+with page_errors():
+    current.run()
 
 # The sidebar was drawn before the page ran; when the page finished a step (or undid one) the
 # ticks are one run late, so run once more to draw them. Pages keep their results in session

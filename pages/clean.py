@@ -56,7 +56,6 @@ def _choice(
     )
 
 
-state.require_router()
 st.title("Clean")
 workflow.require("clean")
 

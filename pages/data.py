@@ -14,7 +14,6 @@ from medimg_core.ui import cache, images, state, widgets, workflow
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]
 NONE = "(none)"
 
-state.require_router()
 st.title("Data")
 st.caption(
     "One row per case (image, lesion or patient): a label (the diagnosis) and the features "

@@ -20,7 +20,6 @@ from medimg_core.registry import Registry
 from medimg_core.ui import state, workflow
 from medimg_core.ui.session import ActiveModel
 
-state.require_router()
 st.title("Evaluate")
 workflow.require("evaluate")
 

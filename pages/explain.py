@@ -21,7 +21,6 @@ OUTCOME_HELP = {
 PICK_BY_ID = "id"
 WHAT_IF_FEATURES = 5
 
-state.require_router()
 st.title("Explain")
 workflow.require("explain")
 

@@ -11,7 +11,6 @@ from medimg_core.ui import explaining, images, state, widgets, workflow
 MAX_WARNINGS = 8
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
 
-state.require_router()
 st.title("Predict")
 workflow.require("predict")
 

@@ -13,7 +13,6 @@ from medimg_core.ui import state, widgets, workflow
 
 PAGES = {step.key: step for step in state.STEPS}
 
-state.require_router()
 st.title("Runs")
 st.caption(
     "Every model trained here is saved with its model card and the cases it was validated on, "

@@ -47,7 +47,6 @@ def leaderboard_figure(model_key: str, _leaderboard: tuple[dict[str, Any], ...])
     return plots.leaderboard_figure(summaries.leaderboard_rows(_leaderboard))
 
 
-state.require_router()
 st.title("Train")
 workflow.require("train")
 

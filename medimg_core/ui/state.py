@@ -84,22 +84,3 @@ def clear_from(key: str | None) -> None:
 def step_done(step: Step) -> bool:
     """A step is done when its marker key is set."""
     return step.done_key is not None and has(step.done_key)
-
-
-ROUTED = "_medimg_routed"  # set by app.py while it runs the current page
-
-
-def require_router() -> None:
-    """Send a page that runs without ``app.py`` through the router.
-
-    With a ``pages/`` folder beside ``app.py``, a fresh Streamlit server whose very first request
-    is a page URL (``/evaluate``) runs that page file on its own (Streamlit's legacy multipage
-    mode), without the router's sidebar and error boundary, until ``st.navigation`` is called
-    once. Leaving that mode is what ``st.navigation`` itself does (it clears the same flag);
-    the rerun then runs ``app.py``, which opens the requested page.
-    """
-    if not st.session_state.get(ROUTED):
-        from streamlit.runtime.pages_manager import PagesManager
-
-        PagesManager.uses_pages_directory = False
-        st.rerun()
