@@ -16,9 +16,9 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from medimg_core.cleaning import CleaningPlan
-from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.roles import Roles
+from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.roles import Roles
 
 
 def wdbc_model(

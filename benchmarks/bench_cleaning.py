@@ -1,4 +1,4 @@
-"""Time :func:`medimg_core.cleaning.clean` against plain pandas doing the classic steps.
+"""Time :func:`medimg_core.tables.cleaning.clean` against plain pandas doing the classic steps.
 
 The table: 1,000,000 rows x 30 numeric features (about 0.5 % of rows with a missing value,
 about 1 % exact duplicate rows), a patient ID, a quality column and a label. The pandas
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medimg_core.cleaning import CleaningPlan, clean
-from medimg_core.roles import Roles
+from medimg_core.tables.cleaning import CleaningPlan, clean
+from medimg_core.tables.roles import Roles
 
 N_FEATURES = 30
 OUTLIER_Z = 5.0

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medimg_core.features import extract_features
-from medimg_core.images import open_image_set
-from medimg_core.occlusion import model_predict_fn, occlusion_map
+from medimg_core.imaging.features import extract_features
+from medimg_core.imaging.occlusion import model_predict_fn, occlusion_map
+from medimg_core.imaging.sets import open_image_set
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 KEY = b"benchmark-key-not-for-real-data!"

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from medimg_core.features import extract_features
-from medimg_core.images import open_image_set
-from medimg_core.models import ModelConfig
-from medimg_core.training import ValidationConfig, train
+from medimg_core.imaging.features import extract_features
+from medimg_core.imaging.sets import open_image_set
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.training import ValidationConfig, train
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 

@@ -24,8 +24,8 @@ from _common import load_line, wdbc_model
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
-from medimg_core.explain import ModelExplainer
-from medimg_core.models import MedimgModel, ModelConfig
+from medimg_core.modelling.explain import ModelExplainer
+from medimg_core.modelling.models import MedimgModel, ModelConfig
 
 N_CASES = 50
 N_BACKGROUND = 100

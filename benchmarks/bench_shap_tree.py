@@ -25,8 +25,8 @@ import pandas as pd
 from _common import load_line, wdbc_model
 from sklearn.ensemble import RandomForestClassifier
 
-from medimg_core.explain import ModelExplainer
-from medimg_core.models import MedimgModel, ModelConfig
+from medimg_core.modelling.explain import ModelExplainer
+from medimg_core.modelling.models import MedimgModel, ModelConfig
 
 TARGET_MS = 5.0
 

@@ -30,32 +30,27 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from medimg_core.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
 from medimg_core.errors import ConfigError, DataError, MedimgError
-from medimg_core.features import read_feature_settings
-from medimg_core.imaging import (
+from medimg_core.imaging.feature_table import (
     IMAGE_ID_COLUMNS,
     ImageTable,
     features_for_prediction,
-    image_predictions,
     image_table,
     is_image_source,
 )
-from medimg_core.io import LoadedTable, read_data
-from medimg_core.models import ModelConfig, label_key
-from medimg_core.persistence import _refuse_foreign_target, load_model
+from medimg_core.imaging.features import read_feature_settings
+from medimg_core.modelling.image_prediction import image_predictions
+from medimg_core.modelling.models import ModelConfig, label_key
+from medimg_core.modelling.prediction import evaluate_model, predict
+from medimg_core.modelling.schema import check_schema
+from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
 from medimg_core.privacy import to_safe_csv
-from medimg_core.registry import Registry, _parquet_ready
-from medimg_core.roles import Roles, propose_roles
-from medimg_core.runs import save_run
-from medimg_core.training import (
-    TrainingResult,
-    ValidationConfig,
-    check_schema,
-    evaluate_model,
-    predict,
-    train,
-)
+from medimg_core.store.persistence import _refuse_foreign_target, load_model
+from medimg_core.store.registry import Registry, _parquet_ready
+from medimg_core.store.runs import save_run
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
+from medimg_core.tables.loading import LoadedTable, read_data
+from medimg_core.tables.roles import Roles, propose_roles
 
 __all__ = ["build_parser", "main"]
 

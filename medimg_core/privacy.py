@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from medimg_core.errors import PrivacyError
+from medimg_core.workspace import workspace_path
 
 __all__ = ["FORMULA_PREFIXES", "csv_safe", "pseudonym_key", "pseudonymise", "to_safe_csv"]
 
@@ -135,16 +136,11 @@ def pseudonym_key(home: Path | None = None) -> bytes:
             return bytes.fromhex(from_env)
         except ValueError:
             return from_env.encode("utf-8")
-    folder = Path(home) if home is not None else _workspace_home()
+    folder = Path(home) if home is not None else workspace_path()
     path = folder / _KEY_FILE
     if not path.exists():
         _create_key(path)
     return _read_key(path)
-
-
-def _workspace_home() -> Path:
-    # Same rule as medimg_core.registry.workspace_home; kept here so privacy needs no registry.
-    return Path(os.environ.get("MEDIMG_HOME") or "medimg-workspace")
 
 
 def _defuse(value: Any) -> Any:

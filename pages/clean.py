@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from medimg_core import plots
-from medimg_core.cleaning import DEFAULT_ACCEPTABLE_QUALITY, CleaningPlan
 from medimg_core.errors import MedimgError
-from medimg_core.profile import hidden_columns
-from medimg_core.roles import feature_columns
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.tables.cleaning import DEFAULT_ACCEPTABLE_QUALITY, CleaningPlan
+from medimg_core.tables.profile import hidden_columns
+from medimg_core.tables.roles import feature_columns
 from medimg_core.ui import state, widgets, workflow
 
 NONE = "(none)"

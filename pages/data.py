@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medimg_core import plots
 from medimg_core.errors import MedimgError
-from medimg_core.integration import join_tables
-from medimg_core.io import SAMPLES
-from medimg_core.profile import column_role, hidden_columns
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.tables.integration import join_tables
+from medimg_core.tables.loading import SAMPLES
+from medimg_core.tables.profile import column_role, hidden_columns
 from medimg_core.ui import cache, images, state, widgets, workflow
 
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]

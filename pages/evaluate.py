@@ -5,9 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from medimg_core import comparison, plots, summaries
 from medimg_core.errors import MedimgError
-from medimg_core.evaluation import (
+from medimg_core.modelling.evaluation import (
     METRIC_HELP,
     METRIC_KEYS,
     METRIC_LABELS,
@@ -16,7 +15,9 @@ from medimg_core.evaluation import (
     positive_class_caption,
     summary_frame,
 )
-from medimg_core.registry import Registry
+from medimg_core.reporting import comparison, summaries
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.store.registry import Registry
 from medimg_core.ui import state, workflow
 from medimg_core.ui.session import ActiveModel
 

@@ -6,8 +6,9 @@ from functools import partial
 
 import streamlit as st
 
-from medimg_core import plots, review
-from medimg_core.evaluation import PARTITION_LABELS
+from medimg_core.modelling.evaluation import PARTITION_LABELS
+from medimg_core.reporting import review
+from medimg_core.reporting.figures import evaluation as plots
 from medimg_core.ui import explaining, images, state, workflow
 
 OUTCOME_HELP = {

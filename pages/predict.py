@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medimg_core import plots, review
+from medimg_core.reporting import review
+from medimg_core.reporting.figures import evaluation as plots
 from medimg_core.ui import explaining, images, state, widgets, workflow
 
 MAX_WARNINGS = 8

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medimg_core import comparison, summaries
 from medimg_core.errors import RegistryError
-from medimg_core.evaluation import format_metric
-from medimg_core.registry import Registry
+from medimg_core.modelling.evaluation import format_metric
+from medimg_core.reporting import comparison, summaries
+from medimg_core.store.registry import Registry
 from medimg_core.ui import state, widgets, workflow
 
 PAGES = {step.key: step for step in state.STEPS}

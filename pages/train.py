@@ -7,12 +7,13 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from medimg_core import plots, summaries
 from medimg_core.errors import MedimgError
-from medimg_core.evaluation import METRIC_HELP
-from medimg_core.models import CLASS_WEIGHT_IGNORED, ModelConfig
-from medimg_core.roles import feature_columns
-from medimg_core.training import ValidationConfig, train
+from medimg_core.modelling.evaluation import METRIC_HELP
+from medimg_core.modelling.models import CLASS_WEIGHT_IGNORED, ModelConfig
+from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.reporting import summaries
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.tables.roles import feature_columns
 from medimg_core.ui import images, state, workflow
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)

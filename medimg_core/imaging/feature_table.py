@@ -1,40 +1,38 @@
 """Images through the core: from an image study to a feature table, a model card and back.
 
-This module joins :mod:`medimg_core.images` (reading image sets), :mod:`medimg_core.features`
-(named features) and :mod:`medimg_core.occlusion` (image-level explanations) to the table path
-(cleaning, training, persistence, prediction) that the command line and the dashboard share:
+This module joins :mod:`medimg_core.imaging.sets` (reading image sets), :mod:`medimg_core.imaging.features`
+(named features) and :mod:`medimg_core.imaging.occlusion` (image-level explanations) to the table path
+(cleaning, training, persistence) that the command line and the dashboard share:
 
 * :func:`is_image_source` tells an image study from a table file.
 * :func:`image_table` opens an image set and extracts its features in one call.
 * The model card keeps the feature-extraction settings (``card["features"]["image_settings"]``)
   and each feature's description (``card["features"]["descriptions"]``), so that
   :func:`features_for_prediction` re-extracts new images exactly as at training time.
-* :func:`image_predictions` scores an image table and names each row by its ``file``.
-* :func:`occlusion_for_case` draws the occlusion-sensitivity map of one case.
+
+Scoring an image table and occlusion maps need a model: they live in
+:mod:`medimg_core.modelling.image_prediction`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from medimg_core import dicom
 from medimg_core.errors import ConfigError, ImageError
-from medimg_core.features import (
+from medimg_core.imaging import dicom
+from medimg_core.imaging.features import (
     FeatureSettings,
     FeatureTable,
     _descriptions,
     extract_features,
-    feature_names,
 )
-from medimg_core.images import (
+from medimg_core.imaging.sets import (
     IMAGE_SUFFIXES,
     ImageLimits,
     ImageProblem,
@@ -42,21 +40,19 @@ from medimg_core.images import (
     load_image,
     open_image_set,
 )
-from medimg_core.models import MedimgModel
-from medimg_core.occlusion import OcclusionMap, model_predict_fn, occlusion_map
-from medimg_core.roles import Roles
-from medimg_core.training import Predictions, predict
+from medimg_core.privacy import pseudonym_key
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "IMAGE_ID_COLUMNS",
     "ImageTable",
     "feature_descriptions",
     "features_for_prediction",
-    "image_predictions",
     "image_settings_from_card",
     "image_table",
     "is_image_source",
-    "occlusion_for_case",
+    "require_image_settings",
+    "trained_with_masks",
 ]
 
 Progress = Callable[[float, str], None]
@@ -151,8 +147,6 @@ def _single_image_set(path: Path, key: bytes | None) -> ImageSet:
     }
     if img.format == "dicom":
         if key is None:
-            from medimg_core.privacy import pseudonym_key
-
             key = pseudonym_key()
         header = dicom.read_dicom_header(path, key=key, name=name)
         if header.patient_key is not None:
@@ -311,7 +305,8 @@ def image_settings_from_card(card: Mapping[str, Any]) -> FeatureSettings | None:
     return FeatureSettings.from_dict(raw)
 
 
-def _require_settings(card: Mapping[str, Any]) -> FeatureSettings:
+def require_image_settings(card: Mapping[str, Any]) -> FeatureSettings:
+    """The card's image settings, or a message saying the model was trained on a table."""
     settings = image_settings_from_card(card)
     if settings is not None:
         return settings
@@ -323,7 +318,8 @@ def _require_settings(card: Mapping[str, Any]) -> FeatureSettings:
     )
 
 
-def _trained_with_masks(card: Mapping[str, Any]) -> bool:
+def trained_with_masks(card: Mapping[str, Any]) -> bool:
+    """True when the card's model used region-mask (``shape_*``) features."""
     columns = (card.get("features") or {}).get("feature_columns", [])
     return any(str(c).startswith("shape_") for c in columns)
 
@@ -349,7 +345,7 @@ def features_for_prediction(
 
     Parameters
     ----------
-    card : the model card (:attr:`medimg_core.persistence.LoadedModel.card`).
+    card : the model card (:attr:`medimg_core.store.persistence.LoadedModel.card`).
     source : a folder, ``.zip``, ``.npz`` or a single image / DICOM file.
     labels, masks, workers, progress, workspace, limits, name, key : as in :func:`image_table`.
     require_labels : refuse, before extracting anything, a set without labels (external
@@ -367,7 +363,7 @@ def features_for_prediction(
     ImageError
         When no image can be read, or ``require_labels`` is set and the images have no labels.
     """
-    settings = _require_settings(card)
+    settings = require_image_settings(card)
     image_set = _open(
         source,
         labels=labels,
@@ -384,7 +380,7 @@ def features_for_prediction(
             "class's images in its own sub-folder (normal/, pneumonia/, …) or give a labels "
             "table with columns file and label."
         )
-    wanted = _trained_with_masks(card)
+    wanted = trained_with_masks(card)
     if wanted and not image_set.has_masks:
         raise ConfigError(
             f"This model was trained with region masks, but '{image_set.name}' has none; put "
@@ -400,119 +396,4 @@ def features_for_prediction(
     table = extract_features(image_set, settings=settings, workers=workers, progress=progress)
     return ImageTable(
         features=table, image_set=image_set, notes=table.notes, problems=table.problems
-    )
-
-
-def image_predictions(
-    model: MedimgModel,
-    table: ImageTable,
-    *,
-    explain_top: int = 0,
-    background: pd.DataFrame | None = None,
-) -> Predictions:
-    """Score an image table; each prediction row is named by its image ``file``.
-
-    Parameters
-    ----------
-    model : the :class:`medimg_core.models.MedimgModel`.
-    table : from :func:`features_for_prediction`.
-    explain_top : add the ``k`` top SHAP reasons per image (``reason_1`` ..).
-    background : reference cases for the reasons (default the model's typical case).
-
-    Returns
-    -------
-    Predictions
-        ``frame`` starts with ``file`` (the path inside the set), then the probabilities,
-        decision, threshold and reasons; no patient key or other identifying column.
-
-    Raises
-    ------
-    SchemaError
-        When the images lack columns the model needs (for example clinical columns that a
-        labels table provided at training time).
-    """
-    predictions = predict(model, table.frame, explain_top=explain_top, background=background)
-    frame = predictions.frame
-    dropped = [c for c in ("row", "patient_id", model.roles.id) if c and c in frame.columns]
-    frame = frame.drop(columns=dropped)
-    frame.insert(0, "file", table.frame["file"].astype(str).to_numpy())
-    return dataclasses.replace(predictions, frame=frame)
-
-
-def _default_patch(size: tuple[int, int]) -> int:
-    # About 7 × 7 tiles: coarse enough to move the image features, fine enough to localise.
-    return max(2, round(min(size) / 7))
-
-
-def occlusion_for_case(
-    model: MedimgModel,
-    card: Mapping[str, Any],
-    image_set: ImageSet,
-    index: int,
-    *,
-    context: Mapping[str, Any] | None = None,
-    patch: int | None = None,
-    stride: int | None = None,
-    baseline: Literal["mean", "zero"] | float = "mean",
-) -> OcclusionMap:
-    """The occlusion-sensitivity map of one image, at the model's working size.
-
-    Parameters
-    ----------
-    model : the :class:`medimg_core.models.MedimgModel` trained on the image features.
-    card : its model card (the feature settings).
-    image_set : the set holding the case.
-    index : position of the case in ``image_set.records``.
-    context : the case's clinical (non-image) model inputs; default taken from the set's
-        labels-table columns for that case.
-    patch, stride : patch side and step in pixels at the working size; default about a
-        seventh of the image side, non-overlapping.
-    baseline : what masked pixels become ("mean", "zero" or a value).
-
-    Returns
-    -------
-    OcclusionMap
-        Its ``heatmap`` has the working size; ``caption`` says what it does and does not show.
-        For two classes the map explains P(positive class); for more, the predicted class.
-
-    Raises
-    ------
-    ConfigError
-        When the card has no image settings, or ``patch`` does not fit the image.
-    ImageError
-        When the image cannot be decoded.
-    """
-    settings = _require_settings(card)
-    if not 0 <= index < len(image_set):
-        raise ConfigError(
-            f"Case {index} is not in '{image_set.name}', which has {len(image_set)} images; "
-            f"choose a position between 0 and {len(image_set) - 1}."
-        )
-    assert settings.size is not None
-    size = settings.size
-    pixels = image_set.load(index, size=size).pixels
-    mask = image_set.load_mask(index, size=size) if _trained_with_masks(card) else None
-    image_columns = set(feature_names(settings, with_mask=True))
-    if context is None:
-        record = image_set.records.iloc[index]
-        context = {
-            c: record[c]
-            for c in image_set.extra_columns
-            if c in model.feature_columns and c not in image_columns
-        }
-    predict_fn = model_predict_fn(model, settings, context=context, mask=mask)
-    if model.is_binary:
-        target, target_name = 1, str(model.positive_class)
-    else:
-        base = np.asarray(predict_fn(pixels[None]))
-        target = int(np.argmax(base[0]))
-        target_name = str(model.classes[target])
-    return occlusion_map(
-        pixels,
-        predict_fn,
-        patch=_default_patch(size) if patch is None else patch,
-        stride=stride,
-        baseline=baseline,
-        target=target,
-        target_name=target_name,
     )

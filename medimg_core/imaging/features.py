@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
-from medimg_core.images import (
+from medimg_core.imaging.sets import (
     ImageProblem,
     ImageSet,
     load_mask,
@@ -48,7 +48,7 @@ from medimg_core.images import (
     resize_image,
     resize_mask,
 )
-from medimg_core.roles import Roles
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "FEATURE_DESCRIPTIONS",
@@ -648,7 +648,7 @@ def features_from_pixels(
 ) -> pd.DataFrame:
     """Feature rows for in-memory images (already in [0, 1]), resized to ``settings.size``.
 
-    Used to compose a ``predict_fn`` for :func:`medimg_core.occlusion.occlusion_map`.
+    Used to compose a ``predict_fn`` for :func:`medimg_core.imaging.occlusion.occlusion_map`.
     """
     if settings.size is None:
         raise ConfigError(
@@ -814,7 +814,7 @@ def _pool_context() -> Any:
         # Threaded hosts (Streamlit) must not fork: workers come from a fork server that has
         # already imported the feature code, so each still starts fast.
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["medimg_core.features"])
+        ctx.set_forkserver_preload(["medimg_core.imaging.features"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -831,7 +831,7 @@ def extract_features(
 
     Parameters
     ----------
-    image_set : from :func:`medimg_core.images.open_image_set`.
+    image_set : from :func:`medimg_core.imaging.sets.open_image_set`.
     size : working size (N or (height, width)); default the set's most common size.
     settings : saved settings (a model card's ``features.image_settings``) to re-extract exactly
         as at training time; their size wins (a different ``size`` is an error).

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.features import FeatureSettings, features_from_pixels
+from medimg_core.imaging.features import FeatureSettings, features_from_pixels
 
 __all__ = ["OCCLUSION_CAPTION", "OcclusionMap", "model_predict_fn", "occlusion_map"]
 
@@ -171,7 +171,7 @@ def model_predict_fn(
 
     Parameters
     ----------
-    model : a fitted :class:`medimg_core.models.MedimgModel` (anything with ``predict_proba``
+    model : a fitted :class:`medimg_core.modelling.models.MedimgModel` (anything with ``predict_proba``
         taking a DataFrame).
     settings : the feature settings the model was trained with (``FeatureTable.settings`` or
         the model card's).

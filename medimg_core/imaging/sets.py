@@ -17,7 +17,7 @@ Layouts, detected in this order:
 
 Pixel values become float32 in [0, 1]: 8-bit / 255, 16-bit / 65535 (the nominal range of the
 bit depth, the same for every image, so absolute brightness stays comparable), DICOM through its
-rescale and window (:mod:`medimg_core.dicom`). RGB becomes luminance (ITU-R BT.601:
+rescale and window (:mod:`medimg_core.imaging.dicom`). RGB becomes luminance (ITU-R BT.601:
 0.299 R + 0.587 G + 0.114 B), and the notes say so.
 
 Unreadable files do not stop the set: they are listed in :attr:`ImageSet.problems` (file and
@@ -46,8 +46,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medimg_core import dicom
 from medimg_core.errors import ConfigError, ImageError, LimitError
+from medimg_core.imaging import dicom
+from medimg_core.privacy import pseudonym_key
+from medimg_core.tables.loading import load_table
+from medimg_core.workspace import workspace_home
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -563,7 +566,7 @@ def open_image_set(
     masks : folder of region-of-interest masks with the images' file names; default a
         ``masks/`` folder at the top of the set when present.
     workspace : where ZIP archives are extracted (``<workspace>/uploads/<hash>/``); default
-        :func:`medimg_core.registry.workspace_home`.
+        :func:`medimg_core.workspace.workspace_home`.
     limits : caps on archive size, compression ratio, member count and image pixels.
     min_classes : fewest labels required (2 for training; 0 to open unlabelled images for
         prediction).
@@ -627,14 +630,10 @@ def open_image_set(
 def _workspace(workspace: Path | None) -> Path:
     if workspace is not None:
         return Path(workspace)
-    from medimg_core.registry import workspace_home
-
     return workspace_home()
 
 
 def _key(home: Path | None) -> bytes:
-    from medimg_core.privacy import pseudonym_key
-
     return pseudonym_key(home) if home is not None else pseudonym_key()
 
 
@@ -1107,8 +1106,6 @@ def _read_labels(
 ) -> tuple[pd.DataFrame, str]:
     if isinstance(table, pd.DataFrame):
         return table.copy(), "labels table"
-    from medimg_core.io import load_table
-
     loaded = load_table(table)
     return loaded.frame, loaded.name
 

@@ -44,7 +44,7 @@ from sklearn.preprocessing import (
 from sklearn.tree import DecisionTreeClassifier
 
 from medimg_core.errors import ConfigError, DataError, SchemaError
-from medimg_core.models import MedimgModel
+from medimg_core.modelling.models import MedimgModel
 
 __all__ = [
     "METHOD_LINEAR",

@@ -20,9 +20,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
-from medimg_core.cleaning import CleaningPlan
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.roles import Roles
+from medimg_core.modelling.schema import check_schema
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "CLASS_WEIGHT_IGNORED",
@@ -33,7 +34,9 @@ __all__ = [
     "ModelConfig",
     "build_pipeline",
     "build_preprocessor",
+    "class_names_by_code",
     "label_key",
+    "labels_by_code",
     "model_name",
     "valid_params",
 ]
@@ -187,7 +190,7 @@ class MedimgModel:
         """The feature columns in training order, numbers as floats and categories as text.
 
         Values in numeric columns that are not numbers become missing; call
-        :func:`medimg_core.training.check_schema` first to report them (``predict_proba`` does).
+        :func:`medimg_core.modelling.schema.check_schema` first to report them (``predict_proba`` does).
         """
         missing = [c for c in self.feature_columns if c not in X.columns]
         if missing:
@@ -211,8 +214,6 @@ class MedimgModel:
         SchemaError
             When the data lack feature columns or hold text in numeric columns.
         """
-        from medimg_core.training import check_schema
-
         check_schema(self, X).raise_for_errors()
         proba = self.pipeline.predict_proba(self.prepare_features(X))
         return np.asarray(proba, dtype=float)
@@ -389,3 +390,16 @@ def build_pipeline(
         numeric_columns, categorical_columns, scaling=scaling, impute_strategy=impute_strategy
     )
     return Pipeline([("prep", prep), *_pca_step(n_components, config.seed), ("model", estimator)])
+
+
+def labels_by_code(classes: tuple[Any, ...], positive_class: Any) -> tuple[Any, ...]:
+    """Label value of each encoded class: (negative, positive) for binary, else ``classes``."""
+    if len(classes) == 2:
+        negative = next(c for c in classes if c != positive_class)
+        return (negative, positive_class)
+    return classes
+
+
+def class_names_by_code(classes: tuple[Any, ...], positive_class: Any) -> tuple[str, ...]:
+    """:func:`labels_by_code` as display strings (``Evaluation.class_names``)."""
+    return tuple(str(c) for c in labels_by_code(classes, positive_class))

@@ -19,32 +19,34 @@ from sklearn.model_selection import (
 from threadpoolctl import threadpool_limits
 
 import medimg_core
-from medimg_core.cleaning import CleaningPlan
-from medimg_core.errors import ConfigError, DataError, SchemaError
-from medimg_core.evaluation import Evaluation, MetricValue, choose_threshold, evaluate_scores
-from medimg_core.io import frame_hash
-from medimg_core.models import (
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.evaluation import (
+    Evaluation,
+    MetricValue,
+    choose_threshold,
+    evaluate_scores,
+)
+from medimg_core.modelling.models import (
     CLASS_WEIGHT_IGNORED,
     MODEL_KINDS,
     MedimgModel,
     ModelConfig,
     build_pipeline,
+    class_names_by_code,
     label_key,
+    labels_by_code,
 )
-from medimg_core.roles import Roles, feature_columns, propose_positive_class
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.loading import frame_hash
+from medimg_core.tables.roles import Roles, feature_columns, propose_positive_class
 
 __all__ = [
     "MAX_CATEGORIES",
     "LeaderboardRow",
-    "Predictions",
     "Progress",
-    "SchemaReport",
     "SplitSummary",
     "TrainingResult",
     "ValidationConfig",
-    "check_schema",
-    "evaluate_model",
-    "predict",
     "train",
 ]
 
@@ -192,117 +194,6 @@ _DEFAULT_VALIDATION = ValidationConfig()
 _DEFAULT_PLAN = CleaningPlan()
 
 
-@dataclass(frozen=True)
-class SchemaReport:
-    """How new data compare with what the model was trained on.
-
-    Attributes
-    ----------
-    missing_columns : feature columns the data lack (blocks prediction).
-    unexpected_columns : columns that are neither features nor a role of the model (ignored).
-    non_numeric : numeric feature column -> up to five values that are not numbers (blocks).
-    unseen_categories : categorical feature column -> values not seen in training (they are
-        encoded as "none of the known categories").
-    out_of_range : numeric feature column -> number of values outside the training min/max.
-    rows_with_missing : rows with at least one missing feature value (imputed as in training).
-    n_rows : rows checked.
-    """
-
-    missing_columns: tuple[str, ...]
-    unexpected_columns: tuple[str, ...]
-    non_numeric: dict[str, tuple[str, ...]]
-    unseen_categories: dict[str, tuple[str, ...]]
-    out_of_range: dict[str, int]
-    rows_with_missing: int
-    n_rows: int = 0
-
-    @property
-    def errors(self) -> tuple[str, ...]:
-        """Problems that block prediction, one sentence each."""
-        out: list[str] = []
-        if self.missing_columns:
-            out.append(
-                f"The data lack {len(self.missing_columns)} feature column(s) the model was "
-                f"trained on: {list(self.missing_columns)}; add them with the same names."
-            )
-        for col, examples in self.non_numeric.items():
-            out.append(
-                f"Column {col!r} should hold numbers but contains {list(examples)}; fix those "
-                "cells (or leave them empty to have them imputed)."
-            )
-        return tuple(out)
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        """Problems that do not block prediction but deserve a look."""
-        out: list[str] = []
-        if self.unexpected_columns:
-            out.append(
-                f"{len(self.unexpected_columns)} column(s) the model does not use are ignored: "
-                f"{list(self.unexpected_columns)[:10]}."
-            )
-        for col, values in self.unseen_categories.items():
-            out.append(
-                f"Column {col!r} has value(s) not seen in training {list(values)[:10]}; the "
-                "model treats them as none of the known categories."
-            )
-        for col, count in self.out_of_range.items():
-            out.append(
-                f"{count} value(s) of {col!r} lie outside the training range; predictions "
-                "for those cases are extrapolations."
-            )
-        if self.rows_with_missing:
-            out.append(
-                f"{self.rows_with_missing} row(s) have missing feature values; they are "
-                "imputed as in training (median / most frequent)."
-            )
-        return tuple(out)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing blocks prediction."""
-        return not self.errors
-
-    def raise_for_errors(self) -> None:
-        """Raise :class:`~medimg_core.errors.SchemaError` with every blocking problem."""
-        if self.errors:
-            raise SchemaError(" ".join(self.errors))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "missing_columns": list(self.missing_columns),
-            "unexpected_columns": list(self.unexpected_columns),
-            "non_numeric": {k: list(v) for k, v in self.non_numeric.items()},
-            "unseen_categories": {k: list(v) for k, v in self.unseen_categories.items()},
-            "out_of_range": dict(self.out_of_range),
-            "rows_with_missing": self.rows_with_missing,
-            "n_rows": self.n_rows,
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """What :func:`predict` produced.
-
-    Attributes
-    ----------
-    frame : one row per case: the ID column (or ``row``, 1-based), ``p_<positive>`` (binary)
-        or ``p_<class>`` per class, ``decision``, ``threshold`` (binary) and, when asked,
-        ``reason_1`` .. ``reason_k`` ("worst area = 1,203 (+0.84)"; contributions in the
-        explanation's output space). Identifying columns are never included.
-    schema : the schema check of the input.
-    threshold : the decision threshold on P(positive) (binary).
-    positive_class : the positive label (None for multi-class).
-    """
-
-    frame: pd.DataFrame
-    schema: SchemaReport
-    threshold: float
-    positive_class: Any
-
-
 def train(
     data: pd.DataFrame,
     roles: Roles,
@@ -396,7 +287,7 @@ def train(
     groups = data[id_col].to_numpy() if id_col else None
     row_ids = groups if groups is not None else data.index.to_numpy()
 
-    labels = _labels_by_code(classes, positive_class)
+    labels = labels_by_code(classes, positive_class)
     dev, test = _split(y, groups, labels, validation, config.seed, label_col)
     folds = _cv_folds(y, groups, dev, labels, validation.cv, config.seed)
 
@@ -482,7 +373,7 @@ def train(
     )
 
     report((n_steps - 1) / n_steps, "evaluating")
-    class_names = _class_names(classes, positive_class)
+    class_names = class_names_by_code(classes, positive_class)
     common = {
         "class_names": class_names,
         "positive_class": positive_class,
@@ -558,181 +449,6 @@ def train(
         oof_proba=best.oof,
         dev_index=tuple(data.index[dev]),
         test_index=tuple(data.index[test]),
-    )
-
-
-def evaluate_model(
-    model: MedimgModel, data: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
-) -> Evaluation:
-    """Validate a trained model on new labelled data, without refitting (partition "external").
-
-    Parameters
-    ----------
-    model : a trained model.
-    data : new data with the model's label column and feature columns.
-    n_boot : bootstrap replicates for the 95% intervals (patients are resampled when the data
-        hold the model's ID column).
-    seed : seed of the bootstrap.
-
-    Returns
-    -------
-    Evaluation
-        At the model's threshold.
-
-    Raises
-    ------
-    DataError
-        No label column, missing labels or labels the model has never seen.
-    SchemaError
-        Missing feature columns or text in numeric columns.
-    """
-    label_col = model.roles.label
-    if not label_col or label_col not in data.columns:
-        raise DataError(
-            f"The data have no label column {label_col!r}, which external validation needs; "
-            "add it (same name as in training) or use prediction instead."
-        )
-    y = model.encode_labels(data[label_col])
-    proba = model.predict_proba(data)
-    id_col = model.roles.id if model.roles.id and model.roles.id in data.columns else None
-    groups = data[id_col].to_numpy() if id_col else None
-    return evaluate_scores(
-        y,
-        proba[:, 1] if model.is_binary else proba,
-        class_names=_class_names(model.classes, model.positive_class),
-        positive_class=model.positive_class,
-        threshold=model.threshold,
-        groups=groups,
-        row_ids=groups if groups is not None else data.index.to_numpy(),
-        partition="external",
-        n_boot=n_boot,
-        seed=seed,
-    )
-
-
-def check_schema(model: MedimgModel, data: pd.DataFrame) -> SchemaReport:
-    """Compare new data with the model's training schema.
-
-    Parameters
-    ----------
-    model : a trained model.
-    data : the new cases.
-
-    Returns
-    -------
-    SchemaReport
-        ``.errors`` block prediction (missing columns, text in numeric columns);
-        ``.warnings`` do not (ignored columns, unseen categories, out-of-range values,
-        missing values that will be imputed).
-    """
-    present = [c for c in model.feature_columns if c in data.columns]
-    missing = tuple(c for c in model.feature_columns if c not in data.columns)
-    known = set(model.feature_columns) | set(model.roles.non_feature_columns())
-    unexpected = tuple(str(c) for c in data.columns if c not in known)
-    non_numeric: dict[str, tuple[str, ...]] = {}
-    out_of_range: dict[str, int] = {}
-    unseen: dict[str, tuple[str, ...]] = {}
-    for col in present:
-        values = data[col]
-        if col in model.numeric_columns:
-            numbers = pd.to_numeric(values, errors="coerce")
-            bad = values[numbers.isna() & values.notna()]
-            if len(bad):
-                non_numeric[col] = tuple(str(v) for v in pd.unique(bad)[:5])
-            low, high = model.feature_ranges.get(col, (-np.inf, np.inf))
-            outside = int(((numbers < low) | (numbers > high)).sum())
-            if outside:
-                out_of_range[col] = outside
-        else:
-            seen = set(model.categories.get(col, ()))
-            new = [str(v) for v in pd.unique(values.dropna()) if str(v) not in seen]
-            if new:
-                unseen[col] = tuple(sorted(new))
-    rows_with_missing = int(data[present].isna().any(axis=1).sum()) if present else 0
-    return SchemaReport(
-        missing_columns=missing,
-        unexpected_columns=unexpected,
-        non_numeric=non_numeric,
-        unseen_categories=unseen,
-        out_of_range=out_of_range,
-        rows_with_missing=rows_with_missing,
-        n_rows=len(data),
-    )
-
-
-def predict(
-    model: MedimgModel,
-    data: pd.DataFrame,
-    *,
-    explain_top: int = 0,
-    background: pd.DataFrame | None = None,
-) -> Predictions:
-    """Score new cases.
-
-    Parameters
-    ----------
-    model : a trained model.
-    data : the new cases (features; an ID column is carried through when the model has one).
-    explain_top : when > 0, add ``reason_1`` .. ``reason_k``: each case's k largest SHAP
-        contributions, e.g. "worst area = 1,203 (+0.84)".
-    background : reference cases for the explanation, usually the development data. By default
-        the model's typical training case (the imputer's medians / most frequent categories),
-        so that a single case gets meaningful reasons: contributions are then relative to that
-        typical case.
-
-    Returns
-    -------
-    Predictions
-
-    Raises
-    ------
-    SchemaError
-        Missing feature columns or text in numeric columns.
-    """
-    schema = check_schema(model, data)
-    schema.raise_for_errors()
-    proba = model.predict_proba(data)
-    id_col = model.roles.id if model.roles.id and model.roles.id in data.columns else None
-    columns: dict[str, Any] = {}
-    if id_col:
-        columns[id_col] = data[id_col].to_numpy()
-    else:
-        columns["row"] = np.arange(1, len(data) + 1)
-    if model.is_binary:
-        negative = next(c for c in model.classes if c != model.positive_class)
-        columns[f"p_{model.positive_class}"] = proba[:, 1]
-        columns["decision"] = np.where(
-            proba[:, 1] >= model.threshold, model.positive_class, negative
-        )
-        columns["threshold"] = np.full(len(data), model.threshold)
-    else:
-        for j, cls in enumerate(model.classes):
-            columns[f"p_{cls}"] = proba[:, j]
-        columns["decision"] = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
-    frame = pd.DataFrame(columns, index=data.index)
-    if explain_top > 0 and len(data):
-        from medimg_core.explain import explain
-
-        cases = model.prepare_features(data).reset_index(drop=True)
-        reference = (
-            _typical_case(model)
-            if background is None
-            else model.prepare_features(background).reset_index(drop=True)
-        )
-        explanation = explain(model, cases, background=reference, seed=model.config.seed)
-        k = min(explain_top, len(model.feature_columns))
-        reasons: list[list[str]] = [[] for _ in range(k)]
-        for i in range(len(cases)):
-            top = explanation.case(i).top_reasons(k)
-            for j in range(k):
-                reasons[j].append(_format_reason(*top[j]) if j < len(top) else "")
-        for j in range(k):
-            frame[f"reason_{j + 1}"] = reasons[j]
-    return Predictions(
-        frame=frame.reset_index(drop=True),
-        schema=schema,
-        threshold=model.threshold,
-        positive_class=model.positive_class,
     )
 
 
@@ -1008,18 +724,6 @@ def _one_standard_error_choice(
     return min(tied, key=lambda c: _SIMPLICITY.index(c.kind) if c.kind in _SIMPLICITY else 99)
 
 
-def _labels_by_code(classes: tuple[Any, ...], positive_class: Any) -> tuple[Any, ...]:
-    """Label value of each encoded class: (negative, positive) for binary, else ``classes``."""
-    if len(classes) == 2:
-        negative = next(c for c in classes if c != positive_class)
-        return (negative, positive_class)
-    return classes
-
-
-def _class_names(classes: tuple[Any, ...], positive_class: Any) -> tuple[str, ...]:
-    return tuple(str(c) for c in _labels_by_code(classes, positive_class))
-
-
 def _make_pipeline(
     config: ModelConfig,
     numeric: list[str],
@@ -1134,7 +838,7 @@ def _bootstrap_auc_acc(
 
     Replicates are row weights (how often each row, or each patient's rows, was drawn), which
     keeps ``auto`` fast: seven candidates times ``n_boot`` replicates. Replicates with a
-    single class are skipped, as in :func:`medimg_core.evaluation.evaluate_scores`.
+    single class are skipped, as in :func:`medimg_core.modelling.evaluation.evaluate_scores`.
     """
     correct = (proba.argmax(axis=1) == y).astype(float)
     point_auc = _auc(y, proba)
@@ -1286,23 +990,3 @@ def _versions() -> dict[str, str]:
         "shap": version("shap"),
         "medimg": medimg_core.__version__,
     }
-
-
-def _typical_case(model: MedimgModel) -> pd.DataFrame:
-    """One row: the training median of each numeric feature and the most frequent category,
-    read from the fitted imputers (so it needs no training data)."""
-    prep = model.pipeline.named_steps["prep"]
-    row: dict[str, Any] = {}
-    for name, columns in (("num", model.numeric_columns), ("cat", model.categorical_columns)):
-        if columns:
-            statistics = prep.named_transformers_[name].named_steps["impute"].statistics_
-            row.update(zip(columns, statistics, strict=True))
-    return model.prepare_features(pd.DataFrame([row]))
-
-
-def _format_reason(feature: str, value: Any, contribution: float) -> str:
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        shown = "missing" if not np.isfinite(value) else f"{float(value):,.4g}"
-    else:
-        shown = "missing" if pd.isna(value) else str(value)
-    return f"{feature} = {shown} ({contribution:+.2f})"

@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from medimg_core.errors import DataError
-from medimg_core.explain import CaseExplanation
+from medimg_core.modelling.explain import CaseExplanation
 
 __all__ = ["anonymous_case", "case_report_html"]
 
@@ -92,7 +92,7 @@ def case_report_html(
     note : the explanation method in words (``Explanation.note``).
     outcome : "TP", "FP", "FN", "TN", "correct" or "wrong", when known.
     features : a feature table to show instead of the default (every feature, its value and
-        contribution), for example :func:`medimg_core.review.feature_table`.
+        contribution), for example :func:`medimg_core.reporting.review.feature_table`.
     generated : timestamp printed in the footer (default: now, UTC).
 
     Returns

@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from medimg_core.errors import ConfigError
-from medimg_core.evaluation import format_metric
-from medimg_core.registry import RunRecord
-from medimg_core.summaries import card_metric, model_name
+from medimg_core.modelling.evaluation import format_metric
+from medimg_core.reporting.summaries import card_metric, model_name
+from medimg_core.store.registry import RunRecord
 
 __all__ = ["comparison_figure", "comparison_notes", "run_label", "runs_frame"]
 

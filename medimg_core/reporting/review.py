@@ -16,12 +16,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from medimg_core.cleaning import CleaningPlan, CleaningReport, clean
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.evaluation import Evaluation, case_table
-from medimg_core.explain import CaseExplanation, ModelExplainer
-from medimg_core.models import MedimgModel
-from medimg_core.training import SchemaReport, check_schema, predict
+from medimg_core.modelling.evaluation import Evaluation, case_table
+from medimg_core.modelling.explain import CaseExplanation, ModelExplainer
+from medimg_core.modelling.models import MedimgModel
+from medimg_core.modelling.prediction import predict
+from medimg_core.modelling.schema import SchemaReport, check_schema
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean
 
 __all__ = [
     "PICK_KINDS",
@@ -134,7 +135,7 @@ def review_table(
     Returns
     -------
     pandas.DataFrame
-        :func:`medimg_core.evaluation.case_table` columns plus ``label`` (see
+        :func:`medimg_core.modelling.evaluation.case_table` columns plus ``label`` (see
         :func:`case_labels`), indexed by the rows of ``cases``.
 
     Raises
@@ -422,7 +423,7 @@ def score_new_cases(
         (binary: 1, the positive class; multi-class: every class index, each case explained
         for its predicted class). The reasons are then contributions relative to the
         development cases, as on the Explain page. Without them the reasons are those of
-        :func:`medimg_core.training.predict` (relative to its default reference case).
+        :func:`medimg_core.modelling.prediction.predict` (relative to its default reference case).
     threshold : decision threshold on P(positive); defaults to the model's (binary only).
     explain_top : reasons per case (0 for none).
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from medimg_core.evaluation import (
+from medimg_core.modelling.evaluation import (
     METRIC_KEYS,
     METRIC_LABELS,
     PARTITION_LABELS,
@@ -23,8 +23,8 @@ from medimg_core.evaluation import (
     MetricValue,
     format_metric,
 )
-from medimg_core.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
-from medimg_core.training import LeaderboardRow
+from medimg_core.modelling.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
+from medimg_core.modelling.training import LeaderboardRow
 
 __all__ = [
     "MODEL_CHOICES",
@@ -111,7 +111,7 @@ def card_metric(card: Mapping[str, Any], partition: str, metric: str) -> MetricV
 
 
 def card_summary_frame(card: Mapping[str, Any]) -> pd.DataFrame:
-    """The metrics table of :func:`medimg_core.evaluation.summary_frame`, from a card alone.
+    """The metrics table of :func:`medimg_core.modelling.evaluation.summary_frame`, from a card alone.
 
     For runs whose cases were not saved: the card keeps every metric with its interval.
 
@@ -264,7 +264,7 @@ def split_frame(card: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def flow_counts_from_card(card: Mapping[str, Any]) -> dict[str, int]:
-    """The stage counts of :func:`medimg_core.plots.flow_figure`, from a model card.
+    """The stage counts of :func:`medimg_core.reporting.figures.evaluation.flow_figure`, from a model card.
 
     Parameters
     ----------

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medimg_core.errors import DataError, ModelFileError
-from medimg_core.evaluation import Evaluation, evaluate_scores
-from medimg_core.models import MedimgModel
-from medimg_core.training import TrainingResult
+from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
+from medimg_core.modelling.models import MedimgModel
+from medimg_core.modelling.training import TrainingResult
 
 __all__ = [
     "CASES_NAME",
@@ -126,7 +126,7 @@ def build_cases(result: TrainingResult, data: pd.DataFrame) -> pd.DataFrame:
     if result.oof_proba is None or len(result.oof_proba) != len(result.dev_index):
         raise DataError(
             "The training result has no out-of-fold probabilities for its development rows; "
-            "retrain with medimg_core.training.train to keep its cases."
+            "retrain with medimg_core.modelling.training.train to keep its cases."
         )
     if result.cv.n != len(result.dev_index):
         raise DataError(

@@ -30,11 +30,13 @@ import pandas as pd
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from medimg_core.cleaning import CleaningPlan, CleaningReport
 from medimg_core.errors import MedimgError, ModelFileError
-from medimg_core.models import MedimgModel, ModelConfig
-from medimg_core.roles import Roles
-from medimg_core.training import TrainingResult, ValidationConfig
+from medimg_core.imaging.feature_table import feature_descriptions
+from medimg_core.modelling.explain import explain
+from medimg_core.modelling.models import MedimgModel, ModelConfig
+from medimg_core.modelling.training import TrainingResult, ValidationConfig
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "CARD_FORMAT",
@@ -80,7 +82,7 @@ class LoadedModel:
 
     Attributes
     ----------
-    model : the rebuilt :class:`~medimg_core.models.MedimgModel`.
+    model : the rebuilt :class:`~medimg_core.modelling.models.MedimgModel`.
     card : the parsed ``card.json``.
     directory : the model directory it was read from.
     """
@@ -178,8 +180,6 @@ _CARD_SHAP_BACKGROUND = 30
 
 
 def _shap_top_features(model: MedimgModel, data: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
-    from medimg_core.explain import explain
-
     missing = [c for c in model.feature_columns if c not in data.columns]
     if missing:
         return []
@@ -240,9 +240,6 @@ def _descriptions(
         return {str(k): str(v) for k, v in given.items() if k in model.feature_columns}
     if image_settings is None:
         return {}
-    # Imported here: reading a table model's card needs no image code.
-    from medimg_core.imaging import feature_descriptions
-
     return feature_descriptions(image_settings, list(model.feature_columns))
 
 

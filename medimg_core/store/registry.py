@@ -26,38 +26,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medimg_core.errors import RegistryError
-from medimg_core.io import frame_hash
-from medimg_core.persistence import CARD_NAME, MODEL_NAME
-from medimg_core.training import TrainingResult
+from medimg_core.modelling.training import TrainingResult
+from medimg_core.store.persistence import CARD_NAME, MODEL_NAME
+from medimg_core.tables.loading import frame_hash
+from medimg_core.workspace import workspace_home
 
-__all__ = ["Registry", "RunRecord", "workspace_home"]
+__all__ = ["Registry", "RunRecord"]
 
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
-
-
-def workspace_home() -> Path:
-    """The workspace directory: ``MEDIMG_HOME`` or ``./medimg-workspace``, created on demand.
-
-    Returns
-    -------
-    Path
-        An absolute path to an existing directory.
-
-    Raises
-    ------
-    RegistryError
-        When the directory cannot be created.
-    """
-    raw = os.environ.get("MEDIMG_HOME") or "medimg-workspace"
-    home = Path(raw).expanduser().absolute()
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RegistryError(
-            f"cannot create the medimg workspace {home}: {exc.strerror or exc}; set MEDIMG_HOME "
-            "to a writable directory."
-        ) from exc
-    return home
 
 
 class _Base(DeclarativeBase):
@@ -316,7 +292,7 @@ class Registry:
         ----------
         result : the training outcome.
         data : the table the model was trained on (after cleaning).
-        card : the model card (as written by :func:`~medimg_core.persistence.save_model`).
+        card : the model card (as written by :func:`~medimg_core.store.persistence.save_model`).
         model_dir : where the model was saved.
 
         Returns

@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from medimg_core import cases
-from medimg_core.cleaning import CleaningReport
 from medimg_core.errors import RegistryError
-from medimg_core.persistence import CARD_NAME, save_model
-from medimg_core.registry import Registry
-from medimg_core.training import TrainingResult, ValidationConfig
+from medimg_core.modelling.training import TrainingResult, ValidationConfig
+from medimg_core.store import cases
+from medimg_core.store.persistence import CARD_NAME, save_model
+from medimg_core.store.registry import Registry
+from medimg_core.tables.cleaning import CleaningReport
 
 __all__ = ["SavedRun", "save_run"]
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from medimg_core._messages import column_hint, quote_list
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.roles import Roles
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "DEFAULT_ACCEPTABLE_QUALITY",
@@ -255,7 +255,7 @@ def clean(
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"clean() needs a pandas DataFrame, got {type(df).__name__}. "
-            "Load the table with medimg_core.io.load_table first."
+            "Load the table with medimg_core.tables.loading.load_table first."
         )
     repeated = df.columns[df.columns.duplicated()].unique().tolist()
     if repeated:
@@ -410,7 +410,7 @@ def suggest_plan(df: pd.DataFrame, roles: Roles) -> CleaningPlan:
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"suggest_plan() needs a pandas DataFrame, got {type(df).__name__}. "
-            "Load the table with medimg_core.io.load_table first."
+            "Load the table with medimg_core.tables.loading.load_table first."
         )
     quality = roles.quality
     plan = CleaningPlan(quality_column=quality)

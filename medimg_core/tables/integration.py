@@ -143,7 +143,7 @@ def join_tables(
         if not isinstance(table, pd.DataFrame):
             raise DataError(
                 f"join_tables() needs pandas DataFrames; the {name} table is a "
-                f"{type(table).__name__}. Load it with medimg_core.io.load_table first."
+                f"{type(table).__name__}. Load it with medimg_core.tables.loading.load_table first."
             )
     if how not in ("inner", "left"):
         raise ConfigError(f"how={how!r} is not a join medimg offers. Use 'inner' or 'left'.")
@@ -267,7 +267,7 @@ def stack_sources(
         if not isinstance(table, pd.DataFrame):
             raise DataError(
                 f"Source {name!r} is a {type(table).__name__}, not a table. "
-                "Load it with medimg_core.io.load_table first."
+                "Load it with medimg_core.tables.loading.load_table first."
             )
         repeated = table.columns[table.columns.duplicated()].unique().tolist()
         if repeated:

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from medimg_core.roles import Roles
+from medimg_core.tables.roles import Roles
 
 __all__ = [
     "COLUMN_TYPES",

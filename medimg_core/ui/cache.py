@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medimg_core.cleaning import CleaningPlan, CleaningReport, clean
-from medimg_core.io import LoadedTable, load_sample, load_table
-from medimg_core.profile import profile_columns
-from medimg_core.roles import RoleProposal, Roles, propose_roles
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean
+from medimg_core.tables.loading import LoadedTable, load_sample, load_table
+from medimg_core.tables.profile import profile_columns
+from medimg_core.tables.roles import RoleProposal, Roles, propose_roles
 
 __all__ = ["as_json", "cleaned", "column_profile", "proposal", "sample_table", "uploaded_table"]
 

@@ -15,12 +15,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from medimg_core import models, plots, review
 from medimg_core.errors import DataError
-from medimg_core.explain import CaseExplanation, Explanation, ModelExplainer
-from medimg_core.io import LoadedTable, frame_hash
+from medimg_core.modelling import models
+from medimg_core.modelling.explain import CaseExplanation, Explanation, ModelExplainer
 from medimg_core.privacy import pseudonym_key, pseudonymise
-from medimg_core.report import anonymous_case, case_report_html
+from medimg_core.reporting import review
+from medimg_core.reporting.case_report import anonymous_case, case_report_html
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.ui import cache, state
 from medimg_core.ui.session import ActiveModel
 
@@ -161,7 +163,7 @@ def case_view(
     active : the model.
     row_key : the case's index label in ``active.cases``.
     class_index : encoded class explained.
-    review_table : a :func:`medimg_core.review.review_table` holding the case (for its outcome).
+    review_table : a :func:`medimg_core.reporting.review.review_table` holding the case (for its outcome).
     changes : what-if values, feature -> value.
     """
     cases = active.cases
@@ -215,7 +217,7 @@ def case_report(active: ActiveModel, view: CaseView, note: str, cut: float | Non
     Returns
     -------
     str
-        A self-contained HTML document (see :func:`medimg_core.report.case_report_html`).
+        A self-contained HTML document (see :func:`medimg_core.reporting.case_report.case_report_html`).
     """
     reference = report_reference(view.label)
     case = anonymous_case(view.case, reference)

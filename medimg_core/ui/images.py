@@ -23,21 +23,23 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from medimg_core import image_plots
 from medimg_core.errors import ConfigError, ImageError
-from medimg_core.features import extract_features
-from medimg_core.images import ImageSet, open_image_set
-from medimg_core.io import LoadedTable, frame_hash
-from medimg_core.occlusion import OcclusionMap
-from medimg_core.roles import RoleProposal
+from medimg_core.imaging import feature_table
+from medimg_core.imaging.feature_table import ImageTable
+from medimg_core.imaging.features import extract_features
+from medimg_core.imaging.occlusion import OcclusionMap
+from medimg_core.imaging.sets import ImageSet, open_image_set
+from medimg_core.reporting.figures import images as image_plots
+from medimg_core.tables.loading import LoadedTable, frame_hash
+from medimg_core.tables.roles import RoleProposal
 from medimg_core.ui import cache, state, workflow
 from medimg_core.ui.session import ActiveModel, ImageContext, image_context
+from medimg_core.workspace import workspace_home
 
-# imaging, review, the registry and the explaining helpers load scikit-learn (and skops): they are
-# imported where a model or a saved file is needed, so that the Data page opens quickly.
+# review, image_prediction and the explaining helpers load scikit-learn and shap: they are
+# imported where a model is needed, so that the Data page opens quickly.
 if TYPE_CHECKING:
-    from medimg_core import review
-    from medimg_core.imaging import ImageTable
+    from medimg_core.reporting import review
 
 __all__ = [
     "ARCHIVE_TYPES",
@@ -170,8 +172,6 @@ def extract(image_set: ImageSet, size: tuple[int, int]) -> ImageTable:
     Small sets are extracted in this process (starting worker processes would cost more than
     it saves); larger ones use every core.
     """
-    from medimg_core.imaging import ImageTable
-
     lock, store = _feature_store()
     key = (image_set.content_hash, (int(size[0]), int(size[1])))
     with lock:
@@ -375,10 +375,8 @@ def feature_descriptions_table(images: ImageTable) -> pd.DataFrame:
 
 def is_image_model(active: ActiveModel) -> bool:
     """Whether the active model was trained on image features (its card has their settings)."""
-    from medimg_core import imaging
-
     try:
-        return imaging.image_settings_from_card(active.card) is not None
+        return feature_table.image_settings_from_card(active.card) is not None
     except ConfigError:
         return True
 
@@ -427,11 +425,10 @@ def _occlusion(
     _image_set: ImageSet,
     _context: dict[str, Any],
 ) -> OcclusionMap:
-    from medimg_core import imaging
+    # Deferred for start-up speed: scoring loads scikit-learn and shap.
+    from medimg_core.modelling.image_prediction import occlusion_for_case
 
-    return imaging.occlusion_for_case(
-        _active.model, _active.card, _image_set, position, context=_context
-    )
+    return occlusion_for_case(_active.model, _active.card, _image_set, position, context=_context)
 
 
 def occlusion(
@@ -442,9 +439,7 @@ def occlusion(
     The case's non-image model inputs (clinical columns) are held at their values while the
     image is masked, so only the image changes.
     """
-    from medimg_core import imaging
-
-    settings = imaging.image_settings_from_card(active.card)
+    settings = feature_table.image_settings_from_card(active.card)
     if settings is None or settings.size is None:
         raise ConfigError(
             "This model's card has no image settings, so its cases have no image to mask; "
@@ -516,10 +511,8 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
 
 def _write_single(data: bytes, name: str) -> Path:
     """A single uploaded image, stored in the workspace under its content hash."""
-    from medimg_core import registry
-
     digest = hashlib.sha256(data).hexdigest()
-    folder = registry.workspace_home() / "uploads" / "single" / digest
+    folder = workspace_home() / "uploads" / "single" / digest
     folder.mkdir(parents=True, exist_ok=True)
     safe = Path(name).name or "image"
     path = folder / safe
@@ -544,8 +537,6 @@ def prediction_images(active: ActiveModel, data: bytes, name: str) -> ImageTable
     ImageError
         When no image can be read.
     """
-    from medimg_core import imaging
-
     digest = hashlib.sha256(data).hexdigest()
     settings = json.dumps((active.card.get("features") or {}).get("image_settings"), sort_keys=True)
     lock, store = _prediction_store()
@@ -559,7 +550,7 @@ def prediction_images(active: ActiveModel, data: bytes, name: str) -> ImageTable
     source: bytes | Path = data if suffix in {".zip", ".npz"} else _write_single(data, name)
     workers = 1 if len(data) < _SMALL_UPLOAD else None
     with progress_bar("Reading the new images…") as report:
-        table = imaging.features_for_prediction(
+        table = feature_table.features_for_prediction(
             active.card, source, name=name, workers=workers, progress=report
         )
     with lock:
@@ -577,6 +568,7 @@ def is_table_file(name: str) -> bool:
 def take_prediction_images(uploaded: Any, active: ActiveModel) -> None:
     """Read new images from the Predict page's uploader once, when a new file arrives, and make
     their features the cases to score (their images kept for the prediction cards)."""
+    # Deferred for start-up speed: the explaining helpers load scikit-learn and shap.
     from medimg_core.ui import explaining
 
     if uploaded is None:
@@ -612,6 +604,7 @@ def prediction_cards(
     scored: review.ScoredCases, ctx: ImageContext, *, key: str, per_row: int = 4, rows: int = 3
 ) -> None:
     """Each scored image with its decision, probability and top reasons, one page at a time."""
+    # Deferred for start-up speed: the explaining helpers load scikit-learn and shap.
     from medimg_core.ui import explaining
 
     if scored.cleaning is None or scored.n_scored == 0:

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from medimg_core.evaluation import Evaluation
-    from medimg_core.imaging import ImageTable
-    from medimg_core.models import MedimgModel
+    from medimg_core.imaging.feature_table import ImageTable
+    from medimg_core.modelling.evaluation import Evaluation
+    from medimg_core.modelling.models import MedimgModel
 
 __all__ = ["ActiveModel", "ImageContext", "image_context"]
 

@@ -17,12 +17,12 @@ __all__ = [
     "step_done",
 ]
 
-TABLE = "table"  # medimg_core.io.LoadedTable (after joins / image feature extraction)
-ROLES = "roles"  # medimg_core.roles.Roles, confirmed by the user
-PROPOSAL = "proposal"  # medimg_core.roles.RoleProposal for the current table
+TABLE = "table"  # medimg_core.tables.loading.LoadedTable (after joins / image feature extraction)
+ROLES = "roles"  # medimg_core.tables.roles.Roles, confirmed by the user
+PROPOSAL = "proposal"  # medimg_core.tables.roles.RoleProposal for the current table
 POSITIVE = "positive"  # the class the model calls positive (binary labels), confirmed with ROLES
-CLEANING = "cleaning"  # medimg_core.cleaning.CleaningReport
-TRAINING = "training"  # medimg_core.training.TrainingResult of this session
+CLEANING = "cleaning"  # medimg_core.tables.cleaning.CleaningReport
+TRAINING = "training"  # medimg_core.modelling.training.TrainingResult of this session
 RUN_ID = "run_id"  # registry id of the active run
 ACTIVE = (
     "active_model"  # medimg_core.ui.session.ActiveModel: the model pages evaluate/explain/predict

@@ -13,19 +13,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import streamlit as st
 
-from medimg_core import cleaning
-from medimg_core.cleaning import CleaningReport
 from medimg_core.errors import ConfigError, ModelFileError
-from medimg_core.io import LoadedTable, frame_hash
-from medimg_core.roles import RoleProposal, Roles
+from medimg_core.tables import cleaning
+from medimg_core.tables.cleaning import CleaningReport
+from medimg_core.tables.loading import LoadedTable, frame_hash
+from medimg_core.tables.roles import RoleProposal, Roles
 from medimg_core.ui import cache, state
 from medimg_core.ui.session import ActiveModel, ImageContext
+from medimg_core.workspace import workspace_home
 
 # Training, the registry and saved runs pull in scikit-learn and skops; they are imported in the
 # functions that use them so that the Data page, which needs none of them, opens quickly.
 if TYPE_CHECKING:
-    from medimg_core.evaluation import Evaluation
-    from medimg_core.training import TrainingResult, ValidationConfig
+    from medimg_core.modelling.evaluation import Evaluation
+    from medimg_core.modelling.training import TrainingResult, ValidationConfig
 
 __all__ = [
     "SAMPLE_BUTTON",
@@ -236,7 +237,7 @@ def quality_values(series: pd.Series, limit: int = 50) -> list[str]:
     """Distinct values of a quality-flag column, written as the cleaning compares them.
 
     Whole numbers lose their ``.0`` and booleans read "true" / "false", so that choosing a value
-    here matches it in :func:`medimg_core.cleaning.clean`.
+    here matches it in :func:`medimg_core.tables.cleaning.clean`.
 
     Parameters
     ----------
@@ -328,8 +329,9 @@ def use_sample(until: Literal["data", "clean", "train"] = "data") -> None:
     report = run_cleaning()
     if until == "clean":
         return
-    from medimg_core.models import ModelConfig
-    from medimg_core.training import ValidationConfig, train
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.modelling.models import ModelConfig
+    from medimg_core.modelling.training import ValidationConfig, train
 
     validation = ValidationConfig(cv=5)
     with st.spinner("Training a logistic regression on the sample…"):
@@ -400,12 +402,13 @@ def activate_training(
     RegistryError
         When the workspace cannot be created.
     """
-    from medimg_core import registry, runs
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import runs
 
     images = current_images()
     saved = runs.save_run(
         result,
-        registry.workspace_home() / "models" / uuid.uuid4().hex,
+        workspace_home() / "models" / uuid.uuid4().hex,
         data=data,
         cleaning=cleaning,
         dataset_name=dataset_name,
@@ -455,8 +458,9 @@ def open_run(run_id: str) -> ActiveModel:
     ModelFileError
         When the model files are missing, damaged or fail verification.
     """
-    from medimg_core import cases, registry
-    from medimg_core.persistence import load_model
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import cases, registry
+    from medimg_core.store.persistence import load_model
 
     record = registry.Registry().get_run(run_id)
     loaded = load_model(record.model_dir)

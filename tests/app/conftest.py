@@ -11,7 +11,7 @@ import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.io import load_sample
+from medimg_core.tables.loading import load_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.profile import HIDDEN_SUMMARY
-from medimg_core.roles import Roles
+from medimg_core.tables.profile import HIDDEN_SUMMARY
+from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
 from tests.app.conftest import linked_pages, messy_frame, metric_values, upload
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.evaluation import METRIC_LABELS
-from medimg_core.models import ModelConfig
-from medimg_core.persistence import build_card
-from medimg_core.roles import Roles
-from medimg_core.training import ValidationConfig, train
+from medimg_core.modelling.evaluation import METRIC_LABELS
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.store.persistence import build_card
+from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
 from medimg_core.ui.session import ActiveModel
 

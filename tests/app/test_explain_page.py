@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core import cleaning, io, persistence, training
-from medimg_core.models import ModelConfig
-from medimg_core.roles import Roles
+from medimg_core.modelling import training
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.store import persistence
+from medimg_core.tables import cleaning
+from medimg_core.tables import loading as io
+from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
 from medimg_core.ui.session import ActiveModel
 from medimg_core.ui.workflow import SAMPLE_BUTTON

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from medimg_core import image_plots
 from medimg_core.errors import DataError
-from medimg_core.imaging import image_table
-from medimg_core.occlusion import occlusion_map
+from medimg_core.imaging.feature_table import image_table
+from medimg_core.imaging.occlusion import occlusion_map
+from medimg_core.reporting.figures import images as image_plots
 from medimg_core.ui import state
 from medimg_core.ui.session import image_context
 from tests.app.conftest import upload

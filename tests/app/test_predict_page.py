@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.io import load_sample
+from medimg_core.tables.loading import load_sample
 from medimg_core.ui import explaining, state
 from medimg_core.ui.session import ActiveModel
 from medimg_core.ui.workflow import SAMPLE_BUTTON

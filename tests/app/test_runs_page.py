@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core import summaries
-from medimg_core.cases import CASES_NAME
-from medimg_core.registry import Registry
+from medimg_core.reporting import summaries
+from medimg_core.store.cases import CASES_NAME
+from medimg_core.store.registry import Registry
 from medimg_core.ui import state
 
 PAGE = "pages/runs.py"

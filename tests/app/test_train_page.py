@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.cases import CASES_NAME, load_cases
-from medimg_core.registry import Registry
+from medimg_core.store.cases import CASES_NAME, load_cases
+from medimg_core.store.registry import Registry
 from medimg_core.ui import state
 from medimg_core.ui.workflow import SAMPLE_BUTTON
 

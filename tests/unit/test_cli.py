@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from medimg_core.cli import _ProgressLine, main
-from medimg_core.io import load_sample
-from medimg_core.persistence import load_model
-from medimg_core.registry import Registry
+from medimg_core.store.persistence import load_model
+from medimg_core.store.registry import Registry
+from medimg_core.tables.loading import load_sample
 
 FAST = ["--model", "logreg", "--cv", "3", "--n-boot", "100"]
 
@@ -451,7 +451,7 @@ def image_home(image_model: ImageModel, monkeypatch: pytest.MonkeyPatch) -> Path
 
 
 def test_features_writes_parquet_with_settings(tmp_path: Path, image_home: Path) -> None:
-    from medimg_core.features import read_feature_settings
+    from medimg_core.imaging.features import read_feature_settings
 
     images = image_folder(tmp_path / "images", n=3)
     out = tmp_path / "features.parquet"

@@ -27,10 +27,10 @@ from medimg_core.errors import ConfigError, DataError
 # sklearn, evaluation, explain, models and review are imported where they are used: the Data
 # page draws its charts from this module and must not wait for scikit-learn to load.
 if TYPE_CHECKING:
-    from medimg_core.cleaning import CleaningReport
-    from medimg_core.evaluation import Curve, Evaluation, MetricValue
-    from medimg_core.explain import CaseExplanation, Explanation
-    from medimg_core.training import LeaderboardRow, SplitSummary
+    from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue
+    from medimg_core.modelling.explain import CaseExplanation, Explanation
+    from medimg_core.modelling.training import LeaderboardRow, SplitSummary
+    from medimg_core.tables.cleaning import CleaningReport
 
 __all__ = [
     "MAX_POINTS",
@@ -874,7 +874,7 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
             "model kind 'auto' to compare every model kind."
         )
     rows.sort(key=lambda r: np.nan_to_num(r.roc_auc.value, nan=-1.0))
-    from medimg_core.models import model_name
+    from medimg_core.modelling.models import model_name
 
     names = [model_name(r.kind) for r in rows]
     fig = _figure()
@@ -1487,7 +1487,7 @@ def _metric_text(metric: MetricValue | None, digits: int, prefix: str = "") -> s
 def _tradeoff(evaluation: Evaluation, n_points: int = 101) -> pd.DataFrame:
     """Threshold table from ``evaluation.tradeoff_table`` when available, else computed here."""
     columns = ["threshold", "sensitivity", "specificity", "ppv", "npv"]
-    from medimg_core import evaluation as _evaluation_module
+    from medimg_core.modelling import evaluation as _evaluation_module
 
     table_fn = getattr(_evaluation_module, "tradeoff_table", None)
     if callable(table_fn):
@@ -1585,8 +1585,8 @@ def _target_name(ev: Evaluation) -> str:
 
 
 def _format_value(v: Any) -> str:
-    """:func:`medimg_core.review.format_value`, cut at 30 characters to fit an axis or a hover."""
-    from medimg_core.review import format_value
+    """:func:`medimg_core.reporting.review.format_value`, cut at 30 characters to fit an axis or a hover."""
+    from medimg_core.reporting.review import format_value
 
     text = format_value(v)
     return text if len(text) <= 30 else text[:29] + "…"

@@ -1,7 +1,7 @@
 """Figure builders for images: a grayscale image, and an occlusion-sensitivity map over it.
 
-Pure functions (pixels and :class:`medimg_core.occlusion.OcclusionMap` in,
-``plotly.graph_objects.Figure`` out), in the style of :mod:`medimg_core.plots`. The image is
+Pure functions (pixels and :class:`medimg_core.imaging.occlusion.OcclusionMap` in,
+``plotly.graph_objects.Figure`` out), in the style of :mod:`medimg_core.reporting.figures.evaluation`. The image is
 embedded as one PNG (``go.Image``), so a large image costs no more than a small one; the
 occlusion heatmap is drawn on top with at most :data:`MAX_CELLS` cells (it has the resolution of
 its patches anyway). Red areas push the prediction towards the explained class, blue ones away
@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from medimg_core.errors import DataError
-from medimg_core.occlusion import OcclusionMap
+from medimg_core.imaging.occlusion import OcclusionMap
 
 __all__ = ["MAX_CELLS", "image_figure", "occlusion_figure", "to_uint8"]
 
@@ -132,7 +132,7 @@ def occlusion_figure(
     Parameters
     ----------
     pixels : the image the map was computed on (the model's working size), 2-D in [0, 1].
-    occlusion : from :func:`medimg_core.occlusion.occlusion_map`; ``heatmap`` has the image's
+    occlusion : from :func:`medimg_core.imaging.occlusion.occlusion_map`; ``heatmap`` has the image's
         shape and holds, per pixel, the probability lost when that area is masked.
     title : optional title above the map.
     height : figure height in pixels.

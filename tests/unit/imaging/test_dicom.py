@@ -15,12 +15,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medimg_core import dicom
 from medimg_core.errors import ImageError
+from medimg_core.imaging import dicom
 from medimg_core.privacy import pseudonymise
 
 KEY = b"test-key-0123456789abcdef0123456"
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "dicom-deidentification.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "dicom-deidentification.md"
 
 
 def ct_path() -> str:

@@ -17,23 +17,22 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
-from medimg_core.features import FeatureSettings
-from medimg_core.images import ImageLimits
-from medimg_core.imaging import (
+from medimg_core.imaging.feature_table import (
     ImageTable,
     feature_descriptions,
     features_for_prediction,
-    image_predictions,
     image_settings_from_card,
     image_table,
     is_image_source,
-    occlusion_for_case,
 )
-from medimg_core.io import load_sample
-from medimg_core.models import ModelConfig
-from medimg_core.persistence import build_card, load_model, save_model
-from medimg_core.roles import Roles
-from medimg_core.training import TrainingResult, ValidationConfig, train
+from medimg_core.imaging.features import FeatureSettings
+from medimg_core.imaging.sets import ImageLimits
+from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.store.persistence import build_card, load_model, save_model
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.roles import Roles
 
 FAST = ModelConfig(model="logreg")
 VALIDATION = ValidationConfig(cv=3, n_boot=50)

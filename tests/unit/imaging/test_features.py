@@ -15,7 +15,7 @@ from skimage.filters import sobel
 from skimage.measure import regionprops
 
 from medimg_core.errors import ConfigError, ImageError
-from medimg_core.features import (
+from medimg_core.imaging.features import (
     FEATURE_DESCRIPTIONS,
     FEATURE_VERSION,
     FeatureSettings,
@@ -27,7 +27,7 @@ from medimg_core.features import (
     features_from_pixels,
     read_feature_settings,
 )
-from medimg_core.images import open_image_set, resize_image
+from medimg_core.imaging.sets import open_image_set, resize_image
 
 KEY = b"features-test-key-0123456789abcd"
 
@@ -120,7 +120,7 @@ def test_glcm_lbp_and_gradient_match_scikit_image() -> None:
 
 @pytest.mark.parametrize(("points", "radius"), [(8, 1.0), (8, 2.0), (16, 2.0), (4, 1.0)])
 def test_lbp_codes_are_bit_identical_to_scikit_image(points: int, radius: float) -> None:
-    from medimg_core.features import _lbp_codes
+    from medimg_core.imaging.features import _lbp_codes
 
     rng = np.random.default_rng(points)
     edge = math.ceil(radius)

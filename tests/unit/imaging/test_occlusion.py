@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.features import FeatureSettings, features_from_pixels
-from medimg_core.occlusion import OcclusionMap, model_predict_fn, occlusion_map
+from medimg_core.imaging.features import FeatureSettings, features_from_pixels
+from medimg_core.imaging.occlusion import OcclusionMap, model_predict_fn, occlusion_map
 
 
 def top_left_brightness(batch: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
-from medimg_core.features import extract_features
-from medimg_core.images import (
+from medimg_core.imaging.features import extract_features
+from medimg_core.imaging.sets import (
     ImageLimits,
     ImageProblem,
     LoadedImage,
@@ -29,7 +29,7 @@ from medimg_core.images import (
 from medimg_core.privacy import pseudonymise
 
 KEY = b"images-test-key-0123456789abcdef"
-SHARED_NPZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "pneumoniamnist.npz"
+SHARED_NPZ = Path(__file__).resolve().parents[4] / "shared" / "data" / "pneumoniamnist.npz"
 
 
 def gradient(h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:

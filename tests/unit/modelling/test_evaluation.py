@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from medimg_core import evaluation as ev_mod
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.evaluation import (
+from medimg_core.modelling import evaluation as ev_mod
+from medimg_core.modelling.evaluation import (
     METRIC_HELP,
     METRIC_KEYS,
     METRIC_LABELS,

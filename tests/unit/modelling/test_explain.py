@@ -16,10 +16,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-import medimg_core.explain as explain_module
-from medimg_core.cleaning import CleaningPlan
+import medimg_core.modelling.explain as explain_module
 from medimg_core.errors import ConfigError, DataError, SchemaError
-from medimg_core.explain import (
+from medimg_core.modelling.explain import (
     METHOD_LINEAR,
     METHOD_PERMUTATION,
     METHOD_TREE,
@@ -27,8 +26,9 @@ from medimg_core.explain import (
     ModelExplainer,
     explain,
 )
-from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.roles import Roles
+from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.roles import Roles
 
 NUMERIC = ("radius", "texture", "area", "smoothness", "symmetry")
 CATEGORICAL = ("site",)

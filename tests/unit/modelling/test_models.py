@@ -1,4 +1,4 @@
-"""Tests for medimg_core.models: one pipeline per kind, parameter checks, the model's methods."""
+"""Tests for medimg_core.modelling.models: one pipeline per kind, parameter checks, the model's methods."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from threadpoolctl import threadpool_limits
 
-from medimg_core.cleaning import CleaningPlan
 from medimg_core.errors import ConfigError, DataError, SchemaError
-from medimg_core.models import (
+from medimg_core.modelling.models import (
     MODEL_KINDS,
     MedimgModel,
     ModelConfig,
@@ -21,7 +20,8 @@ from medimg_core.models import (
     label_key,
     valid_params,
 )
-from medimg_core.roles import Roles
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.roles import Roles
 
 
 @pytest.fixture(scope="module")

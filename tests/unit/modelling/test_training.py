@@ -1,4 +1,4 @@
-"""Tests for medimg_core.training: honest validation, guards, schema checks, prediction."""
+"""Tests for medimg_core.modelling.training: honest validation, guards, schema checks, prediction."""
 
 from __future__ import annotations
 
@@ -14,17 +14,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medimg_core.errors import ConfigError, DataError, SchemaError
-from medimg_core.models import MODEL_KINDS, ModelConfig
-from medimg_core.roles import Roles
-from medimg_core.training import (
-    TrainingResult,
-    ValidationConfig,
-    _cv_folds,
-    check_schema,
-    evaluate_model,
-    predict,
-    train,
-)
+from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
+from medimg_core.modelling.prediction import evaluate_model, predict
+from medimg_core.modelling.schema import check_schema
+from medimg_core.modelling.training import TrainingResult, ValidationConfig, _cv_folds, train
+from medimg_core.tables.roles import Roles
 
 FAST = ValidationConfig(test_size=0.2, cv=3, n_boot=50)
 LOGREG = ModelConfig(model="logreg")
@@ -100,7 +94,7 @@ def test_seed_preset_is_honest_where_the_textbook_fit_is_perfect(wdbc: pd.DataFr
 
 @pytest.mark.slow
 def test_auto_on_the_sample_is_accurate_and_ranks_every_kind() -> None:
-    from medimg_core.io import load_sample
+    from medimg_core.tables.loading import load_sample
 
     frame = load_sample("wdbc").frame
     result = train(frame, Roles(label="diagnosis", id="case_id"))

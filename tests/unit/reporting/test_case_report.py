@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core import plots
 from medimg_core.errors import DataError
-from medimg_core.explain import CaseExplanation
-from medimg_core.report import anonymous_case, case_report_html
+from medimg_core.modelling.explain import CaseExplanation
+from medimg_core.reporting.case_report import anonymous_case, case_report_html
+from medimg_core.reporting.figures import evaluation as plots
 
 CARD = {
     "pipeline": {"kind": "logreg"},

@@ -13,12 +13,12 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from medimg_core import plots
-from medimg_core.cleaning import CleaningPlan, CleaningReport
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.evaluation import Curve, Evaluation, MetricValue
-from medimg_core.explain import Explanation
-from medimg_core.plots import (
+from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue
+from medimg_core.modelling.explain import Explanation
+from medimg_core.modelling.training import LeaderboardRow, SplitSummary
+from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.evaluation import (
     MAX_POINTS,
     beeswarm_figure,
     calibration_figure,
@@ -37,7 +37,7 @@ from medimg_core.plots import (
     threshold_figure,
     waterfall_figure,
 )
-from medimg_core.training import LeaderboardRow, SplitSummary
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 
 FONT_MIN = 12
 
@@ -163,7 +163,7 @@ def test_no_streamlit_import_in_plots() -> None:
 
 
 def test_importing_plots_does_not_load_streamlit() -> None:
-    code = "import sys, medimg_core.plots; print('streamlit' in sys.modules)"
+    code = "import sys, medimg_core.reporting.figures.evaluation; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -591,7 +591,7 @@ def test_fixed_height_and_short_title(build: object) -> None:
 
 
 def test_figures_accept_evaluate_scores_output() -> None:
-    evaluation = pytest.importorskip("medimg_core.evaluation")
+    evaluation = pytest.importorskip("medimg_core.modelling.evaluation")
     if not hasattr(evaluation, "evaluate_scores"):
         pytest.skip("evaluation.evaluate_scores is not written yet")
     synthetic = binary_eval(n=200)

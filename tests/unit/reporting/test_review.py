@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core import cleaning, io, review, training
-from medimg_core.cleaning import CleaningPlan
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.explain import ModelExplainer
-from medimg_core.models import ModelConfig
-from medimg_core.roles import Roles
+from medimg_core.modelling import training
+from medimg_core.modelling.explain import ModelExplainer
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.reporting import review
+from medimg_core.tables import cleaning
+from medimg_core.tables import loading as io
+from medimg_core.tables.cleaning import CleaningPlan
+from medimg_core.tables.roles import Roles
 
 
 @dataclass(frozen=True)

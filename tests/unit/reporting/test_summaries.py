@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medimg_core.cleaning import clean
-from medimg_core.comparison import comparison_figure, comparison_notes, run_label, runs_frame
 from medimg_core.errors import ConfigError
-from medimg_core.evaluation import METRIC_LABELS, MetricValue
-from medimg_core.io import load_sample
-from medimg_core.models import MODEL_KINDS, ModelConfig
-from medimg_core.persistence import build_card
-from medimg_core.plots import flow_figure
-from medimg_core.registry import RunRecord
-from medimg_core.roles import Roles
-from medimg_core.summaries import (
+from medimg_core.modelling.evaluation import METRIC_LABELS, MetricValue
+from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
+from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.reporting.comparison import (
+    comparison_figure,
+    comparison_notes,
+    run_label,
+    runs_frame,
+)
+from medimg_core.reporting.figures.evaluation import flow_figure
+from medimg_core.reporting.summaries import (
     MODEL_CHOICES,
     FoldSummary,
     calibration_frame,
@@ -37,7 +38,11 @@ from medimg_core.summaries import (
     model_name,
     split_frame,
 )
-from medimg_core.training import TrainingResult, ValidationConfig, train
+from medimg_core.store.persistence import build_card
+from medimg_core.store.registry import RunRecord
+from medimg_core.tables.cleaning import clean
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.roles import Roles
 
 
 @pytest.fixture(scope="module")

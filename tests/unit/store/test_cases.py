@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core.cases import (
+from medimg_core.errors import DataError, ModelFileError
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.store.cases import (
     CASES_NAME,
     build_cases,
     case_evaluations,
@@ -16,11 +19,8 @@ from medimg_core.cases import (
     probability_columns,
     save_cases,
 )
-from medimg_core.errors import DataError, ModelFileError
-from medimg_core.io import load_sample
-from medimg_core.models import ModelConfig
-from medimg_core.roles import Roles
-from medimg_core.training import TrainingResult, ValidationConfig, train
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.roles import Roles
 
 
 def sample_data() -> pd.DataFrame:

@@ -18,19 +18,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from medimg_core import persistence
-from medimg_core.cleaning import CleaningPlan, CleaningReport
 from medimg_core.errors import ModelFileError
-from medimg_core.evaluation import METRIC_KEYS, Evaluation, MetricValue
-from medimg_core.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.persistence import LoadedModel, build_card, load_model, save_model
-from medimg_core.roles import Roles
-from medimg_core.training import (
+from medimg_core.modelling.evaluation import METRIC_KEYS, Evaluation, MetricValue
+from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
+from medimg_core.modelling.training import (
     LeaderboardRow,
     SplitSummary,
     TrainingResult,
     ValidationConfig,
 )
+from medimg_core.store import persistence
+from medimg_core.store.persistence import LoadedModel, build_card, load_model, save_model
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
+from medimg_core.tables.roles import Roles
 
 
 def wdbc_frame() -> pd.DataFrame:

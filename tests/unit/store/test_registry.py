@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from medimg_core.errors import RegistryError
-from medimg_core.io import frame_hash
-from medimg_core.persistence import build_card, save_model
-from medimg_core.registry import Registry, RunRecord, workspace_home
-from medimg_core.training import TrainingResult
-from tests.unit.test_persistence import make_result, wdbc_frame
+from medimg_core.modelling.training import TrainingResult
+from medimg_core.store.persistence import build_card, save_model
+from medimg_core.store.registry import Registry, RunRecord
+from medimg_core.tables.loading import frame_hash
+from tests.unit.store.test_persistence import make_result, wdbc_frame
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +40,6 @@ def _record(registry: Registry, result: TrainingResult, tmp_path: Path, name: st
     model_dir = save_model(result, tmp_path / name, dataset_name=name)
     card = build_card(result, cleaning=None, dataset_name=name)
     return registry.record_run(result, data=wdbc_frame(), card=card, model_dir=model_dir)
-
-
-def test_workspace_home_follows_env_and_is_created(home: Path) -> None:
-    assert not home.exists()
-    assert workspace_home() == home
-    assert home.is_dir()
-
-
-def test_workspace_home_defaults_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MEDIMG_HOME", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert workspace_home() == tmp_path / "medimg-workspace"
 
 
 def test_default_database_is_sqlite_in_the_workspace(registry: Registry, home: Path) -> None:
@@ -170,11 +158,3 @@ def test_unreachable_sqlite_file(tmp_path: Path, home: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(RegistryError, match=r"cannot open the run registry .*MEDIMG_DATABASE_URL"):
         Registry(url=f"sqlite:///{blocker}/registry.db")
-
-
-def test_workspace_that_cannot_be_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    monkeypatch.setenv("MEDIMG_HOME", str(blocker / "ws"))
-    with pytest.raises(RegistryError, match=r"cannot create the medimg workspace .*MEDIMG_HOME"):
-        workspace_home()

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from medimg_core.cases import load_cases
-from medimg_core.cleaning import clean
 from medimg_core.errors import RegistryError
-from medimg_core.io import load_sample
-from medimg_core.models import ModelConfig
-from medimg_core.persistence import load_model
-from medimg_core.registry import Registry
-from medimg_core.roles import propose_roles
-from medimg_core.runs import save_run
-from medimg_core.training import ValidationConfig, train
+from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.store.cases import load_cases
+from medimg_core.store.persistence import load_model
+from medimg_core.store.registry import Registry
+from medimg_core.store.runs import save_run
+from medimg_core.tables.cleaning import clean
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.roles import propose_roles
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core import cleaning
-from medimg_core.cleaning import (
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.tables import cleaning
+from medimg_core.tables.cleaning import (
     DEFAULT_ACCEPTABLE_QUALITY,
     REMOVAL_RULES,
     CleaningPlan,
@@ -13,8 +14,7 @@ from medimg_core.cleaning import (
     clean,
     suggest_plan,
 )
-from medimg_core.errors import ConfigError, DataError
-from medimg_core.roles import Roles
+from medimg_core.tables.roles import Roles
 
 ROLES = Roles(label="label", id="pid", quality="qc")
 

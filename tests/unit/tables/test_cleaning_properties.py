@@ -9,9 +9,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medimg_core.cleaning import REMOVAL_RULES, CleaningPlan, clean, suggest_plan
 from medimg_core.errors import MedimgError
-from medimg_core.roles import Roles
+from medimg_core.tables.cleaning import REMOVAL_RULES, CleaningPlan, clean, suggest_plan
+from medimg_core.tables.roles import Roles
 
 FEATURES = ("f_num", "f_int", "f_text", "f_mixed", "f_empty")
 CELLS: dict[str, st.SearchStrategy[Any]] = {

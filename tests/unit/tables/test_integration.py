@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core import integration
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.integration import JoinResult, StackResult, join_tables, stack_sources
+from medimg_core.tables import integration
+from medimg_core.tables.integration import JoinResult, StackResult, join_tables, stack_sources
 
 
 def _features() -> pd.DataFrame:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import medimg_core.io as medimg_io
+import medimg_core.tables.loading as medimg_io
 from medimg_core.errors import ConfigError, DataError, LimitError, MedimgError
-from medimg_core.io import (
+from medimg_core.tables.loading import (
     MISSING_TOKENS,
     SAMPLES,
     Limits,

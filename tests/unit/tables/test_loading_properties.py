@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medimg_core.errors import MedimgError
-from medimg_core.io import MISSING_TOKENS, Limits, load_table
 from medimg_core.privacy import FORMULA_PREFIXES, csv_safe
+from medimg_core.tables.loading import MISSING_TOKENS, Limits, load_table
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = st.sampled_from(["t.csv", "t.tsv", "t.txt", "t.xlsx", "t.parquet", None, "t.json"])

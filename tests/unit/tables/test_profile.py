@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core.io import load_sample
-from medimg_core.profile import (
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.profile import (
     HIDDEN_SUMMARY,
     PROFILE_COLUMNS,
     column_role,
@@ -15,7 +15,7 @@ from medimg_core.profile import (
     hidden_columns,
     profile_columns,
 )
-from medimg_core.roles import Roles
+from medimg_core.tables.roles import Roles
 
 ROLES = Roles(label="diagnosis", id="case_id", quality="qc", site="site", exclude=("name",))
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import medimg_core.roles as roles_module
+import medimg_core.tables.roles as roles_module
 from medimg_core.errors import DataError
-from medimg_core.io import load_sample
-from medimg_core.roles import (
+from medimg_core.tables.loading import load_sample
+from medimg_core.tables.roles import (
     RoleProposal,
     Roles,
     feature_columns,
