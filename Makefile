@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make run   - virtual environment + medimg, then the dashboard on http://localhost:8501
-#   make test  - test dependencies, then format check, lint, types and the whole test suite
+#   make test  - test dependencies, then format check, lint, layer contracts, types and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,7 @@ test: $(VENV)/.installed-test lint types pytest
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 types: $(VENV)/.installed-test
 	$(BIN)/mypy
