@@ -32,14 +32,8 @@ from medimg_core.imaging.features import (
     _descriptions,
     extract_features,
 )
-from medimg_core.imaging.sets import (
-    IMAGE_SUFFIXES,
-    ImageLimits,
-    ImageProblem,
-    ImageSet,
-    load_image,
-    open_image_set,
-)
+from medimg_core.imaging.pixels import IMAGE_SUFFIXES, ImageLimits, ImageProblem, load_image
+from medimg_core.imaging.sets import ImageSet, open_image_set
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.roles import Roles
 

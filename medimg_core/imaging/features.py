@@ -39,15 +39,15 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
-from medimg_core.imaging.sets import (
+from medimg_core.imaging.pixels import (
     ImageProblem,
-    ImageSet,
     load_mask,
     load_task_image,
     parse_size,
     resize_image,
     resize_mask,
 )
+from medimg_core.imaging.sets import ImageSet
 from medimg_core.tables.roles import Roles
 
 __all__ = [

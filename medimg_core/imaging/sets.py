@@ -8,23 +8,19 @@ at a time by :meth:`ImageSet.load` / :meth:`ImageSet.iter_images`, never all at 
 Layouts, detected in this order:
 
 * ``.npz`` in the MedMNIST layout (``train_images``, ``train_labels``, ``val_…``, ``test_…``):
-  the splits are kept in a ``split`` column ("train", "val", "test").
+  the splits are kept in a ``split`` column ("train", "val", "test"); read by
+  :mod:`medimg_core.imaging.npz`.
 * a labels table (the ``labels`` argument, or ``labels.csv`` / ``.tsv`` / ``.xlsx`` /
   ``.parquet`` at the top of the folder) with a ``file`` column, optionally ``label``,
   ``patient_id`` and any clinical columns, which are kept and later joined to the features.
 * one sub-folder per class (``normal/``, ``pneumonia/``; deeper folders are allowed).
 * a flat folder of images without labels (for prediction, ``min_classes=0``).
 
-Pixel values become float32 in [0, 1]: 8-bit / 255, 16-bit / 65535 (the nominal range of the
-bit depth, the same for every image, so absolute brightness stays comparable), DICOM through its
-rescale and window (:mod:`medimg_core.imaging.dicom`). RGB becomes luminance (ITU-R BT.601:
-0.299 R + 0.587 G + 0.114 B), and the notes say so.
+A ZIP archive is first unpacked inside the workspace by :mod:`medimg_core.imaging.archives`, then
+read as a folder; each image is decoded by :mod:`medimg_core.imaging.pixels`.
 
 Unreadable files do not stop the set: they are listed in :attr:`ImageSet.problems` (file and
-reason) and left out; the set is refused only when no image is readable. ZIP archives are
-extracted only inside the workspace, after every member has been checked (no ``..``, absolute
-paths, drive letters or symlinks; total unpacked size and compression ratio capped), and DICOM
-members are de-identified before they are written.
+reason) and left out; the set is refused only when no image is readable.
 """
 
 from __future__ import annotations
@@ -32,9 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
-import shutil
-import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -46,35 +39,30 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medimg_core.errors import ConfigError, ImageError, LimitError
+from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging import dicom
+from medimg_core.imaging.archives import SKIP_NAMES, extract_zip
+from medimg_core.imaging.npz import is_npz, read_npz
+from medimg_core.imaging.pixels import (
+    GRAY_MODES,
+    IMAGE_SUFFIXES,
+    LUMA_NOTE,
+    ImageLimits,
+    ImageProblem,
+    ImageSource,
+    LoadedImage,
+    check_format,
+    load_mask,
+    load_task_image,
+    parse_size,
+    resize_image,
+    resize_mask,
+)
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.loading import load_table
 from medimg_core.workspace import workspace_home
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "RESERVED_COLUMNS",
-    "ImageLimits",
-    "ImageProblem",
-    "ImageSet",
-    "LoadedImage",
-    "array_to_image",
-    "load_image",
-    "load_mask",
-    "load_task_image",
-    "open_image_set",
-    "parse_size",
-    "resize_image",
-    "resize_mask",
-]
-
-ImageSource = str | os.PathLike[str] | bytes
-
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
-)
-"""File endings read as images (files without an ending are read when they are DICOM)."""
+__all__ = ["RESERVED_COLUMNS", "ImageSet", "open_image_set"]
 
 RESERVED_COLUMNS: tuple[str, ...] = (
     "file",
@@ -89,292 +77,8 @@ RESERVED_COLUMNS: tuple[str, ...] = (
 )
 """Record columns medimg fills itself; a labels table may provide only file, label, patient_id."""
 
-_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 _LABEL_FILES = ("labels.csv", "labels.tsv", "labels.xlsx", "labels.parquet")
-_SKIP_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
-_SPLITS = ("train", "val", "test")
-_LUMA = np.array([0.299, 0.587, 0.114])
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
-_LUMA_NOTE = "RGB images were converted to grayscale luminance (0.299 R + 0.587 G + 0.114 B)."
-_COMPLETE_MARKER = ".medimg-complete"
-_BOMB_MIN_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Caps checked before images or archives are unpacked.
-
-    Parameters
-    ----------
-    max_unpacked_bytes : largest total uncompressed size of a ZIP (sum over members).
-    max_ratio : largest compression ratio of a ZIP member larger than 1 MiB (zip-bomb guard).
-    max_members : most members in a ZIP, or files in a folder.
-    max_pixels : most pixels in one image (width × height).
-    """
-
-    max_unpacked_bytes: int = 2 * 2**30
-    max_ratio: float = 200.0
-    max_members: int = 200_000
-    max_pixels: int = 100_000_000
-
-    def __post_init__(self) -> None:
-        for name in ("max_unpacked_bytes", "max_ratio", "max_members", "max_pixels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(
-                    f"ImageLimits.{name} must be a positive number, got {value!r}; "
-                    f"pass for example ImageLimits({name}=1000)."
-                )
-
-
-@dataclass(frozen=True)
-class ImageProblem:
-    """A file left out of an image set, and why."""
-
-    file: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class LoadedImage:
-    """One decoded image.
-
-    Attributes
-    ----------
-    pixels : float32 (height, width) in [0, 1], grayscale.
-    original_size : (height, width) as stored in the file.
-    bit_depth : bits per sample in the file (8, 16, or BitsStored for DICOM).
-    was_rgb : the file held colour pixels, converted to luminance.
-    format : "png", "jpeg", "tiff", "dicom" or "npz".
-    frame : the frame used for multi-frame files, else None.
-    dicom : for DICOM only the safe subset (modality, rows, columns, frames, pixel spacing).
-    notes : how the values were mapped.
-    """
-
-    pixels: np.ndarray
-    original_size: tuple[int, int]
-    bit_depth: int
-    was_rgb: bool
-    format: str
-    frame: int | None = None
-    dicom: dict[str, Any] | None = None
-    notes: tuple[str, ...] = ()
-
-
-def _display(source: ImageSource, name: str | None) -> str:
-    if name:
-        return name
-    return "uploaded image" if isinstance(source, bytes) else Path(source).name
-
-
-def load_image(
-    source: ImageSource,
-    *,
-    frame: int | None = None,
-    name: str | None = None,
-    limits: ImageLimits = ImageLimits(),
-) -> LoadedImage:
-    """Decode one PNG, JPEG, TIFF or DICOM image to grayscale float32 in [0, 1].
-
-    Parameters
-    ----------
-    source : a path or the file's bytes.
-    frame : frame of a multi-frame DICOM or TIFF; default the middle one.
-    name : how to name the file in messages.
-    limits : ``max_pixels`` caps the decoded size.
-
-    Raises
-    ------
-    ImageError
-        When the file is not an image, is corrupt or truncated, is too large, or is a DICOM file
-        without pixel data; the message names the file.
-    """
-    label = _display(source, name)
-    if dicom.is_dicom(source):
-        img = dicom.read_dicom(source, frame=frame, name=label)
-        return LoadedImage(
-            pixels=img.pixels,
-            original_size=(int(img.pixels.shape[0]), int(img.pixels.shape[1])),
-            bit_depth=img.bit_depth,
-            was_rgb=img.was_rgb,
-            format="dicom",
-            frame=img.frame,
-            dicom=img.header.safe_metadata(),
-            notes=img.notes,
-        )
-    fh: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-    try:
-        with Image.open(fh) as im:
-            fmt = _check_format(im, label, limits)
-            n_frames = int(getattr(im, "n_frames", 1) or 1)
-            used = None
-            if n_frames > 1:
-                used = n_frames // 2 if frame is None else frame
-                if not 0 <= used < n_frames:
-                    raise ImageError(
-                        f"Frame {used} does not exist in '{label}', which has {n_frames} "
-                        f"frames; choose a frame between 0 and {n_frames - 1}."
-                    )
-                im.seek(used)
-            im.load()
-            pixels, bits, was_rgb, notes = _pil_to_gray(im)
-    except (ImageError, LimitError):
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageError(
-            f"'{label}' is not an image medimg can read; use PNG, JPEG, TIFF or DICOM, or "
-            "remove the file."
-        ) from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(
-            f"'{label}' could not be decoded ({exc}); the file may be corrupt or truncated: "
-            "export it again or remove it."
-        ) from exc
-    return LoadedImage(
-        pixels=pixels,
-        original_size=(int(pixels.shape[0]), int(pixels.shape[1])),
-        bit_depth=bits,
-        was_rgb=was_rgb,
-        format=fmt,
-        frame=used,
-        notes=notes,
-    )
-
-
-def _check_format(im: Image.Image, label: str, limits: ImageLimits) -> str:
-    fmt = _PIL_FORMATS.get(str(im.format))
-    if fmt is None:
-        raise ImageError(
-            f"'{label}' is a {im.format} image; medimg reads PNG, JPEG, TIFF and DICOM: convert "
-            "it to PNG or remove it."
-        )
-    width, height = im.size
-    if width * height > limits.max_pixels:
-        raise LimitError(
-            f"'{label}' is {width}×{height} pixels, more than the cap of {limits.max_pixels:,}; "
-            "downsample it first or raise ImageLimits.max_pixels."
-        )
-    if width < 1 or height < 1:
-        raise ImageError(f"'{label}' has no pixels ({width}×{height}); remove it.")
-    return fmt
-
-
-def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, int, bool, tuple[str, ...]]:
-    mode = im.mode
-    notes: tuple[str, ...] = ()
-    if mode == "1":
-        return np.asarray(im, dtype=np.float32), 1, False, notes
-    if mode in {"L", "LA"}:
-        arr = np.asarray(im.getchannel(0), dtype=np.float32) / 255.0
-        return arr, 8, False, notes
-    if mode.startswith("I;16"):
-        arr = np.asarray(im).astype(np.float32) / 65535.0
-        return arr, 16, False, notes
-    if mode == "I":
-        raw = np.asarray(im).astype(np.float64)
-        if raw.min() >= 0 and raw.max() <= 65535:
-            return (raw / 65535.0).astype(np.float32), 16, False, notes
-        return _unit(raw), 32, False, ("32-bit integer image min-max scaled",)
-    if mode == "F":
-        raw = np.asarray(im).astype(np.float64)
-        if raw.min() >= 0 and raw.max() <= 1:
-            return raw.astype(np.float32), 32, False, notes
-        return _unit(raw), 32, False, ("floating-point image min-max scaled",)
-    rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
-    gray = (rgb @ _LUMA) / 255.0
-    return gray.astype(np.float32), 8, True, ("converted from RGB to luminance",)
-
-
-def _unit(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - lo) / (hi - lo)).astype(np.float32)
-
-
-def array_to_image(array: np.ndarray, *, name: str = "array") -> LoadedImage:
-    """An in-memory image (an ``.npz`` entry) as a :class:`LoadedImage`.
-
-    ``uint8`` is divided by 255, ``uint16`` by 65535, floats in [0, 1] are kept (other floats
-    min-max scaled); (h, w, 3) is converted to luminance.
-
-    Raises
-    ------
-    ImageError
-        When the array is not 2-D grayscale or (h, w, 3) colour.
-    """
-    arr = np.asarray(array)
-    was_rgb = arr.ndim == 3 and arr.shape[-1] == 3
-    if not (arr.ndim == 2 or was_rgb):
-        raise ImageError(
-            f"Image '{name}' has shape {arr.shape}; medimg expects (height, width) grayscale or "
-            "(height, width, 3) colour images."
-        )
-    if arr.dtype == np.uint8:
-        scaled, bits = arr.astype(np.float64) / 255.0, 8
-    elif arr.dtype == np.uint16:
-        scaled, bits = arr.astype(np.float64) / 65535.0, 16
-    else:
-        raw = arr.astype(np.float64)
-        inside = raw.size > 0 and raw.min() >= 0 and raw.max() <= 1
-        scaled, bits = (raw if inside else _unit(raw).astype(np.float64)), 32
-    if was_rgb:
-        scaled = scaled @ _LUMA
-    pixels = np.ascontiguousarray(scaled, dtype=np.float32)
-    return LoadedImage(
-        pixels=pixels,
-        original_size=(int(pixels.shape[0]), int(pixels.shape[1])),
-        bit_depth=bits,
-        was_rgb=bool(was_rgb),
-        format="npz",
-    )
-
-
-def load_mask(source: ImageSource, *, name: str | None = None) -> np.ndarray:
-    """A region-of-interest mask as a boolean array (any non-zero pixel is inside).
-
-    Raises
-    ------
-    ImageError
-        When the mask cannot be read or marks no pixel.
-    """
-    label = _display(source, name)
-    mask = load_image(source, name=label).pixels > 0
-    if not mask.any():
-        raise ImageError(
-            f"The mask '{label}' marks no pixel; draw the region (non-zero pixels) or remove "
-            "the mask to use the whole image."
-        )
-    return mask
-
-
-def resize_image(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Plain resize to ``size`` (height, width) with bilinear interpolation.
-
-    Nothing is cropped; when the aspect ratio differs it changes. Downsampling is anti-aliased.
-    """
-    if tuple(pixels.shape) == tuple(size):
-        return pixels
-    from skimage.transform import resize
-
-    shrink = pixels.shape[0] > size[0] or pixels.shape[1] > size[1]
-    out = resize(
-        pixels, size, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True
-    ).astype(np.float32)
-    return np.clip(out, 0.0, 1.0)
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a boolean mask to ``size`` (height, width)."""
-    if tuple(mask.shape) == tuple(size):
-        return mask
-    from skimage.transform import resize
-
-    out = resize(mask.astype(np.float32), size, order=0, anti_aliasing=False, mode="edge")
-    return np.asarray(out > 0.5)
+_DEFAULT_LIMITS = ImageLimits()
 
 
 @dataclass(frozen=True, eq=False)
@@ -517,40 +221,13 @@ class ImageSet:
         return np.round(resize_image(img, target) * 255).astype(np.uint8)
 
 
-def load_task_image(source: Any, *, name: str, frame: int | None = None) -> LoadedImage:
-    """Load what :meth:`ImageSet.task` describes (a path or an in-memory array)."""
-    if isinstance(source, np.ndarray):
-        return array_to_image(source, name=name)
-    return load_image(source, name=name, frame=frame)
-
-
-def parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``N`` or ``(height, width)`` as a checked (height, width) pair.
-
-    Raises
-    ------
-    ConfigError
-        When a side is outside 8 to 4096 pixels.
-    """
-    if isinstance(size, int | np.integer):
-        pair = (int(size), int(size))
-    else:
-        pair = (int(size[0]), int(size[1]))
-    if pair[0] < 8 or pair[1] < 8 or pair[0] > 4096 or pair[1] > 4096:
-        raise ConfigError(
-            f"Image size {size!r} is out of range; choose a side between 8 and 4096 pixels "
-            "(for example --size 128)."
-        )
-    return pair
-
-
 def open_image_set(
     source: ImageSource,
     *,
     labels: str | os.PathLike[str] | bytes | pd.DataFrame | None = None,
     masks: str | os.PathLike[str] | None = None,
     workspace: Path | None = None,
-    limits: ImageLimits = ImageLimits(),
+    limits: ImageLimits = _DEFAULT_LIMITS,
     min_classes: int = 2,
     name: str | None = None,
     key: bytes | None = None,
@@ -594,11 +271,11 @@ def open_image_set(
                 f"'{display}' is neither a ZIP archive nor a NumPy .npz file; upload a ZIP with "
                 "one sub-folder per class (or images plus labels.csv), or a MedMNIST .npz."
             )
-        if _is_npz(io.BytesIO(source)):
+        if is_npz(io.BytesIO(source)):
             return _open_npz(io.BytesIO(source), display, digest, min_classes)
         home = _workspace(workspace)
         key = key if key is not None else _key(home)
-        root, problems = _extract_zip(io.BytesIO(source), digest, display, home, limits, key)
+        root, problems = extract_zip(io.BytesIO(source), digest, display, home, limits, key)
         return _open_folder(
             root, labels, masks, display, digest, limits, min_classes, key, problems
         )
@@ -619,11 +296,11 @@ def open_image_set(
             "folder with one sub-folder per class, a .zip of it, or a MedMNIST .npz."
         )
     digest = _file_hash(path)
-    if path.suffix.lower() == ".npz" or _is_npz(path):
+    if path.suffix.lower() == ".npz" or is_npz(path):
         return _open_npz(path, display, digest, min_classes)
     home = _workspace(workspace)
     key = key if key is not None else _key(home)
-    root, problems = _extract_zip(path, digest, display, home, limits, key)
+    root, problems = extract_zip(path, digest, display, home, limits, key)
     return _open_folder(root, labels, masks, display, digest, limits, min_classes, key, problems)
 
 
@@ -655,239 +332,29 @@ def _listing_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_npz(fh: Any) -> bool:
-    with zipfile.ZipFile(fh) as zf:
-        names = zf.namelist()
-    return bool(names) and all(n.endswith(".npy") for n in names)
-
-
 def _open_npz(fh: Any, display: str, digest: str, min_classes: int) -> ImageSet:
-    try:
-        data = np.load(fh, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ImageError(f"'{display}' could not be read as a NumPy .npz ({exc}).") from exc
-    with data:
-        keys = set(data.files)
-        present = [s for s in _SPLITS if f"{s}_images" in keys]
-        if not present:
-            raise ImageError(
-                f"'{display}' holds {sorted(keys)[:10]} but no 'train_images'; medimg reads .npz "
-                "files in the MedMNIST layout (train_images, train_labels, val_…, test_…)."
-            )
-        arrays: dict[str, np.ndarray] = {}
-        rows: list[dict[str, Any]] = []
-        for split in present:
-            images = np.asarray(data[f"{split}_images"])
-            if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-                raise ImageError(
-                    f"'{display}': {split}_images has shape {images.shape}; expected "
-                    "(n, height, width) or (n, height, width, 3)."
-                )
-            if images.ndim == 4 and images.shape[-1] == 1:
-                images = images[..., 0]
-            labels = _npz_labels(data, split, len(images), display)
-            arrays[split] = images
-            height, width = int(images.shape[1]), int(images.shape[2])
-            for i in range(len(images)):
-                rows.append(
-                    {
-                        "file": f"{split}_{i:05d}",
-                        "label": None if labels is None else labels[i],
-                        "split": split,
-                        "source": f"npz:{split}:{i}",
-                        "height": height,
-                        "width": width,
-                        "format": "npz",
-                    }
-                )
-    records = pd.DataFrame(rows)
-    if records["label"].isna().all():
-        records = records.drop(columns="label")
-    else:
-        records["label"] = records["label"].astype("Int64")
-    counts = {s: int((records["split"] == s).sum()) for s in present}
-    notes = [
-        "MedMNIST .npz: its own splits are kept in the column 'split' ("
-        + ", ".join(f"{s} {n}" for s, n in counts.items())
-        + "); 'test' is the held-out test set, 'train' and 'val' form the development data.",
-        "Labels are the file's integer codes (for PneumoniaMNIST 0 = normal, 1 = pneumonia).",
-    ]
-    if any(a.ndim == 4 for a in arrays.values()):
-        notes.append(_LUMA_NOTE)
-    class_counts = _class_counts(records)
+    contents = read_npz(fh, display)
+    class_counts = _class_counts(contents.records)
     _check_classes(class_counts, min_classes, display)
     return ImageSet(
         name=display,
         layout="npz",
-        records=records,
+        records=contents.records,
         root=None,
-        notes=tuple(notes),
+        notes=contents.notes,
         problems=(),
         missing_files=(),
         unlabelled_files=(),
         class_counts=class_counts,
         extra_columns=(),
         content_hash=digest,
-        arrays=arrays,
+        arrays=contents.arrays,
     )
-
-
-def _npz_labels(data: Any, split: str, n: int, display: str) -> np.ndarray | None:
-    key = f"{split}_labels"
-    if key not in data.files:
-        return None
-    labels = np.asarray(data[key])
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ImageError(
-            f"'{display}': {key} has shape {labels.shape}; medimg handles one label per image "
-            "(multi-label sets such as ChestMNIST are not supported)."
-        )
-    if len(labels) != n:
-        raise ImageError(
-            f"'{display}': {key} has {len(labels)} labels for {n} images; the counts must match."
-        )
-    return labels
-
-
-def _safe_member_path(raw: str, display: str) -> PurePosixPath | None:
-    name = raw.replace("\\", "/")
-    fix = "re-create the archive from the folder itself (relative paths only)"
-    if "\x00" in name:
-        raise ImageError(f"'{display}' has a member with a NUL byte in its name; {fix}.")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ImageError(
-            f"'{display}' has a member with an absolute path ('{raw}'); refusing to unpack; {fix}."
-        )
-    parts = PurePosixPath(name).parts
-    if ".." in parts:
-        raise ImageError(
-            f"'{display}' has a member that points outside the archive folder ('{raw}'); "
-            f"refusing to unpack; {fix}."
-        )
-    kept = [p for p in parts if p not in ("", ".")]
-    if not kept or raw.endswith("/"):
-        return None
-    if any(p in _SKIP_NAMES or p.startswith(".") for p in kept):
-        return None
-    return PurePosixPath(*kept)
-
-
-def _extract_zip(
-    fh: Any, digest: str, display: str, home: Path, limits: ImageLimits, key: bytes
-) -> tuple[Path, list[ImageProblem]]:
-    uploads = home / "uploads"
-    dest = uploads / digest[:16]
-    try:
-        zf = zipfile.ZipFile(fh)
-    except zipfile.BadZipFile as exc:
-        raise ImageError(f"'{display}' is not a valid ZIP archive ({exc}).") from exc
-    with zf:
-        members = _checked_members(zf, display, limits)
-        if (dest / _COMPLETE_MARKER).exists():
-            return dest, []
-        uploads.mkdir(parents=True, exist_ok=True)
-        tmp = uploads / f".tmp-{digest[:16]}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            problems = _write_members(zf, members, tmp, key)
-            (tmp / _COMPLETE_MARKER).write_text(display, encoding="utf-8")
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return dest, problems
-
-
-def _checked_members(
-    zf: zipfile.ZipFile, display: str, limits: ImageLimits
-) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    infos = zf.infolist()
-    if len(infos) > limits.max_members:
-        raise LimitError(
-            f"'{display}' has {len(infos):,} members, more than the cap of "
-            f"{limits.max_members:,}; split the archive or raise ImageLimits.max_members."
-        )
-    total = 0
-    members = []
-    for info in infos:
-        target = _safe_member_path(info.filename, display)
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ImageError(
-                f"'{display}' contains a symbolic link ('{info.filename}'); refusing to unpack: "
-                "replace links with the files themselves and re-create the archive."
-            )
-        if info.flag_bits & 0x1:
-            raise ImageError(
-                f"'{display}' member '{info.filename}' is encrypted; upload an archive without "
-                "a password."
-            )
-        total += info.file_size
-        if total > limits.max_unpacked_bytes:
-            raise LimitError(
-                f"'{display}' would unpack to more than {limits.max_unpacked_bytes / 2**30:.1f} "
-                f"GiB (cap reached at member '{info.filename}'); split the archive, use a "
-                "server-side folder, or raise ImageLimits.max_unpacked_bytes."
-            )
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > _BOMB_MIN_BYTES and ratio > limits.max_ratio:
-            raise LimitError(
-                f"'{display}' member '{info.filename}' expands {ratio:,.0f}-fold "
-                f"(cap {limits.max_ratio:g}); this looks like a zip bomb. Re-create the archive "
-                "from the original files."
-            )
-        if target is not None:
-            members.append((info, target))
-    return members
-
-
-def _write_members(
-    zf: zipfile.ZipFile,
-    members: list[tuple[zipfile.ZipInfo, PurePosixPath]],
-    tmp: Path,
-    key: bytes,
-) -> list[ImageProblem]:
-    problems: list[ImageProblem] = []
-    base = tmp.resolve()
-    for info, member in members:
-        target = (tmp / member).resolve()
-        if not target.is_relative_to(base):
-            raise ImageError(
-                f"Archive member '{info.filename}' resolves outside the upload folder; refusing "
-                "to unpack."
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with zf.open(info) as src:
-                head = src.read(132)
-                if member.suffix.lower() in {".dcm", ".dicom"} or head[128:132] == b"DICM":
-                    raw = head + src.read()
-                    try:
-                        clean = dicom.deidentified_bytes(raw, key=key, name=member.as_posix())
-                    except ImageError as exc:
-                        problems.append(ImageProblem(member.as_posix(), str(exc)))
-                        continue
-                    target.write_bytes(clean)
-                    continue
-                with target.open("wb") as out:
-                    out.write(head)
-                    shutil.copyfileobj(src, out, 1 << 20)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            problems.append(
-                ImageProblem(
-                    member.as_posix(),
-                    f"could not be unpacked ({exc}); the archive may be damaged",
-                )
-            )
-    return problems
 
 
 def _visible(path: Path, root: Path) -> bool:
     parts = path.relative_to(root).parts
-    return not any(p in _SKIP_NAMES or p.startswith(".") for p in parts)
+    return not any(p in SKIP_NAMES or p.startswith(".") for p in parts)
 
 
 def _descend(root: Path, notes: list[str]) -> Path:
@@ -985,7 +452,7 @@ def _open_folder(
             "65535), the same for every image."
         )
     if n_colour:
-        notes.append(f"{n_colour} image(s): {_LUMA_NOTE}")
+        notes.append(f"{n_colour} image(s): {LUMA_NOTE}")
     sizes = Counter(zip(records["height"], records["width"], strict=True))
     if len(sizes) > 1:
         (h, w), n = sizes.most_common(1)[0]
@@ -1051,9 +518,9 @@ def _probe(
             )
             return row
         with Image.open(path) as im:
-            fmt = _check_format(im, rel, limits)
+            fmt = check_format(im, rel, limits)
             width, height = im.size
-            colour = im.mode not in _GRAY_MODES
+            colour = im.mode not in GRAY_MODES
             im.verify()
         row.update(height=int(height), width=int(width), format=fmt, colour=colour)
         return row

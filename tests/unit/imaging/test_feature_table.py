@@ -26,7 +26,7 @@ from medimg_core.imaging.feature_table import (
     is_image_source,
 )
 from medimg_core.imaging.features import FeatureSettings
-from medimg_core.imaging.sets import ImageLimits
+from medimg_core.imaging.pixels import ImageLimits
 from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import TrainingResult, ValidationConfig, train

@@ -27,7 +27,8 @@ from medimg_core.imaging.features import (
     features_from_pixels,
     read_feature_settings,
 )
-from medimg_core.imaging.sets import open_image_set, resize_image
+from medimg_core.imaging.pixels import resize_image
+from medimg_core.imaging.sets import open_image_set
 
 KEY = b"features-test-key-0123456789abcd"
 
