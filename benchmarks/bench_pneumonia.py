@@ -18,7 +18,8 @@ from pathlib import Path
 from medimg_core.imaging.features import extract_features
 from medimg_core.imaging.sets import open_image_set
 from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.modelling.training import train
+from medimg_core.modelling.validation import ValidationConfig
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 

@@ -46,7 +46,7 @@ _LAZY: dict[str, str] = {
     "stack_sources": "tables.integration",
     "ModelConfig": "modelling.models",
     "MedimgModel": "modelling.models",
-    "ValidationConfig": "modelling.training",
+    "ValidationConfig": "modelling.validation",
     "TrainingResult": "modelling.training",
     "train": "modelling.training",
     "evaluate_model": "modelling.prediction",

@@ -43,7 +43,8 @@ from medimg_core.modelling.image_prediction import image_predictions
 from medimg_core.modelling.models import ModelConfig, label_key
 from medimg_core.modelling.prediction import evaluate_model, predict
 from medimg_core.modelling.schema import check_schema
-from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.modelling.training import TrainingResult, train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.privacy import to_safe_csv
 from medimg_core.store.persistence import _refuse_foreign_target, load_model
 from medimg_core.store.registry import Registry, _parquet_ready

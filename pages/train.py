@@ -10,7 +10,8 @@ import streamlit as st
 from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import METRIC_HELP
 from medimg_core.modelling.models import CLASS_WEIGHT_IGNORED, ModelConfig
-from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.modelling.training import train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
 from medimg_core.reporting.figures import evaluation as plots
 from medimg_core.tables.roles import feature_columns

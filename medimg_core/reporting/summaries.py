@@ -24,7 +24,7 @@ from medimg_core.modelling.evaluation import (
     format_metric,
 )
 from medimg_core.modelling.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
-from medimg_core.modelling.training import LeaderboardRow
+from medimg_core.modelling.selection import LeaderboardRow
 
 __all__ = [
     "MODEL_CHOICES",

@@ -34,7 +34,8 @@ from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
 from medimg_core.modelling.explain import explain
 from medimg_core.modelling.models import MedimgModel, ModelConfig
-from medimg_core.modelling.training import TrainingResult, ValidationConfig
+from medimg_core.modelling.training import TrainingResult
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 from medimg_core.tables.roles import Roles
 

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from medimg_core.errors import RegistryError
-from medimg_core.modelling.training import TrainingResult, ValidationConfig
+from medimg_core.modelling.training import TrainingResult
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import cases
 from medimg_core.store.persistence import CARD_NAME, save_model
 from medimg_core.store.registry import Registry

@@ -26,7 +26,8 @@ from medimg_core.workspace import workspace_home
 # functions that use them so that the Data page, which needs none of them, opens quickly.
 if TYPE_CHECKING:
     from medimg_core.modelling.evaluation import Evaluation
-    from medimg_core.modelling.training import TrainingResult, ValidationConfig
+    from medimg_core.modelling.training import TrainingResult
+    from medimg_core.modelling.validation import ValidationConfig
 
 __all__ = [
     "SAMPLE_BUTTON",
@@ -331,7 +332,8 @@ def use_sample(until: Literal["data", "clean", "train"] = "data") -> None:
         return
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.modelling.models import ModelConfig
-    from medimg_core.modelling.training import ValidationConfig, train
+    from medimg_core.modelling.training import train
+    from medimg_core.modelling.validation import ValidationConfig
 
     validation = ValidationConfig(cv=5)
     with st.spinner("Training a logistic regression on the sample…"):

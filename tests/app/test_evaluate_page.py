@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from medimg_core.modelling.evaluation import METRIC_LABELS
 from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.modelling.training import train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store.persistence import build_card
 from medimg_core.tables.roles import Roles
 from medimg_core.ui import state

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from medimg_core.modelling import training
 from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import persistence
 from medimg_core.tables import cleaning
 from medimg_core.tables import loading as io
@@ -32,7 +33,7 @@ def sample_active() -> ActiveModel:
         report.data,
         roles,
         config=ModelConfig(model="logreg"),
-        validation=training.ValidationConfig(cv=3, n_boot=100),
+        validation=ValidationConfig(cv=3, n_boot=100),
         positive="malignant",
     )
     card = persistence.build_card(result, cleaning=report, dataset_name=table.name)
@@ -207,7 +208,7 @@ def three_class_active() -> ActiveModel:
         report.data,
         roles,
         config=ModelConfig(model="logreg"),
-        validation=training.ValidationConfig(cv=3, n_boot=50),
+        validation=ValidationConfig(cv=3, n_boot=50),
     )
     cases = report.data.copy()
     test_rows = set(result.test_index)

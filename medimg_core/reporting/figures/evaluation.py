@@ -29,7 +29,8 @@ from medimg_core.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue
     from medimg_core.modelling.explain import CaseExplanation, Explanation
-    from medimg_core.modelling.training import LeaderboardRow, SplitSummary
+    from medimg_core.modelling.selection import LeaderboardRow
+    from medimg_core.modelling.validation import SplitSummary
     from medimg_core.tables.cleaning import CleaningReport
 
 __all__ = [

@@ -29,7 +29,8 @@ from medimg_core.imaging.features import FeatureSettings
 from medimg_core.imaging.pixels import ImageLimits
 from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
 from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.modelling.training import TrainingResult, train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store.persistence import build_card, load_model, save_model
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import Roles

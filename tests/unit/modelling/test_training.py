@@ -1,42 +1,26 @@
-"""Tests for medimg_core.modelling.training: honest validation, guards, schema checks, prediction."""
+"""Tests for medimg_core.modelling.training: honest validation and guards, end to end through train()."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_iris
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medimg_core.errors import ConfigError, DataError, SchemaError
+from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
 from medimg_core.modelling.prediction import evaluate_model, predict
 from medimg_core.modelling.schema import check_schema
-from medimg_core.modelling.training import TrainingResult, ValidationConfig, _cv_folds, train
+from medimg_core.modelling.training import TrainingResult, train
+from medimg_core.modelling.validation import ValidationConfig, cv_folds
 from medimg_core.tables.roles import Roles
-
-FAST = ValidationConfig(test_size=0.2, cv=3, n_boot=50)
-LOGREG = ModelConfig(model="logreg")
-ROLES = Roles(label="diagnosis", id="case_id")
-
-
-@pytest.fixture(scope="module")
-def wdbc() -> pd.DataFrame:
-    data = load_breast_cancer(as_frame=True)
-    df = data.data.copy()
-    df.insert(0, "case_id", [f"C{i:04d}" for i in range(len(df))])
-    df["diagnosis"] = np.where(data.target == 0, "malignant", "benign")
-    return df
-
-
-@pytest.fixture(scope="module")
-def trained(wdbc: pd.DataFrame) -> TrainingResult:
-    return train(wdbc, ROLES, config=LOGREG, validation=FAST)
+from tests.unit.modelling.conftest import FAST, LOGREG, ROLES
 
 
 def test_result_is_complete(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
@@ -157,7 +141,7 @@ def test_grouped_splits_never_share_a_patient() -> None:
     y = (df["label"] == "pneumonia").astype(int).to_numpy()
     groups = df["patient"].to_numpy()
     dev = np.arange(len(df))
-    for train_rows, val_rows in _cv_folds(y, groups, dev, ("normal", "pneumonia"), 5, 0):
+    for train_rows, val_rows in cv_folds(y, groups, dev, ("normal", "pneumonia"), 5, 0):
         assert set(groups[train_rows]).isdisjoint(groups[val_rows])
 
 
@@ -339,78 +323,64 @@ def test_imbalance_and_ignored_class_weights(wdbc: pd.DataFrame) -> None:
     assert "knn model has no class weights" in text
 
 
-def test_check_schema_cases(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
-    model = trained.model
-    clean = check_schema(model, wdbc.head(5))
-    assert clean.ok and clean.errors == () and clean.warnings == ()
-    new = wdbc.head(6).drop(columns=["mean radius"]).copy()
-    new["comment"] = "x"
-    new["mean area"] = new["mean area"].astype(object)
-    new.loc[new.index[0], "mean area"] = "large"
-    new.loc[new.index[1], "worst area"] = 1e9
-    new.loc[new.index[2], "mean texture"] = np.nan
-    report = check_schema(model, new)
-    assert report.missing_columns == ("mean radius",)
-    assert report.unexpected_columns == ("comment",)
-    assert report.non_numeric == {"mean area": ("large",)}
-    assert report.out_of_range == {"worst area": 1}
-    assert report.rows_with_missing == 1
-    assert len(report.errors) == 2
-    assert len(report.warnings) == 3
-    with pytest.raises(SchemaError, match=r"\['mean radius'\].*'mean area' should hold numbers"):
-        report.raise_for_errors()
-    assert report.to_dict()["errors"] == list(report.errors)
-
-
-def test_evaluate_model_on_new_data(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
-    new = wdbc.loc[list(trained.test_index)]
-    evaluation = evaluate_model(trained.model, new, n_boot=50, seed=1)
-    assert evaluation.partition == "external"
-    assert evaluation.n == len(new)
-    assert evaluation.groups_resampled
-    assert evaluation.threshold == trained.model.threshold
-    assert trained.test is not None
-    assert evaluation.metrics["roc_auc"].value == pytest.approx(
-        trained.test.metrics["roc_auc"].value
+def test_the_steps_compose_into_train(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
+    from medimg_core.modelling.evaluation import choose_threshold
+    from medimg_core.modelling.task import resolve_task
+    from medimg_core.modelling.training import (
+        choose_development_threshold,
+        refit,
+        score,
+        summarise_split,
     )
-    odd = new.copy()
-    odd.loc[odd.index[0], "diagnosis"] = "borderline"
-    with pytest.raises(DataError, match=r"\['borderline'\] were not seen"):
-        evaluate_model(trained.model, odd)
-    with pytest.raises(DataError, match="no label column 'diagnosis'"):
-        evaluate_model(trained.model, new.drop(columns="diagnosis"))
 
-
-def test_predict_output(trained: TrainingResult, wdbc: pd.DataFrame) -> None:
     model = trained.model
-    new = wdbc.head(4).drop(columns="diagnosis")
-    out = predict(model, new)
-    assert list(out.frame.columns) == ["case_id", "p_malignant", "decision", "threshold"]
-    assert out.frame["case_id"].tolist() == new["case_id"].tolist()
-    p = out.frame["p_malignant"].to_numpy()
-    np.testing.assert_allclose(p, model.predict_proba(new)[:, 1])
-    assert (out.frame["decision"] == np.where(p >= model.threshold, "malignant", "benign")).all()
-    assert out.threshold == model.threshold and out.positive_class == "malignant"
-    assert out.schema.ok
-    without_id = predict(model, new.drop(columns="case_id"))
-    assert without_id.frame["row"].tolist() == [1, 2, 3, 4]
-    with pytest.raises(SchemaError, match="lack 1 feature column"):
-        predict(model, new.drop(columns="worst area"))
-
-
-def test_predict_with_reasons_and_no_identifying_columns(wdbc: pd.DataFrame) -> None:
-    df = wdbc.copy()
-    df["name"] = [f"Patient {i}" for i in range(len(df))]
-    roles = Roles(label="diagnosis", id="case_id", exclude=("name",))
-    result = train(df, roles, config=LOGREG, validation=FAST)
-    out = predict(result.model, df.head(3), explain_top=2)
-    assert "name" not in out.frame.columns
-    assert list(out.frame.columns)[-2:] == ["reason_1", "reason_2"]
-    pattern = re.compile(r"^.+ = -?[\d,.e+-]+ \([+-]\d+\.\d\d\)$")
-    assert all(pattern.match(r) for r in out.frame["reason_1"]), out.frame["reason_1"].tolist()
-    # A single case is explained against the typical training case, not against itself.
-    single = predict(result.model, df.head(1), explain_top=1).frame["reason_1"].iloc[0]
-    assert not single.endswith("(+0.00)") and not single.endswith("(-0.00)")
-    dev = df.loc[list(result.dev_index)]
-    with_background = predict(result.model, df.head(1), explain_top=1, background=dev)
-    assert pattern.match(with_background.frame["reason_1"].iloc[0])
+    assert trained.oof_proba is not None
+    dev = np.flatnonzero(wdbc.index.isin(trained.dev_index))
+    test = np.flatnonzero(wdbc.index.isin(trained.test_index))
+    X = model.prepare_features(wdbc)
+    y = model.encode_labels(wdbc["diagnosis"])
+    task = resolve_task(wdbc, ROLES)
+    # The threshold comes from the out-of-fold development predictions only.
+    threshold = choose_development_threshold(task, y[dev], trained.oof_proba, FAST)
+    assert threshold == model.threshold == choose_threshold(y[dev], trained.oof_proba[:, 1])
+    # Refitting on the development rows alone gives the same model and ranges from those rows.
+    again = refit(
+        dataclasses.replace(model, pipeline=None),
+        "logreg",
+        X.iloc[dev],
+        y[dev],
+        threshold=threshold,
+    )  # type: ignore[arg-type]
+    np.testing.assert_allclose(again.predict_proba(wdbc), model.predict_proba(wdbc))
+    assert again.feature_ranges["mean area"][1] == X["mean area"].iloc[dev].max()
+    groups = wdbc["case_id"].to_numpy()
+    cv_eval, test_eval = score(
+        model, X, y, dev, test, trained.oof_proba, groups=groups, row_ids=groups, validation=FAST
+    )
+    assert test_eval is not None and trained.test is not None
+    assert cv_eval.metrics["roc_auc"].value == trained.cv.metrics["roc_auc"].value
+    assert test_eval.metrics["roc_auc"].value == trained.test.metrics["roc_auc"].value
+    assert test_eval.n == len(test) and test_eval.partition == "test"
+    _, none = score(
+        model,
+        X,
+        y,
+        dev,
+        test[:0],
+        trained.oof_proba,
+        groups=groups,
+        row_ids=groups,
+        validation=FAST,
+    )
+    assert none is None
+    split = summarise_split(
+        task,
+        X,
+        dev,
+        test,
+        folds=[(dev, dev)] * 3,
+        groups=groups,
+        id_column="case_id",
+        validation=FAST,
+    )
+    assert split == trained.split

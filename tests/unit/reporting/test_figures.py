@@ -16,7 +16,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue
 from medimg_core.modelling.explain import Explanation
-from medimg_core.modelling.training import LeaderboardRow, SplitSummary
+from medimg_core.modelling.selection import LeaderboardRow
+from medimg_core.modelling.validation import SplitSummary
 from medimg_core.reporting.figures import evaluation as plots
 from medimg_core.reporting.figures.evaluation import (
     MAX_POINTS,

@@ -12,6 +12,7 @@ from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling import training
 from medimg_core.modelling.explain import ModelExplainer
 from medimg_core.modelling.models import ModelConfig
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import review
 from medimg_core.tables import cleaning
 from medimg_core.tables import loading as io
@@ -35,7 +36,7 @@ def trained() -> Trained:
         report.data,
         roles,
         config=ModelConfig(model="logreg"),
-        validation=training.ValidationConfig(cv=3, n_boot=50),
+        validation=ValidationConfig(cv=3, n_boot=50),
         positive="malignant",
     )
     cases = report.data.copy()

@@ -13,7 +13,8 @@ import pytest
 from medimg_core.errors import ConfigError
 from medimg_core.modelling.evaluation import METRIC_LABELS, MetricValue
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
-from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.modelling.training import TrainingResult, train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting.comparison import (
     comparison_figure,
     comparison_notes,

@@ -10,7 +10,8 @@ import pytest
 
 from medimg_core.errors import DataError, ModelFileError
 from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import TrainingResult, ValidationConfig, train
+from medimg_core.modelling.training import TrainingResult, train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store.cases import (
     CASES_NAME,
     build_cases,

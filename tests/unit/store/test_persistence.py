@@ -21,12 +21,9 @@ from sklearn.preprocessing import FunctionTransformer
 from medimg_core.errors import ModelFileError
 from medimg_core.modelling.evaluation import METRIC_KEYS, Evaluation, MetricValue
 from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
-from medimg_core.modelling.training import (
-    LeaderboardRow,
-    SplitSummary,
-    TrainingResult,
-    ValidationConfig,
-)
+from medimg_core.modelling.selection import LeaderboardRow
+from medimg_core.modelling.training import TrainingResult
+from medimg_core.modelling.validation import SplitSummary, ValidationConfig
 from medimg_core.store import persistence
 from medimg_core.store.persistence import LoadedModel, build_card, load_model, save_model
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport

@@ -8,7 +8,8 @@ import pytest
 
 from medimg_core.errors import RegistryError
 from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import ValidationConfig, train
+from medimg_core.modelling.training import train
+from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store.cases import load_cases
 from medimg_core.store.persistence import load_model
 from medimg_core.store.registry import Registry

@@ -1,0 +1,390 @@
+"""Model selection: cross-validating candidate pipelines on the same folds and choosing one.
+
+Every fold's pipeline (imputer, scaler, PCA, model) is fitted on that fold's training rows only.
+``auto`` ranks candidates by cross-validated ROC AUC with bootstrap intervals and keeps the
+simplest one within one standard error of the best.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.evaluation import MetricValue
+from medimg_core.modelling.models import MODEL_KINDS, ModelConfig, build_pipeline
+from medimg_core.modelling.task import FeatureSpec
+from medimg_core.modelling.validation import Folds
+from medimg_core.tables.cleaning import CleaningPlan
+
+__all__ = [
+    "Candidate",
+    "Comparison",
+    "LeaderboardRow",
+    "binary_roc_auc",
+    "bootstrap_auc_acc",
+    "candidate_kinds",
+    "choose_model",
+    "comparison_config",
+    "cross_validate",
+    "cross_validate_candidates",
+    "fit",
+    "make_pipeline",
+    "one_standard_error_choice",
+    "roc_auc",
+]
+
+
+_RF_COMPARISON_TREES = 100
+
+
+_SIMPLICITY = ("logreg", "svm_linear", "knn", "svm", "rf", "hgb", "mlp")
+"""``auto``'s preference among candidates that tie within one standard error, simplest first."""
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One ``auto`` candidate: its cross-validated ROC AUC with a 95% interval, fit time."""
+
+    kind: str
+    roc_auc: MetricValue
+    accuracy: MetricValue
+    fold_aucs: tuple[float, ...]
+    seconds: float
+    chosen: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.kind,
+            "roc_auc": self.roc_auc.to_dict(),
+            "accuracy": self.accuracy.to_dict(),
+            "fold_aucs": list(self.fold_aucs),
+            "seconds": round(self.seconds, 2),
+            "chosen": self.chosen,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One kind cross-validated: out-of-fold probabilities (n_dev, k) and per-fold scores."""
+
+    kind: str
+    oof: np.ndarray
+    fold_scores: tuple[float, ...]
+    fold_aucs: tuple[float, ...]
+    seconds: float
+
+
+def candidate_kinds(config: ModelConfig, features: FeatureSpec) -> tuple[str, ...]:
+    """The kinds to cross-validate: every kind in ``MODEL_KINDS`` for ``auto``, else the one asked.
+
+    Raises
+    ------
+    ConfigError
+        Hyper-parameters with ``auto``, or more PCA components than one-hot-encoded features.
+    """
+    if config.model == "auto" and config.params:
+        raise ConfigError(
+            f"Hyper-parameters {sorted(config.params)} need one model kind, not 'auto'; choose "
+            f"a model from {list(MODEL_KINDS)} or clear the parameters."
+        )
+    if config.pca is not None:
+        width = features.width
+        if config.pca > width:
+            raise ConfigError(
+                f"PCA with {config.pca} components needs at least {config.pca} features; the "
+                f"data have {width} after one-hot encoding. Choose at most {width} components."
+            )
+    return MODEL_KINDS if config.model == "auto" else (config.model,)
+
+
+def comparison_config(config: ModelConfig, kind: str) -> ModelConfig:
+    """The configuration ``auto`` cross-validates ``kind`` with.
+
+    The random forest is compared with 100 trees instead of 300 (its ranking barely moves and
+    it is the slowest candidate); when it wins, it is cross-validated again and refitted with
+    the full 300 trees, so the reported scores are those of the deployed model.
+    """
+    concrete = replace(config, model=kind)  # type: ignore[arg-type]
+    if config.model == "auto" and kind == "rf":
+        return replace(concrete, params={"n_estimators": _RF_COMPARISON_TREES})
+    return concrete
+
+
+def one_standard_error_choice(
+    scored: list[tuple[Candidate, tuple[MetricValue, MetricValue]]],
+) -> Candidate:
+    """The simplest candidate whose CV ROC AUC is within one standard error of the best.
+
+    Differences smaller than the fold-to-fold noise do not justify a more complex model (the
+    "one-standard-error rule", Hastie, Tibshirani & Friedman, ESL 7.10); the standard error is
+    that of the best candidate's per-fold AUCs.
+    """
+    top = scored[0][0]
+    top_auc = scored[0][1][0].value
+    fold = np.asarray([a for a in top.fold_aucs if np.isfinite(a)])
+    if not np.isfinite(top_auc) or fold.size < 2:
+        return top
+    tolerance = float(fold.std(ddof=1) / np.sqrt(fold.size))
+    tied = [
+        c for c, (auc, _) in scored if np.isfinite(auc.value) and auc.value >= top_auc - tolerance
+    ]
+    return min(tied, key=lambda c: _SIMPLICITY.index(c.kind) if c.kind in _SIMPLICITY else 99)
+
+
+def make_pipeline(
+    config: ModelConfig, features: FeatureSpec, plan: CleaningPlan, n_train: int
+) -> Any:
+    """An unfitted pipeline for ``config`` (kNN's neighbours capped at the training rows)."""
+    pipeline = build_pipeline(
+        config,
+        list(features.numeric),
+        list(features.categorical),
+        impute_strategy=plan.impute_strategy,
+    )
+    # kNN cannot ask for more neighbours than there are training rows (tiny data sets).
+    if config.model == "knn" and "n_neighbors" not in config.params:
+        neighbours = pipeline.named_steps["model"].n_neighbors
+        pipeline.set_params(model__n_neighbors=max(1, min(neighbours, n_train)))
+    return pipeline
+
+
+def fit(pipeline: Any, X: pd.DataFrame, y: np.ndarray) -> None:
+    """Fit with native thread pools limited to one thread."""
+    # One thread per native pool (OpenMP, BLAS): histogram gradient boosting and the MLP
+    # otherwise start a thread per core, and on a busy machine the oversubscription makes
+    # them many times slower than serial. The folds are small; serial is fast enough.
+    with threadpool_limits(limits=1):
+        pipeline.fit(X, y)
+
+
+def cross_validate(
+    config: ModelConfig,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    dev: np.ndarray,
+    folds: Folds,
+    features: FeatureSpec,
+    plan: CleaningPlan,
+    fold_done: Callable[[int], None],
+) -> Candidate:
+    """Out-of-fold probabilities: every fold's pipeline (imputer, scaler, PCA, model) is fitted
+    on that fold's training rows only."""
+    started = time.perf_counter()
+    X_dev = X.iloc[dev]
+    y_dev = y[dev]
+    k = int(y.max()) + 1
+    oof = np.zeros((len(dev), k))
+    fold_scores: list[float] = []
+    fold_aucs: list[float] = []
+    for f, (tr, va) in enumerate(folds, start=1):
+        pipeline = make_pipeline(config, features, plan, len(tr))
+        fit(pipeline, X_dev.iloc[tr], y_dev[tr])
+        proba = np.asarray(pipeline.predict_proba(X_dev.iloc[va]), dtype=float)
+        oof[va] = proba
+        auc = roc_auc(y_dev[va], proba)
+        fold_aucs.append(auc)
+        fold_scores.append(auc if k == 2 else float(np.mean(proba.argmax(axis=1) == y_dev[va])))
+        fold_done(f)
+    return Candidate(
+        kind=str(config.model),
+        oof=oof,
+        fold_scores=tuple(fold_scores),
+        fold_aucs=tuple(fold_aucs),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _weighted_binary_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC (Mann-Whitney, ties count one half) for each row of ``weights`` (r, n).
+
+    A bootstrap replicate is the data with each row weighted by how often it was drawn, so all
+    replicates are computed at once from one sort of the scores.
+    """
+    order = np.argsort(score, kind="mergesort")
+    sorted_score = score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
+    w = weights[:, order]
+    positive = y[order] == 1
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def _weighted_auc(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC per weight row; macro one-vs-rest over classes for multi-class (as sklearn)."""
+    if proba.shape[1] == 2:
+        return _weighted_binary_auc(y, proba[:, 1], weights)
+    per_class = np.stack(
+        [
+            _weighted_binary_auc((y == j).astype(int), proba[:, j], weights)
+            for j in range(proba.shape[1])
+        ]
+    )
+    finite = np.isfinite(per_class)
+    total = np.where(finite, per_class, 0.0).sum(axis=0)
+    count = finite.sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    return float(_weighted_binary_auc(y, score, np.ones((1, len(y))))[0])
+
+
+def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC; macro one-vs-rest over the classes for multi-class."""
+    return float(_weighted_auc(y, proba, np.ones((1, len(y))))[0])
+
+
+def bootstrap_auc_acc(
+    y: np.ndarray, proba: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int
+) -> tuple[MetricValue, MetricValue]:
+    """Leaderboard metrics with percentile 95% intervals (patients resampled when grouped).
+
+    Replicates are row weights (how often each row, or each patient's rows, was drawn), which
+    keeps ``auto`` fast: seven candidates times ``n_boot`` replicates. Replicates with a
+    single class are skipped, as in :func:`medimg_core.modelling.evaluation.evaluate_scores`.
+    """
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    point_auc = roc_auc(y, proba)
+    point_acc = float(correct.mean())
+    if n_boot <= 0:
+        nan = (float("nan"), float("nan"))
+        return MetricValue(point_auc, nan), MetricValue(point_acc, nan)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        codes = np.arange(len(y))
+    else:
+        codes, _ = pd.factorize(pd.Series(groups), use_na_sentinel=False)
+    n_units = int(codes.max()) + 1
+    drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
+    weights = drawn[:, codes].astype(float)
+    has_both = np.stack([(weights[:, y == j] > 0).any(axis=1) for j in np.unique(y)]).sum(axis=0)
+    weights = weights[has_both >= 2]
+    aucs = _weighted_auc(y, proba, weights)
+    accs = (weights * correct).sum(axis=1) / weights.sum(axis=1)
+
+    def interval(values: np.ndarray) -> tuple[float, float]:
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            return (float("nan"), float("nan"))
+        lo, hi = np.percentile(finite, [2.5, 97.5])
+        return (float(lo), float(hi))
+
+    return MetricValue(point_auc, interval(aucs)), MetricValue(point_acc, interval(accs))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every candidate that could be cross-validated on the shared folds, and why others could not."""
+
+    candidates: tuple[Candidate, ...]
+    failures: tuple[str, ...] = ()
+
+
+def cross_validate_candidates(
+    kinds: tuple[str, ...],
+    config: ModelConfig,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    dev: np.ndarray,
+    folds: Folds,
+    features: FeatureSpec,
+    plan: CleaningPlan,
+    progress: Callable[[int, str], None] | None = None,
+) -> Comparison:
+    """Cross-validate each kind on the same folds of the development rows.
+
+    Parameters
+    ----------
+    kinds : from :func:`candidate_kinds`.
+    config : the user's configuration; each kind runs with :func:`comparison_config`.
+    X, y : prepared features and encoded labels of every row; only ``dev`` rows are used.
+    dev : positions of the development rows; ``folds`` index into them.
+    progress : ``progress(folds_done, message)``, ``folds_done`` counted over all kinds.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    ValueError
+        When the only kind asked for cannot be fitted (scikit-learn's message).
+    DataError
+        When no candidate could be fitted; the message lists why for each.
+    """
+    report = progress or (lambda done, message: None)
+    candidates: list[Candidate] = []
+    failures: list[str] = []
+    for i, kind in enumerate(kinds):
+
+        def fold_done(f: int, kind: str = kind, i: int = i) -> None:
+            report(
+                i * len(folds) + f,
+                f"{kind}: fold {f} of {len(folds)} done"
+                + (f" (model {i + 1} of {len(kinds)})" if len(kinds) > 1 else ""),
+            )
+
+        try:
+            candidates.append(
+                cross_validate(
+                    comparison_config(config, kind), X, y, dev, folds, features, plan, fold_done
+                )
+            )
+        except ValueError as exc:
+            if len(kinds) == 1:
+                raise
+            failures.append(f"Model {kind!r} was left out of the comparison: {exc}")
+    if not candidates:
+        raise DataError(" ".join(failures))
+    return Comparison(tuple(candidates), tuple(failures))
+
+
+def choose_model(
+    comparison: Comparison,
+    y_dev: np.ndarray,
+    groups_dev: np.ndarray | None,
+    *,
+    config: ModelConfig,
+    n_boot: int,
+) -> tuple[Candidate, tuple[LeaderboardRow, ...]]:
+    """Rank the candidates by cross-validated ROC AUC and pick one (one-standard-error rule).
+
+    Returns
+    -------
+    (Candidate, tuple of LeaderboardRow)
+        The chosen candidate, and the leaderboard (best first) when ``config.model`` is
+        ``auto`` (empty otherwise).
+    """
+    scored = [
+        (c, bootstrap_auc_acc(y_dev, c.oof, groups_dev, n_boot, config.seed))
+        for c in comparison.candidates
+    ]
+    scored.sort(key=lambda cs: -np.nan_to_num(cs[1][0].value, nan=-1.0))
+    best = one_standard_error_choice(scored)
+    if config.model != "auto":
+        return best, ()
+    leaderboard = tuple(
+        LeaderboardRow(
+            kind=c.kind,
+            roc_auc=auc,
+            accuracy=acc,
+            fold_aucs=c.fold_aucs,
+            seconds=c.seconds,
+            chosen=c is best,
+        )
+        for c, (auc, acc) in scored
+    )
+    return best, leaderboard
