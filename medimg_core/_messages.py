@@ -1,12 +1,22 @@
-"""Wording shared by medimg's error messages: quoted lists, close matches, available columns."""
+"""Wording shared across medimg: quoted lists, close matches, available columns, feature values."""
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-__all__ = ["available_columns_text", "close_matches_text", "column_hint", "quote_list"]
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "available_columns_text",
+    "close_matches_text",
+    "column_hint",
+    "format_value",
+    "quote_list",
+]
 
 
 def quote_list(values: Iterable[Any], limit: int | None = None) -> str:
@@ -37,3 +47,36 @@ def column_hint(name: Hashable, columns: Iterable[Hashable]) -> str:
     """The close matches to a mistyped column name, or else the columns there are."""
     columns = list(columns)
     return close_matches_text(name, columns) or available_columns_text(columns)
+
+
+def format_value(value: Any) -> str:
+    """A feature value as a reader expects it: "1,203", "12.35", "0.0781", "missing".
+
+    Parameters
+    ----------
+    value : a number, a category or a missing value.
+
+    Returns
+    -------
+    str
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "missing"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        x = float(value)
+        if math.isnan(x):
+            return "missing"
+        if not math.isfinite(x):
+            return str(x)
+        if x == int(x) and abs(x) < 1e15:
+            return f"{int(x):,}"
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        if abs(x) >= 1:
+            return f"{x:.4g}"
+        return f"{x:.3g}"
+    return str(value)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from medimg_core.errors import MedimgError
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.data import cleaning_figure
 from medimg_core.tables.cleaning import DEFAULT_ACCEPTABLE_QUALITY, CleaningPlan
 from medimg_core.tables.profile import hidden_columns
 from medimg_core.tables.roles import feature_columns
@@ -239,7 +239,7 @@ if len(report.flags):
 chart_col, notes_col = st.columns([3, 2], gap="large")
 with chart_col:
     if report.n_removed:
-        st.plotly_chart(plots.cleaning_figure(report), key="cleaning_chart")
+        st.plotly_chart(cleaning_figure(report), key="cleaning_chart")
     else:
         st.success(
             f"No rule removed a row: all {report.n_input:,} rows are kept.",

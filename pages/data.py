@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medimg_core.errors import MedimgError
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.data import class_balance_figure
 from medimg_core.tables.integration import join_tables
 from medimg_core.tables.loading import SAMPLES
 from medimg_core.tables.profile import column_role, hidden_columns
@@ -443,7 +443,7 @@ with roles_col:
 
 with balance_col:
     if label is not None and classes:
-        st.plotly_chart(plots.class_balance_figure(frame[label]), key="class_balance")
+        st.plotly_chart(class_balance_figure(frame[label]), key="class_balance")
 
 shown_roles = pending or confirmed or start
 hidden = hidden_columns(shown_roles)

@@ -16,7 +16,15 @@ from medimg_core.modelling.evaluation import (
     summary_frame,
 )
 from medimg_core.reporting import comparison, summaries
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.data import flow_figure
+from medimg_core.reporting.figures.evaluation import (
+    calibration_figure,
+    confusion_figure,
+    partition_label,
+    pr_figure,
+    roc_figure,
+    threshold_figure,
+)
 from medimg_core.store.registry import Registry
 from medimg_core.ui import state, workflow
 from medimg_core.ui.session import ActiveModel
@@ -108,7 +116,7 @@ def threshold_explorer(active: ActiveModel) -> None:
     partition = pick_col.radio(
         "Cases",
         list(parts),
-        format_func=plots.partition_label,
+        format_func=partition_label,
         horizontal=True,
         key="eval_partition",
         help="The held-out test set by default; the cross-validated development cases are "
@@ -162,12 +170,12 @@ def threshold_explorer(active: ActiveModel) -> None:
     )
     counts_col, share_col = st.columns(2, gap="medium")
     counts_col.plotly_chart(
-        plots.confusion_figure(now.confusion, ev.class_names, title=f"Counts at {threshold:.2f}"),
+        confusion_figure(now.confusion, ev.class_names, title=f"Counts at {threshold:.2f}"),
         width="stretch",
         key="eval_confusion",
     )
     share_col.plotly_chart(
-        plots.confusion_figure(
+        confusion_figure(
             now.confusion,
             ev.class_names,
             normalize=True,
@@ -176,9 +184,7 @@ def threshold_explorer(active: ActiveModel) -> None:
         width="stretch",
         key="eval_confusion_share",
     )
-    st.plotly_chart(
-        plots.threshold_figure(ev, threshold=threshold), width="stretch", key="eval_tradeoff"
-    )
+    st.plotly_chart(threshold_figure(ev, threshold=threshold), width="stretch", key="eval_tradeoff")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -192,9 +198,9 @@ def curve_figures(
     Shared, not copied: nothing mutates a figure after it is built.
     """
     return (
-        plots.roc_figure(*_evaluations),
-        plots.pr_figure(*_evaluations),
-        plots.calibration_figure(*_evaluations),
+        roc_figure(*_evaluations),
+        pr_figure(*_evaluations),
+        calibration_figure(*_evaluations),
     )
 
 
@@ -207,15 +213,15 @@ else:
         "there is no threshold to move. The confusion matrices below show every class.",
         icon=":material/info:",
     )
-    names = {plots.partition_label(ev.partition): ev for ev in reversed(evaluations)}
+    names = {partition_label(ev.partition): ev for ev in reversed(evaluations)}
     chosen = st.radio("Cases", list(names), horizontal=True, key="eval_partition_multi")
     ev = names[chosen]
     counts_col, share_col = st.columns(2)
     counts_col.plotly_chart(
-        plots.confusion_figure(ev.confusion, ev.class_names), width="stretch", key="eval_cm"
+        confusion_figure(ev.confusion, ev.class_names), width="stretch", key="eval_cm"
     )
     share_col.plotly_chart(
-        plots.confusion_figure(ev.confusion, ev.class_names, normalize=True),
+        confusion_figure(ev.confusion, ev.class_names, normalize=True),
         width="stretch",
         key="eval_cm_share",
     )
@@ -246,7 +252,7 @@ with flow_tab:
     flow_col, split_col = st.columns([2, 1], gap="medium")
     try:
         flow_col.plotly_chart(
-            plots.flow_figure(summaries.flow_counts_from_card(card)),
+            flow_figure(summaries.flow_counts_from_card(card)),
             width="stretch",
             key="eval_flow",
         )

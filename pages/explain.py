@@ -8,7 +8,12 @@ import streamlit as st
 
 from medimg_core.modelling.evaluation import PARTITION_LABELS
 from medimg_core.reporting import review
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.evaluation import case_probability_figure
+from medimg_core.reporting.figures.explanation import (
+    beeswarm_figure,
+    importance_figure,
+    waterfall_figure,
+)
 from medimg_core.ui import explaining, images, state, workflow
 
 OUTCOME_HELP = {
@@ -72,8 +77,8 @@ st.caption(
     + (" (a fixed random sample)." if len(overall.data) >= explaining.GLOBAL_SAMPLE else ".")
 )
 left, right = st.columns(2, gap="medium")
-left.plotly_chart(plots.importance_figure(overall, max_display=12), key="explain_importance")
-right.plotly_chart(plots.beeswarm_figure(overall, max_display=12), key="explain_beeswarm")
+left.plotly_chart(importance_figure(overall, max_display=12), key="explain_importance")
+right.plotly_chart(beeswarm_figure(overall, max_display=12), key="explain_beeswarm")
 
 st.subheader("One case")
 evaluations = {ev.partition: ev for ev in (active.test, active.cv) if ev is not None}
@@ -169,7 +174,7 @@ gauge_col, truth_col, outcome_col = st.columns(
 )
 if binary and cut is not None:
     gauge_col.plotly_chart(
-        plots.case_probability_figure(view.probability, cut, class_name=case.class_name),
+        case_probability_figure(view.probability, cut, class_name=case.class_name),
         key="explain_gauge",
     )
 else:
@@ -204,7 +209,7 @@ if images.is_image_model(active):
     table_col = st.container()
 else:
     chart_col, table_col = st.columns([3, 2.3], gap="small")
-chart_col.plotly_chart(plots.waterfall_figure(case, threshold=line), key="explain_waterfall")
+chart_col.plotly_chart(waterfall_figure(case, threshold=line), key="explain_waterfall")
 table_col.dataframe(
     review.feature_table(case, explaining.development_rows(active), k=10),
     hide_index=True,
@@ -279,7 +284,7 @@ with st.container(border=True):
                 else f"The call stays the same at the threshold {cut:.2f}."
             )
         what_col.plotly_chart(
-            plots.waterfall_figure(edited.case, threshold=line), key="explain_whatif_waterfall"
+            waterfall_figure(edited.case, threshold=line), key="explain_whatif_waterfall"
         )
 
 reference = explaining.report_reference(view.label)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from medimg_core.reporting import review
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.data import distribution_figure
 from medimg_core.ui import explaining, images, state, widgets, workflow
 
 MAX_WARNINGS = 8
@@ -144,7 +144,7 @@ if scored.n_scored:
     with chart_col:
         st.caption(f"Distribution of {scored.probability_column} over the scored cases")
         st.plotly_chart(
-            plots.distribution_figure(
+            distribution_figure(
                 pd.Series(scored.table[scored.probability_column], name=scored.probability_column)
             ),
             key="predict_distribution",

@@ -13,7 +13,7 @@ from medimg_core.modelling.models import CLASS_WEIGHT_IGNORED, ModelConfig
 from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.evaluation import leaderboard_figure
 from medimg_core.tables.roles import feature_columns
 from medimg_core.ui import images, state, workflow
 
@@ -43,10 +43,10 @@ def _saved_choice(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def leaderboard_figure(model_key: str, _leaderboard: tuple[dict[str, Any], ...]) -> go.Figure:
+def model_comparison_figure(model_key: str, _leaderboard: tuple[dict[str, Any], ...]) -> go.Figure:
     """The model comparison of the model whose key is ``model_key``, built once per model
     rather than on every change of a setting above (shared, not copied: nothing mutates it)."""
-    return plots.leaderboard_figure(summaries.leaderboard_rows(_leaderboard))
+    return leaderboard_figure(summaries.leaderboard_rows(_leaderboard))
 
 
 st.title("Train")
@@ -399,7 +399,9 @@ if active.leaderboard:
         )
         chart_col, table_col = st.columns([5, 6], gap="medium")
         chart_col.plotly_chart(
-            leaderboard_figure(active.key, active.leaderboard), width="stretch", key="train_board"
+            model_comparison_figure(active.key, active.leaderboard),
+            width="stretch",
+            key="train_board",
         )
         table_col.dataframe(
             summaries.leaderboard_frame(rows),

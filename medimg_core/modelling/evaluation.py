@@ -1,6 +1,6 @@
 """Clinical metrics with 95% bootstrap intervals, curves, thresholds and confusion matrices.
 
-Conventions shared with ``training``, ``plots`` and the pages:
+Conventions shared with ``training``, the figures (:mod:`medimg_core.reporting.figures`) and the pages:
 
 - Binary: ``y_true`` is 0/1 (1 = positive class) and ``y_score`` is P(positive). A case is called
   positive when ``y_score >= threshold`` (the convention of ``sklearn.metrics.roc_curve``), and the

@@ -15,9 +15,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.evaluation import THRESHOLD_METHODS
 
 __all__ = [
-    "THRESHOLD_METHODS",
     "Folds",
     "SplitSummary",
     "ValidationConfig",
@@ -28,9 +28,6 @@ __all__ = [
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 """(training positions, validation positions) per fold, as positions into the development rows."""
-
-
-THRESHOLD_METHODS = ("0.5", "youden", "sensitivity")
 
 
 @dataclass(frozen=True)

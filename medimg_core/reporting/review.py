@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from medimg_core._messages import format_value
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.evaluation import Evaluation, case_table
 from medimg_core.modelling.explain import CaseExplanation, ModelExplainer
@@ -32,7 +33,6 @@ __all__ = [
     "case_probabilities",
     "expected_columns",
     "feature_table",
-    "format_value",
     "prediction_plan",
     "reason_text",
     "review_table",
@@ -50,39 +50,6 @@ PICK_KINDS: dict[str, str] = {
 """Lists a case can be picked from (binary tasks: FN / FP; multi-class: wrong)."""
 
 _PARTITIONS = {"cv": "development", "test": "test", "external": "external"}
-
-
-def format_value(value: Any) -> str:
-    """A feature value as a reader expects it: "1,203", "12.35", "0.0781", "missing".
-
-    Parameters
-    ----------
-    value : a number, a category or a missing value.
-
-    Returns
-    -------
-    str
-    """
-    if value is None or value is pd.NA or value is pd.NaT:
-        return "missing"
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    if isinstance(value, float | np.floating):
-        x = float(value)
-        if math.isnan(x):
-            return "missing"
-        if not math.isfinite(x):
-            return str(x)
-        if x == int(x) and abs(x) < 1e15:
-            return f"{int(x):,}"
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        if abs(x) >= 1:
-            return f"{x:.4g}"
-        return f"{x:.3g}"
-    return str(value)
 
 
 def reason_text(feature: str, value: Any, contribution: float) -> str:

@@ -264,7 +264,7 @@ def split_frame(card: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def flow_counts_from_card(card: Mapping[str, Any]) -> dict[str, int]:
-    """The stage counts of :func:`medimg_core.reporting.figures.evaluation.flow_figure`, from a model card.
+    """The stage counts of :func:`medimg_core.reporting.figures.data.flow_figure`, from a model card.
 
     Parameters
     ----------

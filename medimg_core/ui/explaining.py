@@ -21,7 +21,8 @@ from medimg_core.modelling.explain import CaseExplanation, Explanation, ModelExp
 from medimg_core.privacy import pseudonym_key, pseudonymise
 from medimg_core.reporting import review
 from medimg_core.reporting.case_report import anonymous_case, case_report_html
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.evaluation import case_probability_figure
+from medimg_core.reporting.figures.explanation import waterfall_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.ui import cache, state
 from medimg_core.ui.session import ActiveModel
@@ -221,10 +222,10 @@ def case_report(active: ActiveModel, view: CaseView, note: str, cut: float | Non
     """
     reference = report_reference(view.label)
     case = anonymous_case(view.case, reference)
-    figures: list[go.Figure] = [plots.waterfall_figure(case, threshold=cut)]
+    figures: list[go.Figure] = [waterfall_figure(case, threshold=cut)]
     if cut is not None:
         figures.insert(
-            0, plots.case_probability_figure(view.probability, cut, class_name=case.class_name)
+            0, case_probability_figure(view.probability, cut, class_name=case.class_name)
         )
     table = review.feature_table(case, development_rows(active), k=len(case.values))
     page = case_report_html(

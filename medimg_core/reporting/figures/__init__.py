@@ -1,4 +1,6 @@
 """Figure builders by subject: results in, ``plotly.graph_objects.Figure`` out.
 
-``evaluation`` (ROC, PR, calibration, confusion), ``explanation`` (SHAP), ``data`` (cleaning, profile) and ``images``.
+``evaluation`` (confusion, ROC, PR, calibration, threshold, model comparison), ``explanation``
+(SHAP) and ``data`` (cleaning, flow of cases, distributions) share ``_style``; ``images`` draws
+images and occlusion maps.
 """

@@ -1,62 +1,53 @@
-"""Figure builders: results in, ``plotly.graph_objects.Figure`` out, written for a clinical reader.
+"""Validation figures: confusion matrix, ROC, precision–recall, calibration, threshold trade-off,
+model comparison and one case's probability gauge.
 
-Every builder is a pure function of medimg's result types (``Evaluation``, ``Explanation``,
-``CaseExplanation``, ``CleaningReport``, ``LeaderboardRow``) or of plain pandas objects. None of them
-computes a model or calls streamlit; pages pass the figures to ``st.plotly_chart``.
-
-Conventions shared by all figures: clinical names (sensitivity, specificity, PPV, NPV,
-"1 − specificity"), legends that name the partition ("Cross-validated (development)",
-"Held-out test", "External") with the 95% interval when one exists, the ``plotly_white``
-template, fonts of at least 12 px, and at most ``MAX_POINTS`` points per trace so a browser stays
-responsive on large tables. SHAP figures colour contributions as shap does: red pushes toward the
-explained class, blue away from it.
+Every builder is a pure function of medimg's result types (``Evaluation``, ``LeaderboardRow``) or
+of plain numbers. None of them computes a model or calls streamlit; pages pass the figures to
+``st.plotly_chart``. Curves use clinical names (sensitivity, specificity, PPV, NPV,
+"1 − specificity") and legends that name the partition with the 95% interval when one exists;
+the layout and colours they share are in :mod:`medimg_core.reporting.figures._style`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
 from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue, tradeoff_table
+from medimg_core.modelling.models import model_name
+from medimg_core.reporting.figures._style import (
+    MAX_POINTS,
+    PALETTE,
+    REFERENCE,
+    SHAP_BLUE,
+    SHAP_RED,
+    house_figure,
+    house_layout,
+    threshold_line,
+)
 
-# sklearn, evaluation, explain, models and review are imported where they are used: the Data
-# page draws its charts from this module and must not wait for scikit-learn to load.
 if TYPE_CHECKING:
-    from medimg_core.modelling.evaluation import Curve, Evaluation, MetricValue
-    from medimg_core.modelling.explain import CaseExplanation, Explanation
     from medimg_core.modelling.selection import LeaderboardRow
-    from medimg_core.modelling.validation import SplitSummary
-    from medimg_core.tables.cleaning import CleaningReport
 
 __all__ = [
-    "MAX_POINTS",
     "PARTITION_LABELS",
-    "beeswarm_figure",
     "calibration_figure",
     "case_probability_figure",
-    "class_balance_figure",
-    "cleaning_figure",
     "confusion_figure",
-    "dependence_figure",
-    "distribution_figure",
-    "flow_counts",
-    "flow_figure",
-    "importance_figure",
     "leaderboard_figure",
     "partition_label",
     "pr_figure",
     "roc_figure",
     "threshold_figure",
-    "waterfall_figure",
 ]
-
-MAX_POINTS = 10_000
-"""Most points drawn in one trace (and in one beeswarm); larger inputs are thinned."""
 
 PARTITION_LABELS: dict[str, str] = {
     "cv": "Cross-validated (development)",
@@ -66,28 +57,6 @@ PARTITION_LABELS: dict[str, str] = {
 
 _PARTITION_COLOURS = {"cv": "#0072B2", "test": "#D55E00", "external": "#009E73"}
 _PARTITION_DASH = {"cv": "solid", "test": "dash", "external": "dot"}
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-_FLOW_PAD = 18
-_SHAP_RED = "#FF0D57"
-_SHAP_BLUE = "#1E88E5"
-_NEUTRAL = "#7F7F7F"
-_REFERENCE = "#9E9E9E"
-
-
-_LEGENDS: dict[str, dict[str, Any]] = {
-    "below": {
-        "orientation": "h",
-        "x": 0,
-        "xanchor": "left",
-        "yref": "container",
-        "y": 0,
-        "yanchor": "bottom",
-    },
-    "inside-br": {"x": 0.99, "xanchor": "right", "y": 0.02, "yanchor": "bottom"},
-    "inside-bl": {"x": 0.01, "xanchor": "left", "y": 0.02, "yanchor": "bottom"},
-    "inside-tl": {"x": 0.01, "xanchor": "left", "y": 0.99, "yanchor": "top"},
-}
 
 
 def partition_label(partition: str) -> str:
@@ -161,7 +130,7 @@ def confusion_figure(
                 f"True diagnosis: {names[i]}<br>Predicted: {names[j]}{role}<br>"
                 f"Cases: {int(counts[i, j]):,} ({shares[i, j]:.1%} of true {names[i]})"
             )
-    fig = _figure(
+    fig = house_figure(
         go.Heatmap(
             z=z,
             x=names,
@@ -199,7 +168,7 @@ def confusion_figure(
     # A caller's title names the view itself; a subtitle under it would only repeat it and push
     # this matrix below the counts matrix drawn beside it.
     explain = normalize and title is None
-    _layout(
+    house_layout(
         fig,
         title or "Confusion matrix",
         max(380, min(600, 120 + 60 * k)),
@@ -336,12 +305,12 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
     table = _tradeoff(evaluation)
     target = _target_name(evaluation)
     series = (
-        ("sensitivity", "Sensitivity", _PALETTE[0], "solid"),
-        ("specificity", "Specificity", _PALETTE[1], "solid"),
-        ("ppv", "PPV", _PALETTE[2], "dash"),
-        ("npv", "NPV", _PALETTE[3], "dash"),
+        ("sensitivity", "Sensitivity", PALETTE[0], "solid"),
+        ("specificity", "Specificity", PALETTE[1], "solid"),
+        ("ppv", "PPV", PALETTE[2], "dash"),
+        ("npv", "NPV", PALETTE[3], "dash"),
     )
-    fig = _figure()
+    fig = house_figure()
     for column, name, colour, dash in series:
         fig.add_trace(
             go.Scatter(
@@ -353,8 +322,8 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
                 hovertemplate=f"{name} %{{y:.3f}}<extra></extra>",
             )
         )
-    _threshold_line(fig, t)
-    _layout(
+    threshold_line(fig, t)
+    house_layout(
         fig,
         f"Trade-off by threshold — {partition_label(evaluation.partition).lower()}",
         420,
@@ -365,488 +334,6 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
     fig.update_layout(hovermode="x unified")
     fig.update_xaxes(range=[0, 1], tickformat=".1f", hoverformat=".2f")
     fig.update_yaxes(range=[0, 1.04], tickformat=".1f")
-    return fig
-
-
-def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.Figure:
-    """Global importance: mean |SHAP value| per original feature, largest at the top.
-
-    Parameters
-    ----------
-    explanation : SHAP values of the cases to summarise.
-    max_display : features shown. The rest are named in the title, not drawn as a summed
-        bar: with many features (image studies have dozens) their sum would dwarf every bar
-        that is shown.
-
-    Returns
-    -------
-    go.Figure
-        One horizontal bar trace.
-    """
-    _check_max_display(max_display)
-    imp = explanation.global_importance()
-    shown = imp.iloc[:max_display]
-    labels = [str(f) for f in shown.index]
-    values = [float(v) for v in shown.to_numpy()]
-    rest = imp.iloc[max_display:]
-    output = _output_name(explanation.output_space, explanation.class_name)
-    fig = _figure(
-        go.Bar(
-            x=values[::-1],
-            y=labels[::-1],
-            orientation="h",
-            marker={"color": _PALETTE[0]},
-            text=[f"{v:.3f}" for v in values[::-1]],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}<br>mean |SHAP| %{x:.3f}<extra></extra>",
-            name="Mean |SHAP value|",
-        )
-    )
-    title = "Feature importance"
-    if len(rest):
-        title += f" (top {len(labels)} of {len(imp)} features)"
-    _layout(
-        fig,
-        title,
-        max(380, min(450, 100 + 24 * len(labels))),
-        x_title=f"Mean |SHAP value| ({output})",
-        legend=None,
-    )
-    fig.update_yaxes(type="category")
-    fig.update_xaxes(range=[0, max(max(values, default=0.0), 1e-9) * 1.15])
-    return fig
-
-
-def beeswarm_figure(explanation: Explanation, *, max_display: int = 15) -> go.Figure:
-    """SHAP beeswarm: one row per feature, one point per case, coloured by the feature's value.
-
-    Parameters
-    ----------
-    explanation : SHAP values of the cases to show.
-    max_display : rows (the features with the largest mean |SHAP value|).
-
-    Returns
-    -------
-    go.Figure
-        One trace of coloured points (blue = low value within that feature, red = high), plus
-        a grey trace for cases whose value is missing or not a number, when there are any. At
-        most ``MAX_POINTS`` points in total: cases are sampled deterministically beyond that.
-    """
-    _check_max_display(max_display)
-    features = [str(f) for f in explanation.global_importance().index[:max_display]]
-    n_rows = len(features)
-    n_cases = explanation.values.shape[0]
-    keep = _sample_index(n_cases, max(1, MAX_POINTS // max(n_rows, 1)))
-    column_of = {str(f): i for i, f in enumerate(explanation.feature_names)}
-    rng = np.random.default_rng(0)
-
-    xs, ys, colours, values_text, names = [], [], [], [], []
-    for rank, feature in enumerate(features):
-        shap_values = explanation.values[keep, column_of[feature]].astype(float)
-        raw = explanation.data[feature].iloc[keep]
-        numeric = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        ranks = pd.Series(numeric).rank(method="average").to_numpy()
-        n_valid = int(np.isfinite(numeric).sum())
-        colour = (ranks - 1) / max(n_valid - 1, 1) if n_valid > 1 else np.full(len(ranks), 0.5)
-        row = n_rows - 1 - rank
-        xs.append(shap_values)
-        ys.append(row + _swarm_offsets(shap_values, rng))
-        colours.append(colour)
-        values_text.append(np.array([_format_value(v) for v in raw], dtype=object))
-        names.append(np.full(len(keep), feature, dtype=object))
-
-    x = np.concatenate(xs) if xs else np.array([])
-    y = np.concatenate(ys) if ys else np.array([])
-    c = np.concatenate(colours) if colours else np.array([])
-    custom = np.column_stack(
-        [np.concatenate(names) if names else [], np.concatenate(values_text) if values_text else []]
-    )
-    has_value = np.isfinite(c)
-    output = _output_name(explanation.output_space, explanation.class_name)
-    hover = "%{customdata[0]} = %{customdata[1]}<br>SHAP %{x:.3f}<extra></extra>"
-    fig = _figure(
-        go.Scattergl(
-            x=x[has_value],
-            y=y[has_value],
-            mode="markers",
-            name="Cases",
-            marker={
-                "color": c[has_value],
-                "colorscale": [[0, _SHAP_BLUE], [1, _SHAP_RED]],
-                "cmin": 0,
-                "cmax": 1,
-                "size": 5,
-                "opacity": 0.8,
-                "colorbar": {
-                    "title": {"text": "Feature value"},
-                    "tickvals": [0, 1],
-                    "ticktext": ["Low", "High"],
-                    "thickness": 12,
-                    "len": 0.6,
-                },
-            },
-            customdata=custom[has_value],
-            hovertemplate=hover,
-            showlegend=False,
-        )
-    )
-    if (~has_value).any():
-        fig.add_trace(
-            go.Scattergl(
-                x=x[~has_value],
-                y=y[~has_value],
-                mode="markers",
-                name="Value missing or not a number",
-                marker={"color": _NEUTRAL, "size": 5, "opacity": 0.6},
-                customdata=custom[~has_value],
-                hovertemplate=hover,
-            )
-        )
-    fig.add_vline(x=0, line={"color": _REFERENCE, "width": 1})
-    _layout(
-        fig,
-        "Effect of each feature on each case",
-        450,
-        x_title=f"SHAP value (contribution to {output})",
-        legend="below",
-    )
-    fig.update_yaxes(
-        tickvals=list(range(n_rows)),
-        ticktext=features[::-1],
-        range=[-0.6, n_rows - 0.4],
-        showgrid=False,
-        zeroline=False,
-    )
-    return fig
-
-
-def waterfall_figure(
-    case: CaseExplanation, *, max_display: int = 12, threshold: float | None = None
-) -> go.Figure:
-    """One case's explanation in the shap waterfall style.
-
-    From the base value (the average model output) at the bottom, each feature's contribution
-    is added, largest |contribution| at the top, ending at this case's model output. Features
-    beyond ``max_display`` are collapsed into one "other N features" step.
-
-    Parameters
-    ----------
-    case : the case's contributions (``Explanation.case(i)``).
-    max_display : features shown individually.
-    threshold : decision threshold; drawn as a vertical line when the output is a probability.
-
-    Returns
-    -------
-    go.Figure
-        One waterfall trace: base value (absolute), contributions (relative), model output
-        (total). Red steps push toward ``case.class_name``, blue steps away.
-    """
-    _check_max_display(max_display)
-    order = case.values.abs().sort_values(ascending=False, kind="stable").index
-    shown = list(order[:max_display])
-    rest = list(order[max_display:])
-    labels = [f"{f} = {_format_value(case.data.get(f, np.nan))}" for f in shown]
-    contributions = [float(case.values[f]) for f in shown]
-    if rest:
-        labels.append(f"other {len(rest)} features")
-        contributions.append(float(case.values[rest].sum()))
-    output = case.base_value + float(np.sum(contributions))
-    output_name = _output_name(case.output_space, case.class_name)
-
-    # Bottom to top: base value, then the smallest shown step up to the largest, then the output.
-    y = ["Base value (average case)", *labels[::-1], "Model output (this case)"]
-    x = [case.base_value, *contributions[::-1], output]
-    measure = ["absolute", *(["relative"] * len(contributions)), "total"]
-    text = [_plain(case.base_value), *[_signed(v) for v in contributions[::-1]], _plain(output)]
-    # Leave room beside the extreme bars so the "outside" value labels are not clipped.
-    path = case.base_value + np.cumsum([0.0, *contributions[::-1]])
-    lo, hi = min(0.0, float(path.min())), max(0.0, float(path.max()))
-    if threshold is not None and case.output_space == "probability":
-        lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
-    pad = 0.18 * (hi - lo) if hi > lo else 1.0
-    fig = _figure(
-        go.Waterfall(
-            orientation="h",
-            measure=measure,
-            x=x,
-            y=y,
-            base=0,
-            text=text,
-            textposition="outside",
-            cliponaxis=False,
-            increasing={"marker": {"color": _SHAP_RED}},
-            decreasing={"marker": {"color": _SHAP_BLUE}},
-            totals={"marker": {"color": _NEUTRAL}},
-            connector={"line": {"color": _REFERENCE, "width": 1}},
-            hovertemplate="%{y}<br>%{text}<extra></extra>",
-            name=f"Contributions to {output_name}",
-        )
-    )
-    if threshold is not None and case.output_space == "probability":
-        _threshold_line(fig, float(threshold))
-    _layout(
-        fig,
-        f"Case {case.case_id}: {output_name} {_plain(output)}",
-        max(380, min(450, 110 + 26 * len(y))),
-        x_title=output_name[:1].upper() + output_name[1:],
-        legend=None,
-    )
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=y)
-    fig.update_xaxes(range=[lo - pad, hi + pad])
-    return fig
-
-
-def dependence_figure(explanation: Explanation, feature: str) -> go.Figure:
-    """How one feature's value relates to its contribution (SHAP dependence plot).
-
-    Parameters
-    ----------
-    explanation : SHAP values of the cases to show.
-    feature : an original feature name.
-
-    Returns
-    -------
-    go.Figure
-        One scatter trace (at most ``MAX_POINTS`` points, sampled deterministically).
-
-    Raises
-    ------
-    ConfigError
-        If ``feature`` is not one of the explanation's features.
-    """
-    names = [str(f) for f in explanation.feature_names]
-    if feature not in names:
-        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
-        raise ConfigError(
-            f"Feature {feature!r} is not in this explanation; choose one of its features: {shown}."
-        )
-    j = names.index(feature)
-    keep = _sample_index(explanation.values.shape[0], MAX_POINTS)
-    raw = explanation.data[feature].iloc[keep]
-    numeric = pd.to_numeric(raw, errors="coerce")
-    is_numeric = bool(numeric.notna().sum()) and numeric.notna().sum() == raw.notna().sum()
-    x = numeric.to_numpy(dtype=float) if is_numeric else raw.astype(str).to_numpy()
-    output = _output_name(explanation.output_space, explanation.class_name)
-    fig = _figure(
-        go.Scattergl(
-            x=x,
-            y=explanation.values[keep, j].astype(float),
-            mode="markers",
-            name="Cases",
-            marker={"color": _PALETTE[0], "size": 6, "opacity": 0.6},
-            hovertemplate=f"{feature} = %{{x:,.4g}}<br>SHAP %{{y:.3f}}<extra></extra>"
-            if is_numeric
-            else f"{feature} = %{{x}}<br>SHAP %{{y:.3f}}<extra></extra>",
-        )
-    )
-    fig.add_hline(y=0, line={"color": _REFERENCE, "width": 1})
-    _layout(
-        fig,
-        f"Effect of {feature}",
-        400,
-        x_title=feature,
-        y_title=f"SHAP value ({output})",
-        legend=None,
-    )
-    return fig
-
-
-def cleaning_figure(report: CleaningReport) -> go.Figure:
-    """Rows removed by each cleaning rule, in the order the rules ran.
-
-    Parameters
-    ----------
-    report : the cleaning report (``counts``, ``n_input`` and ``n_kept`` are used).
-
-    Returns
-    -------
-    go.Figure
-        One horizontal bar trace, one bar per rule (rules that removed nothing included, so the
-        reader sees they ran).
-    """
-    rules = list(report.counts)
-    counts = [int(report.counts[r]) for r in rules]
-    n_in = max(int(report.n_input), 1)
-    fig = _figure(
-        go.Bar(
-            x=counts[::-1],
-            y=[r[:1].upper() + r[1:] for r in rules][::-1],
-            orientation="h",
-            marker={"color": _PALETTE[1]},
-            text=[f"{c:,} ({c / n_in:.1%})" for c in counts[::-1]],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:,} rows removed<extra></extra>",
-            name="Rows removed",
-        )
-    )
-    _layout(
-        fig,
-        f"Rows removed by rule ({report.n_input:,} in, {report.n_kept:,} kept)",
-        max(300, min(420, 120 + 36 * len(rules))),
-        x_title="Rows removed",
-        legend=None,
-    )
-    fig.update_yaxes(type="category")
-    # Head-room for the "n (share)" labels outside the longest bar.
-    fig.update_xaxes(range=[0, max(max(counts, default=0), 1) * 1.3], tickformat=",d")
-    return fig
-
-
-def flow_counts(report: CleaningReport, split: SplitSummary | None = None) -> dict[str, int]:
-    """The stage counts :func:`flow_figure` draws, from a cleaning report and a split.
-
-    Parameters
-    ----------
-    report : the cleaning report.
-    split : how the kept rows were split; without it the flow ends at the kept rows.
-
-    Returns
-    -------
-    dict
-        ``{"rows in": n, <rule>: removed, ..., "development": n_dev, "test": n_test}``.
-    """
-    counts: dict[str, int] = {"rows in": int(report.n_input)}
-    counts.update({str(rule): int(n) for rule, n in report.counts.items()})
-    if split is not None:
-        counts["development"] = int(split.n_dev)
-        counts["test"] = int(split.n_test)
-    return counts
-
-
-def flow_figure(counts: Mapping[str, int]) -> go.Figure:
-    """Flow of cases: rows in → removed by each cleaning rule → development → test (CLAIM 2).
-
-    Parameters
-    ----------
-    counts : stage name → rows, in order. Three names are understood (case-insensitive):
-        "rows in", "development" and "test" (or "held-out test"); every other name is a
-        cleaning rule and its count the rows that rule removed. "rows in" defaults to the sum
-        of the rest. :func:`flow_counts` builds this mapping from the result objects.
-
-    Returns
-    -------
-    go.Figure
-        One Sankey trace. Rules that removed no rows are listed in the subtitle.
-
-    Raises
-    ------
-    DataError
-        For negative counts, or when rows in − removed ≠ development + test.
-    """
-    rows_in: int | None = None
-    dev: int | None = None
-    test: int | None = None
-    removed: dict[str, int] = {}
-    for name, value in counts.items():
-        n = int(value)
-        if n < 0:
-            raise DataError(f"Flow count for {name!r} is negative ({n}); pass numbers of rows.")
-        key = str(name).strip().lower()
-        if key in {"rows in", "input"}:
-            rows_in = n
-        elif key in {"development", "dev"}:
-            dev = n
-        elif key in {"test", "held-out test"}:
-            test = n
-        else:
-            removed[str(name)] = n
-    n_removed = sum(removed.values())
-    split_total = (dev or 0) + (test or 0)
-    kept_known = dev is not None or test is not None
-    if rows_in is None:
-        rows_in = n_removed + split_total
-    kept = rows_in - n_removed
-    if kept < 0 or (kept_known and kept != split_total):
-        raise DataError(
-            f"Flow counts do not add up: {rows_in:,} rows in − {n_removed:,} removed = {kept:,}, "
-            f"but development + test = {split_total:,}. Pass counts from the same cleaning "
-            "report and split."
-        )
-
-    unused = [rule for rule, n in removed.items() if n == 0]
-    subtitle = f"No rows removed by: {', '.join(unused)}" if unused else None
-    height = 380
-    # Explicit node positions keep the removals in the column beside "Kept": left to itself,
-    # d3-sankey pushes every sink to the right edge where thin removal nodes crowd the
-    # development/test labels. Heights follow d3's rule (the fullest column fills the plot).
-    shown_removed = {rule: n for rule, n in removed.items() if n > 0}
-    plot_px = height - _top_margin(True, subtitle) - _bottom_margin(None)
-    pad = _FLOW_PAD / plot_px
-    right = [
-        (name, part, colour)
-        for name, part, colour in (("Development", dev, _PALETTE[0]), ("Test", test, _PALETTE[3]))
-        if part
-    ]
-    columns = [[rows_in], [*shown_removed.values(), kept], [part for _, part, _ in right]]
-    scale = min((1 - (len(col) - 1) * pad) / sum(col) for col in columns if col and sum(col) > 0)
-    labels = [f"Rows in<br>{rows_in:,}"]
-    colours = [_NEUTRAL]
-    node_x = [0.001]
-    node_y = [0.5]
-    sources: list[int] = []
-    targets: list[int] = []
-    values: list[int] = []
-    link_colours: list[str] = []
-    cursor = 0.0
-    for rule, n in shown_removed.items():
-        labels.append(f"Removed: {rule} ({n:,})")
-        colours.append(_PALETTE[1])
-        node_x.append(0.5)
-        node_y.append(cursor + n * scale / 2)
-        cursor += n * scale + pad
-        sources.append(0)
-        targets.append(len(labels) - 1)
-        values.append(n)
-        link_colours.append("rgba(213, 94, 0, 0.25)")
-    labels.append(f"Kept<br>{kept:,}")
-    colours.append(_PALETTE[2])
-    node_x.append(0.5)
-    node_y.append(1 - kept * scale / 2)
-    kept_node = len(labels) - 1
-    if kept:
-        sources.append(0)
-        targets.append(kept_node)
-        values.append(kept)
-        link_colours.append("rgba(0, 158, 115, 0.25)")
-    # Bottom-aligned with "Kept", development above test, links in the same order (no crossing).
-    cursor = 1.0 - sum(part * scale for _, part, _ in right) - (len(right) - 1) * pad
-    for name, part, colour in right:
-        labels.append(f"{name}<br>{part:,}")
-        colours.append(colour)
-        node_x.append(0.999)
-        node_y.append(cursor + part * scale / 2)
-        cursor += part * scale + pad
-        sources.append(kept_node)
-        targets.append(len(labels) - 1)
-        values.append(part)
-        link_colours.append("rgba(0, 114, 178, 0.2)")
-    fig = _figure(
-        go.Sankey(
-            arrangement="snap",
-            node={
-                "label": labels,
-                "color": colours,
-                "x": node_x,
-                "y": node_y,
-                "pad": _FLOW_PAD,
-                "thickness": 16,
-                "hovertemplate": "%{label}<extra></extra>",
-            },
-            link={
-                "source": sources,
-                "target": targets,
-                "value": values,
-                "color": link_colours,
-                "hovertemplate": "%{value:,} rows<extra></extra>",
-            },
-            # Dark labels with a white halo: the dashboard theme's grey is unreadable on the
-            # coloured nodes and on the flows the right-hand labels sit over.
-            textfont={"size": 12, "color": "#1A1A1A", "shadow": "0 0 3px white"},
-        )
-    )
-    _layout(fig, "Flow of cases", height, subtitle=subtitle, legend=None)
     return fig
 
 
@@ -875,13 +362,11 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
             "model kind 'auto' to compare every model kind."
         )
     rows.sort(key=lambda r: np.nan_to_num(r.roc_auc.value, nan=-1.0))
-    from medimg_core.modelling.models import model_name
-
     names = [model_name(r.kind) for r in rows]
-    fig = _figure()
+    fig = house_figure()
     for chosen, trace_name, colour, size in (
-        (False, "Other candidates", _PALETTE[0], 10),
-        (True, "Chosen model", _PALETTE[1], 14),
+        (False, "Other candidates", PALETTE[0], 10),
+        (True, "Chosen model", PALETTE[1], 14),
     ):
         picked = [i for i, r in enumerate(rows) if r.chosen == chosen]
         if not picked:
@@ -928,7 +413,7 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
                 hovertemplate="%{y}<br>fold ROC AUC %{x:.3f}<extra></extra>",
             )
         )
-    _layout(
+    house_layout(
         fig,
         "Model comparison",
         max(300, min(450, 120 + 40 * len(rows))),
@@ -937,95 +422,6 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
     )
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names)
     fig.update_xaxes(tickformat=".2f")
-    return fig
-
-
-def distribution_figure(series: pd.Series) -> go.Figure:
-    """A compact (120 px) distribution for a profile table row.
-
-    Parameters
-    ----------
-    series : one column. Numbers with more than 10 distinct values (and dates) give a
-        histogram; anything else a bar chart of the 10 most frequent values (the rest summed
-        into one grey "other" bar).
-
-    Returns
-    -------
-    go.Figure
-        One bar trace (histograms are binned here, so the figure carries at most a few dozen
-        points whatever the column's length); missing values are counted in a corner note.
-    """
-    s = pd.Series(series)
-    n_missing = int(s.isna().sum())
-    values = s.dropna()
-    fig = _figure()
-    is_bool = pd.api.types.is_bool_dtype(values.dtype)
-    is_date = pd.api.types.is_datetime64_any_dtype(values.dtype)
-    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not is_bool
-    if len(values) == 0:
-        fig.add_annotation(
-            text="all values missing", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
-        )
-    elif (numeric and values.nunique() > 10) or is_date:
-        fig.add_trace(_histogram_trace(values, is_date))
-    else:
-        fig.add_trace(_top_values_trace(values, numeric))
-    if n_missing:
-        fig.add_annotation(
-            text=f"{n_missing:,} missing",
-            showarrow=False,
-            x=1,
-            y=1,
-            xref="paper",
-            yref="paper",
-            xanchor="right",
-            yanchor="top",
-            font={"size": 12, "color": _PALETTE[1]},
-        )
-    _layout(fig, None, 120, legend=None)
-    fig.update_layout(margin={"l": 4, "r": 4, "t": 4, "b": 4}, bargap=0.05)
-    fig.update_yaxes(visible=False)
-    fig.update_xaxes(tickfont={"size": 12}, nticks=5)
-    return fig
-
-
-def class_balance_figure(labels: pd.Series) -> go.Figure:
-    """Cases per class, with counts and percentages on the bars.
-
-    Parameters
-    ----------
-    labels : the label column (missing labels are shown as their own grey bar).
-
-    Returns
-    -------
-    go.Figure
-        One bar trace, most frequent class first.
-    """
-    s = pd.Series(labels)
-    counts = s.value_counts(dropna=False)
-    total = max(int(counts.sum()), 1)
-    names = ["(missing)" if pd.isna(k) else str(k) for k in counts.index]
-    values = [int(v) for v in counts.to_numpy()]
-    colours = [
-        _NEUTRAL if n == "(missing)" else _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)
-    ]
-    fig = _figure(
-        go.Bar(
-            x=names,
-            y=values,
-            marker={"color": colours},
-            text=[f"{v:,} ({v / total:.1%})" for v in values],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{x}: %{y:,} cases<extra></extra>",
-            name="Cases",
-        )
-    )
-    _layout(
-        fig, f"Class balance ({total:,} cases)", 340, x_title="Class", y_title="Cases", legend=None
-    )
-    fig.update_xaxes(type="category")
-    fig.update_yaxes(tickformat=",d", range=[0, max(values, default=1) * 1.15])
     return fig
 
 
@@ -1063,7 +459,7 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
     # The label is an annotation at the left edge rather than the indicator's own title, which
     # plotly right-aligns against the gauge and clips once it is wider than the space left of it.
     gauge_start = min(0.45, max(0.2, 0.04 + 0.014 * len(label)))
-    fig = _figure(
+    fig = house_figure(
         go.Indicator(
             mode="number+gauge",
             value=p,
@@ -1072,7 +468,7 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
             gauge={
                 "shape": "bullet",
                 "axis": {"range": [0, 1], "tickformat": ".1f", "tickfont": {"size": 12}},
-                "bar": {"color": _SHAP_RED if called else _SHAP_BLUE, "thickness": 0.5},
+                "bar": {"color": SHAP_RED if called else SHAP_BLUE, "thickness": 0.5},
                 "steps": [
                     {"range": [0, threshold], "color": "rgba(30, 136, 229, 0.12)"},
                     {"range": [threshold, 1], "color": "rgba(255, 13, 87, 0.12)"},
@@ -1094,7 +490,7 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
         xanchor="left",
         yanchor="top",
         showarrow=False,
-        font={"size": 13, "color": _SHAP_RED if called else _SHAP_BLUE},
+        font={"size": 13, "color": SHAP_RED if called else SHAP_BLUE},
     )
     fig.add_annotation(
         text=label,
@@ -1107,7 +503,7 @@ def case_probability_figure(p: float, threshold: float, *, class_name: str) -> g
         showarrow=False,
         font={"size": 14, "color": "#1A1A1A"},
     )
-    _layout(fig, None, 160, legend=None)
+    house_layout(fig, None, 160, legend=None)
     fig.update_layout(margin={"l": 10, "r": 20, "t": 10, "b": 20})
     return fig
 
@@ -1127,85 +523,6 @@ class _CurveData:
     counts: np.ndarray | None = None
 
 
-def _figure(data: Any = None) -> go.Figure:
-    """A figure on medimg's white template.
-
-    The template is attached the way plotly attaches its own default one: without validating
-    it again (it is plotly's built-in, already valid). Validating it was most of a small
-    figure's build time, and the Evaluate page's slider redraws three figures on every move.
-    Everything else set on the figure is validated as usual.
-    """
-    fig = go.Figure(data)
-    fig.layout._validate = False
-    try:
-        fig.layout.template = _white_template()
-    finally:
-        fig.layout._validate = True
-    return fig
-
-
-def _white_template() -> go.layout.Template:
-    global _WHITE_TEMPLATE
-    if _WHITE_TEMPLATE is None:
-        import plotly.io as pio
-
-        _WHITE_TEMPLATE = pio.templates["plotly_white"]
-    return _WHITE_TEMPLATE
-
-
-_WHITE_TEMPLATE: go.layout.Template | None = None
-
-
-def _layout(
-    fig: go.Figure,
-    title: str | None,
-    height: int,
-    *,
-    x_title: str | None = None,
-    y_title: str | None = None,
-    legend: str | None = "below",
-    subtitle: str | None = None,
-) -> go.Figure:
-    """The layout every medimg figure shares: white template, fixed height, tight margins."""
-    top = _top_margin(title is not None, subtitle)
-    bottom = _bottom_margin(legend)
-    title_spec: dict[str, Any] = {
-        "text": title or "",
-        "x": 0.01,
-        "xanchor": "left",
-        "font": {"size": 16},
-    }
-    if subtitle:
-        title_spec["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#555555"}}
-    fig.update_layout(
-        height=height,
-        title=title_spec,
-        font={"size": 13},
-        margin={"l": 10, "r": 10, "t": top, "b": bottom},
-        hoverlabel={"font": {"size": 13}},
-        showlegend=legend is not None,
-    )
-    if legend is not None:
-        fig.update_layout(
-            legend={
-                **_LEGENDS[legend],
-                "font": {"size": 12},
-                "bgcolor": "rgba(255, 255, 255, 0.8)",
-            }
-        )
-    fig.update_xaxes(automargin=True, title={"text": x_title} if x_title else None)
-    fig.update_yaxes(automargin=True, title={"text": y_title} if y_title else None)
-    return fig
-
-
-def _top_margin(has_title: bool, subtitle: str | None) -> int:
-    return 8 if not has_title else (78 if subtitle else 48)
-
-
-def _bottom_margin(legend: str | None) -> int:
-    return 30 if legend == "below" else 10
-
-
 def _overlay(
     evaluations: tuple[Evaluation, ...],
     caller: str,
@@ -1213,7 +530,7 @@ def _overlay(
 ) -> tuple[go.Figure, bool]:
     """A figure with every partition's traces, and whether any partition is multi-class."""
     _require_evaluations(evaluations, caller)
-    fig = _figure()
+    fig = house_figure()
     for ev in evaluations:
         for trace in traces_of(ev):
             fig.add_trace(trace)
@@ -1226,7 +543,7 @@ def _diagonal_trace(name: str) -> go.Scatter:
         y=[0, 1],
         mode="lines",
         name=name,
-        line={"color": _REFERENCE, "dash": "dash", "width": 1},
+        line={"color": REFERENCE, "dash": "dash", "width": 1},
         hoverinfo="skip",
     )
 
@@ -1248,20 +565,10 @@ def _unit_layout(
     fig: go.Figure, title: str, *, x_title: str, y_title: str, legend: str
 ) -> go.Figure:
     """The shared layout of the ROC, precision–recall and calibration figures: both axes 0–1."""
-    _layout(fig, title, 450, x_title=x_title, y_title=y_title, legend=legend)
+    house_layout(fig, title, 450, x_title=x_title, y_title=y_title, legend=legend)
     fig.update_xaxes(range=[-0.01, 1.01], tickformat=".1f", constrain="domain")
     fig.update_yaxes(range=[-0.01, 1.02], tickformat=".1f")
     return fig
-
-
-def _threshold_line(fig: go.Figure, threshold: float) -> None:
-    fig.add_vline(
-        x=threshold,
-        line={"color": "#333333", "dash": "dot", "width": 1.5},
-        annotation_text=f"threshold {threshold:.2f}",
-        annotation_position="top",
-        annotation_font_size=12,
-    )
 
 
 def _curve_trace(curve: _CurveData, x_name: str, y_name: str, *, mode: str = "lines") -> go.Scatter:
@@ -1291,10 +598,8 @@ def _curve_trace(curve: _CurveData, x_name: str, y_name: str, *, mode: str = "li
 
 
 def _roc_curves(ev: Evaluation) -> list[_CurveData]:
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
+    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         if ev.roc is not None:
@@ -1314,10 +619,8 @@ def _roc_curves(ev: Evaluation) -> list[_CurveData]:
 
 
 def _pr_curves(ev: Evaluation) -> list[_CurveData]:
-    from sklearn.metrics import precision_recall_curve
-
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
+    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         prevalence = float(np.mean(np.asarray(ev.y_true) == 1))
@@ -1339,10 +642,8 @@ def _pr_curves(ev: Evaluation) -> list[_CurveData]:
 
 
 def _calibration_curves(ev: Evaluation) -> list[_CurveData]:
-    from sklearn.calibration import calibration_curve
-
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, _PALETTE[4])
+    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         counts = None
@@ -1383,7 +684,7 @@ def _ovr_curve(
         thresholds,
         f"{short} vs rest{name_suffix}",
         short,
-        _PALETTE[j % len(_PALETTE)],
+        PALETTE[j % len(PALETTE)],
         _PARTITION_DASH.get(ev.partition, "dashdot"),
         prevalence,
     )
@@ -1404,39 +705,6 @@ def _thin_curve(
         return x, y, thresholds
     idx = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).round().astype(int))
     return x[idx], y[idx], None if thresholds is None else thresholds[idx]
-
-
-def _sample_index(n: int, cap: int) -> np.ndarray:
-    """All positions when ``n <= cap``, else ``cap`` positions drawn with a fixed seed."""
-    if n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, size=cap, replace=False))
-
-
-def _swarm_offsets(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Vertical offsets in (-0.4, 0.4) that spread points where they are dense, like shap's."""
-    n = len(x)
-    if n == 0:
-        return np.zeros(0)
-    finite = np.where(np.isfinite(x), x, 0.0)
-    span = float(finite.max() - finite.min())
-    bins = (
-        np.zeros(n, dtype=int)
-        if span == 0
-        else np.minimum((finite - finite.min()) / span * 50, 49).astype(int)
-    )
-    # A random order inside each bin keeps colours from lining up by position.
-    order = np.lexsort((rng.random(n), bins))
-    sorted_bins = bins[order]
-    starts = np.searchsorted(sorted_bins, sorted_bins, side="left")
-    position = np.arange(n) - starts
-    per_bin = np.bincount(bins, minlength=50)
-    widest = max(int(per_bin.max()), 1)
-    count = per_bin[sorted_bins]
-    offsets_sorted = (position - (count - 1) / 2) / widest * 0.8
-    offsets = np.empty(n)
-    offsets[order] = offsets_sorted
-    return np.clip(offsets, -0.4, 0.4)
 
 
 def _is_multiclass(ev: Evaluation) -> bool:
@@ -1486,15 +754,11 @@ def _metric_text(metric: MetricValue | None, digits: int, prefix: str = "") -> s
 
 
 def _tradeoff(evaluation: Evaluation, n_points: int = 101) -> pd.DataFrame:
-    """Threshold table from ``evaluation.tradeoff_table`` when available, else computed here."""
+    """Threshold table from :func:`~medimg_core.modelling.evaluation.tradeoff_table`, else computed here."""
     columns = ["threshold", "sensitivity", "specificity", "ppv", "npv"]
-    from medimg_core.modelling import evaluation as _evaluation_module
-
-    table_fn = getattr(_evaluation_module, "tradeoff_table", None)
-    if callable(table_fn):
-        table = table_fn(evaluation, n_points=n_points)
-        if isinstance(table, pd.DataFrame) and set(columns) <= set(table.columns):
-            return table[columns]
+    table = tradeoff_table(evaluation, n_points=n_points)
+    if isinstance(table, pd.DataFrame) and set(columns) <= set(table.columns):
+        return table[columns]
     scores = _binary_scores(evaluation)
     assert scores is not None  # threshold_figure rejects multi-class evaluations first
     return _tradeoff_fallback(np.asarray(evaluation.y_true), scores, n_points)
@@ -1524,89 +788,10 @@ def _tradeoff_fallback(y_true: np.ndarray, y_score: np.ndarray, n_points: int) -
     )
 
 
-def _histogram_trace(values: pd.Series, is_date: bool) -> go.Bar:
-    raw = values.to_numpy()
-    numeric = raw.astype("datetime64[ns]").astype(np.int64) if is_date else raw.astype(float)
-    n_bins = min(30, max(1, len(np.histogram_bin_edges(numeric, bins="auto")) - 1))
-    counts, edges = np.histogram(numeric, bins=n_bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    widths = np.diff(edges)
-    lo: Any
-    hi: Any
-    if is_date:
-        x: Any = pd.to_datetime(centres.astype(np.int64))
-        lo = pd.to_datetime(edges[:-1].astype(np.int64)).strftime("%Y-%m-%d")
-        hi = pd.to_datetime(edges[1:].astype(np.int64)).strftime("%Y-%m-%d")
-        widths = widths / 1e6  # plotly measures date bar widths in milliseconds
-    else:
-        x = centres
-        lo = [_format_value(v) for v in edges[:-1]]
-        hi = [_format_value(v) for v in edges[1:]]
-    return go.Bar(
-        x=x,
-        y=counts,
-        width=widths,
-        marker={"color": _PALETTE[5]},
-        customdata=np.column_stack([lo, hi]),
-        hovertemplate="%{customdata[0]} – %{customdata[1]}: %{y:,} rows<extra></extra>",
-        name="Rows",
-    )
-
-
-def _top_values_trace(values: pd.Series, numeric: bool) -> go.Bar:
-    counts = values.value_counts()
-    if numeric:
-        counts = counts.sort_index()
-    top = counts.iloc[:10]
-    names = [_format_value(v) if numeric else str(v)[:20] for v in top.index]
-    heights = [int(v) for v in top.to_numpy()]
-    colours = [_PALETTE[5]] * len(names)
-    if len(counts) > 10:
-        names.append(f"other ({len(counts) - 10})")
-        heights.append(int(counts.iloc[10:].sum()))
-        colours.append(_NEUTRAL)
-    return go.Bar(
-        x=names,
-        y=heights,
-        marker={"color": colours},
-        hovertemplate="%{x}: %{y:,} rows<extra></extra>",
-        name="Rows",
-    )
-
-
-def _output_name(output_space: str, class_name: str) -> str:
-    """The output space in words, e.g. "log-odds of malignant"."""
-    return f"{output_space} of {class_name}"
-
-
 def _target_name(ev: Evaluation) -> str:
     if ev.positive_class is not None:
         return str(ev.positive_class)
     return str(ev.class_names[-1]) if ev.class_names else "the positive class"
-
-
-def _format_value(v: Any) -> str:
-    """:func:`medimg_core.reporting.review.format_value`, cut at 30 characters to fit an axis or a hover."""
-    from medimg_core.reporting.review import format_value
-
-    text = format_value(v)
-    return text if len(text) <= 30 else text[:29] + "…"
-
-
-def _signed(v: float) -> str:
-    return f"+{v:.3f}" if v >= 0 else f"−{abs(v):.3f}"
-
-
-def _plain(v: float) -> str:
-    """Three decimals with a typographic minus, matching the signed step labels."""
-    return f"{v:.3f}" if v >= 0 else f"−{abs(v):.3f}"
-
-
-def _check_max_display(max_display: int) -> None:
-    if int(max_display) < 1:
-        raise ConfigError(
-            f"max_display must be at least 1, got {max_display}; show 1 or more features."
-        )
 
 
 def _require_evaluations(evaluations: tuple[Evaluation, ...], name: str) -> None:

@@ -1,7 +1,7 @@
 """Figure builders for images: a grayscale image, and an occlusion-sensitivity map over it.
 
 Pure functions (pixels and :class:`medimg_core.imaging.occlusion.OcclusionMap` in,
-``plotly.graph_objects.Figure`` out), in the style of :mod:`medimg_core.reporting.figures.evaluation`. The image is
+``plotly.graph_objects.Figure`` out), in the style of the other figure modules. The image is
 embedded as one PNG (``go.Image``), so a large image costs no more than a small one; the
 occlusion heatmap is drawn on top with at most :data:`MAX_CELLS` cells (it has the resolution of
 its patches anyway). Red areas push the prediction towards the explained class, blue ones away

@@ -13,7 +13,8 @@ import pytest
 from medimg_core.errors import DataError
 from medimg_core.modelling.explain import CaseExplanation
 from medimg_core.reporting.case_report import anonymous_case, case_report_html
-from medimg_core.reporting.figures import evaluation as plots
+from medimg_core.reporting.figures.evaluation import case_probability_figure
+from medimg_core.reporting.figures.explanation import waterfall_figure
 
 CARD = {
     "pipeline": {"kind": "logreg"},
@@ -111,8 +112,8 @@ def test_text_from_the_data_is_escaped() -> None:
 def test_figures_are_embedded_with_plotly_once() -> None:
     case = a_case()
     figures = (
-        plots.case_probability_figure(0.67, 0.42, class_name="malignant"),
-        plots.waterfall_figure(case),
+        case_probability_figure(0.67, 0.42, class_name="malignant"),
+        waterfall_figure(case),
     )
     page = render(figures=figures)
     assert page.count('<div class="figure">') == 2
@@ -129,7 +130,7 @@ def test_no_identifying_data_with_an_anonymous_case() -> None:
     data = pd.concat([case.data, pd.Series({"patient_name": "Jane Doe"})])
     leaky = CaseExplanation(**{**case.__dict__, "data": data})
     safe = anonymous_case(leaky, "case-1a2b3c4d5e6f7a8b")
-    page = render(case=safe, figures=(plots.waterfall_figure(safe),))
+    page = render(case=safe, figures=(waterfall_figure(safe),))
     assert "MRN-0012345" not in page
     assert "Jane Doe" not in page and "patient_name" not in page
     assert "case-1a2b3c4d5e6f7a8b" in page

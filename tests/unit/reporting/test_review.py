@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medimg_core._messages import format_value
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling import training
 from medimg_core.modelling.explain import ModelExplainer
@@ -100,7 +101,7 @@ def test_feature_table_shows_typical_values(trained: Trained) -> None:
     assert len(table) == 4
     assert table["Contribution"].abs().is_monotonic_decreasing
     top = table["Feature"].iloc[0]
-    assert table["Typical value"].iloc[0] == review.format_value(development[top].median())
+    assert table["Typical value"].iloc[0] == format_value(development[top].median())
 
 
 def test_with_changes_edits_a_copy(trained: Trained) -> None:
@@ -190,11 +191,5 @@ def test_expected_columns_lists_types_and_training_values(trained: Trained) -> N
     assert " to " in table["In training"].iloc[0]
 
 
-def test_format_value() -> None:
-    assert review.format_value(1203.4) == "1,203"
-    assert review.format_value(12.345) == "12.35"
-    assert review.format_value(0.07812) == "0.0781"
-    assert review.format_value(float("nan")) == "missing"
-    assert review.format_value(None) == "missing"
-    assert review.format_value("spiculated") == "spiculated"
+def test_reason_text() -> None:
     assert review.reason_text("worst area", 1203.0, 0.8412) == "worst area = 1,203 (+0.84)"

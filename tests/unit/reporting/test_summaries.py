@@ -21,7 +21,7 @@ from medimg_core.reporting.comparison import (
     run_label,
     runs_frame,
 )
-from medimg_core.reporting.figures.evaluation import flow_figure
+from medimg_core.reporting.figures.data import flow_figure
 from medimg_core.reporting.summaries import (
     MODEL_CHOICES,
     FoldSummary,

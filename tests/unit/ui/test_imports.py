@@ -29,7 +29,7 @@ def _data_page_modules() -> list[str]:
 def test_data_page_modules_are_found() -> None:
     modules = _data_page_modules()
     assert "medimg_core.ui.workflow" in modules
-    assert "medimg_core.reporting.figures.evaluation" in modules
+    assert "medimg_core.reporting.figures.data" in modules
 
 
 def test_data_page_does_not_load_sklearn_skops_shap_or_skimage() -> None:

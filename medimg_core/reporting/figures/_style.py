@@ -1,0 +1,155 @@
+"""What every medimg figure shares: template, layout, margins, legends, colours and point caps.
+
+Conventions shared by all figures: clinical names (sensitivity, specificity, PPV, NPV,
+"1 − specificity"), legends that name the partition ("Cross-validated (development)",
+"Held-out test", "External") with the 95% interval when one exists, the ``plotly_white``
+template, fonts of at least 12 px, and at most ``MAX_POINTS`` points per trace so a browser stays
+responsive on large tables. SHAP colours follow shap: red pushes toward the explained class,
+blue away from it.
+
+A private module: the subject modules (``evaluation``, ``explanation``, ``data``) build on it.
+It imports only plotly, so the Data page's figures stay light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+__all__ = [
+    "MAX_POINTS",
+    "NEUTRAL",
+    "PALETTE",
+    "REFERENCE",
+    "SHAP_BLUE",
+    "SHAP_RED",
+    "bottom_margin",
+    "house_figure",
+    "house_layout",
+    "short_text",
+    "threshold_line",
+    "top_margin",
+]
+
+MAX_POINTS = 10_000
+"""Most points drawn in one trace (and in one beeswarm); larger inputs are thinned."""
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+SHAP_RED = "#FF0D57"
+SHAP_BLUE = "#1E88E5"
+NEUTRAL = "#7F7F7F"
+REFERENCE = "#9E9E9E"
+
+
+_LEGENDS: dict[str, dict[str, Any]] = {
+    "below": {
+        "orientation": "h",
+        "x": 0,
+        "xanchor": "left",
+        "yref": "container",
+        "y": 0,
+        "yanchor": "bottom",
+    },
+    "inside-br": {"x": 0.99, "xanchor": "right", "y": 0.02, "yanchor": "bottom"},
+    "inside-bl": {"x": 0.01, "xanchor": "left", "y": 0.02, "yanchor": "bottom"},
+    "inside-tl": {"x": 0.01, "xanchor": "left", "y": 0.99, "yanchor": "top"},
+}
+
+
+def house_figure(data: Any = None) -> go.Figure:
+    """A figure on medimg's white template.
+
+    The template is attached the way plotly attaches its own default one: without validating
+    it again (it is plotly's built-in, already valid). Validating it was most of a small
+    figure's build time, and the Evaluate page's slider redraws three figures on every move.
+    Everything else set on the figure is validated as usual.
+    """
+    fig = go.Figure(data)
+    fig.layout._validate = False
+    try:
+        fig.layout.template = _white_template()
+    finally:
+        fig.layout._validate = True
+    return fig
+
+
+def _white_template() -> go.layout.Template:
+    global _WHITE_TEMPLATE
+    if _WHITE_TEMPLATE is None:
+        import plotly.io as pio
+
+        _WHITE_TEMPLATE = pio.templates["plotly_white"]
+    return _WHITE_TEMPLATE
+
+
+_WHITE_TEMPLATE: go.layout.Template | None = None
+
+
+def house_layout(
+    fig: go.Figure,
+    title: str | None,
+    height: int,
+    *,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    legend: str | None = "below",
+    subtitle: str | None = None,
+) -> go.Figure:
+    """The layout every medimg figure shares: white template, fixed height, tight margins."""
+    top = top_margin(title is not None, subtitle)
+    bottom = bottom_margin(legend)
+    title_spec: dict[str, Any] = {
+        "text": title or "",
+        "x": 0.01,
+        "xanchor": "left",
+        "font": {"size": 16},
+    }
+    if subtitle:
+        title_spec["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#555555"}}
+    fig.update_layout(
+        height=height,
+        title=title_spec,
+        font={"size": 13},
+        margin={"l": 10, "r": 10, "t": top, "b": bottom},
+        hoverlabel={"font": {"size": 13}},
+        showlegend=legend is not None,
+    )
+    if legend is not None:
+        fig.update_layout(
+            legend={
+                **_LEGENDS[legend],
+                "font": {"size": 12},
+                "bgcolor": "rgba(255, 255, 255, 0.8)",
+            }
+        )
+    fig.update_xaxes(automargin=True, title={"text": x_title} if x_title else None)
+    fig.update_yaxes(automargin=True, title={"text": y_title} if y_title else None)
+    return fig
+
+
+def top_margin(has_title: bool, subtitle: str | None) -> int:
+    """Pixels above the plot: room for the title and its subtitle, if any."""
+    return 8 if not has_title else (78 if subtitle else 48)
+
+
+def bottom_margin(legend: str | None) -> int:
+    """Pixels below the plot: room for a legend placed below it."""
+    return 30 if legend == "below" else 10
+
+
+def threshold_line(fig: go.Figure, threshold: float) -> None:
+    """Mark the decision threshold with a labelled dotted vertical line."""
+    fig.add_vline(
+        x=threshold,
+        line={"color": "#333333", "dash": "dot", "width": 1.5},
+        annotation_text=f"threshold {threshold:.2f}",
+        annotation_position="top",
+        annotation_font_size=12,
+    )
+
+
+def short_text(text: str) -> str:
+    """``text`` cut at 30 characters (ending in "…") to fit an axis or a hover."""
+    return text if len(text) <= 30 else text[:29] + "…"
