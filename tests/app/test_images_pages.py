@@ -13,10 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.errors import DataError
 from medimg_core.imaging.feature_table import image_table
-from medimg_core.imaging.occlusion import occlusion_map
-from medimg_core.reporting.figures import images as image_plots
 from medimg_core.ui import state
 from medimg_core.ui.session import image_context
 from tests.app.conftest import upload
@@ -283,25 +280,3 @@ def test_image_context_matches_rows_to_images(tmp_path: Path) -> None:
     cases.loc[3, "intensity_mean"] += 0.5
     assert ctx.position(3, cases) is None
     assert ctx.position(999) is None
-
-
-def test_image_figures_keep_pixel_geometry() -> None:
-    pixels = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
-    fig = image_plots.image_figure(pixels, title="x")
-    assert fig.data[0].type == "image"
-    assert list(fig.layout.yaxis.range) == [39.5, -0.5]
-
-    result = occlusion_map(pixels, lambda b: b.reshape(len(b), -1).mean(axis=1), patch=5)
-    overlay = image_plots.occlusion_figure(pixels, result)
-    heat = overlay.data[1]
-    assert heat.type == "heatmap"
-    assert heat.zmid == 0 and heat.zmin == -heat.zmax
-
-    big = np.zeros((300, 300), dtype=np.float32)
-    big_map = occlusion_map(big, lambda b: b.reshape(len(b), -1).mean(axis=1), patch=50)
-    assert np.asarray(image_plots.occlusion_figure(big, big_map).data[1].z).size <= 10_000
-
-    with pytest.raises(DataError, match=r"has shape .* but the image"):
-        image_plots.occlusion_figure(pixels[:10], result)
-    with pytest.raises(DataError, match="2-D grayscale array"):
-        image_plots.image_figure(np.zeros((3, 3, 3)))

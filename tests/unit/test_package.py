@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import subprocess
 import sys
 
 import pytest
 
 import medimg_core
-from medimg_core import errors
 
 
 @pytest.mark.parametrize("name", medimg_core.__all__)
@@ -32,15 +30,3 @@ def test_importing_the_package_does_not_load_sklearn_or_streamlit() -> None:
     code = "import sys, medimg_core; print('sklearn' in sys.modules, 'streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-
-def test_error_hierarchy_is_documented_and_user_facing() -> None:
-    classes = [
-        c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__
-    ]
-    assert set(errors.__all__) == {c.__name__ for c in classes}
-    for cls in classes:
-        assert issubclass(cls, errors.MedimgError)
-        assert cls.__doc__ and cls.__name__ in (errors.__doc__ or "")
-    assert issubclass(errors.DataError, ValueError)
-    assert issubclass(errors.SchemaError, errors.DataError)

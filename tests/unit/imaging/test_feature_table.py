@@ -6,7 +6,6 @@ import io
 import shutil
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
 from medimg_core.imaging.feature_table import (
-    ImageTable,
     feature_descriptions,
     features_for_prediction,
     image_settings_from_card,
@@ -27,39 +25,20 @@ from medimg_core.imaging.feature_table import (
 )
 from medimg_core.imaging.features import FeatureSettings
 from medimg_core.imaging.pixels import ImageLimits
-from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
-from medimg_core.modelling.models import ModelConfig
-from medimg_core.modelling.training import TrainingResult, train
-from medimg_core.modelling.validation import ValidationConfig
-from medimg_core.store.persistence import build_card, load_model, save_model
+from medimg_core.modelling.training import train
+from medimg_core.store.persistence import build_card, load_model
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import Roles
+from tests.unit.imaging.textures import (
+    FAST,
+    VALIDATION,
+    Trained,
+    image_folder,
+    texture,
+    trained_on_textures,
+)
 
-FAST = ModelConfig(model="logreg")
-VALIDATION = ValidationConfig(cv=3, n_boot=50)
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-
-
-def texture(kind: str, seed: int, size: int = 16) -> np.ndarray:
-    """Smooth blocky shading ("normal") or fine-grained speckle ("pneumonia")."""
-    rng = np.random.default_rng(seed)
-    level = rng.uniform(90, 160)
-    if kind == "normal":
-        coarse = rng.normal(0, 25, (size // 4, size // 4))
-        values = level + np.kron(coarse, np.ones((4, 4)))
-    else:
-        values = level + rng.normal(0, 35, (size, size))
-    return np.clip(values, 0, 255).astype(np.uint8)
-
-
-def image_folder(root: Path, n: int = 12, seed: int = 0, size: int = 16) -> Path:
-    for k, kind in enumerate(("normal", "pneumonia")):
-        folder = root / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = texture(kind, seed + 100 * k + i, size)
-            Image.fromarray(img).save(folder / f"{kind}_{i:02d}.png")
-    return root
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:
@@ -76,30 +55,9 @@ def png_bytes(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
-class Trained:
-    table: ImageTable
-    result: TrainingResult
-    model_dir: Path
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    base = tmp_path_factory.mktemp("imaging")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDIMG_HOME", str(base / "ws"))
-        mp.delenv("MEDIMG_DATABASE_URL", raising=False)
-        table = image_table(image_folder(base / "train"), workers=1)
-        result = train(table.frame, table.roles(), config=FAST, validation=VALIDATION)
-        model_dir = save_model(
-            result,
-            base / "model",
-            dataset_name="textures",
-            validation=VALIDATION,
-            image_settings=table.settings,
-        )
-        yield Trained(table, result, model_dir, base)
+    yield from trained_on_textures(tmp_path_factory)
 
 
 @pytest.fixture
@@ -308,41 +266,6 @@ def test_prediction_resizes_new_images_to_the_model_size(trained: Trained, tmp_p
     assert any("model's feature settings" in note for note in table.notes)
 
 
-def test_predictions_are_named_by_file(trained: Trained, tmp_path: Path) -> None:
-    loaded = load_model(trained.model_dir)
-    new = image_folder(tmp_path / "new", n=3, seed=500)
-    table = features_for_prediction(loaded.card, new / "pneumonia", workers=1)
-    assert table.image_set.layout == "unlabelled"
-    predictions = image_predictions(loaded.model, table, explain_top=2)
-    frame = predictions.frame
-    assert list(frame.columns) == [
-        "file",
-        "p_pneumonia",
-        "decision",
-        "threshold",
-        "reason_1",
-        "reason_2",
-    ]
-    assert list(frame["file"]) == ["pneumonia_00.png", "pneumonia_01.png", "pneumonia_02.png"]
-    assert (frame["decision"] == "pneumonia").all()
-    assert frame["reason_1"].str.contains(r" = .*\(").all()
-
-
-def test_single_image_and_dicom_prediction(trained: Trained, home: Path) -> None:
-    loaded = load_model(trained.model_dir)
-    one = features_for_prediction(
-        loaded.card, trained.root / "train" / "normal" / "normal_03.png", workers=1
-    )
-    assert list(one.frame["file"]) == ["normal_03.png"]
-    ct = features_for_prediction(loaded.card, CT_SMALL, workers=1)
-    assert ct.frame["patient_id"].iloc[0] != "1CT1"
-    predictions = image_predictions(loaded.model, ct)
-    assert "patient_id" not in predictions.frame.columns
-    assert list(predictions.frame["file"]) == ["CT_small.dcm"]
-    text = predictions.frame.to_csv() + " ".join(ct.notes)
-    assert "1CT1" not in text and "CompressedSamples" not in text
-
-
 def test_a_single_image_cannot_be_trained_on() -> None:
     with pytest.raises(ImageError, match="single image; training needs a folder"):
         image_table(CT_SMALL, workers=1)
@@ -361,20 +284,6 @@ def test_masks_must_match_how_the_model_was_trained(trained: Trained, tmp_path: 
     masked_card = {**card, "features": {**card["features"], "feature_columns": ["shape_area"]}}
     with pytest.raises(ConfigError, match="trained with region masks"):
         features_for_prediction(masked_card, trained.root / "train", workers=1)
-
-
-def test_occlusion_for_case(trained: Trained) -> None:
-    loaded = load_model(trained.model_dir)
-    image_set = trained.table.image_set
-    position = int(np.flatnonzero(image_set.records["label"] == "pneumonia")[0])
-    occlusion = occlusion_for_case(loaded.model, loaded.card, image_set, position)
-    assert occlusion.heatmap.shape == (16, 16)
-    assert occlusion.target == "pneumonia"
-    assert occlusion.base_probability > 0.5
-    assert occlusion.n_evaluations == 1 + (16 // occlusion.patch) ** 2
-    assert "not a lesion segmentation" in occlusion.caption
-    with pytest.raises(ConfigError, match="Case 99 is not in"):
-        occlusion_for_case(loaded.model, loaded.card, image_set, 99)
 
 
 def test_evaluation_refuses_unlabelled_images_before_extracting(
