@@ -26,6 +26,7 @@ from medimg_core.tables.cleaning import CleaningPlan
 __all__ = [
     "Candidate",
     "Comparison",
+    "Development",
     "LeaderboardRow",
     "binary_roc_auc",
     "bootstrap_auc_acc",
@@ -164,19 +165,36 @@ def fit(pipeline: Any, X: pd.DataFrame, y: np.ndarray) -> None:
         pipeline.fit(X, y)
 
 
+@dataclass(frozen=True)
+class Development:
+    """What every candidate is cross-validated on: the same rows, folds and preprocessing.
+
+    Attributes
+    ----------
+    X, y : prepared features and encoded labels of every row (test rows included, never used).
+    dev : positions of the development rows in ``X`` and ``y``.
+    folds : (training, validation) positions into the development rows.
+    features : the typed feature columns the pipelines preprocess.
+    plan : the cleaning plan (its imputation strategy).
+    """
+
+    X: pd.DataFrame
+    y: np.ndarray
+    dev: np.ndarray
+    folds: Folds
+    features: FeatureSpec
+    plan: CleaningPlan
+
+
 def cross_validate(
     config: ModelConfig,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    dev: np.ndarray,
-    folds: Folds,
-    features: FeatureSpec,
-    plan: CleaningPlan,
-    fold_done: Callable[[int], None],
+    development: Development,
+    fold_done: Callable[[int], None] | None = None,
 ) -> Candidate:
     """Out-of-fold probabilities: every fold's pipeline (imputer, scaler, PCA, model) is fitted
     on that fold's training rows only."""
     started = time.perf_counter()
+    X, y, dev, folds = development.X, development.y, development.dev, development.folds
     X_dev = X.iloc[dev]
     y_dev = y[dev]
     k = int(y.max()) + 1
@@ -184,14 +202,15 @@ def cross_validate(
     fold_scores: list[float] = []
     fold_aucs: list[float] = []
     for f, (tr, va) in enumerate(folds, start=1):
-        pipeline = make_pipeline(config, features, plan, len(tr))
+        pipeline = make_pipeline(config, development.features, development.plan, len(tr))
         fit(pipeline, X_dev.iloc[tr], y_dev[tr])
         proba = np.asarray(pipeline.predict_proba(X_dev.iloc[va]), dtype=float)
         oof[va] = proba
         auc = roc_auc(y_dev[va], proba)
         fold_aucs.append(auc)
         fold_scores.append(auc if k == 2 else float(np.mean(proba.argmax(axis=1) == y_dev[va])))
-        fold_done(f)
+        if fold_done is not None:
+            fold_done(f)
     return Candidate(
         kind=str(config.model),
         oof=oof,
@@ -296,12 +315,7 @@ class Comparison:
 def cross_validate_candidates(
     kinds: tuple[str, ...],
     config: ModelConfig,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    dev: np.ndarray,
-    folds: Folds,
-    features: FeatureSpec,
-    plan: CleaningPlan,
+    development: Development,
     progress: Callable[[int, str], None] | None = None,
 ) -> Comparison:
     """Cross-validate each kind on the same folds of the development rows.
@@ -310,8 +324,7 @@ def cross_validate_candidates(
     ----------
     kinds : from :func:`candidate_kinds`.
     config : the user's configuration; each kind runs with :func:`comparison_config`.
-    X, y : prepared features and encoded labels of every row; only ``dev`` rows are used.
-    dev : positions of the development rows; ``folds`` index into them.
+    development : the rows, folds and preprocessing every kind shares.
     progress : ``progress(folds_done, message)``, ``folds_done`` counted over all kinds.
 
     Returns
@@ -328,20 +341,19 @@ def cross_validate_candidates(
     report = progress or (lambda done, message: None)
     candidates: list[Candidate] = []
     failures: list[str] = []
+    n_folds = len(development.folds)
     for i, kind in enumerate(kinds):
 
         def fold_done(f: int, kind: str = kind, i: int = i) -> None:
             report(
-                i * len(folds) + f,
-                f"{kind}: fold {f} of {len(folds)} done"
+                i * n_folds + f,
+                f"{kind}: fold {f} of {n_folds} done"
                 + (f" (model {i + 1} of {len(kinds)})" if len(kinds) > 1 else ""),
             )
 
         try:
             candidates.append(
-                cross_validate(
-                    comparison_config(config, kind), X, y, dev, folds, features, plan, fold_done
-                )
+                cross_validate(comparison_config(config, kind), development, fold_done)
             )
         except ValueError as exc:
             if len(kinds) == 1:

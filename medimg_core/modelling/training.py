@@ -32,6 +32,7 @@ from medimg_core.modelling.guards import guards, identical_rows_across
 from medimg_core.modelling.models import MedimgModel, ModelConfig, class_names_by_code, label_key
 from medimg_core.modelling.selection import (
     Candidate,
+    Development,
     LeaderboardRow,
     candidate_kinds,
     choose_model,
@@ -169,30 +170,15 @@ def train(
     folds = cv_folds(y, groups, dev, task.labels_by_code, validation.cv, config.seed)
     # 3. Every candidate on the same folds; the simplest within one standard error of the best.
     n_steps = len(kinds) * len(folds) + 2
+    development = Development(X, y, dev, folds, features, plan)
     comparison = cross_validate_candidates(
-        kinds,
-        config,
-        X,
-        y,
-        dev,
-        folds,
-        features,
-        plan,
-        progress=lambda done, message: report(done / n_steps, message),
+        kinds, config, development, progress=lambda done, message: report(done / n_steps, message)
     )
     best, leaderboard = choose_model(
         comparison, y[dev], _part(groups, dev), config=config, n_boot=validation.n_boot
     )
     best = cross_validate_deployed(
-        best,
-        config,
-        X,
-        y,
-        dev,
-        folds,
-        features,
-        plan,
-        progress=lambda message: report((n_steps - 2) / n_steps, message),
+        best, config, development, progress=lambda message: report((n_steps - 2) / n_steps, message)
     )
     # 4. Threshold from out-of-fold predictions; the deployed model sees every development row.
     threshold = choose_development_threshold(task, y[dev], best.oof, validation)
@@ -251,12 +237,7 @@ def train(
 def cross_validate_deployed(
     best: Candidate,
     config: ModelConfig,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    dev: np.ndarray,
-    folds: Folds,
-    features: FeatureSpec,
-    plan: CleaningPlan,
+    development: Development,
     progress: Callable[[str], None] | None = None,
 ) -> Candidate:
     """The chosen candidate, cross-validated again in full when ``auto`` compared a lighter one.
@@ -269,7 +250,7 @@ def cross_validate_deployed(
         return best
     if progress is not None:
         progress(f"cross-validating the full {best.kind} model")
-    return cross_validate(deployed, X, y, dev, folds, features, plan, lambda f: None)
+    return cross_validate(deployed, development)
 
 
 def choose_development_threshold(

@@ -13,6 +13,7 @@ from medimg_core.modelling.evaluation import MetricValue
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
 from medimg_core.modelling.selection import (
     Candidate,
+    Development,
     bootstrap_auc_acc,
     candidate_kinds,
     choose_model,
@@ -102,12 +103,7 @@ def test_candidates_share_the_folds_and_report_progress(
     comparison = cross_validate_candidates(
         ("logreg", "knn"),
         ModelConfig(model="auto"),
-        X,
-        y,
-        np.arange(60),
-        _folds(60),
-        spec,
-        CleaningPlan(),
+        Development(X, y, np.arange(60), _folds(60), spec, CleaningPlan()),
         progress=lambda done, message: seen.append((done, message)),
     )
     assert [c.kind for c in comparison.candidates] == ["logreg", "knn"]
@@ -135,13 +131,15 @@ def test_a_failing_candidate_is_left_out_with_its_reason(
         return real(config, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(selection, "cross_validate", knn_fails)
-    args = (X, y, np.arange(60), _folds(60), spec, CleaningPlan())
-    comparison = cross_validate_candidates(("logreg", "knn"), ModelConfig(model="auto"), *args)
+    development = Development(X, y, np.arange(60), _folds(60), spec, CleaningPlan())
+    comparison = cross_validate_candidates(
+        ("logreg", "knn"), ModelConfig(model="auto"), development
+    )
     assert [c.kind for c in comparison.candidates] == ["logreg"]
     assert comparison.failures == (
         "Model 'knn' was left out of the comparison: Expected n_neighbors <= n_samples",
     )
     with pytest.raises(DataError, match="Model 'knn' was left out"):
-        cross_validate_candidates(("knn", "knn"), ModelConfig(model="auto"), *args)
+        cross_validate_candidates(("knn", "knn"), ModelConfig(model="auto"), development)
     with pytest.raises(ValueError, match="n_neighbors"):
-        cross_validate_candidates(("knn",), ModelConfig(model="knn"), *args)
+        cross_validate_candidates(("knn",), ModelConfig(model="knn"), development)
