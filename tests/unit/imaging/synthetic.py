@@ -1,7 +1,9 @@
-"""Synthetic texture images and a small model trained on them, shared by the image tests."""
+"""Synthetic images, archives and a small model trained on textures, shared by the image tests."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,36 @@ from medimg_core.store.persistence import save_model
 
 FAST = ModelConfig(model="logreg")
 VALIDATION = ValidationConfig(cv=3, n_boot=50)
+
+
+def gradient(h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
+    """A left-to-right ramp with noise, 8-bit."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 200, w)[None, :] + np.zeros((h, 1))
+    return np.clip(base + rng.integers(0, 50, (h, w)), 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
+    """Write ``array`` as an image file (format from the suffix unless ``fmt``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """``array`` encoded as PNG."""
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A deflated ZIP archive of ``{name: bytes}``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
 
 
 def texture(kind: str, seed: int, size: int = 16) -> np.ndarray:

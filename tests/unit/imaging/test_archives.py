@@ -7,37 +7,16 @@ import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging.pixels import ImageLimits
 from medimg_core.imaging.sets import open_image_set
 from medimg_core.privacy import pseudonymise
+from tests.unit.imaging.synthetic import gradient, png_bytes, zip_bytes
 
 KEY = b"images-test-key-0123456789abcdef"
-
-
-def gradient(h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 200, w)[None, :] + np.zeros((h, 1))
-    return np.clip(base + rng.integers(0, 50, (h, w)), 0, 255).astype(np.uint8)
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
 
 
 def test_zip_upload_is_extracted_inside_the_workspace_only(tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import shutil
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,30 +27,18 @@ from medimg_core.modelling.training import train
 from medimg_core.store.persistence import build_card, load_model
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import Roles
-from tests.unit.imaging.textures import (
+from tests.unit.imaging.synthetic import (
     FAST,
     VALIDATION,
     Trained,
     image_folder,
+    png_bytes,
     texture,
     trained_on_textures,
+    zip_bytes,
 )
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +128,7 @@ def test_zip_of_the_folder(tmp_path: Path) -> None:
     root = image_folder(tmp_path / "src", n=4)
     members = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.png")}
     archive = tmp_path / "study.zip"
-    archive.write_bytes(zip_of(members))
+    archive.write_bytes(zip_bytes(members))
     table = image_table(archive, workers=1, workspace=tmp_path / "ws")
     assert len(table.frame) == 8
     assert table.image_set.root is not None
@@ -152,7 +138,7 @@ def test_zip_of_the_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize("member", ["../evil.png", "/etc/evil.png"])
 def test_zip_with_unsafe_paths_is_refused(tmp_path: Path, member: str) -> None:
     img = png_bytes(texture("normal", 1))
-    archive = zip_of({"normal/a.png": img, "pneumonia/b.png": img, member: img})
+    archive = zip_bytes({"normal/a.png": img, "pneumonia/b.png": img, member: img})
     with pytest.raises(ImageError, match="refusing to unpack"):
         image_table(archive, workers=1, workspace=tmp_path / "ws")
     assert not (tmp_path / "evil.png").exists()
@@ -163,7 +149,7 @@ def test_zip_with_unsafe_paths_is_refused(tmp_path: Path, member: str) -> None:
 
 def test_zip_over_the_cap_is_refused(tmp_path: Path) -> None:
     img = png_bytes(texture("normal", 1))
-    archive = zip_of({"normal/a.png": img, "pneumonia/b.png": img})
+    archive = zip_bytes({"normal/a.png": img, "pneumonia/b.png": img})
     with pytest.raises(LimitError, match="would unpack to more than"):
         image_table(
             archive,

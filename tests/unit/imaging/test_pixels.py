@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +20,9 @@ from medimg_core.imaging.pixels import (
     resize_image,
 )
 from medimg_core.imaging.sets import open_image_set
+from tests.unit.imaging.synthetic import gradient, png_bytes, save
 
 KEY = b"images-test-key-0123456789abcdef"
-
-
-def gradient(h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 200, w)[None, :] + np.zeros((h, 1))
-    return np.clip(base + rng.integers(0, 50, (h, w)), 0, 255).astype(np.uint8)
-
-
-def save(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format=fmt)
-    return path
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
 
 
 def test_png_8_bit_grayscale(tmp_path: Path) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ImageError
@@ -17,20 +15,9 @@ from medimg_core.imaging.features import extract_features
 from medimg_core.imaging.pixels import LoadedImage
 from medimg_core.imaging.sets import open_image_set
 from medimg_core.privacy import pseudonymise
+from tests.unit.imaging.synthetic import gradient, png_bytes, save
 
 KEY = b"images-test-key-0123456789abcdef"
-
-
-def gradient(h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 200, w)[None, :] + np.zeros((h, 1))
-    return np.clip(base + rng.integers(0, 50, (h, w)), 0, 255).astype(np.uint8)
-
-
-def save(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format=fmt)
-    return path
 
 
 def class_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (16, 16)) -> Path:
@@ -38,12 +25,6 @@ def class_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (16
         for i in range(n):
             save(root / label / f"{label}_{i}.png", gradient(*size, seed=10 * k + i))
     return root
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
 
 
 def test_class_folders(tmp_path: Path) -> None:

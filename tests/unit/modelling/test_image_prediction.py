@@ -13,7 +13,7 @@ from medimg_core.errors import ConfigError
 from medimg_core.imaging.feature_table import features_for_prediction
 from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
 from medimg_core.store.persistence import load_model
-from tests.unit.imaging.textures import Trained, image_folder, trained_on_textures
+from tests.unit.imaging.synthetic import Trained, image_folder, trained_on_textures
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
