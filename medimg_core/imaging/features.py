@@ -373,6 +373,7 @@ def _first_order(values: np.ndarray, levels: int) -> dict[str, float]:
 
 
 def _glcm(pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings) -> dict[str, float]:
+    # Deferred for start-up speed: scikit-image loads only when features are computed.
     from skimage.feature import graycomatrix
 
     levels = s.grey_levels
@@ -559,6 +560,7 @@ def _grid(pixels: np.ndarray, region: np.ndarray | None, s: FeatureSettings) -> 
 
 
 def _shape(region: np.ndarray) -> dict[str, float]:
+    # Deferred for start-up speed: scikit-image loads only when features are computed.
     from skimage.measure import regionprops
 
     props = regionprops(region.astype(np.uint8))[0]

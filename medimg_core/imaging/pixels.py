@@ -326,6 +326,7 @@ def resize_image(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     if tuple(pixels.shape) == tuple(size):
         return pixels
+    # Deferred for start-up speed: scikit-image loads only when features are computed.
     from skimage.transform import resize
 
     shrink = pixels.shape[0] > size[0] or pixels.shape[1] > size[1]
@@ -339,6 +340,7 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a boolean mask to ``size`` (height, width)."""
     if tuple(mask.shape) == tuple(size):
         return mask
+    # Deferred for start-up speed: scikit-image loads only when features are computed.
     from skimage.transform import resize
 
     out = resize(mask.astype(np.float32), size, order=0, anti_aliasing=False, mode="edge")

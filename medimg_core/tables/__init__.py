@@ -1,4 +1,4 @@
 """Tables in: loading files, proposing column roles, cleaning, joining sources and profiling.
 
-Depends only on the ground (``errors``, ``_messages``, ``privacy``, ``workspace``); no scikit-learn.
+Depends only on the ground (``errors``, ``_messages``, ``privacy``, ``workspace``); no models.
 """

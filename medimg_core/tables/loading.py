@@ -298,6 +298,7 @@ def read_data(
 
 @lru_cache(maxsize=1)
 def _wdbc_frame() -> pd.DataFrame:
+    # Deferred for start-up speed: only the built-in sample needs scikit-learn.
     from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer()
