@@ -10,13 +10,6 @@ from medimg_core.errors import RegistryError
 from medimg_core.workspace import workspace_home, workspace_path
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "ws"
-    monkeypatch.setenv("MEDIMG_HOME", str(home))
-    return home
-
-
 def test_workspace_home_follows_env_and_is_created(home: Path) -> None:
     assert not home.exists()
     assert workspace_home() == home

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from medimg_core.imaging.feature_table import ImageTable, image_table
 from medimg_core.modelling.models import ModelConfig
@@ -18,6 +19,8 @@ from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store.persistence import save_model
 
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+"""pydicom's CT test file, with patient tags to de-identify."""
 FAST = ModelConfig(model="logreg")
 VALIDATION = ValidationConfig(cv=3, n_boot=50)
 

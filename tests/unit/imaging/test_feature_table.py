@@ -11,7 +11,6 @@ import pandas as pd
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
 from medimg_core.imaging.feature_table import (
@@ -28,6 +27,7 @@ from medimg_core.store.persistence import build_card, load_model
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import Roles
 from tests.unit.imaging.synthetic import (
+    CT_SMALL,
     FAST,
     VALIDATION,
     Trained,
@@ -38,19 +38,10 @@ from tests.unit.imaging.synthetic import (
     zip_bytes,
 )
 
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     yield from trained_on_textures(tmp_path_factory)
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
-    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
-    return tmp_path / "ws"
 
 
 def test_is_image_source(tmp_path: Path) -> None:

@@ -7,27 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 
 from medimg_core.errors import ConfigError
 from medimg_core.imaging.feature_table import features_for_prediction
 from medimg_core.modelling.image_prediction import image_predictions, occlusion_for_case
 from medimg_core.store.persistence import load_model
-from tests.unit.imaging.synthetic import Trained, image_folder, trained_on_textures
-
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+from tests.unit.imaging.synthetic import CT_SMALL, Trained, image_folder, trained_on_textures
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     yield from trained_on_textures(tmp_path_factory)
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
-    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
-    return tmp_path / "ws"
 
 
 def test_predictions_are_named_by_file(trained: Trained, tmp_path: Path) -> None:

@@ -22,14 +22,6 @@ def result() -> TrainingResult:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "ws"
-    monkeypatch.setenv("MEDIMG_HOME", str(home))
-    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
-    return home
-
-
-@pytest.fixture
 def registry(home: Path) -> Iterator[Registry]:
     reg = Registry()
     yield reg
