@@ -29,7 +29,7 @@ from medimg_core.imaging.feature_table import ImageTable
 from medimg_core.imaging.features import extract_features
 from medimg_core.imaging.occlusion import OcclusionMap
 from medimg_core.imaging.sets import ImageSet, open_image_set
-from medimg_core.reporting.figures import images as image_plots
+from medimg_core.reporting.figures.images import image_figure, occlusion_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal
 from medimg_core.ui import cache, state, workflow
@@ -490,7 +490,7 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
     record = found.image_set.records.iloc[found.position]
     size = f"{int(record['height'])}×{int(record['width'])}"
     image_col.plotly_chart(
-        image_plots.image_figure(
+        image_figure(
             display_pixels(found.image_set, found.position),
             title=f"Image ({size} px)",
             height=height - 64,
@@ -498,7 +498,7 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
         key=f"{key}_image",
     )
     map_col.plotly_chart(
-        image_plots.occlusion_figure(pixels, result, title="Occlusion map", height=height),
+        occlusion_figure(pixels, result, title="Occlusion map", height=height),
         key=f"{key}_occlusion",
     )
     st.caption(

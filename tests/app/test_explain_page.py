@@ -13,8 +13,7 @@ from medimg_core.modelling import training
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import persistence
-from medimg_core.tables import cleaning
-from medimg_core.tables import loading as io
+from medimg_core.tables import cleaning, loading
 from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
 from medimg_core.ui.session import ActiveModel
@@ -26,7 +25,7 @@ PAGE = "pages/explain.py"
 
 def sample_active() -> ActiveModel:
     """A logistic regression on the sample (3 folds, 20% test), as the Train page activates it."""
-    table = io.load_sample()
+    table = loading.load_sample()
     roles = Roles(label="diagnosis", id="case_id")
     report = cleaning.clean(table.frame, roles)
     result = training.train(
@@ -198,7 +197,7 @@ def test_a_model_without_cases_is_a_clear_error(app_env: Path, active: ActiveMod
 
 def three_class_active() -> ActiveModel:
     """A logistic regression on three classes made from the sample's tumour size."""
-    frame = io.load_sample().frame.iloc[:240].copy()
+    frame = loading.load_sample().frame.iloc[:240].copy()
     size = frame["mean area"].rank(pct=True)
     frame["grade"] = pd.cut(size, [0, 1 / 3, 2 / 3, 1], labels=["low", "mid", "high"]).astype(str)
     frame = frame.drop(columns=["diagnosis", "mean area", "worst area", "mean radius"])

@@ -15,8 +15,7 @@ from medimg_core.modelling.explain import ModelExplainer
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import review
-from medimg_core.tables import cleaning
-from medimg_core.tables import loading as io
+from medimg_core.tables import cleaning, loading
 from medimg_core.tables.cleaning import CleaningPlan
 from medimg_core.tables.roles import Roles
 
@@ -30,7 +29,7 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained() -> Trained:
-    frame = io.load_sample().frame
+    frame = loading.load_sample().frame
     roles = Roles(label="diagnosis", id="case_id")
     report = cleaning.clean(frame, roles)
     result = training.train(
