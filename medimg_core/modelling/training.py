@@ -44,7 +44,6 @@ from medimg_core.modelling.selection import (
 )
 from medimg_core.modelling.task import FeatureSpec, Task, resolve_features, resolve_task
 from medimg_core.modelling.validation import (
-    Folds,
     SplitSummary,
     ValidationConfig,
     check_validation,
@@ -162,7 +161,8 @@ def train(
     untrained = _untrained_model(task, features, config=config, roles=roles, plan=plan)
     X = untrained.prepare_features(data)
     y = untrained.encode_labels(task.labels)
-    groups = _patient_groups(data, roles)
+    id_column = roles.id if roles.id and roles.id in data.columns else None
+    groups = data[id_column].to_numpy() if id_column else None
     # 2. Development and test rows, then folds of the development rows; all by patient.
     dev, test = split_development_test(
         y, groups, task.labels_by_code, validation, config.seed, task.label_column
@@ -197,9 +197,9 @@ def train(
         X,
         dev,
         test,
-        folds=folds,
+        n_folds=len(folds),
         groups=groups,
-        id_column=_id_column(data, roles),
+        id_column=id_column,
         validation=validation,
     )
     warnings = [
@@ -364,7 +364,7 @@ def summarise_split(
     dev: np.ndarray,
     test: np.ndarray,
     *,
-    folds: Folds,
+    n_folds: int,
     groups: np.ndarray | None,
     id_column: str | None,
     validation: ValidationConfig,
@@ -381,7 +381,7 @@ def summarise_split(
         patients_test=int(pd.unique(groups[test]).size) if groups is not None else None,
         class_counts_dev=_class_counts(task.labels.iloc[dev], task.classes),
         class_counts_test=_class_counts(task.labels.iloc[test], task.classes),
-        cv_folds=len(folds),
+        cv_folds=n_folds,
         test_size=float(np.mean(validation.predefined_test))
         if validation.predefined_test is not None
         else validation.test_size,
@@ -418,16 +418,6 @@ def _untrained_model(
         roles=roles,
         plan=plan,
     )
-
-
-def _id_column(data: pd.DataFrame, roles: Roles) -> str | None:
-    return roles.id if roles.id and roles.id in data.columns else None
-
-
-def _patient_groups(data: pd.DataFrame, roles: Roles) -> np.ndarray | None:
-    """Each row's patient ID when the roles name an ID column, for grouped splits."""
-    id_col = _id_column(data, roles)
-    return data[id_col].to_numpy() if id_col else None
 
 
 def _part(groups: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:

@@ -378,7 +378,7 @@ def test_the_steps_compose_into_train(trained: TrainingResult, wdbc: pd.DataFram
         X,
         dev,
         test,
-        folds=[(dev, dev)] * 3,
+        n_folds=3,
         groups=groups,
         id_column="case_id",
         validation=FAST,
