@@ -16,6 +16,15 @@ from medimg_core.ui import state, widgets, workflow
 
 NONE = "(none)"
 FLAG_OR_DROP = {"flag": "Flag them", "drop": "Remove the row"}
+MISSING = {
+    "impute": "Keep it; the model imputes",
+    "drop": "Remove the row (complete cases only)",
+}
+DUPLICATES = {
+    "auto": "Automatic (recommended)",
+    "keep": "Keep them, only list them",
+    "drop": "Remove every identical row",
+}
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -79,11 +88,12 @@ with st.container(border=True):
     with missing_col:
         missing = _choice(
             "Rows with a missing feature value",
-            {"drop": "Remove the row", "impute": "Keep it; the model imputes"},
+            MISSING,
             start.missing,
             key="clean_missing",
             help="Imputation is fitted on the training folds only, so it cannot leak "
-            "information from the test cases.",
+            "information from the test cases. Removing incomplete rows is only unbiased when "
+            "values are missing completely at random.",
         )
         impute_strategy = start.impute_strategy
         if missing == "impute":
@@ -94,13 +104,18 @@ with st.container(border=True):
                 key="clean_impute_strategy",
                 help="Categories are imputed with their most frequent value.",
             )
-        drop_duplicates = st.checkbox(
-            "Remove duplicate rows",
-            value=start.drop_duplicates,
+        duplicates = _choice(
+            "Repeated records",
+            DUPLICATES,
+            start.duplicates,
             key="clean_duplicates",
-            help="Rows identical on every column but the ID, or with the same ID, features and "
-            "label. The first copy is kept. Conflicting duplicates (same features, different "
-            "labels) are always removed.",
+            help="A repeated record has the same patient ID, features and label as an earlier "
+            "row; rows with different IDs are different patients and are never removed. "
+            "Without an ID, identical rows are removed automatically only when measurements "
+            "are continuous enough that different patients would not match by chance; on "
+            "scores, codes and coarse values different patients share rows, so they are kept "
+            "and listed. The first copy is kept, whatever its label. Rows with the same "
+            "features and different labels are always kept: they are hard cases.",
         )
     with quality_col:
         if roles.quality is not None:
@@ -160,8 +175,10 @@ with st.container(border=True):
             help="How many robust standard deviations (1.4826 × median absolute deviation) "
             "from the median a value must be to count as an outlier.",
         )
-        outlier_action = _choice(
-            "Outliers", FLAG_OR_DROP, start.outlier_action, key="clean_outlier_action"
+        st.caption(
+            "Outliers are flagged, never removed: their limits are learnt from the data, and "
+            "whole-number scores on a short scale (1–10, 1–4) are not tested. To remove "
+            "impossible values, give plausible ranges."
         )
     ranges_col, range_action_col = st.columns([2, 1], gap="large")
     with ranges_col:
@@ -179,12 +196,11 @@ with st.container(border=True):
 plan = CleaningPlan(
     missing=missing,
     impute_strategy=impute_strategy,
-    drop_duplicates=drop_duplicates,
+    duplicates=duplicates,
     quality_column=None if quality == NONE else quality,
     acceptable_quality=tuple(acceptable),
     ranges=ranges,
     range_action=range_action,
-    outlier_action=outlier_action,
     outlier_z=float(outlier_z),
     drop_empty_columns=drop_empty,
     drop_constant_columns=drop_constant,
@@ -215,16 +231,12 @@ m5.metric(
     help="Feature columns that are empty or constant.",
 )
 
-kept_or_removed = {
-    "flag": "kept in the data (not removed)",
-    "drop": "removed with their row",
-}
-if plan.outlier_action == plan.range_action:
-    fate = f"Flagged values are {kept_or_removed[plan.outlier_action]}."
+if plan.range_action == "flag":
+    fate = "Flagged values are kept in the data (not removed)."
 else:
     fate = (
-        f"Outliers are {kept_or_removed[plan.outlier_action]}; out-of-range values are "
-        f"{kept_or_removed[plan.range_action]}."
+        "Outliers are kept in the data (not removed); out-of-range values are removed with "
+        "their row."
     )
 flag_rule = (
     f"A value is flagged when it lies more than {plan.outlier_z:g} robust standard "
@@ -246,13 +258,19 @@ with chart_col:
             icon=":material/check_circle:",
         )
 with notes_col:
-    widgets.notes(report.notes, title="**Notes**" if report.notes else None)
+    warnings = [n for n in report.notes if n.startswith("Warning: ")]
+    remarks = [n for n in report.notes if not n.startswith("Warning: ")]
+    for warning in warnings:
+        text = warning.removeprefix("Warning: ")
+        st.warning(text[:1].upper() + text[1:], icon=":material/warning:")
+    widgets.notes(remarks, title="**Notes**" if remarks else None)
     if n_conflict_groups:
-        st.warning(
+        st.info(
             f"{_plural(n_conflict_groups, 'group', 'groups')} of cases "
             f"{'has' if n_conflict_groups == 1 else 'have'} identical features but different "
-            "labels; all their rows were removed. See the Conflicts tab.",
-            icon=":material/warning:",
+            "labels; all their rows are kept, as the hard cases the model must be judged on. "
+            "See the Conflicts tab.",
+            icon=":material/info:",
         )
     show = st.checkbox(
         "Show identifying columns",
@@ -286,14 +304,65 @@ with notes_col:
         help="The plan and the counts per rule; no row data.",
     )
 
-removed_tab, conflicts_tab, flags_tab, dropped_tab = st.tabs(
-    [
-        f"Removed rows ({report.n_removed:,})",
-        f"Conflicts ({len(report.conflicts):,})",
-        f"Flagged values ({len(report.flags):,})",
-        f"Dropped columns ({len(report.dropped_columns):,})",
-    ]
-)
+balance_col, missing_col = st.columns(2, gap="large")
+with balance_col:
+    st.markdown(
+        "**Class balance before and after cleaning**",
+        help="Rows per class before cleaning, removed by each rule, and after. Cleaning that "
+        "changes the share of a class changes predictive values and calibration.",
+    )
+    balance = report.prevalence()
+    if len(balance):
+        shares = ["share before", "share after"]
+        shown = balance.assign(**{c: balance[c] * 100 for c in shares})
+        st.dataframe(
+            shown,
+            hide_index=True,
+            key="clean_prevalence",
+            column_config={
+                "share before": st.column_config.NumberColumn(format="%.1f%%"),
+                "share after": st.column_config.NumberColumn(format="%.1f%%"),
+                "change (points)": st.column_config.NumberColumn(format="%+.1f"),
+            },
+        )
+    else:
+        st.caption("No label, so no classes to count.")
+with missing_col:
+    st.markdown(
+        "**Missing values per predictor**",
+        help="Counted on the table before cleaning. With imputation the rows are kept and the "
+        "model fills the gaps, fitted on training folds only.",
+    )
+    missing_table = pd.DataFrame(
+        {
+            "predictor": list(report.missing_by_column),
+            "missing": list(report.missing_by_column.values()),
+        }
+    )
+    missing_table = missing_table[missing_table["missing"] > 0]
+    if len(missing_table):
+        missing_table["% missing"] = 100 * missing_table["missing"] / max(report.n_input, 1)
+        st.dataframe(
+            missing_table.sort_values("missing", ascending=False),
+            hide_index=True,
+            key="clean_missingness",
+            column_config={"% missing": st.column_config.NumberColumn(format="%.1f%%")},
+        )
+    else:
+        st.caption("No predictor has a missing value.")
+
+tab_names = [
+    f"Removed rows ({report.n_removed:,})",
+    f"Repeated records ({len(report.duplicates):,})",
+    f"Conflicts, kept ({len(report.conflicts):,})",
+    f"Flagged values ({len(report.flags):,})",
+    f"Dropped columns ({len(report.dropped_columns):,})",
+]
+if len(report.contradictions):
+    tab_names.append(f"Same ID, different labels ({len(report.contradictions):,})")
+if len(report.across_split):
+    tab_names.append(f"Identical across the split ({len(report.across_split):,})")
+removed_tab, repeats_tab, conflicts_tab, flags_tab, dropped_tab, *extra_tabs = st.tabs(tab_names)
 with removed_tab:
     if report.n_removed:
         removed = widgets.without_columns(report.removed, hidden, show=show)
@@ -303,11 +372,24 @@ with removed_tab:
         widgets.paged_dataframe(_missing_blank(removed), key="clean_removed")
     else:
         st.caption("No row was removed.")
+with repeats_tab:
+    if len(report.duplicates):
+        st.caption(
+            "Each row repeats the row in 'copy_of'; 'action' says whether it was removed or "
+            "kept. The first copy is always the one kept."
+        )
+        widgets.paged_dataframe(report.duplicates, key="clean_repeats", hide_index=True)
+    else:
+        st.caption("No row repeats an earlier one.")
 with conflicts_tab:
     if len(report.conflicts):
         conflicts = widgets.without_columns(report.conflicts, hidden, show=show)
         group = conflicts.columns[-1]
         conflicts = conflicts[[group, *(c for c in conflicts.columns if c != group)]]
+        st.caption(
+            "Rows with identical features and different labels, numbered by group. They are "
+            "kept: they are the hard cases a model must be judged on."
+        )
         widgets.paged_dataframe(_missing_blank(conflicts), key="clean_conflicts")
     else:
         st.caption("No two cases share their features with different labels.")
@@ -328,5 +410,23 @@ with dropped_tab:
         )
     else:
         st.caption("No column was dropped.")
+
+extra = iter(extra_tabs)
+if len(report.contradictions):
+    with next(extra):
+        st.caption(
+            "The same patient ID with identical features and different labels: a data error "
+            "to check in the source. The rows are kept."
+        )
+        contradictions = widgets.without_columns(report.contradictions, hidden, show=show)
+        widgets.paged_dataframe(_missing_blank(contradictions), key="clean_contradictions")
+if len(report.across_split):
+    with next(extra):
+        st.caption(
+            "Test rows of the file's own split whose features equal a development row "
+            "('twin'). Both are kept so the official test set stays whole; "
+            "'opposite_label' marks pairs whose labels disagree."
+        )
+        widgets.paged_dataframe(report.across_split, key="clean_across", hide_index=True)
 
 workflow.next_step("clean")

@@ -1,33 +1,54 @@
 """Cleaning that accounts for every row: ``kept + removed == input`` always holds.
 
-:func:`clean` runs the rules below in this order. A row is removed by the first rule that
-matches it and is kept, with that rule as its ``reason``, in :attr:`CleaningReport.removed`.
+Cleaning never removes a row because of its label, never treats rows of different patients as
+copies of each other, and never edits a predefined test split because of what is on the other
+side of it. :func:`clean` runs the rules below in this order. A row is removed by the first rule
+that matches it and is kept, with that rule as its ``reason``, in :attr:`CleaningReport.removed`.
 
 1. "missing label": no label (missing, or a blank string). Only when ``require_label``.
-2. "missing values": a missing value in a feature column, when ``plan.missing == "drop"``.
-   Missing IDs, sites, quality flags or excluded columns never count here.
-3. "conflicting duplicate": rows with identical feature values but different labels. Nobody
-   can tell which label is true, so every row of such a group is removed and listed in
-   :attr:`CleaningReport.conflicts`. Always on when there is a label.
-4. "duplicate": when ``plan.drop_duplicates``, a row identical to an earlier row on every
-   column except the ID, or with the same (non-missing) ID, identical features and the same
-   label. The first row is kept.
-5. "quality flag": the quality flag is missing or not one of the acceptable values.
-6. "out of range": a value outside ``plan.ranges``, when ``plan.range_action == "drop"``.
-7. "outlier": a robust z-score above ``plan.outlier_z`` in a numeric feature column, when
-   ``plan.outlier_action == "drop"``.
+2. "missing values": a missing value in a feature column, only when ``plan.missing == "drop"``
+   (complete-case analysis, an explicit choice). The default, ``"impute"``, keeps the rows and
+   lets the model pipeline impute, fitted on training folds only. Missing IDs, sites, quality
+   flags or excluded columns never count here.
+3. "duplicate record": a later copy of a repeated record; the first copy is kept whatever its
+   label. With a patient ID, a repeated record has the same ID and the same value in every
+   other column; rows with different IDs are never copies of each other. Without an ID (or
+   with the ID missing), rows identical on every column are only *candidates*: with
+   ``plan.duplicates == "auto"`` they are removed when at least one numeric feature is
+   continuous (identical rows on continuous measurements are one record entered twice) and
+   the features are fine enough that fewer than one pair of patients would be identical by
+   chance; they are kept when every feature is low-cardinality (scores, codes, coarse
+   integers, where different patients share rows) or chance matches are expected (age in
+   years with a few codes); ``"drop"`` removes every repeated record, ``"keep"`` only lists
+   them in :attr:`CleaningReport.duplicates`. Rows in different parts of a predefined
+   split (the ``split`` column of a MedMNIST file) are never copies of each other; rows
+   identical across the split are listed in :attr:`CleaningReport.across_split` and kept.
+4. "quality flag": the quality flag is missing or not one of the acceptable values.
+5. "out of range": a value outside the user's ``plan.ranges``, when
+   ``plan.range_action == "drop"``.
+
+Rows with identical features and different labels are hard cases, not errors: they are kept
+and listed in :attr:`CleaningReport.conflicts`; the same patient ID with identical features and
+contradictory labels is a data error, kept and listed in :attr:`CleaningReport.contradictions`.
+Statistical outliers (robust z-score above ``plan.outlier_z``) are flagged, never removed;
+integer columns with few levels (a 1-10 score, a density code) are not tested, because the top
+of a bounded scale is not an outlier. With a predefined split, the outlier centre and scale and
+the duplicate policy are learnt on the development part only.
 
 Before the rules run, feature columns that are empty (all missing) or constant (one distinct
 value, missing values aside) are dropped, judged on the whole input table. Label, ID, quality,
-site and excluded columns are never dropped.
+site and excluded columns are never dropped. The report gives the class counts before and after
+cleaning, the rows each rule removed per class, and warns when a class's share moves by more
+than ``PREVALENCE_SHIFT_WARNING`` (3 percentage points).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -41,24 +62,26 @@ from medimg_core.tables.roles import Roles
 __all__ = [
     "DEFAULT_ACCEPTABLE_QUALITY",
     "IMPUTE_SUGGESTION_FRACTION",
+    "LOW_CARDINALITY_LEVELS",
+    "PREVALENCE_SHIFT_WARNING",
     "REMOVAL_RULES",
     "CleaningPlan",
     "CleaningReport",
     "clean",
+    "predefined_split_column",
     "suggest_plan",
 ]
 
 MissingAction = Literal["drop", "impute"]
 FlagAction = Literal["flag", "drop"]
+DuplicateAction = Literal["auto", "keep", "drop"]
 
 REMOVAL_RULES: tuple[str, ...] = (
     "missing label",
     "missing values",
-    "conflicting duplicate",
-    "duplicate",
+    "duplicate record",
     "quality flag",
     "out of range",
-    "outlier",
 )
 """Every reason a row can be removed for, in the order the rules run."""
 
@@ -76,12 +99,30 @@ DEFAULT_ACCEPTABLE_QUALITY: tuple[str, ...] = (
 """Quality-flag values kept when ``CleaningPlan.acceptable_quality`` is empty."""
 
 IMPUTE_SUGGESTION_FRACTION = 0.2
-""":func:`suggest_plan` proposes imputation when dropping would lose more than this share of rows."""
+"""When ``missing="drop"`` removes more than this share of the rows, the report says so."""
+
+LOW_CARDINALITY_LEVELS = 20
+"""An integer-valued numeric column with at most this many distinct values is a score or a code:
+it is not tested for outliers, and identical rows on such columns are expected between patients."""
+
+PREVALENCE_SHIFT_WARNING = 0.03
+"""Cleaning that moves any class's share by more than this (3 percentage points) is warned about."""
 
 _MAD_SCALE = 1.4826
 """Makes the median absolute deviation a consistent estimate of the standard deviation."""
 _MEAN_AD_SCALE = 1.2533
 """Same for the mean absolute deviation, used when more than half of a column is one value."""
+
+_TEST_SPLITS = ("test",)
+_SPLIT_VALUES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test"})
+
+_OUTLIER_DROP_MESSAGE = (
+    "Statistical outliers can no longer be removed by cleaning (outlier_action='drop'): the "
+    "outlier limits are learnt from the data, so removing rows with them would let the test "
+    "cases shape the data the model is judged on. Outliers are flagged for a look instead. To "
+    "remove impossible values, give plausible ranges (ranges={'column': (low, high)}) with "
+    "range_action='drop', or correct the values in the file."
+)
 
 
 @dataclass(frozen=True)
@@ -90,12 +131,17 @@ class CleaningPlan:
 
     Parameters
     ----------
-    missing : "drop" removes rows with any missing feature value (the classic step);
-        "impute" keeps them and lets the model pipeline impute (median for numbers, most
-        frequent for categories), fitted on training folds only. :func:`clean` never imputes.
+    missing : "impute" (default) keeps rows with missing feature values and lets the model
+        pipeline impute (median for numbers, most frequent for categories), fitted on training
+        folds only; "drop" removes them (complete-case analysis, an explicit choice).
+        :func:`clean` never imputes.
     impute_strategy : "median" or "mean" for numeric features when ``missing == "impute"``.
-    drop_duplicates : remove duplicate rows, keeping the first: rows identical on every column
-        except the ID, and rows with the same ID, identical features and the same label.
+    duplicates : what to do with repeated records (see the module docstring). "auto" (default)
+        removes later copies of a record with the same patient ID, and, without an ID, rows
+        identical on every column when a numeric feature is continuous and chance matches
+        between patients are not expected; "drop" removes every
+        repeated record; "keep" only lists them. Rows with different IDs, or in different parts
+        of a predefined split, are never copies. The first copy is always the one kept.
     quality_column : column holding a quality flag. When ``None``, :func:`clean` uses
         ``roles.quality``; when both are ``None`` the quality step is skipped.
     acceptable_quality : values of the quality flag that are kept, compared case-insensitively
@@ -103,34 +149,42 @@ class CleaningPlan:
         ``"true"``/``"false"``); empty means ``DEFAULT_ACCEPTABLE_QUALITY`` ("good", "ok",
         "pass", "passed", "acceptable", "1", "true", "yes", "high"). A missing flag is never
         acceptable.
-    ranges : plausible ``(low, high)`` per numeric column, either bound may be ``None``;
-        bounds are inclusive.
+    ranges : plausible ``(low, high)`` per numeric column, given by the user (not learnt from
+        the data); either bound may be ``None``; bounds are inclusive.
     range_action : out-of-range values are "flag"ged (default) or their rows "drop"ped.
-    outlier_action : statistical outliers (robust z-score above ``outlier_z``) in numeric
-        feature columns are "flag"ged (default) or their rows "drop"ped.
+    outlier_action : always "flag": statistical outliers (robust z-score above ``outlier_z``)
+        are listed, never removed, because their limits are learnt from the data. "drop" raises
+        :class:`ConfigError`; an old saved plan with "drop" is read as "flag" with a note.
     outlier_z : threshold on |x - median| / (1.4826 * MAD). When more than half of a column
         is one value (MAD = 0), 1.2533 * mean absolute deviation from the median is used.
     drop_empty_columns, drop_constant_columns : drop all-missing and single-valued feature
         columns.
+    notes : remarks on how an old saved plan was read; shown in the cleaning report, not saved.
     """
 
-    missing: MissingAction = "drop"
+    missing: MissingAction = "impute"
     impute_strategy: Literal["median", "mean"] = "median"
-    drop_duplicates: bool = True
+    duplicates: DuplicateAction = "auto"
     quality_column: str | None = None
     acceptable_quality: tuple[str, ...] = ()
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     range_action: FlagAction = "flag"
-    outlier_action: FlagAction = "flag"
+    outlier_action: Literal["flag"] = "flag"
     outlier_z: float = 5.0
     drop_empty_columns: bool = True
     drop_constant_columns: bool = True
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        action: object = self.outlier_action
+        if action == "drop":
+            raise ConfigError(_OUTLIER_DROP_MESSAGE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "missing": self.missing,
             "impute_strategy": self.impute_strategy,
-            "drop_duplicates": self.drop_duplicates,
+            "duplicates": self.duplicates,
             "quality_column": self.quality_column,
             "acceptable_quality": list(self.acceptable_quality),
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
@@ -143,10 +197,26 @@ class CleaningPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CleaningPlan:
+        """Read a plan saved by :meth:`to_dict`, including plans saved by older versions.
+
+        Old plans had ``drop_duplicates`` (True is read as "auto", False as "keep") and could
+        remove outliers (``outlier_action="drop"`` is read as "flag", with a note).
+        """
         d = dict(d)
+        notes: list[str] = []
+        if "drop_duplicates" in d:
+            old = d.pop("drop_duplicates")
+            d.setdefault("duplicates", "auto" if old else "keep")
+        if d.get("outlier_action") == "drop":
+            d["outlier_action"] = "flag"
+            notes.append(
+                "This plan was saved when outliers could be removed; they are now flagged and "
+                "kept, because outlier limits learnt from the data must not shape the test cases."
+            )
         d["acceptable_quality"] = tuple(d.get("acceptable_quality") or ())
         d["ranges"] = {k: (v[0], v[1]) for k, v in (d.get("ranges") or {}).items()}
-        return cls(**d)
+        d.pop("notes", None)
+        return cls(**d, notes=tuple(notes))
 
 
 @dataclass(frozen=True)
@@ -159,19 +229,30 @@ class CleaningReport:
     removed : the removed rows, all original columns plus ``reason_column`` (the first rule
         that removed the row, one of ``REMOVAL_RULES``).
     counts : rows removed per rule, in the order the rules ran (rules that removed none included).
-    conflicts : rows with identical feature values but different labels, all original columns
-        plus a last column ``conflict_group`` (0, 1, ... in order of first appearance; named
-        ``conflict_group_id`` if the input has a ``conflict_group`` column); these rows are
-        also in ``removed`` with reason "conflicting duplicate".
+    conflicts : kept rows with identical feature values but different labels (hard cases), all
+        original columns plus a last column ``conflict_group`` (0, 1, ... in order of first
+        appearance; named ``conflict_group_id`` if the input has a ``conflict_group`` column).
     flags : one row per flagged cell: ``row`` (original index), ``column``, ``value``,
         ``rule`` ("out of range" or "outlier"), ``detail``. Cells are judged on the rows that
         reach the rule, so flags never point at rows an earlier rule removed.
     dropped_columns : column -> reason ("empty", "constant").
     n_input : rows in.
     plan : the plan that produced this report.
-    notes : plain-language remarks on steps that were skipped or adapted.
+    notes : plain-language remarks on steps that were skipped or adapted, and warnings.
     reason_column : name of the reason column in ``removed``: "reason", unless the input
         already has a column of that name (then "removal_reason", ...).
+    duplicates : one row per later copy of a repeated record (removed or kept): ``row``
+        (original index), ``copy_of`` (index of the first copy, which is kept), ``kind``
+        ("same ID" or "no ID"), ``action`` ("removed" or "kept").
+    contradictions : rows sharing a patient ID and identical features with different labels
+        (a data error to check), all original columns plus ``conflict_group``; kept.
+    across_split : pairs of rows with identical features on both sides of a predefined split:
+        ``row`` (the test row), ``twin`` (a non-test row), ``opposite_label``; both kept.
+    missing_by_column : missing values per feature column of the input table.
+    class_counts_before, class_counts_after : rows per class before and after cleaning, keyed
+        by the class name the user gave (``Roles.class_names``), else the code as text; empty
+        without a label.
+    removed_by_class : rule -> class -> rows that rule removed (rules that removed none left out).
     """
 
     data: pd.DataFrame
@@ -184,6 +265,13 @@ class CleaningReport:
     plan: CleaningPlan
     notes: tuple[str, ...] = ()
     reason_column: str = "reason"
+    duplicates: pd.DataFrame = field(default_factory=lambda: _empty_duplicates(pd.RangeIndex(0)))
+    contradictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    across_split: pd.DataFrame = field(default_factory=lambda: _empty_across(pd.RangeIndex(0)))
+    missing_by_column: dict[str, int] = field(default_factory=dict)
+    class_counts_before: dict[str, int] = field(default_factory=dict)
+    class_counts_after: dict[str, int] = field(default_factory=dict)
+    removed_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def n_kept(self) -> int:
@@ -193,20 +281,82 @@ class CleaningReport:
     def n_removed(self) -> int:
         return len(self.removed)
 
+    def prevalence(self) -> pd.DataFrame:
+        """Per class: rows before, removed by each rule, after, and the share before and after.
+
+        One row per class (label value as text), columns ``class``, ``before``, one column per
+        rule that removed rows (``removed: <rule>``), ``after``, ``share before``,
+        ``share after`` and ``change (points)``. Empty without a label.
+        """
+        classes = list(dict.fromkeys([*self.class_counts_before, *self.class_counts_after]))
+        if not classes:
+            return pd.DataFrame(columns=["class", "before", "after"])
+        n_before = max(sum(self.class_counts_before.values()), 1)
+        n_after = sum(self.class_counts_after.values())
+        rows = []
+        for c in classes:
+            before = self.class_counts_before.get(c, 0)
+            after = self.class_counts_after.get(c, 0)
+            row: dict[str, Any] = {"class": c, "before": before}
+            for rule, per_class in self.removed_by_class.items():
+                row[f"removed: {rule}"] = per_class.get(c, 0)
+            share_after = after / n_after if n_after else float("nan")
+            row.update(
+                {
+                    "after": after,
+                    "share before": before / n_before,
+                    "share after": share_after,
+                    "change (points)": 100 * (share_after - before / n_before),
+                }
+            )
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def prevalence_shift(self) -> float:
+        """The largest change in any class's share caused by cleaning (0.03 = 3 points)."""
+        table = self.prevalence()
+        if not len(table) or "change (points)" not in table:
+            return 0.0
+        change = table["change (points)"].abs().max() / 100
+        return float(change) if math.isfinite(change) else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary for the model card and the ``--report`` file (no row data)."""
+        n_in = max(self.n_input, 1)
         return {
             "rows_in": self.n_input,
             "rows_kept": self.n_kept,
             "rows_removed": self.n_removed,
             "removed_by_rule": dict(self.counts),
             "conflicts": int(self.conflicts.iloc[:, -1].nunique()) if len(self.conflicts) else 0,
+            "conflict_rows_kept": len(self.conflicts),
+            "contradicting_ids": _n_contradicting_ids(self.contradictions),
+            "duplicate_records": {
+                "removed": int((self.duplicates["action"] == "removed").sum()),
+                "kept": int((self.duplicates["action"] == "kept").sum()),
+            },
+            "identical_across_split": {
+                "pairs": len(self.across_split),
+                "opposite_label": int(self.across_split["opposite_label"].sum())
+                if len(self.across_split)
+                else 0,
+            },
             "flagged_cells": {
                 str(rule): int(n) for rule, n in self.flags["rule"].value_counts().items()
             }
             if len(self.flags)
             else {},
             "dropped_columns": {str(k): v for k, v in self.dropped_columns.items()},
+            "missing_by_column": {
+                str(k): {"missing": int(v), "share": round(v / n_in, 4)}
+                for k, v in self.missing_by_column.items()
+            },
+            "class_counts": {
+                "before": dict(self.class_counts_before),
+                "removed_by_rule": {k: dict(v) for k, v in self.removed_by_class.items()},
+                "after": dict(self.class_counts_after),
+                "largest_share_change_points": round(100 * self.prevalence_shift(), 2),
+            },
             "notes": list(self.notes),
             "plan": self.plan.to_dict(),
         }
@@ -233,9 +383,9 @@ def clean(
         or an excluded column is a feature.
     plan : what to do; see :class:`CleaningPlan`. ``plan.quality_column`` wins over
         ``roles.quality``; :func:`suggest_plan` copies ``roles.quality`` into the plan.
-    require_label : True when building a model: rows without a label are removed and
-        conflicting duplicates are detected. False at prediction time, when the label column
-        may be absent; then neither rule runs.
+    require_label : True when building a model: rows without a label are removed, rows with
+        the same features and different labels are listed, and the class counts are reported.
+        False at prediction time, when the label column may be absent; then none of that runs.
 
     Returns
     -------
@@ -298,9 +448,12 @@ def clean(
         )
 
     n = len(df)
+    notes.extend(plan.notes)
     feature_cols = _feature_columns(df, roles, quality)
     dropped_columns = _columns_to_drop(df, feature_cols, plan)
     kept_features = [c for c in feature_cols if c not in dropped_columns]
+    split_column = predefined_split_column(df, roles)
+    in_test = _test_rows(df, split_column)
 
     reason_code = np.full(n, -1, dtype=np.int8)
     alive = np.ones(n, dtype=bool)
@@ -318,24 +471,34 @@ def clean(
         for column in kept_features:
             missing_any |= df[column].isna().to_numpy()
         remove("missing values", missing_any)
-
-    conflicts_mask = np.zeros(n, dtype=bool)
-    conflict_groups = np.empty(0, dtype=np.int64)
-    if feature_cols:
-        # Rows can only be duplicates or conflicts if their feature values hash alike, so the
-        # exact comparisons below run on those few rows instead of the whole table.
-        feature_hash = _row_hash(df, feature_cols)
-        candidates = np.flatnonzero(alive)
-        candidates = candidates[_repeated(feature_hash[candidates])]
-        if label is not None:
-            conflicts_mask, conflict_groups = _conflicts(
-                df, feature_cols, label, feature_hash, candidates
+        if missing_any.sum() > IMPUTE_SUGGESTION_FRACTION * max(n, 1):
+            notes.append(
+                f"Removing rows with a missing value (complete-case analysis) removed "
+                f"{int(missing_any.sum()):,} of {n:,} rows. If the values are not missing at "
+                "random this biases the data; imputation inside the model keeps these rows."
             )
-            remove("conflicting duplicate", conflicts_mask)
-        if plan.drop_duplicates:
-            candidates = candidates[alive[candidates]]
-            remove("duplicate", _duplicates(df, roles, feature_cols, feature_hash, candidates))
-    elif label is not None or plan.drop_duplicates:
+
+    duplicates = _empty_duplicates(df.index)
+    feature_hash = _row_hash(df, feature_cols) if feature_cols else None
+    if feature_hash is not None:
+        reference = alive & ~in_test
+        continuous = _continuous_columns(df, kept_features, reference)
+        # Only needed when rows without an ID repeat, and costly on large tables: computed once.
+        chance = functools.cache(lambda: _chance_matches(df, kept_features, reference))
+        duplicates, duplicate_mask = _duplicate_records(
+            df,
+            roles,
+            plan.duplicates,
+            feature_hash,
+            alive,
+            unidentified_repeats=lambda: bool(continuous) and chance() < 1,
+            split_column=split_column,
+        )
+        remove("duplicate record", duplicate_mask)
+        notes.extend(
+            _duplicate_notes(duplicates, plan.duplicates, continuous, chance, df, kept_features)
+        )
+    else:
         notes.append("The table has no feature columns, so duplicates were not looked for.")
 
     if quality is not None:
@@ -350,11 +513,17 @@ def clean(
             remove("out of range", range_mask)
 
     numeric_features = [c for c in kept_features if _is_numeric(df[c])]
-    if numeric_features:
-        outlier_mask, outlier_flags = _outlier_flags(df, numeric_features, plan.outlier_z, alive)
-        flag_frames.append(outlier_flags)
-        if plan.outlier_action == "drop":
-            remove("outlier", outlier_mask)
+    scales = [c for c in numeric_features if _is_bounded_scale(df[c], alive)]
+    if scales:
+        notes.append(
+            f"Outliers were not looked for in {_columns_text(scales, df, alive)}: whole numbers "
+            f"on a short scale (at most {LOW_CARDINALITY_LEVELS} levels) are scores or codes, "
+            "and the top or bottom of a bounded scale is not an outlier."
+        )
+    tested = [c for c in numeric_features if c not in scales]
+    if tested:
+        # Flags only: the limits come from the development part when the file has its own split.
+        flag_frames.append(_outlier_flags(df, tested, plan.outlier_z, alive, alive & ~in_test))
 
     counts_array = np.bincount(reason_code[reason_code >= 0], minlength=len(REMOVAL_RULES))
     counts = {rule: int(counts_array[i]) for i, rule in enumerate(REMOVAL_RULES)}
@@ -371,24 +540,57 @@ def clean(
     if dropped_columns:
         data = data.drop(columns=list(dropped_columns))
 
+    # Conflicts, contradictions and twins across the split are listed among the kept rows only:
+    # none of them is a reason to remove a row.
     group_column = _free_name("conflict_group", df.columns)
-    conflicts = df[conflicts_mask].copy()
-    conflicts[group_column] = pd.Series(conflict_groups, index=conflicts.index, dtype="int64")
+    conflicts = _empty_conflicts(df, group_column)
+    contradictions = _empty_conflicts(df, group_column)
+    across = _empty_across(df.index)
+    if label is not None and feature_hash is not None:
+        kept_rows = np.flatnonzero(alive)
+        conflicts = _label_conflicts(df, feature_cols, label, feature_hash, kept_rows, group_column)
+        id_column = roles.id if roles.id is not None and roles.id in df.columns else None
+        if id_column is not None and len(conflicts):
+            contradictions = _contradictions(df, conflicts, feature_cols, id_column, label)
+        if split_column is not None:
+            across = _across_split(df, feature_cols, label, feature_hash, kept_rows, in_test)
+        notes.extend(_case_notes(conflicts, contradictions, across, group_column, id_column))
 
-    flags = _concat_flags(flag_frames, df.index)
-    return CleaningReport(
+    before, after, by_rule = {}, {}, {}
+    if label is not None:
+        labels = df[label]
+        has_label = ~_missing_labels(labels)
+        before = _class_counts(labels[has_label], roles)
+        after = _class_counts(labels[alive & has_label], roles)
+        for i, rule in enumerate(REMOVAL_RULES):
+            hit = (reason_code == i) & has_label
+            if hit.any():
+                by_rule[rule] = _class_counts(labels[hit], roles)
+
+    report = CleaningReport(
         data=data,
         removed=removed,
         counts=counts,
         conflicts=conflicts,
-        flags=flags,
+        flags=_concat_flags(flag_frames, df.index),
         # Keys stay the real column labels (strings in practice) so callers can index with them.
         dropped_columns=cast("dict[str, str]", dropped_columns),
         n_input=n,
         plan=plan,
         notes=tuple(notes),
         reason_column=reason_column,
+        duplicates=duplicates,
+        contradictions=contradictions,
+        across_split=across,
+        missing_by_column={str(c): int(df[c].isna().sum()) for c in feature_cols},
+        class_counts_before=before,
+        class_counts_after=after,
+        removed_by_class=by_rule,
     )
+    warning = _prevalence_warning(report)
+    if warning:
+        report = replace(report, notes=(warning, *report.notes))
+    return report
 
 
 def suggest_plan(df: pd.DataFrame, roles: Roles) -> CleaningPlan:
@@ -402,32 +604,18 @@ def suggest_plan(df: pd.DataFrame, roles: Roles) -> CleaningPlan:
     Returns
     -------
     CleaningPlan
-        The defaults, with ``quality_column = roles.quality``, and ``missing = "impute"`` when
-        dropping rows with missing feature values would remove more than
-        ``IMPUTE_SUGGESTION_FRACTION`` (20 %) of the labelled rows. Empty columns are left out
-        of that count because the plan drops them first.
+        The defaults with ``quality_column = roles.quality``: missing feature values are
+        imputed inside the model (fitted on training folds), whatever their share, because
+        dropping incomplete rows is only unbiased when values are missing completely at random;
+        complete-case dropping stays the user's explicit choice. Repeated records follow
+        ``duplicates="auto"`` and outliers are flagged.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"suggest_plan() needs a pandas DataFrame, got {type(df).__name__}. "
             "Load the table with medimg_core.tables.loading.load_table first."
         )
-    quality = roles.quality
-    plan = CleaningPlan(quality_column=quality)
-    features = _feature_columns(df, roles, quality)
-    non_empty = [c for c in features if df[c].notna().any()]
-    rows = np.ones(len(df), dtype=bool)
-    if roles.label is not None and roles.label in df.columns:
-        rows = ~_missing_labels(df[roles.label])
-    n_rows = int(rows.sum())
-    if n_rows == 0 or not non_empty:
-        return plan
-    missing_any = np.zeros(len(df), dtype=bool)
-    for column in non_empty:
-        missing_any |= df[column].isna().to_numpy()
-    if (missing_any & rows).sum() > IMPUTE_SUGGESTION_FRACTION * n_rows:
-        return CleaningPlan(quality_column=quality, missing="impute")
-    return plan
+    return CleaningPlan(quality_column=roles.quality)
 
 
 def _validate_plan(df: pd.DataFrame, plan: CleaningPlan) -> None:
@@ -440,7 +628,8 @@ def _validate_plan(df: pd.DataFrame, plan: CleaningPlan) -> None:
         "missing": (plan.missing, ("drop", "impute")),
         "impute_strategy": (plan.impute_strategy, ("median", "mean")),
         "range_action": (plan.range_action, ("flag", "drop")),
-        "outlier_action": (plan.outlier_action, ("flag", "drop")),
+        "duplicates": (plan.duplicates, ("auto", "keep", "drop")),
+        "outlier_action": (plan.outlier_action, ("flag",)),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:
@@ -595,56 +784,384 @@ def _repeated(values: npt.NDArray[Any]) -> BoolArray:
     return np.array(pd.Series(values).duplicated(keep=False).to_numpy(), dtype=bool)
 
 
-def _conflicts(
+def predefined_split_column(df: pd.DataFrame, roles: Roles) -> str | None:
+    """The column holding a file's own split (MedMNIST ``split``), or None.
+
+    A column counts when it is named ``split``, is not a feature (the image roles exclude it),
+    and its values are split names ("train", "val", "test", ...) including "test".
+    """
+    if "split" not in df.columns or "split" not in roles.non_feature_columns():
+        return None
+    values = {str(v).strip().lower() for v in pd.unique(df["split"].dropna())}
+    if values and values <= _SPLIT_VALUES and values & set(_TEST_SPLITS):
+        return "split"
+    return None
+
+
+def _test_rows(df: pd.DataFrame, split_column: str | None) -> BoolArray:
+    if split_column is None:
+        return np.zeros(len(df), dtype=bool)
+    names = df[split_column].astype(str).str.strip().str.lower()
+    return np.asarray(names.isin(_TEST_SPLITS).to_numpy(), dtype=bool)
+
+
+def _levels(series: pd.Series, rows: BoolArray) -> tuple[bool, int]:
+    """Whether the finite values on ``rows`` are all whole numbers, and how many distinct.
+
+    The count is only taken for whole numbers (-1 otherwise): sorting a continuous column of
+    a large table to count its levels would be wasted.
+    """
+    values = series.to_numpy(dtype="float64", na_value=np.nan)[rows]
+    values = values[np.isfinite(values)]
+    if not np.all(values == np.round(values)):
+        return False, -1
+    return True, int(np.unique(values).size)
+
+
+def _is_bounded_scale(series: pd.Series, rows: BoolArray) -> bool:
+    """Whole numbers on a short scale: a score, a grade or a code (1-10, 0-6, 1-4).
+
+    At most ``LOW_CARDINALITY_LEVELS`` levels spanning at most that many units, so a 0/1 flag
+    with a stray 100, or a code 99 meaning "unknown", is still tested for outliers.
+    """
+    whole, levels = _levels(series, rows)
+    if not whole or not 0 < levels <= LOW_CARDINALITY_LEVELS:
+        return False
+    values = series.to_numpy(dtype="float64", na_value=np.nan)[rows]
+    values = values[np.isfinite(values)]
+    return bool(values.max() - values.min() <= LOW_CARDINALITY_LEVELS)
+
+
+def _continuous_columns(
+    df: pd.DataFrame, features: Sequence[Hashable], rows: BoolArray
+) -> list[Hashable]:
+    """Numeric features with non-integer values or more than ``LOW_CARDINALITY_LEVELS`` levels."""
+    out = []
+    for column in features:
+        if _is_numeric(df[column]):
+            whole, levels = _levels(df[column], rows)
+            if not whole or levels > LOW_CARDINALITY_LEVELS:
+                out.append(column)
+    return out
+
+
+def _chance_matches(df: pd.DataFrame, features: Sequence[Hashable], rows: BoolArray) -> float:
+    """Pairs of different patients expected to be identical on every feature by chance.
+
+    Each feature's chance that two random rows agree is the sum of its squared value shares
+    (missing counts as a value); the product over features, taken as independent, times the
+    number of pairs of rows. Correlated features make coincidences likelier still, so a
+    value of 1 or more means identical rows cannot be taken as repeats. Every factor is at
+    most 1, so the product stops as soon as it is below 1 (the value is then an upper bound).
+    """
+    n = int(rows.sum())
+    if n < 2 or not features:
+        return 0.0
+    positions = np.flatnonzero(rows)
+    log_chance = math.log(n * (n - 1) / 2)
+    for column in features:
+        picked = df[column].iloc[positions]
+        shares = picked.value_counts(normalize=True, dropna=False).to_numpy()
+        log_chance += math.log(float(np.square(shares).sum()))
+        if log_chance < 0:
+            break
+    return math.exp(log_chance) if log_chance < 700 else math.inf
+
+
+def _columns_text(columns: Sequence[Hashable], df: pd.DataFrame, rows: BoolArray) -> str:
+    """ "3 columns ('a' 1–10, 'b' 1–4, ...)": names with their ranges, for the notes."""
+    shown = []
+    for column in columns[:3]:
+        span = ""
+        if _is_numeric(df[column]):
+            values = df[column].to_numpy(dtype="float64", na_value=np.nan)[rows]
+            values = values[np.isfinite(values)]
+            span = f" {values.min():g}–{values.max():g}" if values.size else ""
+        shown.append(f"{str(column)!r}{span}")
+    more = ", ..." if len(columns) > 3 else ""
+    noun = "column" if len(columns) == 1 else "columns"
+    return f"{len(columns)} {noun} ({', '.join(shown)}{more})"
+
+
+def _duplicate_records(
+    df: pd.DataFrame,
+    roles: Roles,
+    action: str,
+    feature_hash: npt.NDArray[np.uint64],
+    alive: BoolArray,
+    *,
+    unidentified_repeats: Callable[[], bool],
+    split_column: str | None,
+) -> tuple[pd.DataFrame, BoolArray]:
+    """Later copies of rows identical on every column (ID, label and split included).
+
+    Returns the listing (see :attr:`CleaningReport.duplicates`) and the rows to remove. The
+    label is part of the comparison, never a tie-breaker: the first copy is always kept.
+    ``unidentified_repeats`` says, in "auto", whether identical rows without an ID are repeats.
+    """
+    mask = np.zeros(len(df), dtype=bool)
+    candidates = np.flatnonzero(alive)
+    candidates = candidates[_repeated(feature_hash[candidates])]
+    if candidates.size == 0:
+        return _empty_duplicates(df.index), mask
+    subset = df.iloc[candidates]
+    id_column = roles.id if roles.id is not None and roles.id in df.columns else None
+    with_id = (
+        subset[id_column].notna().to_numpy() if id_column else np.zeros(len(subset), dtype=bool)
+    )
+    # With an ID the record is the ID with every column that describes the case (features,
+    # label, quality, site, split); free-text and other excluded columns may differ between
+    # exports of one record. Without an ID nothing but a whole identical row is a candidate.
+    described = [c for c in df.columns if c not in roles.exclude or c == split_column]
+    keys = np.where(
+        with_id,
+        _group_ids([feature_hash[candidates], *(subset[c] for c in described)]),
+        -1 - _group_ids([feature_hash[candidates], *(subset[c] for c in df.columns)]),
+    )
+    groups, _ = pd.factorize(keys)
+    later = np.asarray(pd.Series(groups).duplicated(keep="first").to_numpy(), dtype=bool)
+    if not later.any():
+        return _empty_duplicates(df.index), mask
+    first_of_group = pd.Series(candidates).groupby(groups).transform("first").to_numpy()
+    if action == "drop":
+        remove = later
+    elif action == "auto":
+        unidentified = later & ~with_id
+        remove = later & (with_id | (unidentified.any() and unidentified_repeats()))
+    else:
+        remove = np.zeros(len(subset), dtype=bool)
+    mask[candidates[remove]] = True
+    rows = candidates[later]
+    listing = pd.DataFrame(
+        {
+            "row": df.index[rows],
+            "copy_of": df.index[first_of_group[later]],
+            "kind": pd.Series(np.where(with_id[later], "same ID", "no ID"), dtype="str"),
+            "action": pd.Series(np.where(remove[later], "removed", "kept"), dtype="str"),
+        }
+    )
+    return listing, mask
+
+
+def _duplicate_notes(
+    listing: pd.DataFrame,
+    action: str,
+    continuous: Sequence[Hashable],
+    chance: Callable[[], float],
+    df: pd.DataFrame,
+    features: Sequence[Hashable],
+) -> list[str]:
+    notes = []
+    same_id = listing[listing["kind"] == "same ID"]
+    no_id = listing[listing["kind"] == "no ID"]
+    if len(same_id):
+        fate = "kept, as chosen" if action == "keep" else "removed (the first copy is kept)"
+        notes.append(
+            f"{len(same_id):,} row(s) repeat an earlier row with the same patient ID, the same "
+            f"features and the same label: repeated records, {fate}. Rows with different IDs "
+            "are never treated as copies of each other."
+        )
+    if not len(no_id):
+        return notes
+    head = (
+        f"{len(no_id):,} row(s) are identical on every column to an earlier row, and there is "
+        "no patient ID to tell whether they are the same person"
+    )
+    if action == "drop":
+        notes.append(f"{head}; they were removed as repeats, as chosen (the first copy is kept).")
+    elif action == "keep":
+        notes.append(f"{head}; they were kept, as chosen.")
+    elif continuous and chance() < 1:
+        notes.append(
+            f"{head}. With continuous measurements ({_columns_text(continuous, df, _all(df))}) "
+            "identical rows are the same record entered twice, so the later copies were "
+            "removed; choose 'keep' if they are different patients."
+        )
+    elif continuous:
+        notes.append(
+            f"{head}. The values are coarse enough that different patients share rows: about "
+            f"{chance():,.0f} pairs of patients would be identical by chance alone, so they were "
+            "kept; choose 'drop' if they are repeats."
+        )
+    else:
+        scales = [c for c in features if _is_numeric(df[c])] or list(features)
+        listed = f" ({_columns_text(scales, df, _all(df))})" if scales else ""
+        notes.append(
+            f"{head}. Every feature is a score, a code or a whole number with few levels"
+            f"{listed}: identical rows on such values are "
+            "expected between different patients, so they were kept; choose 'drop' if they "
+            "are repeats."
+        )
+    return notes
+
+
+def _all(df: pd.DataFrame) -> BoolArray:
+    return np.ones(len(df), dtype=bool)
+
+
+def _empty_duplicates(index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": index[:0],
+            "copy_of": index[:0],
+            "kind": pd.Series([], dtype="str"),
+            "action": pd.Series([], dtype="str"),
+        }
+    )
+
+
+def _empty_across(index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": index[:0],
+            "twin": index[:0],
+            "opposite_label": pd.Series([], dtype=bool),
+        }
+    )
+
+
+def _empty_conflicts(df: pd.DataFrame, group_column: str) -> pd.DataFrame:
+    empty = df.iloc[:0].copy()
+    empty[group_column] = pd.Series([], index=empty.index, dtype="int64")
+    return empty
+
+
+def _label_conflicts(
     df: pd.DataFrame,
     feature_cols: Sequence[Hashable],
     label: str,
     feature_hash: npt.NDArray[np.uint64],
-    candidates: npt.NDArray[np.intp],
-) -> tuple[BoolArray, npt.NDArray[np.int64]]:
-    mask = np.zeros(len(df), dtype=bool)
+    rows: npt.NDArray[np.intp],
+    group_column: str,
+) -> pd.DataFrame:
+    """Kept rows whose features equal another kept row's while their labels differ."""
+    candidates = rows[_repeated(feature_hash[rows])]
     if candidates.size == 0:
-        return mask, np.empty(0, dtype=np.int64)
+        return _empty_conflicts(df, group_column)
     subset = df.iloc[candidates]
     groups = _group_ids([feature_hash[candidates], *(subset[c] for c in feature_cols)])
     labels = pd.Series(pd.factorize(subset[label])[0])
     n_labels = labels.groupby(groups).nunique().to_numpy()
     in_conflict = n_labels[groups] > 1
-    mask[candidates[in_conflict]] = True
+    conflicts = subset[in_conflict].copy()
     numbered, _ = pd.factorize(groups[in_conflict])
-    return mask, np.asarray(numbered, dtype=np.int64)
+    conflicts[group_column] = pd.Series(numbered, index=conflicts.index, dtype="int64")
+    return conflicts
 
 
-def _duplicates(
+def _contradictions(
     df: pd.DataFrame,
-    roles: Roles,
+    conflicts: pd.DataFrame,
     feature_cols: Sequence[Hashable],
+    id_column: str,
+    label: str,
+) -> pd.DataFrame:
+    """Conflicting rows that also share a patient ID: the same patient with two diagnoses."""
+    group_column = conflicts.columns[-1]
+    with_id = conflicts[conflicts[id_column].notna()]
+    if not len(with_id):
+        return conflicts.iloc[:0]
+    groups = _group_ids([with_id[id_column], *(with_id[c] for c in feature_cols)])
+    labels = pd.Series(pd.factorize(with_id[label])[0])
+    n_labels = labels.groupby(groups).nunique().to_numpy()
+    out = with_id[n_labels[groups] > 1].copy()
+    numbered, _ = pd.factorize(groups[n_labels[groups] > 1])
+    out[group_column] = pd.Series(numbered, index=out.index, dtype="int64")
+    return out
+
+
+def _n_contradicting_ids(contradictions: pd.DataFrame) -> int:
+    if not len(contradictions):
+        return 0
+    return int(contradictions.iloc[:, -1].nunique())
+
+
+def _across_split(
+    df: pd.DataFrame,
+    feature_cols: Sequence[Hashable],
+    label: str,
     feature_hash: npt.NDArray[np.uint64],
-    candidates: npt.NDArray[np.intp],
-) -> BoolArray:
-    mask = np.zeros(len(df), dtype=bool)
+    rows: npt.NDArray[np.intp],
+    in_test: BoolArray,
+) -> pd.DataFrame:
+    """Kept test rows whose features equal a kept row of the other part of the split."""
+    candidates = rows[_repeated(feature_hash[rows])]
     if candidates.size == 0:
-        return mask
+        return _empty_across(df.index)
     subset = df.iloc[candidates]
-    id_column = roles.id if roles.id is not None and roles.id in df.columns else None
-    everything_but_id = [c for c in df.columns if c != id_column]
-    later = _later_copies(subset, everything_but_id, feature_hash[candidates])
-    if id_column is not None:
-        same_case = [id_column, *feature_cols]
-        if roles.label is not None and roles.label in df.columns:
-            same_case.append(roles.label)
-        later |= _later_copies(subset, same_case, feature_hash[candidates]) & (
-            subset[id_column].notna().to_numpy()
+    groups = _group_ids([feature_hash[candidates], *(subset[c] for c in feature_cols)])
+    test = in_test[candidates]
+    labels = np.asarray(pd.factorize(subset[label])[0])
+    out = []
+    dev_positions = pd.Series(np.flatnonzero(~test)).groupby(groups[~test]).agg(list).to_dict()
+    for position in np.flatnonzero(test):
+        twins = dev_positions.get(groups[position])
+        if not twins:
+            continue
+        opposite = bool(np.any(labels[twins] != labels[position]))
+        twin = next((t for t in twins if labels[t] != labels[position]), twins[0])
+        out.append((df.index[candidates[position]], df.index[candidates[twin]], opposite))
+    if not out:
+        return _empty_across(df.index)
+    rows_, twins_, opposite_ = zip(*out, strict=True)
+    return pd.DataFrame(
+        {"row": list(rows_), "twin": list(twins_), "opposite_label": list(opposite_)}
+    )
+
+
+def _case_notes(
+    conflicts: pd.DataFrame,
+    contradictions: pd.DataFrame,
+    across: pd.DataFrame,
+    group_column: str,
+    id_column: str | None,
+) -> list[str]:
+    notes = []
+    if len(conflicts):
+        groups = int(conflicts[group_column].nunique())
+        notes.append(
+            f"{len(conflicts):,} rows in {groups:,} group(s) have identical features but "
+            "different labels. They are kept: they are the hard cases a model must be judged "
+            "on. See the conflicts list."
         )
-    mask[candidates[later]] = True
-    return mask
+    n_ids = _n_contradicting_ids(contradictions)
+    if n_ids:
+        notes.append(
+            f"Warning: {n_ids:,} patient ID(s) in {id_column!r} have rows with identical "
+            "features and contradictory labels. This is a data error to check in the source; "
+            "the rows were kept."
+        )
+    if len(across):
+        opposite = int(across["opposite_label"].sum())
+        notes.append(
+            f"{len(across):,} test row(s) of the file's own split have features identical to "
+            f"a development row ({opposite:,} with the opposite label). Both copies were kept, "
+            "so the official test set stays whole; the training summary counts them."
+        )
+    return notes
 
 
-def _later_copies(
-    subset: pd.DataFrame, key_cols: Sequence[Hashable], feature_hash: npt.NDArray[np.uint64]
-) -> BoolArray:
-    groups = _group_ids([feature_hash, *(subset[c] for c in key_cols)])
-    return np.array(pd.Series(groups).duplicated(keep="first").to_numpy(), dtype=bool)
+def _class_counts(labels: pd.Series, roles: Roles) -> dict[str, int]:
+    """Rows per class, keyed by the class's name when the user gave one (else its code)."""
+    counts: dict[str, int] = {}
+    for value, n in labels.value_counts(sort=False).items():
+        key = roles.class_name(value)
+        counts[key] = counts.get(key, 0) + int(n)
+    return dict(sorted(counts.items()))
+
+
+def _prevalence_warning(report: CleaningReport) -> str | None:
+    shift = report.prevalence_shift()
+    if shift <= PREVALENCE_SHIFT_WARNING:
+        return None
+    table = report.prevalence()
+    worst = table.iloc[int(np.argmax(table["change (points)"].abs().to_numpy()))]
+    return (
+        f"Warning: cleaning changed the class balance: {str(worst['class'])!r} went from "
+        f"{worst['share before']:.1%} to {worst['share after']:.1%} of the rows "
+        f"({worst['change (points)']:+.1f} points). Predictive values and calibration would "
+        "then describe a different population; check which rules removed the rows."
+    )
 
 
 def _quality_token(value: Any) -> str:
@@ -689,13 +1206,13 @@ def _range_flags(
 
 
 def _outlier_flags(
-    df: pd.DataFrame, columns: Sequence[Hashable], z: float, alive: BoolArray
-) -> tuple[BoolArray, pd.DataFrame]:
-    mask = np.zeros(len(df), dtype=bool)
+    df: pd.DataFrame, columns: Sequence[Hashable], z: float, alive: BoolArray, fit: BoolArray
+) -> pd.DataFrame:
+    """Flags for values of ``alive`` rows beyond ``z`` robust SDs, the limits learnt on ``fit``."""
     frames = []
     for column in columns:
         values = df[column].to_numpy(dtype="float64", na_value=np.nan)
-        usable = values[alive]
+        usable = values[fit]
         usable = usable[np.isfinite(usable)]
         if usable.size < 3:
             continue
@@ -705,10 +1222,9 @@ def _outlier_flags(
         outlying = ((values > centre + z * scale) | (values < centre - z * scale)) & alive
         if not outlying.any():
             continue
-        mask |= outlying
         detail = f"robust z > {z:g} (median {centre:.4g}, {scale_name} {scale:.4g})"
         frames.append(_flag_frame(df.index, column, values, outlying, "outlier", detail))
-    return mask, _concat_flags(frames, df.index)
+    return _concat_flags(frames, df.index)
 
 
 def _robust_centre_scale(values: npt.NDArray[np.float64]) -> tuple[float, float, str]:

@@ -68,7 +68,7 @@ def messy_frame() -> pd.DataFrame:
 
     25 rows miss ``mean texture``; ``qc`` is "poor" for about a quarter of the rows;
     ``patient_name`` identifies a person; row 3 appears twice; row 5 appears again with the
-    other diagnosis under a new ID (a conflicting duplicate).
+    other diagnosis under a new ID (a conflict: kept as a hard case).
     """
     sample = load_sample().frame
     df = sample.iloc[:200, :8].copy()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.ui import state
-from tests.app.conftest import as_int, linked_pages, metric_values, upload
+from tests.app.conftest import as_int, linked_pages, messy_frame, metric_values, upload
 
 PAGE = "pages/clean.py"
 
@@ -46,26 +46,36 @@ def test_counts_balance_and_report_is_stored(
     assert rows_in == 202 and kept + removed == rows_in and removed > 0
     report = at.session_state[state.CLEANING]
     assert (report.n_kept, report.n_removed) == (kept, removed)
-    assert report.counts["quality flag"] > 0 and report.counts["conflicting duplicate"] == 2
-    assert "1 group of cases has identical features" in at.warning[0].value
+    assert report.counts["quality flag"] > 0
+    assert "conflicting duplicate" not in report.counts
     assert not [d for d in at.dataframe if "patient_name" in d.value.columns]
+    # Row 5 and its copy with the other diagnosis under a new ID are hard cases: both kept
+    # (once their "poor" quality flag is accepted).
+    at.multiselect(key="clean_acceptable").select("poor").run()
+    report = at.session_state[state.CLEANING]
+    assert list(report.conflicts.index) == [5, 201]
+    assert report.conflicts.index.isin(report.data.index).all()
+    assert "1 group of cases has identical features" in at.info[0].value
+    assert "all their rows are kept" in at.info[0].value
 
 
-def test_impute_keeps_rows_that_drop_removes(
+def test_impute_is_the_default_and_dropping_is_a_choice(
     open_app: Callable[..., AppTest], messy_csv: bytes
 ) -> None:
     at = _messy_clean_page(open_app, messy_csv)
-    assert at.radio(key="clean_missing").value == "drop"
-    _, kept_drop, removed_drop = _counts(at)
-    dropped_for_missing = at.session_state[state.CLEANING].counts["missing values"]
-    assert dropped_for_missing > 0
-    at.radio(key="clean_missing").set_value("impute").run()
+    assert at.radio(key="clean_missing").value == "impute"
+    report = at.session_state[state.CLEANING]
+    assert report.plan.missing == "impute" and report.counts["missing values"] == 0
+    _, kept_impute, removed_impute = _counts(at)
+    missingness = next(d.value for d in at.dataframe if "% missing" in d.value.columns)
+    expected = int(messy_frame()["mean texture"].isna().sum())
+    assert missingness.set_index("predictor").loc["mean texture", "missing"] == expected
+    at.radio(key="clean_missing").set_value("drop").run()
     assert not at.exception
     rows_in, kept, removed = _counts(at)
     assert kept + removed == rows_in
-    assert kept > kept_drop and removed < removed_drop
-    report = at.session_state[state.CLEANING]
-    assert report.plan.missing == "impute" and report.counts["missing values"] == 0
+    assert kept < kept_impute and removed > removed_impute
+    assert at.session_state[state.CLEANING].counts["missing values"] > 0
 
 
 def test_quality_values_can_be_widened(open_app: Callable[..., AppTest], messy_csv: bytes) -> None:
@@ -124,3 +134,50 @@ def test_removed_rows_show_missing_cells_blank_and_flags_are_explained(
     assert len(report.flags) > 0
     assert "Flagged values are kept in the data (not removed)" in captions
     assert "robust standard deviations" in captions
+
+
+def test_class_balance_before_and_after_is_shown_and_warned(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    report = at.session_state[state.CLEANING]
+    balance = next(d.value for d in at.dataframe if "share before" in d.value.columns)
+    assert balance["class"].tolist() == list(report.class_counts_before)
+    assert balance["before"].sum() == 202
+    assert balance["after"].sum() == report.n_kept
+    assert "removed: quality flag" in balance.columns
+
+
+def test_class_balance_warning_when_cleaning_moves_it(open_app: Callable[..., AppTest]) -> None:
+    frame = messy_frame()
+    frame["qc"] = "good"
+    benign = frame.index[frame["diagnosis"] == "benign"][:60]
+    frame.loc[benign, "qc"] = "poor"
+    at = _messy_clean_page(open_app, frame.to_csv(index=False).encode("utf-8"))
+    report = at.session_state[state.CLEANING]
+    assert report.removed_by_class["quality flag"] == {"benign": 60}
+    assert report.prevalence_shift() > 0.03
+    warning = next(w.value for w in at.warning if "class balance" in w.value)
+    assert warning.startswith("Cleaning changed the class balance: 'benign' went from")
+
+
+def test_repeated_records_choice_and_listing(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    at = _messy_clean_page(open_app, messy_csv)
+    assert at.radio(key="clean_duplicates").value == "auto"
+    assert not any(r.key == "clean_outlier_action" for r in at.radio)
+    assert "Outliers are flagged, never removed" in " ".join(c.value for c in at.caption)
+    report = at.session_state[state.CLEANING]
+    # Row 3 appears twice with its case ID: one repeated record, removed; the copy of row 5
+    # under a new ID is another patient and stays.
+    assert report.duplicates[["row", "copy_of", "kind"]].values.tolist() == [[200, 3, "same ID"]]
+    assert report.counts["duplicate record"] == 1
+    _, _, removed_auto = _counts(at)
+    at.radio(key="clean_duplicates").set_value("keep").run()
+    assert not at.exception
+    report = at.session_state[state.CLEANING]
+    assert report.counts["duplicate record"] == 0
+    assert report.duplicates["action"].tolist() == ["kept"]
+    assert _counts(at)[2] == removed_auto - 1
+    assert any(t.label.startswith("Repeated records (1)") for t in at.tabs)

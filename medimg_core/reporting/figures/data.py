@@ -82,7 +82,11 @@ def cleaning_figure(report: CleaningReport) -> go.Figure:
     )
     fig.update_yaxes(type="category")
     # Head-room for the "n (share)" labels outside the longest bar.
-    fig.update_xaxes(range=[0, max(max(counts, default=0), 1) * 1.3], tickformat=",d")
+    # Whole rows only: at least one row per tick, so small counts never show "0, 1, 1".
+    most = max(counts, default=0)
+    fig.update_xaxes(range=[0, max(most, 1) * 1.3], tickformat=",d")
+    if most < 5:
+        fig.update_xaxes(tick0=0, dtick=1)
     return fig
 
 
@@ -272,6 +276,8 @@ def distribution_figure(series: pd.Series) -> go.Figure:
         fig.add_trace(_histogram_trace(values, is_date))
     else:
         fig.add_trace(_top_values_trace(values, numeric))
+        # Values such as 1-10 scores are bar names here (with an "other" bar), not positions.
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=fig.data[0].x)
     if n_missing:
         fig.add_annotation(
             text=f"{n_missing:,} missing",
@@ -326,7 +332,8 @@ def class_balance_figure(labels: pd.Series) -> go.Figure:
     house_layout(
         fig, f"Class balance ({total:,} cases)", 340, x_title="Class", y_title="Cases", legend=None
     )
-    fig.update_xaxes(type="category")
+    # Class labels such as 0/1 or "2"/"4" are names in this order, never positions on a number line.
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=names)
     fig.update_yaxes(tickformat=",d", range=[0, max(values, default=1) * 1.15])
     return fig
 

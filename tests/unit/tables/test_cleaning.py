@@ -17,6 +17,7 @@ from medimg_core.tables.cleaning import (
 from medimg_core.tables.roles import Roles
 
 ROLES = Roles(label="label", id="pid", quality="qc")
+KEEP = CleaningPlan(duplicates="keep")
 
 
 def _accounted(report: CleaningReport, df: pd.DataFrame) -> None:
@@ -74,7 +75,7 @@ def test_missing_values_count_only_feature_columns() -> None:
         label=["x", "y", "x"],
     )
     roles = Roles(label="label", id="pid", site="site", exclude=("note",))
-    report = clean(df, roles)
+    report = clean(df, roles, CleaningPlan(missing="drop"))
     assert _reasons(report) == {1: "missing values"}
     assert list(report.data.index) == [0, 2]
 
@@ -86,7 +87,7 @@ def test_impute_keeps_rows_with_missing_features_without_imputing() -> None:
     assert report.data["a"].isna().sum() == 1
 
 
-def test_conflicting_duplicates_are_all_removed_and_listed() -> None:
+def test_conflicting_rows_are_kept_and_listed_as_hard_cases() -> None:
     df = _frame(
         pid=["p1", "p2", "p3", "p4", "p5"],
         a=[1.0, 1.0, 2.0, 1.0, 2.0],
@@ -94,12 +95,11 @@ def test_conflicting_duplicates_are_all_removed_and_listed() -> None:
         label=["x", "y", "x", "x", "y"],
     )
     report = clean(df, Roles(label="label", id="pid"))
-    assert _reasons(report) == {
-        0: "conflicting duplicate",
-        1: "conflicting duplicate",
-        3: "conflicting duplicate",
-    }
+    assert report.removed.empty
+    assert list(report.data.index) == [0, 1, 2, 3, 4]
     assert list(report.conflicts.index) == [0, 1, 3]
+    assert report.contradictions.empty
+    assert any("hard cases" in note for note in report.notes)
     assert set(report.conflicts["conflict_group"]) == {0}
     assert report.to_dict()["conflicts"] == 1
 
@@ -117,16 +117,19 @@ def test_rows_without_label_do_not_create_conflicts() -> None:
     assert report.conflicts.empty
 
 
-def test_duplicates_ignore_the_id_and_keep_the_first() -> None:
+@pytest.mark.parametrize("duplicates", ["auto", "keep", "drop"])
+def test_rows_with_different_ids_are_never_duplicates(duplicates: str) -> None:
     df = _frame(
         pid=["p1", "p2", "p3", "p1"],
-        a=[1.0, 1.0, 2.0, 2.0],
+        a=[1.5, 1.5, 2.5, 2.5],
         b=[3, 3, 4, 4],
         label=["x", "x", "y", "y"],
     )
-    report = clean(df, Roles(label="label", id="pid"))
-    assert _reasons(report) == {1: "duplicate", 3: "duplicate"}
-    assert list(report.data.index) == [0, 2]
+    plan = CleaningPlan(duplicates=duplicates)  # type: ignore[arg-type]
+    report = clean(df, Roles(label="label", id="pid"), plan)
+    # p1 and p2 share every value but are different patients; p1's second row has other values.
+    assert report.removed.empty
+    assert report.duplicates.empty
 
 
 def test_same_id_and_features_is_a_duplicate_even_if_other_columns_differ() -> None:
@@ -138,27 +141,35 @@ def test_same_id_and_features_is_a_duplicate_even_if_other_columns_differ() -> N
         label=["x", "x", "x"],
     )
     report = clean(df, Roles(label="label", id="pid", exclude=("note",)))
-    # Row 1 differs from row 0 in its note and ID: a different case that happens to match.
-    assert _reasons(report) == {2: "duplicate"}
+    # Row 1 differs from row 0 in its ID: a different patient who happens to match.
+    assert _reasons(report) == {2: "duplicate record"}
+    assert report.duplicates[["row", "copy_of", "kind", "action"]].values.tolist() == [
+        [2, 0, "same ID", "removed"]
+    ]
+    assert clean(df, Roles(label="label", id="pid", exclude=("note",)), KEEP).removed.empty
 
 
 def test_duplicates_compare_missing_values_as_equal() -> None:
     df = _frame(a=[np.nan, np.nan, 1.0], b=[2.0, 2.0, 2.5], label=["x", "x", "y"])
-    report = clean(df, Roles(label="label"), CleaningPlan(missing="impute"))
-    assert _reasons(report) == {1: "duplicate"}
+    report = clean(df, Roles(label="label"), CleaningPlan(duplicates="drop"))
+    assert _reasons(report) == {1: "duplicate record"}
 
 
-def test_drop_duplicates_false_keeps_duplicates() -> None:
-    df = _frame(a=[1.0, 1.0, 2.0], b=[1, 1, 3], label=["x", "x", "y"])
-    report = clean(df, Roles(label="label"), CleaningPlan(drop_duplicates=False))
+def test_duplicates_keep_lists_without_removing() -> None:
+    df = _frame(a=[1.5, 1.5, 2.5], b=[1, 1, 3], label=["x", "x", "y"])
+    assert _reasons(clean(df, Roles(label="label"))) == {1: "duplicate record"}
+    report = clean(df, Roles(label="label"), KEEP)
     assert report.removed.empty
+    assert report.duplicates["action"].tolist() == ["kept"]
 
 
 def test_duplicates_are_judged_after_earlier_removals() -> None:
-    df = _frame(a=[1.0, 1.0, 1.0], b=[1, 1, 1], c=[2.0, 2.0, 3.0], label=["x", "y", "x"])
-    # Rows 0 and 1 conflict; row 2 differs on c and is kept.
-    report = clean(df, Roles(label="label"), CleaningPlan(drop_constant_columns=False))
-    assert _reasons(report) == {0: "conflicting duplicate", 1: "conflicting duplicate"}
+    df = _frame(a=[1.5, 1.5, 1.5], c=[2.5, 2.5, 2.5], label=[None, "x", "x"])
+    # Row 0 has no label and goes first, so row 2 is the copy of row 1, not of row 0.
+    plan = CleaningPlan(drop_constant_columns=False, duplicates="drop")
+    report = clean(df, Roles(label="label"), plan)
+    assert _reasons(report) == {0: "missing label", 2: "duplicate record"}
+    assert report.duplicates["copy_of"].tolist() == [1]
 
 
 def test_quality_flag_defaults_case_and_space_insensitive() -> None:
@@ -237,7 +248,8 @@ def test_empty_and_constant_feature_columns_are_dropped_but_roles_are_not() -> N
 def test_empty_column_does_not_remove_every_row() -> None:
     df = _frame(a=[1.0, 2.0], empty=[np.nan, np.nan], label=["x", "y"])
     assert clean(df, Roles(label="label")).n_kept == 2
-    kept = clean(df, Roles(label="label"), CleaningPlan(drop_empty_columns=False))
+    plan = CleaningPlan(missing="drop", drop_empty_columns=False)
+    kept = clean(df, Roles(label="label"), plan)
     assert kept.n_kept == 0
     assert kept.counts["missing values"] == 2
 
@@ -292,8 +304,8 @@ def test_outliers_use_robust_z_on_numeric_features_only() -> None:
     assert outliers["detail"].iloc[0].startswith("robust z > 5")
     assert report.removed.empty
 
-    dropped = clean(df, Roles(label="label", id="pid"), CleaningPlan(outlier_action="drop"))
-    assert _reasons(dropped) == {7: "outlier"}
+    with pytest.raises(ConfigError, match=r"can no longer be removed.*give plausible ranges"):
+        CleaningPlan(outlier_action="drop")  # type: ignore[arg-type]
 
 
 def test_outlier_threshold_is_the_plan_value() -> None:
@@ -323,9 +335,10 @@ def test_flags_skip_rows_removed_earlier() -> None:
 def test_range_drop_happens_before_outlier_drop() -> None:
     a = np.concatenate([np.linspace(0, 1, 50), [100.0]])
     df = pd.DataFrame({"a": a, "label": ["x"] * 51})
-    plan = CleaningPlan(ranges={"a": (0, 10)}, range_action="drop", outlier_action="drop")
+    plan = CleaningPlan(ranges={"a": (0, 10)}, range_action="drop")
     report = clean(df, Roles(label="label"), plan)
     assert _reasons(report) == {50: "out of range"}
+    assert report.flags["rule"].tolist() == ["out of range"]
 
 
 def test_first_rule_wins() -> None:
@@ -338,8 +351,8 @@ def test_first_rule_wins() -> None:
 def test_index_is_preserved_and_accounted() -> None:
     df = _frame(a=[1.0, 1.0, np.nan, 4.0], b=[1, 1, 2, 3], label=["x", "x", "y", "y"])
     df.index = pd.Index(["d", "c", "b", "a"])
-    report = clean(df, Roles(label="label"))
-    assert _reasons(report) == {"c": "duplicate", "b": "missing values"}
+    report = clean(df, Roles(label="label"), CleaningPlan(missing="drop", duplicates="drop"))
+    assert _reasons(report) == {"c": "duplicate record", "b": "missing values"}
     assert list(report.data.index) == ["d", "a"]
     _accounted(report, df)
 
@@ -359,22 +372,25 @@ def test_reason_column_never_overwrites_user_data() -> None:
         a=[1.0, 1.0, 2.0],
         reason=["s", "s", "s"],
         conflict_group=[1, 1, 1],
-        label=["x", "y", "x"],
+        label=["x", "y", None],
     )
     report = clean(df, Roles(label="label", exclude=("reason", "conflict_group")))
     assert report.reason_column == "removal_reason"
-    assert report.removed["reason"].tolist() == ["s", "s"]
-    assert report.removed["removal_reason"].tolist() == ["conflicting duplicate"] * 2
+    assert report.removed["reason"].tolist() == ["s"]
+    assert report.removed["removal_reason"].tolist() == ["missing label"]
+    assert list(report.conflicts.index) == [0, 1]
     assert report.conflicts.columns[-1] == "conflict_group_id"
     assert report.to_dict()["conflicts"] == 1
 
 
 def test_predict_time_without_label_column() -> None:
     df = _frame(a=[1.0, 1.0, np.nan, 3.0], b=[1, 1, 2, 3])
-    report = clean(df, Roles(label="label"), require_label=False)
-    assert _reasons(report) == {1: "duplicate", 2: "missing values"}
+    plan = CleaningPlan(missing="drop", duplicates="drop")
+    report = clean(df, Roles(label="label"), plan, require_label=False)
+    assert _reasons(report) == {1: "duplicate record", 2: "missing values"}
     assert report.counts["missing label"] == 0
-    assert report.counts["conflicting duplicate"] == 0
+    assert report.conflicts.empty
+    assert report.class_counts_before == {}
 
 
 def test_predict_time_keeps_rows_with_missing_label() -> None:
@@ -386,8 +402,8 @@ def test_predict_time_missing_quality_column_is_skipped_with_a_note() -> None:
     df = _frame(a=[1.0, 2.0])
     report = clean(df, ROLES, require_label=False)
     assert report.n_kept == 2
-    assert report.notes == (
-        "The quality column 'qc' is not in this table; the quality step was skipped.",
+    assert report.notes[0] == (
+        "The quality column 'qc' is not in this table; the quality step was skipped."
     )
 
 
@@ -408,11 +424,20 @@ def test_empty_table() -> None:
 
 def test_to_dict_summary() -> None:
     df = _frame(a=[1.0, 1.0, 100.0, 2.0], b=[1, 1, 2, 3], label=["x", "x", "y", None])
-    report = clean(df, Roles(label="label"), CleaningPlan(ranges={"a": (0, 10)}))
+    plan = CleaningPlan(ranges={"a": (0, 10)}, duplicates="drop")
+    report = clean(df, Roles(label="label"), plan)
     summary = report.to_dict()
     assert summary["rows_in"] == 4
     assert summary["rows_kept"] == 2
-    assert summary["removed_by_rule"]["duplicate"] == 1
+    assert summary["removed_by_rule"]["duplicate record"] == 1
+    assert summary["duplicate_records"] == {"removed": 1, "kept": 0}
+    assert summary["class_counts"]["before"] == {"x": 2, "y": 1}
+    assert summary["class_counts"]["removed_by_rule"] == {"duplicate record": {"x": 1}}
+    assert summary["class_counts"]["after"] == {"x": 1, "y": 1}
+    assert summary["missing_by_column"] == {
+        "a": {"missing": 0, "share": 0.0},
+        "b": {"missing": 0, "share": 0.0},
+    }
     assert summary["flagged_cells"] == {"out of range": 1}
     assert CleaningPlan.from_dict(summary["plan"]) == report.plan
 
@@ -501,6 +526,7 @@ def test_range_not_a_pair() -> None:
         ("missing", "mean", r"missing='mean' is not valid\. Use one of 'drop', 'impute'"),
         ("range_action", "remove", r"range_action='remove' is not valid"),
         ("outlier_action", "Drop", r"outlier_action='Drop' is not valid"),
+        ("duplicates", "remove", r"duplicates='remove' is not valid\. Use one of 'auto'"),
         ("impute_strategy", "mode", r"impute_strategy='mode' is not valid"),
         ("outlier_z", 0, r"outlier_z=0 is not a positive number"),
         ("outlier_z", float("inf"), r"outlier_z=inf is not a positive number"),
@@ -512,25 +538,30 @@ def test_invalid_plan_options(option: str, value: object, message: str) -> None:
         clean(_frame(a=[1.0], label=["x"]), Roles(label="label"), plan)
 
 
-def test_suggest_plan_copies_quality_and_keeps_drop_when_few_missing() -> None:
+def test_suggest_plan_copies_quality_and_imputes() -> None:
     df = _frame(a=[1.0, 2.0, 3.0, 4.0, 5.0], label=list("xyxyx"), qc=["ok"] * 5)
     plan = suggest_plan(df, ROLES)
     assert plan == CleaningPlan(quality_column="qc")
+    assert plan.missing == "impute" and plan.duplicates == "auto"
 
 
-def test_suggest_plan_proposes_imputation_above_twenty_percent() -> None:
+def test_default_plan_imputes_whatever_the_share_missing() -> None:
     a = [1.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
-    df = pd.DataFrame({"a": a, "empty": np.nan, "label": ["x", "y"] * 5})
-    assert suggest_plan(df, Roles(label="label")).missing == "drop"  # 10 %
-    df.loc[2, "a"] = np.nan
-    assert suggest_plan(df, Roles(label="label")).missing == "drop"  # exactly 20 %
-    df.loc[3, "a"] = np.nan
-    assert suggest_plan(df, Roles(label="label")).missing == "impute"  # 30 %
+    df = pd.DataFrame({"a": a, "b": np.arange(10.0), "label": ["x", "y"] * 5})
+    assert CleaningPlan().missing == "impute"
+    assert suggest_plan(df, Roles(label="label")).missing == "impute"  # 10 %
+    report = clean(df, Roles(label="label"))
+    assert report.n_kept == 10
+    assert report.missing_by_column == {"a": 1, "b": 0}
+    assert report.to_dict()["missing_by_column"]["a"] == {"missing": 1, "share": 0.1}
 
 
-def test_suggest_plan_counts_labelled_rows_only() -> None:
-    df = _frame(a=[np.nan, np.nan, 1.0, 2.0, 3.0], label=[None, None, "x", "y", "x"])
-    assert suggest_plan(df, Roles(label="label")).missing == "drop"
+def test_complete_case_dropping_is_explicit_and_its_cost_is_reported() -> None:
+    a = [np.nan, np.nan, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    df = pd.DataFrame({"a": a, "b": np.arange(10.0), "label": ["x", "y"] * 5})
+    report = clean(df, Roles(label="label"), CleaningPlan(missing="drop"))
+    assert report.counts["missing values"] == 3
+    assert any("complete-case" in note and "3 of 10" in note for note in report.notes)
 
 
 def test_suggest_plan_result_cleans_without_losing_many_rows() -> None:
@@ -556,8 +587,247 @@ def test_moderately_large_table_is_accounted() -> None:
     df["label"] = rng.choice(["x", "y"], n)
     df["qc"] = rng.choice(["good", "bad"], n, p=[0.95, 0.05])
     df = pd.concat([df, df.iloc[:300]], ignore_index=True)
-    report = clean(df, Roles(label="label", quality="qc"))
+    report = clean(df, Roles(label="label", quality="qc"), CleaningPlan(missing="drop"))
     _accounted(report, df)
     expected = df.dropna().drop_duplicates()
     expected = expected[expected["qc"] == "good"]
     assert report.data.index.equals(expected.index)
+
+
+def _wisconsin_original(with_id: bool = True) -> pd.DataFrame:
+    """699 biopsies like the UCI Wisconsin original table: an ID, nine 1-10 cytology scores.
+
+    Many benign biopsies of different patients share every score (mostly 1s); 8 rows are true
+    repeats of an earlier record (same ID, same scores, same class).
+    """
+    rng = np.random.default_rng(8)
+    n_benign, n_malignant = 454, 237
+    benign = np.where(rng.random((n_benign, 9)) < 0.8, 1, rng.integers(1, 4, (n_benign, 9)))
+    malignant = rng.integers(1, 11, (n_malignant, 9))
+    scores = np.vstack([benign, malignant])
+    df = pd.DataFrame(scores, columns=[f"score_{i}" for i in range(1, 10)])
+    df["class"] = [2] * n_benign + [4] * n_malignant
+    df.insert(0, "id", rng.permutation(np.arange(1_000_000, 1_000_000 + len(df))))
+    repeats = df.iloc[[3, 50, 100, 200, 460, 500, 600, 650]]
+    df = pd.concat([df, repeats], ignore_index=True)
+    return df if with_id else df.drop(columns="id")
+
+
+def test_wisconsin_like_table_keeps_every_patient_and_removes_only_true_repeats() -> None:
+    df = _wisconsin_original()
+    assert len(df) == 699
+    # Far more than 8 rows share all nine scores with an earlier row under another ID.
+    scores = [c for c in df.columns if c.startswith("score")]
+    assert df.duplicated(subset=[*scores, "class"]).sum() > 100
+    report = clean(df, Roles(label="class", id="id"))
+    assert sorted(_reasons(report)) == list(range(691, 699))
+    assert report.counts["duplicate record"] == 8
+    assert report.data["id"].nunique() == report.n_kept == 691
+    assert report.class_counts_before == {"2": 458, "4": 241}
+    assert report.removed_by_class == {"duplicate record": {"2": 4, "4": 4}}
+    assert report.class_counts_after == {"2": 454, "4": 237}
+    assert report.prevalence_shift() < 0.005
+    assert not any("class balance" in note for note in report.notes)
+    # A score of 10 is the top of the scale, not an outlier.
+    assert not (report.flags["rule"] == "outlier").any()
+
+
+def test_identical_rows_on_scores_without_id_are_kept_in_auto_and_removed_on_request() -> None:
+    df = _wisconsin_original(with_id=False)
+    auto = clean(df, Roles(label="class"))
+    assert auto.removed.empty
+    n_candidates = int(df.duplicated().sum())
+    assert len(auto.duplicates) == n_candidates > 100
+    assert set(auto.duplicates["action"]) == {"kept"}
+    note = next(n for n in auto.notes if "identical on every column" in n)
+    assert "expected between different patients, so they were kept" in note
+    assert "choose 'drop'" in note and "1–10" in note
+    dropped = clean(df, Roles(label="class"), CleaningPlan(duplicates="drop"))
+    assert dropped.counts["duplicate record"] == n_candidates
+    assert dropped.data.index.equals(df.drop_duplicates().index)
+
+
+def test_identical_rows_on_continuous_measurements_are_removed_in_auto() -> None:
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(rng.normal(size=(50, 4)).round(3), columns=list("abcd"))
+    df["score"] = rng.integers(1, 5, 50)
+    df["label"] = ["x", "y"] * 25
+    df = pd.concat([df, df.iloc[[4, 9]]], ignore_index=True)
+    report = clean(df, Roles(label="label"))
+    assert _reasons(report) == {50: "duplicate record", 51: "duplicate record"}
+    assert report.duplicates["copy_of"].tolist() == [4, 9]
+    assert any("entered twice" in note for note in report.notes)
+
+
+def test_which_copy_is_removed_never_depends_on_the_label() -> None:
+    df = _frame(a=[0.5, 0.5, 0.5, 0.5], label=["y", "x", "y", "x"])
+    report = clean(df, Roles(label="label"), CleaningPlan(duplicates="drop"))
+    # 0 and 2 are one record, 1 and 3 another; rows 0 and 1 are the hard cases, kept.
+    assert _reasons(report) == {2: "duplicate record", 3: "duplicate record"}
+    assert list(report.conflicts.index) == [0, 1]
+
+
+def test_mammographic_like_conflicts_are_kept_and_listed() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "birads": rng.integers(2, 6, n),
+            "age": rng.integers(30, 80, n),
+            "shape": rng.integers(1, 5, n),
+            "margin": rng.integers(1, 6, n),
+            "density": rng.integers(1, 5, n),
+        }
+    )
+    df["severity"] = (rng.random(n) < (df["birads"] - 1) / 5).astype(int)
+    pairs = df.iloc[:30].copy()
+    pairs["severity"] = 1 - pairs["severity"]
+    df = pd.concat([df, pairs], ignore_index=True)
+    report = clean(df, Roles(label="severity"))
+    # Age in years and four codes: different women share rows, so without an ID nothing goes.
+    assert report.removed.empty
+    assert len(report.duplicates) == int(df.duplicated().sum()) > 0
+    assert set(report.duplicates["action"]) == {"kept"}
+    assert any("would be identical by chance alone" in note for note in report.notes)
+    assert set(range(30)) | set(range(400, 430)) <= set(report.conflicts.index)
+    assert report.conflicts.index.isin(report.data.index).all()
+    assert report.to_dict()["conflict_rows_kept"] == len(report.conflicts)
+    assert report.to_dict()["conflicts"] >= 30
+
+
+def test_same_id_with_contradictory_labels_is_listed_as_a_data_error() -> None:
+    df = _frame(
+        pid=["p1", "p1", "p2", "p3", "p4", "p4"],
+        a=[1.5, 1.5, 1.5, 2.5, 3.5, 3.5],
+        label=["x", "y", "y", "x", "x", "y"],
+    )
+    report = clean(df, Roles(label="label", id="pid"))
+    assert report.removed.empty
+    assert list(report.contradictions.index) == [0, 1, 4, 5]
+    assert report.to_dict()["contradicting_ids"] == 2
+    warning = next(n for n in report.notes if "contradictory labels" in n)
+    assert warning.startswith("Warning: 2 patient ID(s)")
+    assert "p1" not in warning and "p4" not in warning
+
+
+def _npz_like() -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    n = 60
+    df = pd.DataFrame(
+        {
+            "file": [f"train_{i:05d}" for i in range(40)] + [f"test_{i:05d}" for i in range(20)],
+            "label": rng.integers(0, 2, n),
+            "split": ["train"] * 40 + ["test"] * 20,
+            "mean": rng.normal(100, 10, n),
+            "sd": rng.normal(20, 2, n),
+        }
+    )
+    # A test image pixel-identical to a training image, with the opposite label.
+    df.loc[45, ["mean", "sd"]] = df.loc[7, ["mean", "sd"]]
+    df.loc[45, "label"] = 1 - df.loc[7, "label"]
+    return df
+
+
+@pytest.mark.parametrize("duplicates", ["auto", "drop"])
+def test_identical_pair_across_a_predefined_split_is_reported_and_kept(duplicates: str) -> None:
+    df = _npz_like()
+    roles = Roles(label="label", exclude=("file", "split"))
+    assert cleaning.predefined_split_column(df, roles) == "split"
+    plan = CleaningPlan(duplicates=duplicates)  # type: ignore[arg-type]
+    report = clean(df, roles, plan)
+    assert report.removed.empty
+    assert (report.data["split"] == "test").sum() == 20
+    assert report.across_split.values.tolist() == [[45, 7, True]]
+    assert report.to_dict()["identical_across_split"] == {"pairs": 1, "opposite_label": 1}
+    assert any("official test set stays whole" in note for note in report.notes)
+
+
+def test_same_record_on_both_sides_of_the_split_is_never_removed() -> None:
+    df = _npz_like()
+    df.loc[45, "label"] = df.loc[7, "label"]
+    df.loc[45, "file"] = df.loc[7, "file"]
+    report = clean(df, Roles(label="label", exclude=("file", "split")), CleaningPlan("impute"))
+    assert report.removed.empty
+    assert report.across_split.values.tolist() == [[45, 7, False]]
+
+
+def test_outlier_limits_are_learnt_on_the_development_part_only() -> None:
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame(
+        {
+            "a": np.concatenate([rng.normal(size=100), 8.0 + np.arange(100) / 100]),
+            "label": ["x", "y"] * 100,
+            "split": ["train"] * 100 + ["test"] * 100,
+        }
+    )
+    report = clean(df, Roles(label="label", exclude=("split",)))
+    assert sorted(report.flags["row"]) == list(range(100, 200))
+    assert (
+        "median 0." in report.flags["detail"].iloc[0]
+        or "median -0." in report.flags["detail"].iloc[0]
+    )
+
+
+def test_top_of_a_score_scale_is_not_an_outlier() -> None:
+    scores = [1] * 90 + [2] * 5 + [10] * 5
+    df = pd.DataFrame({"clump": scores, "density": [1] * 97 + [4] * 3, "label": ["x", "y"] * 50})
+    report = clean(df, Roles(label="label"))
+    assert report.flags.empty
+    note = next(n for n in report.notes if "bounded scale" in n)
+    assert "'clump' 1–10" in note and "'density' 1–4" in note
+    # The same values as measurements on a wider scale are still tested.
+    df["clump"] = [1] * 90 + [2] * 5 + [100] * 5
+    flagged = clean(df, Roles(label="label")).flags
+    assert flagged["row"].tolist() == [95, 96, 97, 98, 99]
+
+
+def test_prevalence_before_and_after_and_a_warning_when_it_moves() -> None:
+    df = pd.DataFrame(
+        {
+            "a": np.linspace(0, 1, 100),
+            "label": ["benign"] * 60 + ["malignant"] * 40,
+            "qc": ["bad"] * 20 + ["good"] * 80,
+        }
+    )
+    report = clean(df, Roles(label="label", quality="qc"))
+    assert report.class_counts_before == {"benign": 60, "malignant": 40}
+    assert report.removed_by_class == {"quality flag": {"benign": 20}}
+    assert report.class_counts_after == {"benign": 40, "malignant": 40}
+    table = report.prevalence()
+    assert table["class"].tolist() == ["benign", "malignant"]
+    assert table["removed: quality flag"].tolist() == [20, 0]
+    assert table["change (points)"].round(1).tolist() == [-10.0, 10.0]
+    assert report.notes[0].startswith("Warning: cleaning changed the class balance")
+    assert "60.0% to 50.0%" in report.notes[0]
+    assert report.to_dict()["class_counts"]["largest_share_change_points"] == 10.0
+    # Three points or fewer is no warning.
+    df.loc[:2, "qc"] = "good"
+    df.loc[3:, "qc"] = "good"
+    df.loc[[0, 1], "qc"] = "bad"
+    quiet = clean(df, Roles(label="label", quality="qc"))
+    assert quiet.prevalence_shift() < 0.03
+    assert not any("class balance" in note for note in quiet.notes)
+
+
+def test_class_counts_use_whole_number_codes() -> None:
+    df = _frame(a=[0.5, 1.5, 2.5], label=[2.0, 4.0, 4.0])
+    assert clean(df, Roles(label="label")).class_counts_after == {"2": 1, "4": 2}
+
+
+def test_old_saved_plans_are_read_with_the_new_rules() -> None:
+    old = CleaningPlan().to_dict()
+    del old["duplicates"]
+    assert CleaningPlan.from_dict({**old, "drop_duplicates": True}).duplicates == "auto"
+    assert CleaningPlan.from_dict({**old, "drop_duplicates": False}).duplicates == "keep"
+    plan = CleaningPlan.from_dict({**old, "drop_duplicates": True, "outlier_action": "drop"})
+    assert plan.outlier_action == "flag"
+    assert plan == CleaningPlan()
+    report = clean(_frame(a=[0.5, 1.5], label=["x", "y"]), Roles(label="label"), plan)
+    assert any("now flagged and kept" in note for note in report.notes)
+    assert CleaningPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_class_counts_use_the_class_names_given() -> None:
+    df = _frame(a=[0.5, 1.5, 2.5], label=[0, 1, 1])
+    roles = Roles(label="label", class_names=(("0", "malignant"), ("1", "benign")))
+    assert clean(df, roles).class_counts_before == {"benign": 2, "malignant": 1}

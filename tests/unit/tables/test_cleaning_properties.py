@@ -81,12 +81,11 @@ def plans(draw: st.DrawFn) -> CleaningPlan:
     )
     return CleaningPlan(
         missing=draw(st.sampled_from(["drop"] * 5 + ["impute"] * 4 + ["bogus"])),
-        drop_duplicates=draw(st.booleans()),
+        duplicates=draw(st.sampled_from(["auto", "auto", "keep", "drop"])),
         quality_column=draw(st.sampled_from([None] * 6 + ["qc", "unknown"])),
         acceptable_quality=tuple(draw(st.lists(st.sampled_from(["good", "BAD", "1", "x"])))),
         ranges=ranges,
         range_action=draw(st.sampled_from(["flag", "drop"])),
-        outlier_action=draw(st.sampled_from(["flag", "drop"])),
         outlier_z=draw(st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.5, 5.0] * 3 + [0.0, -1.0])),
         drop_empty_columns=draw(st.booleans()),
         drop_constant_columns=draw(st.booleans()),
@@ -111,7 +110,12 @@ def _check_accounting(df: pd.DataFrame, plan: CleaningPlan, roles: Roles, **kw: 
     original = df.loc[removed.index]
     pd.testing.assert_frame_equal(removed[list(df.columns)], original)
     assert list(kept.columns) == [c for c in df.columns if c not in report.dropped_columns]
-    assert set(report.conflicts.index) <= set(removed.index[reasons == "conflicting duplicate"])
+    # Conflicts, contradictions and twins across a split are listed among the kept rows only.
+    assert set(report.conflicts.index) <= set(kept.index)
+    assert set(report.contradictions.index) <= set(report.conflicts.index)
+    assert set(report.duplicates["row"]) >= set(removed.index[reasons == "duplicate record"])
+    if report.class_counts_before:
+        assert sum(report.class_counts_after.values()) <= sum(report.class_counts_before.values())
     assert set(report.flags["rule"]) <= {"out of range", "outlier"}
     assert set(report.flags["row"]) <= set(df.index)
     for column in report.dropped_columns:
@@ -147,15 +151,14 @@ def test_suggested_plan_accounts_for_every_row(data: tuple[pd.DataFrame, Roles])
     labels=st.lists(st.sampled_from(["x", "y", None]), min_size=40, max_size=40),
     z=st.floats(0.1, 10),
 )
-def test_outlier_drop_matches_the_flags(
+def test_outliers_are_flagged_never_removed(
     values: list[float | None], labels: list[str | None], z: float
 ) -> None:
     df = pd.DataFrame({"a": pd.to_numeric(pd.Series(values, dtype=object)).astype(float)})
     df["b"] = np.arange(len(df), dtype=float)
     df["label"] = labels[: len(df)]
     roles = Roles(label="label")
-    flagged = clean(df, roles, CleaningPlan(missing="impute", outlier_z=z))
-    dropped = clean(df, roles, CleaningPlan(missing="impute", outlier_z=z, outlier_action="drop"))
-    flagged_rows = set(flagged.flags.loc[flagged.flags["rule"] == "outlier", "row"])
-    reasons = dropped.removed[dropped.reason_column]
-    assert set(reasons.index[reasons == "outlier"]) == flagged_rows
+    flagged = clean(df, roles, CleaningPlan(missing="impute", outlier_z=z, duplicates="keep"))
+    assert set(flagged.removed[flagged.reason_column]) <= {"missing label"}
+    outliers = set(flagged.flags.loc[flagged.flags["rule"] == "outlier", "row"])
+    assert outliers <= set(flagged.data.index)

@@ -16,7 +16,8 @@ from medimg_core.reporting.figures.data import (
     flow_counts,
     flow_figure,
 )
-from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
+from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean
+from medimg_core.tables.roles import Roles
 from tests.unit.reporting.figures.conftest import assert_house_layout
 
 
@@ -117,3 +118,34 @@ def test_class_balance_percentages() -> None:
     assert list(fig.data[0].x) == ["benign", "malignant"]
     assert list(fig.data[0].text) == ["357 (62.7%)", "212 (37.3%)"]
     assert "569 cases" in fig.layout.title.text
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[4, 4, 4, 2], ["2", "4", "4", "4"], [1.0, 0.0, 0.0, 0.0], [0, 1, 1, 1]],
+    ids=["ints-2-4", "strings-2-4", "floats-0-1", "ints-0-1"],
+)
+def test_class_balance_numeric_labels_are_categories(labels: list[object]) -> None:
+    fig = class_balance_figure(pd.Series(labels))
+    names = [str(v) for v in fig.data[0].x]
+    assert fig.layout.xaxis.type == "category"
+    assert fig.layout.xaxis.categoryorder == "array"
+    assert list(fig.layout.xaxis.categoryarray) == names
+    counted = pd.Series([str(v) for v in labels]).value_counts()
+    assert dict(zip(names, fig.data[0].y, strict=True)) == counted.to_dict()
+
+
+def test_distribution_of_scores_names_each_bar() -> None:
+    scores = pd.Series([1, 1, 2, 3, 10, 10, 10, 5, 7, 8])
+    fig = distribution_figure(scores)
+    assert fig.layout.xaxis.type == "category"
+    assert list(fig.layout.xaxis.categoryarray) == list(fig.data[0].x)
+
+
+def test_small_removal_counts_get_one_tick_per_row() -> None:
+    """One removed row used to show the ticks "0, 1, 1" (half-row ticks rounded to integers)."""
+    frame = pd.DataFrame(
+        {"id": ["a", "a", "b", "c"], "x": [1.5, 1.5, 2.5, 3.5], "y": ["p", "p", "q", "p"]}
+    )
+    fig = cleaning_figure(clean(frame, Roles(label="y", id="id")))
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tick0 == 0
