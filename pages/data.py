@@ -10,6 +10,7 @@ from medimg_core.tables.integration import join_tables
 from medimg_core.tables.loading import SAMPLES
 from medimg_core.tables.profile import column_role, hidden_columns
 from medimg_core.ui import cache, images, state, widgets, workflow
+from medimg_core.ui.classes import class_inputs, id_like_inputs, known_dataset, with_classes
 
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]
 NONE = "(none)"
@@ -385,26 +386,33 @@ with roles_col:
     reasons = [f"{c} ({why})" for c, why in proposal.identifying.items() if c in columns]
     if reasons:
         st.caption("Proposed as identifying: " + ", ".join(reasons) + ".")
+    reader_options = [c for c in columns if c not in (label, patient, quality, site, *exclude)]
+    reader = st.multiselect(
+        "Reader's assessment (e.g. BI-RADS)",
+        reader_options,
+        default=[c for c in start.reader if c in reader_options],
+        key="role_reader",
+        help="Features that are themselves a radiologist's or pathologist's judgement. They "
+        "stay features, but Train also shows the model's performance without them, so the "
+        "reader's skill is not mistaken for the model's.",
+    )
 
     classes = workflow.label_classes(frame, label)
     positive = None
-    if label is not None and len(classes) == 2:
-        confirmed_positive = state.get(state.POSITIVE)
-        default_positive = (
-            confirmed_positive if confirmed_positive in classes else proposal.positive_class
-        )
-        positive = st.selectbox(
-            "Positive class",
+    choice = None
+    if label is not None and len(classes) >= 2:
+        choice = class_inputs(
+            frame,
+            label,
             classes,
-            index=_index(classes, default_positive) if default_positive in classes else 1,
-            format_func=str,
-            key="role_positive",
-            help="The class the model flags (usually the disease). Sensitivity is measured on "
-            "it, specificity on the other class.",
+            confirmed=confirmed,
+            confirmed_positive=state.get(state.POSITIVE),
+            known=known_dataset(table.content_hash),
         )
-    elif label is not None and len(classes) > 2:
+        positive = choice.positive
+    if label is not None and len(classes) > 2:
         st.caption(f"The label has {len(classes)} classes: a multi-class model will be trained.")
-    elif label is not None:
+    elif label is not None and len(classes) < 2:
         st.warning(
             f"The label '{label}' has {len(classes)} class(es); a diagnostic model needs at "
             "least two. Choose another label column.",
@@ -419,14 +427,19 @@ with roles_col:
             quality=None if quality == NONE else quality,
             site=None if site == NONE else site,
             exclude=exclude,
+            reader=reader,
         )
     except MedimgError as exc:
         st.error(str(exc), icon=":material/error:")
+    if pending is not None and choice is not None:
+        pending = with_classes(pending, choice, id_like_inputs(frame, pending))
     if st.button(
         "Confirm roles",
         key="confirm_roles",
         type="primary",
-        disabled=pending is None or len(classes) < 2,
+        disabled=pending is None
+        or len(classes) < 2
+        or (choice is not None and choice.needs_positive),
         icon=":material/check:",
     ):
         workflow.confirm_roles(pending, positive)

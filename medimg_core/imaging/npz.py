@@ -9,8 +9,10 @@ arrays and notes; :func:`medimg_core.imaging.sets.open_image_set` makes them an 
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -19,9 +21,173 @@ import pandas as pd
 from medimg_core.errors import ImageError
 from medimg_core.imaging.pixels import LUMA_NOTE
 
-__all__ = ["NpzContents", "is_npz", "read_npz"]
+__all__ = ["MEDMNIST", "MedmnistDataset", "NpzContents", "is_npz", "read_npz", "recognise_medmnist"]
 
 _SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class MedmnistDataset:
+    """A MedMNIST data set with its published label names (MedMNIST v2, ``medmnist.INFO``).
+
+    Attributes
+    ----------
+    key : the file-name stem, e.g. "breastmnist".
+    title : e.g. "BreastMNIST".
+    labels : (code as text, published name) pairs, e.g. (("0", "malignant"), ("1", "normal,
+        benign")), the form of :attr:`medimg_core.tables.roles.Roles.class_names`.
+    positive : the code of the disease class offered as positive (binary sets only), e.g. "0"
+        for BreastMNIST (malignant), "1" for PneumoniaMNIST (pneumonia); None for multi-class.
+    n_samples : images per split in the published files (train, val, test).
+    """
+
+    key: str
+    title: str
+    labels: tuple[tuple[str, str], ...]
+    positive: str | None
+    n_samples: tuple[int, int, int]
+
+    @property
+    def positive_name(self) -> str | None:
+        """The published name of the positive code."""
+        return dict(self.labels).get(self.positive) if self.positive is not None else None
+
+
+def _organ(key: str, title: str, n_samples: tuple[int, int, int]) -> MedmnistDataset:
+    organs = (
+        "bladder",
+        "femur-left",
+        "femur-right",
+        "heart",
+        "kidney-left",
+        "kidney-right",
+        "liver",
+        "lung-left",
+        "lung-right",
+        "pancreas",
+        "spleen",
+    )
+    return MedmnistDataset(
+        key, title, tuple((str(i), o) for i, o in enumerate(organs)), None, n_samples
+    )
+
+
+def _named(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(i), n) for i, n in enumerate(names))
+
+
+# Copied from MedMNIST v2's ``medmnist/info.py`` (INFO[...]["label"] and ["n_samples"]).
+# RetinaMNIST is left out on purpose: its published names are the grades "0".."4" themselves.
+MEDMNIST: dict[str, MedmnistDataset] = {
+    d.key: d
+    for d in (
+        MedmnistDataset(
+            "pneumoniamnist", "PneumoniaMNIST", _named("normal", "pneumonia"), "1", (4708, 524, 624)
+        ),
+        MedmnistDataset(
+            "breastmnist", "BreastMNIST", _named("malignant", "normal, benign"), "0", (546, 78, 156)
+        ),
+        MedmnistDataset(
+            "pathmnist",
+            "PathMNIST",
+            _named(
+                "adipose",
+                "background",
+                "debris",
+                "lymphocytes",
+                "mucus",
+                "smooth muscle",
+                "normal colon mucosa",
+                "cancer-associated stroma",
+                "colorectal adenocarcinoma epithelium",
+            ),
+            None,
+            (89996, 10004, 7180),
+        ),
+        MedmnistDataset(
+            "dermamnist",
+            "DermaMNIST",
+            _named(
+                "actinic keratoses and intraepithelial carcinoma",
+                "basal cell carcinoma",
+                "benign keratosis-like lesions",
+                "dermatofibroma",
+                "melanoma",
+                "melanocytic nevi",
+                "vascular lesions",
+            ),
+            None,
+            (7007, 1003, 2005),
+        ),
+        MedmnistDataset(
+            "octmnist",
+            "OCTMNIST",
+            _named("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+            None,
+            (97477, 10832, 1000),
+        ),
+        MedmnistDataset(
+            "bloodmnist",
+            "BloodMNIST",
+            _named(
+                "basophil",
+                "eosinophil",
+                "erythroblast",
+                "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+                "lymphocyte",
+                "monocyte",
+                "neutrophil",
+                "platelet",
+            ),
+            None,
+            (11959, 1712, 3421),
+        ),
+        MedmnistDataset(
+            "tissuemnist",
+            "TissueMNIST",
+            _named(
+                "Collecting Duct, Connecting Tubule",
+                "Distal Convoluted Tubule",
+                "Glomerular endothelial cells",
+                "Interstitial endothelial cells",
+                "Leukocytes",
+                "Podocytes",
+                "Proximal Tubule Segments",
+                "Thick Ascending Limb",
+            ),
+            None,
+            (165466, 23640, 47280),
+        ),
+        _organ("organamnist", "OrganAMNIST", (34581, 6491, 17778)),
+        _organ("organcmnist", "OrganCMNIST", (13000, 2392, 8268)),
+        _organ("organsmnist", "OrganSMNIST", (13940, 2452, 8829)),
+    )
+}
+"""The MedMNIST 2D sets medimg recognises, by file-name stem."""
+
+_FILE_NAME = re.compile(r"^([a-z]+mnist)(?:[_-](?:28|64|128|224))?$")
+
+
+def recognise_medmnist(display: str, records: pd.DataFrame) -> MedmnistDataset | None:
+    """Which MedMNIST set an ``.npz`` is, from its file name or, failing that, its split sizes.
+
+    The file name must be the published one (``pneumoniamnist.npz``, ``breastmnist_128.npz``)
+    or the split sizes must be exactly the published ones; either way every label code in
+    the file must be one of the set's codes. Otherwise None: the codes stay unnamed.
+    """
+    stem = PurePath(str(display)).stem.lower()
+    match = _FILE_NAME.match(stem)
+    found = MEDMNIST.get(match.group(1)) if match else None
+    if found is None:
+        counts = tuple(int((records["split"] == s).sum()) for s in _SPLITS)
+        found = next((d for d in MEDMNIST.values() if d.n_samples == counts), None)
+    if found is None:
+        return None
+    if "label" in records.columns:
+        codes = {str(int(v)) for v in records["label"].dropna()}
+        if not codes <= {code for code, _ in found.labels}:
+            return None
+    return found
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,11 +201,13 @@ class NpzContents:
         ``width``, ``format``.
     arrays : the images of each split, (n, height, width) or (n, height, width, 3).
     notes : what medimg did, for the user.
+    dataset : the MedMNIST set recognised (:func:`recognise_medmnist`), with its label names.
     """
 
     records: pd.DataFrame
     arrays: dict[str, np.ndarray]
     notes: tuple[str, ...]
+    dataset: MedmnistDataset | None = None
 
 
 def is_npz(fh: Any) -> bool:
@@ -106,11 +274,28 @@ def read_npz(fh: Any, display: str) -> NpzContents:
         "MedMNIST .npz: its own splits are kept in the column 'split' ("
         + ", ".join(f"{s} {n}" for s, n in counts.items())
         + "); 'test' is the held-out test set, 'train' and 'val' form the development data.",
-        "Labels are the file's integer codes (for PneumoniaMNIST 0 = normal, 1 = pneumonia).",
     ]
+    dataset = recognise_medmnist(display, records)
+    if dataset is not None:
+        named = ", ".join(f"{code} = {name}" for code, name in dataset.labels)
+        text = (
+            f"Recognised as {dataset.title} (file name or split sizes, and its label codes); "
+            f"its published label names are used: {named}."
+        )
+        if dataset.positive is not None:
+            text += (
+                f" The positive class offered is {dataset.positive_name} (code "
+                f"{dataset.positive}); change it if your question is another one."
+            )
+        notes.append(text)
+    elif "label" in records.columns:
+        notes.append(
+            "Labels are the file's integer codes, and the file was not recognised as a MedMNIST "
+            "set: name the codes (class names) and choose the positive class yourself."
+        )
     if any(a.ndim == 4 for a in arrays.values()):
         notes.append(LUMA_NOTE)
-    return NpzContents(records=records, arrays=arrays, notes=tuple(notes))
+    return NpzContents(records=records, arrays=arrays, notes=tuple(notes), dataset=dataset)
 
 
 def _npz_labels(data: Any, split: str, n: int, display: str) -> np.ndarray | None:

@@ -42,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging import dicom
 from medimg_core.imaging.archives import SKIP_NAMES, extract_zip
-from medimg_core.imaging.npz import is_npz, read_npz
+from medimg_core.imaging.npz import MedmnistDataset, is_npz, read_npz
 from medimg_core.imaging.pixels import (
     GRAY_MODES,
     IMAGE_SUFFIXES,
@@ -102,6 +102,8 @@ class ImageSet:
     class_counts : images per label.
     extra_columns : the labels table's clinical columns, joined to the features.
     content_hash : sha256 of the archive / npz bytes, or of the folder listing.
+    dataset : the MedMNIST set an ``.npz`` was recognised as, with its published label names
+        and the positive class it offers (None otherwise).
     """
 
     name: str
@@ -116,6 +118,7 @@ class ImageSet:
     extra_columns: tuple[str, ...]
     content_hash: str
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    dataset: MedmnistDataset | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -349,6 +352,7 @@ def _open_npz(fh: Any, display: str, digest: str, min_classes: int) -> ImageSet:
         extra_columns=(),
         content_hash=digest,
         arrays=contents.arrays,
+        dataset=contents.dataset,
     )
 
 

@@ -15,7 +15,14 @@ import pandas as pd
 
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.models import label_key, labels_by_code
-from medimg_core.tables.roles import Roles, feature_columns, propose_positive_class
+from medimg_core.tables.roles import (
+    Roles,
+    choose_positive_class,
+    class_key,
+    feature_columns,
+    id_like_features,
+    is_numeric_codes,
+)
 
 __all__ = ["MAX_CATEGORIES", "FeatureSpec", "Task", "resolve_features", "resolve_task"]
 
@@ -35,7 +42,9 @@ class Task:
     labels : the label values, aligned with the data's rows.
     classes : the distinct labels, sorted.
     positive_class : the label treated as positive (binary only; None for multi-class).
-    warnings : what the user should know about the choice (a positive class that was ignored).
+    warnings : what the user should know about the choice (a positive class that was ignored,
+        a positive class read from the column name or the class names).
+    positive_rule : how the positive class was chosen, in plain words ("" for multi-class).
     """
 
     label_column: str
@@ -43,6 +52,7 @@ class Task:
     classes: tuple[Any, ...]
     positive_class: Any
     warnings: tuple[str, ...] = ()
+    positive_rule: str = ""
 
     @property
     def is_binary(self) -> bool:
@@ -84,7 +94,10 @@ def resolve_task(data: pd.DataFrame, roles: Roles, positive: Any = None) -> Task
     ----------
     data : cleaned data holding ``roles.label``.
     roles : the confirmed roles.
-    positive : the positive label for a binary task; None proposes one (e.g. "malignant").
+    positive : the positive label for a binary task, as a value of the label or as one of
+        ``roles.class_names``' names. None proposes one from words ("malignant"); for numeric
+        codes (0/1, 2/4, "0"/"1") only from the class names or, for 0/1, from a column name
+        that says which is the disease (see :func:`~medimg_core.tables.roles.choose_positive_class`).
 
     Returns
     -------
@@ -93,7 +106,8 @@ def resolve_task(data: pd.DataFrame, roles: Roles, positive: Any = None) -> Task
     Raises
     ------
     ConfigError
-        No label column chosen, or a positive class that is not among the labels.
+        No label column chosen, a positive class that is not among the labels, or numeric codes
+        whose positive class no rule decides (the user must name it).
     DataError
         The label column is absent, has missing values or holds a single class.
     """
@@ -112,7 +126,9 @@ def resolve_task(data: pd.DataFrame, roles: Roles, positive: Any = None) -> Task
             "diagnostic model needs cases of at least two classes."
         )
     if len(classes) == 2:
-        return Task(label_col, y_raw, classes, _resolve_positive(classes, positive, y_raw))
+        chosen, rule, from_codes = _resolve_positive(classes, positive, y_raw, roles)
+        said = (f"Positive class {_shown(chosen, roles)}: {rule}.",) if from_codes else ()
+        return Task(label_col, y_raw, classes, chosen, said, rule)
     warnings: tuple[str, ...] = ()
     if positive is not None:
         warnings = (
@@ -128,9 +144,22 @@ def resolve_features(data: pd.DataFrame, roles: Roles) -> FeatureSpec:
     Raises
     ------
     DataError
-        No feature column is left, or a text column has more than ``MAX_CATEGORIES`` values
-        (free text or an identifier).
+        No feature column is left, a text column has more than ``MAX_CATEGORIES`` values
+        (free text or an identifier), or a numeric column looks like a patient or record
+        number (see :func:`~medimg_core.tables.roles.id_like_features`) and the user did not
+        keep it on purpose (``roles.keep_as_feature``).
     """
+    id_like = id_like_features(data, roles)
+    if id_like:
+        described = "; ".join(f"{c!r} ({why})" for c, why in id_like.items())
+        first = next(iter(id_like))
+        raise DataError(
+            f"Column(s) {described} look like patient or record numbers, not measurements: a "
+            "model could learn from the order in which patients were recorded. Mark the column "
+            "as the patient ID or exclude it on the Data page (CLI: --id "
+            f"{first} or --exclude {first}); if it really is a measurement, keep it on purpose "
+            f"(Data page: 'Keep as a feature'; CLI: --keep-feature {first})."
+        )
     columns = _feature_columns(data, roles)
     numeric, categorical = _type_features(data, columns)
     categories = {c: _categories(data[c]) for c in categorical}
@@ -163,16 +192,41 @@ def _sorted_labels(values: pd.Series) -> tuple[Any, ...]:
         return tuple(sorted(unique, key=label_key))
 
 
-def _resolve_positive(classes: tuple[Any, ...], positive: Any, y_raw: pd.Series) -> Any:
+def _shown(value: Any, roles: Roles) -> str:
+    """A class as the user knows it: ``'malignant' (code 0)`` when the code has a name."""
+    name = roles.class_name(value)
+    return f"'{name}' (code {class_key(value)})" if name != class_key(value) else f"'{name}'"
+
+
+def _resolve_positive(
+    classes: tuple[Any, ...], positive: Any, y_raw: pd.Series, roles: Roles
+) -> tuple[Any, str, bool]:
+    """The positive class, the rule that chose it, and whether it was read off numeric codes."""
     if positive is None:
-        proposed = propose_positive_class(y_raw)
-        return next((c for c in classes if label_key(c) == label_key(proposed)), classes[1])
+        choice = choose_positive_class(y_raw, label_name=roles.label, class_names=roles.class_names)
+        if choice is None:
+            raise ConfigError(_name_the_positive(classes, roles))
+        chosen = next((c for c in classes if label_key(c) == label_key(choice.value)), classes[1])
+        return chosen, choice.rule, choice.from_codes
+    code = roles.class_code(positive)
     for c in classes:
-        if c == positive or label_key(c) == label_key(positive):
-            return c
+        if c == positive or label_key(c) == label_key(positive) or class_key(c) == code:
+            return c, "chosen by the user", False
+    names = [str(c) if roles.class_name(c) == class_key(c) else _shown(c, roles) for c in classes]
     raise ConfigError(
-        f"The positive class {positive!r} is not among the labels "
-        f"{[str(c) for c in classes]}; choose one of them."
+        f"The positive class {positive!r} is not among the labels {names}; choose one of them."
+    )
+
+
+def _name_the_positive(classes: tuple[Any, ...], roles: Roles) -> str:
+    codes = " and ".join(class_key(c) for c in classes)
+    kind = "numeric codes" if is_numeric_codes(pd.Series(classes)) else "values"
+    return (
+        f"The label {roles.label!r} holds the {kind} {codes}, which do not say which class is "
+        "the disease (in BreastMNIST, 0 is malignant). Name the positive class: choose it on "
+        f"the Data page, or pass --positive VALUE (e.g. --positive {class_key(classes[0])}) "
+        f"and, to give the codes names, --class-names {class_key(classes[0])}=NAME,"
+        f"{class_key(classes[1])}=NAME."
     )
 
 

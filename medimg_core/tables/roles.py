@@ -11,9 +11,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medimg_core.errors import DataError
+from medimg_core.errors import ConfigError, DataError
 
-__all__ = ["RoleProposal", "Roles", "feature_columns", "propose_positive_class", "propose_roles"]
+__all__ = [
+    "PositiveChoice",
+    "RoleProposal",
+    "Roles",
+    "choose_positive_class",
+    "class_key",
+    "feature_columns",
+    "id_like_features",
+    "is_numeric_codes",
+    "parse_class_names",
+    "propose_positive_class",
+    "propose_roles",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,19 @@ class Roles:
 
     ``exclude`` holds identifying columns (names, dates of birth, phone numbers, addresses,
     free text) and anything else the user chose to leave out; they never reach a model.
+
+    ``class_names`` gives the label's codes their names, as pairs (code as text, name), e.g.
+    ``(("0", "malignant"), ("1", "benign"))``. This is the one place medimg keeps class names:
+    the roles travel with the model and its card, and every table, figure and export that shows
+    a class shows its name (see :meth:`class_name`).
+
+    ``keep_as_feature`` lists numeric columns that look like patient or record numbers but that
+    the user confirmed are real measurements (see :func:`id_like_features`).
+
+    ``reader`` lists features that are themselves a reader's assessment (a radiologist's
+    BI-RADS category, a pathologist's grade). They stay model features, but training also
+    reports the model's performance without them, so nobody mistakes the reader's skill for the
+    model's.
     """
 
     label: str | None = None
@@ -29,6 +54,19 @@ class Roles:
     quality: str | None = None
     site: str | None = None
     exclude: tuple[str, ...] = ()
+    class_names: tuple[tuple[str, str], ...] = ()
+    keep_as_feature: tuple[str, ...] = ()
+    reader: tuple[str, ...] = ()
+
+    def class_name(self, value: Any) -> str:
+        """The display name of a label value: its given name, else the value as text."""
+        key = class_key(value)
+        return dict(self.class_names).get(key, key)
+
+    def class_code(self, name: Any) -> str | None:
+        """The code (as text) whose given name is ``name`` (case-insensitive), if any."""
+        wanted = str(name).strip().casefold()
+        return next((k for k, v in self.class_names if v.strip().casefold() == wanted), None)
 
     def non_feature_columns(self) -> tuple[str, ...]:
         """Columns that are never model features."""
@@ -42,6 +80,9 @@ class Roles:
             "quality": self.quality,
             "site": self.site,
             "exclude": list(self.exclude),
+            "class_names": dict(self.class_names),
+            "keep_as_feature": list(self.keep_as_feature),
+            "reader": list(self.reader),
         }
 
     @classmethod
@@ -52,6 +93,9 @@ class Roles:
             quality=d.get("quality"),
             site=d.get("site"),
             exclude=tuple(d.get("exclude") or ()),
+            class_names=tuple((str(k), str(v)) for k, v in (d.get("class_names") or {}).items()),
+            keep_as_feature=tuple(d.get("keep_as_feature") or ()),
+            reader=tuple(d.get("reader") or ()),
         )
 
 
@@ -241,7 +285,10 @@ def propose_roles(df: pd.DataFrame) -> RoleProposal:
         and (profiles[c].textual or profiles[c].n_distinct == 2)
     ]
     candidates = tuple(labels + others)
-    positive = propose_positive_class(df[candidates[0]]) if candidates else None
+    choice = (
+        choose_positive_class(df[candidates[0]], label_name=candidates[0]) if candidates else None
+    )
+    positive = choice.value if choice is not None else None
     return RoleProposal(
         label_candidates=candidates,
         id=id_column,
@@ -264,10 +311,11 @@ def propose_positive_class(values: pd.Series | Sequence[Any]) -> Any:
     -------
     Any
         The first disease-like value (malignant, positive, abnormal, pneumonia, disease,
-        cancer, yes, true, 1 ...); for two classes where one is healthy-like (benign, negative,
-        normal, no ...), the other one; for two numbers, the larger; otherwise the minority
-        class (ties: the later one in sorted order). Returned in the values' own type (the
-        number 1, not the text "1"; numpy scalars as Python scalars).
+        cancer, yes, true ...); for two classes where one is healthy-like (benign, negative,
+        normal, no ...), the other one; for two numeric codes (0/1, 1/2, 2/4, "0"/"1"), None:
+        numbers do not say which class is the disease, so the user must name it (see
+        :func:`choose_positive_class`); otherwise the minority class (ties: the later one in
+        sorted order). Returned in the values' own type (numpy scalars as Python scalars).
 
     Raises
     ------
@@ -285,8 +333,9 @@ def propose_positive_class(values: pd.Series | Sequence[Any]) -> Any:
     keys = {_key(c): c for c in classes}
     numbers = [n for n in (_as_number(c) for c in classes) if n is not None]
     if len(classes) == 2 and len(numbers) == 2:
-        # Numeric codes: the larger is the positive one (0/1, 1/2), whatever their type.
-        return classes[int(np.argmax(numbers))]
+        # Numeric codes say nothing about which class is the disease (BreastMNIST codes
+        # malignant as 0): only the user, the column's name or given class names can.
+        return None
     for word in _POSITIVE_WORDS:
         if word in keys:
             return keys[word]
@@ -297,6 +346,286 @@ def propose_positive_class(values: pd.Series | Sequence[Any]) -> Any:
     counts = present.map(_key).value_counts()
     rarest = sorted(str(k) for k, n in counts.items() if n == counts.min())[-1]
     return keys[rarest]
+
+
+@dataclass(frozen=True)
+class PositiveChoice:
+    """The positive class of a binary label and the rule that chose it, for the user.
+
+    Attributes
+    ----------
+    value : the label value, in the label's own type.
+    rule : one plain sentence naming the rule (shown on the pages, the CLI and the card).
+    from_codes : True when the values themselves do not say it (numeric codes decided by the
+        column name or the class names, or the rarer of two unrecognised words): the user is
+        told which rule chose it.
+    """
+
+    value: Any
+    rule: str
+    from_codes: bool = False
+
+
+_DISEASE_NAME_TOKENS = frozenset(
+    {
+        "malignant",
+        "malignancy",
+        "cancer",
+        "carcinoma",
+        "tumor",
+        "tumour",
+        "pneumonia",
+        "disease",
+        "diseased",
+        "abnormal",
+        "abnormality",
+        "positive",
+        "death",
+        "dead",
+        "died",
+        "deceased",
+        "mortality",
+        "event",
+        "recurrence",
+        "relapse",
+        "fracture",
+        "infection",
+        "infected",
+        "pathology",
+        "pathological",
+        "diabetes",
+        "diabetic",
+        "stroke",
+    }
+)
+_HEALTHY_NAME_TOKENS = frozenset(
+    {"benign", "normal", "healthy", "negative", "control", "alive", "survived", "survival"}
+)
+_NEGATION_TOKENS = frozenset({"not", "no", "non", "without"})
+
+
+def is_numeric_codes(values: pd.Series | Sequence[Any]) -> bool:
+    """Whether a label holds exactly two numeric codes (0/1, 1/2, 2/4, "0"/"1", 0.0/1.0).
+
+    Such codes do not say which class is the disease, so the positive class must be named.
+    Booleans are not codes: True names the condition of the column.
+    """
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    classes = {_key(_plain(v)): _plain(v) for v in pd.unique(series.dropna())}
+    return len(classes) == 2 and all(_as_number(v) is not None for v in classes.values())
+
+
+def choose_positive_class(
+    values: pd.Series | Sequence[Any],
+    *,
+    label_name: str | None = None,
+    class_names: Sequence[tuple[str, str]] = (),
+) -> PositiveChoice | None:
+    """The positive class of a two-class label, or None when the user must name it.
+
+    The rules, in order:
+
+    * **Numeric codes** (see :func:`is_numeric_codes`): never "the larger number". With class
+      names given for the codes, the name that reads as a disease (malignant, pneumonia ...)
+      or, failing that, the one that is not healthy-like (benign, normal ...). Without, for the
+      codes 0/1 only, the column name: ``malignant``, ``is_cancer``, ``pneumonia``,
+      ``death``, ``event`` ... make 1 that condition; ``benign``, ``normal``, ``healthy`` ...
+      make 1 the healthy class, so 0 is positive. A name that says both, or a negation
+      (``not_malignant``), decides nothing. Otherwise None.
+    * **Words** (malignant/benign, yes/no ...): :func:`propose_positive_class`.
+
+    Parameters
+    ----------
+    values : the label column (missing values ignored).
+    label_name : the label column's name.
+    class_names : (code as text, name) pairs, as in :attr:`Roles.class_names`.
+
+    Returns
+    -------
+    PositiveChoice or None
+        None for numeric codes no rule decides, and for labels without two classes.
+    """
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    present = series.dropna()
+    classes = [_plain(v) for v in pd.unique(present)]
+    if len({_key(c) for c in classes}) != 2:
+        return None
+    if not is_numeric_codes(present):
+        value = propose_positive_class(present)
+        other = next(c for c in classes if _key(c) != _key(value))
+        if _key(value) in _POSITIVE_WORDS or _key(other) in _NEGATIVE_WORDS:
+            return PositiveChoice(value, f"'{value}' reads as the disease class of the label")
+        return PositiveChoice(
+            value,
+            f"neither '{value}' nor '{other}' reads as a disease or as healthy, so the rarer "
+            "class was taken; check it",
+            from_codes=True,
+        )
+    named = _positive_from_names(classes, dict(class_names))
+    if named is not None:
+        return named
+    return _positive_from_column_name(classes, label_name)
+
+
+def _positive_from_names(classes: list[Any], names: dict[str, str]) -> PositiveChoice | None:
+    given = {class_key(c): names.get(class_key(c)) for c in classes}
+    if not all(given.values()):
+        return None
+    by_name = {_key(n): c for c, n in zip(classes, given.values(), strict=True)}
+    words = {_key(n) for n in given.values() if n}
+    healthy = [w for w in words if w in _NEGATIVE_WORDS or _tokens(w) & _HEALTHY_NAME_TOKENS]
+    disease = [
+        w
+        for w in words
+        if w not in healthy and (w in _POSITIVE_WORDS or _tokens(w) & _DISEASE_NAME_TOKENS)
+    ]
+    if len(disease) == 1:
+        chosen = by_name[disease[0]]
+        why = "its class name reads as the disease"
+    elif len(healthy) == 1 and not disease:
+        chosen = next(c for w, c in by_name.items() if w != healthy[0])
+        why = "the other class's name reads as healthy"
+    else:
+        return None
+    listed = ", ".join(f"{code} = {name}" for code, name in sorted(given.items()))
+    return PositiveChoice(chosen, f"{why} (class names: {listed})", from_codes=True)
+
+
+def _positive_from_column_name(classes: list[Any], label_name: str | None) -> PositiveChoice | None:
+    if label_name is None or sorted(_key(c) for c in classes) != ["0", "1"]:
+        return None
+    tokens = _tokens(label_name)
+    disease = tokens & _DISEASE_NAME_TOKENS
+    healthy = tokens & _HEALTHY_NAME_TOKENS
+    if tokens & _NEGATION_TOKENS or bool(disease) == bool(healthy):
+        return None
+    one = next(c for c in classes if _key(c) == "1")
+    zero = next(c for c in classes if _key(c) == "0")
+    if disease:
+        word = sorted(disease)[0]
+        return PositiveChoice(
+            one,
+            f"the label column is named {label_name!r}, so 1 is taken as '{word}' (positive) "
+            "and 0 as its absence",
+            from_codes=True,
+        )
+    word = sorted(healthy)[0]
+    return PositiveChoice(
+        zero,
+        f"the label column is named {label_name!r}, so 1 is taken as '{word}' (the healthy "
+        "class) and 0 as the positive class",
+        from_codes=True,
+    )
+
+
+def class_key(value: Any) -> str:
+    """A label value as text, the way class names are keyed: ``1.0`` and ``1`` are ``"1"``."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def parse_class_names(text: str) -> tuple[tuple[str, str], ...]:
+    """Read class names typed by a user: ``"0=malignant, 1=benign"``.
+
+    Pairs are separated by commas, semicolons or new lines; each is ``code=name`` (``:`` and
+    ``->`` also work). Spaces around codes and names are dropped; a name may contain spaces
+    (``1 = benign lesion``). Codes written ``1.0`` are the code ``1``.
+
+    Parameters
+    ----------
+    text : what the user typed; empty for no names.
+
+    Returns
+    -------
+    tuple of (code, name)
+        In the order given.
+
+    Raises
+    ------
+    ConfigError
+        A pair without a separator, an empty code or name, a code named twice, or two codes
+        with the same name.
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in re.split(r"[,;\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.match(r"^(.*?)\s*(?:->|=|:)\s*(.*)$", part)
+        if match is None or not match.group(1).strip() or not match.group(2).strip():
+            raise ConfigError(
+                f"Class names must be written code=name, e.g. '0=malignant,1=benign'; "
+                f"could not read {part!r}."
+            )
+        code = class_key(_as_code(match.group(1).strip()))
+        name = match.group(2).strip()
+        if any(code == c for c, _ in pairs):
+            raise ConfigError(f"The code {code!r} is named twice in the class names; name it once.")
+        if any(name.casefold() == n.casefold() for _, n in pairs):
+            raise ConfigError(
+                f"Two codes are named {name!r} in the class names; give each class its own name."
+            )
+        pairs.append((code, name))
+    return tuple(pairs)
+
+
+def _as_code(text: str) -> Any:
+    number = _as_number(text)
+    if number is not None and number.is_integer() and re.fullmatch(r"[+-]?\d+(\.0*)?", text):
+        return int(number)
+    return text
+
+
+_ID_FEATURE_TOKENS = _ID_TOKENS | _ID_NOUNS | frozenset({"number", "no", "nr", "num"})
+
+
+def id_like_features(df: pd.DataFrame, roles: Roles) -> dict[str, str]:
+    """Numeric feature columns that look like patient or record numbers, with the reason.
+
+    A column qualifies when its name reads like an identifier (id, number, no, patient, case,
+    record, MRN ...) and its whole-number values are nearly all distinct (at least 95%) or
+    never go down from one row to the next (at least 5 values: several rows per patient,
+    numbered in order). Such a column would let a model learn the order in which
+    patients were recorded; it must be marked as the ID or excluded, or kept on purpose
+    (``roles.keep_as_feature``).
+
+    Parameters
+    ----------
+    df : the data.
+    roles : the roles; their feature columns are checked.
+
+    Returns
+    -------
+    dict
+        Column -> why it looks like an identifier, in the frame's column order.
+    """
+    found: dict[str, str] = {}
+    for column in feature_columns(df, roles):
+        if not isinstance(column, str) or column in roles.keep_as_feature:
+            continue
+        tokens = _tokens(column)
+        if not (_id_like(tokens) or tokens & _ID_FEATURE_TOKENS):
+            continue
+        series = df[column]
+        if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(
+            series.dtype
+        ):
+            continue
+        present = series.dropna()
+        if len(present) < 3:
+            continue
+        values = present.to_numpy(dtype="float64")
+        if not np.isfinite(values).all() or (np.mod(values, 1) != 0).any():
+            continue
+        n_distinct = int(present.nunique())
+        if n_distinct / len(present) >= 0.95:
+            found[column] = f"whole numbers, {n_distinct / len(present):.0%} distinct"
+        elif n_distinct >= 5 and bool((np.diff(values) >= 0).all()):
+            # Several rows per patient, numbered in the order they were recorded.
+            found[column] = "whole numbers that only go up with the rows"
+    return found
 
 
 def feature_columns(df: pd.DataFrame, roles: Roles) -> list[str]:

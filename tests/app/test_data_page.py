@@ -137,3 +137,48 @@ def test_join_brings_in_columns_and_counts_unmatched_keys(
     assert metrics["Matched rows"] == "151 of 202"
     assert metrics["Unmatched keys, first table"] == "51"
     assert metrics["Unmatched keys, second table"] == "1"
+
+
+def _coded_csv() -> bytes:
+    # The UCI Wisconsin original: class 2 = benign, 4 = malignant, and a sample code number.
+    n = 40
+    frame = pd.DataFrame(
+        {
+            "sample_code_number": range(1_000_001, 1_000_001 + n),
+            "clump_thickness": [1 + (i * 7) % 10 for i in range(n)],
+            "class": [2 if i % 3 else 4 for i in range(n)],
+        }
+    )
+    return frame.to_csv(index=False).encode()
+
+
+def test_numeric_codes_need_an_explicit_positive_class(open_app: Callable[..., AppTest]) -> None:
+    at = upload(open_app(PAGE), _coded_csv(), "wisconsin.csv")
+    at.selectbox(key="role_label").select("class").run()
+    assert not at.exception
+    assert at.selectbox(key="role_positive").value is None
+    assert at.button(key="confirm_roles").disabled
+    assert any("codes 2 and 4, which do not say" in w.value for w in at.warning)
+    at.text_input(key="class_name_class_2").input("benign")
+    at.text_input(key="class_name_class_4").input("malignant").run()
+    at.selectbox(key="role_positive").set_value(4).run()
+    # The sample code number is not silently a feature: the page says so and offers a choice.
+    assert any("look like patient or record numbers" in w.value for w in at.warning)
+    at.button(key="confirm_roles").click().run()
+    roles = at.session_state[state.ROLES]
+    assert at.session_state[state.POSITIVE] == 4
+    assert roles.class_names == (("2", "benign"), ("4", "malignant"))
+    assert roles.keep_as_feature == ()
+
+
+def test_a_feature_can_be_marked_as_a_reader_assessment(open_app: Callable[..., AppTest]) -> None:
+    at = open_app(PAGE)
+    at.button(key="use_sample").click().run()
+    reader = at.multiselect(key="role_reader")
+    assert "diagnosis" not in reader.options
+    reader.select("mean radius").run()
+    at.button(key="confirm_roles").click().run()
+    assert not at.exception
+    roles = at.session_state[state.ROLES]
+    assert roles.reader == ("mean radius",)
+    assert "mean radius" not in roles.non_feature_columns()

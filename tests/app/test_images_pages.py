@@ -192,12 +192,39 @@ def test_npz_keeps_its_test_split_through_training(open_app: Callable[..., AppTe
     assert not at.exception
     assert any("test split (5" in i.value for i in at.info)
     assert "split" in at.session_state[state.PROPOSAL].identifying
+    # Codes 0/1 of an unrecognised file: nothing is pre-selected, confirming waits for a choice.
+    assert at.selectbox(key="role_positive").value is None
+    assert at.button(key="confirm_roles").disabled
+    assert any("do not say which class is the disease" in w.value for w in at.warning)
+    at.text_input(key="class_name_label_0").input("normal")
+    at.text_input(key="class_name_label_1").input("pneumonia").run()
+    assert at.selectbox(key="role_positive").format_func(1) == "1 — pneumonia"
+    at.selectbox(key="role_positive").set_value(1).run()
+    assert not at.button(key="confirm_roles").disabled
     at = walk_to_model(at)
+    assert at.session_state[state.ROLES].class_names == (("0", "normal"), ("1", "pneumonia"))
     markdown = " ".join(m.value for m in at.markdown)
     assert "the file's own test split (5 images)" in markdown
     active = at.session_state[state.ACTIVE]
     assert active.test is not None and active.test.n == 5
     assert active.card["validation"]["settings"]["predefined_test"] is True
+
+
+def test_a_recognised_medmnist_file_offers_its_published_names(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = images_data_page(open_app, image_npz(), "breastmnist_128.npz")
+    assert not at.exception
+    assert at.text_input(key="class_name_label_0").value == "malignant"
+    assert at.text_input(key="class_name_label_1").value == "normal, benign"
+    assert at.selectbox(key="role_positive").value == 0
+    assert any("Recognised as **BreastMNIST**" in c.value for c in at.caption)
+    at.button(key="confirm_roles").click().run()
+    assert at.session_state[state.POSITIVE] == 0
+    assert dict(at.session_state[state.ROLES].class_names) == {
+        "0": "malignant",
+        "1": "normal, benign",
+    }
 
 
 def test_train_explain_and_predict_on_images(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medimg_core.errors import ImageError
+from medimg_core.imaging.npz import MEDMNIST
 from medimg_core.imaging.sets import open_image_set
 
 SHARED_NPZ = Path(__file__).resolve().parents[4] / "shared" / "data" / "pneumoniamnist.npz"
@@ -58,3 +59,55 @@ def test_shared_pneumoniamnist_opens() -> None:
     s = open_image_set(SHARED_NPZ)
     assert len(s) == 3166 and s.common_size == (28, 28)
     assert set(s.records["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "key", "positive", "names"),
+    [
+        ("pneumoniamnist.npz", "pneumoniamnist", "1", {"0": "normal", "1": "pneumonia"}),
+        ("breastmnist_128.npz", "breastmnist", "0", {"0": "malignant", "1": "normal, benign"}),
+        ("BreastMNIST-224.npz", "breastmnist", "0", {"0": "malignant", "1": "normal, benign"}),
+    ],
+)
+def test_medmnist_sets_are_recognised_by_file_name(
+    tmp_path: Path, file_name: str, key: str, positive: str, names: dict[str, str]
+) -> None:
+    s = open_image_set(write_npz(tmp_path / file_name))
+    assert s.dataset is not None and s.dataset.key == key
+    assert dict(s.dataset.labels) == names and s.dataset.positive == positive
+    note = next(n for n in s.notes if n.startswith("Recognised as"))
+    assert f"{positive} = {names[positive]}" in note
+    assert f"positive class offered is {names[positive]} (code {positive})" in note
+
+
+def test_unknown_or_mismatched_npz_is_not_named(tmp_path: Path) -> None:
+    plain = open_image_set(write_npz(tmp_path / "scans.npz"))
+    assert plain.dataset is None
+    assert any("not recognised as a MedMNIST set" in n for n in plain.notes)
+    # A file named like PneumoniaMNIST whose codes are not 0/1 is not taken for it.
+    arrays = {
+        "train_images": np.zeros((4, 8, 8), np.uint8),
+        "train_labels": np.array([[0], [3], [3], [0]]),
+        "test_images": np.zeros((2, 8, 8), np.uint8),
+        "test_labels": np.array([[0], [3]]),
+    }
+    np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
+    assert open_image_set(tmp_path / "pneumoniamnist.npz").dataset is None
+
+
+def test_medmnist_label_names_match_the_published_info() -> None:
+    # MedMNIST v2 medmnist/info.py, INFO[...]["label"].
+    assert MEDMNIST["breastmnist"].positive_name == "malignant"
+    assert MEDMNIST["pneumoniamnist"].positive_name == "pneumonia"
+    assert dict(MEDMNIST["octmnist"].labels)["3"] == "normal"
+    assert dict(MEDMNIST["dermamnist"].labels)["4"] == "melanoma"
+    assert len(MEDMNIST["organsmnist"].labels) == 11
+    assert len(MEDMNIST["pathmnist"].labels) == 9
+    assert all(d.positive is None for k, d in MEDMNIST.items() if len(d.labels) > 2)
+    assert "retinamnist" not in MEDMNIST
+
+
+@pytest.mark.skipif(not SHARED_NPZ.exists(), reason="shared pneumoniamnist.npz not present")
+def test_shared_pneumoniamnist_is_recognised() -> None:
+    s = open_image_set(SHARED_NPZ)
+    assert s.dataset is not None and s.dataset.key == "pneumoniamnist"

@@ -86,3 +86,58 @@ def test_free_text_and_no_features_are_refused() -> None:
         resolve_features(text, Roles(label="y"))
     with pytest.raises(DataError, match="no feature columns left"):
         resolve_features(pd.DataFrame({"y": ["a"]}), Roles(label="y"))
+
+
+def _breastmnist_like(label: str = "label") -> pd.DataFrame:
+    # BreastMNIST codes malignant as 0 and normal/benign as 1.
+    return pd.DataFrame({label: [0] * 4 + [1] * 8, "x": np.arange(12.0) % 5})
+
+
+def test_numeric_codes_without_a_positive_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"numeric codes 0 and 1.*--positive.*--class-names"):
+        resolve_task(_breastmnist_like(), Roles(label="label"))
+    two_four = pd.DataFrame({"class": [2, 4, 2, 2], "x": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ConfigError, match=r"numeric codes 2 and 4"):
+        resolve_task(two_four, Roles(label="class"))
+    digits = pd.DataFrame({"y": ["0", "1", "1"], "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ConfigError, match="Name the positive class"):
+        resolve_task(digits, Roles(label="y"))
+
+
+def test_breastmnist_names_make_malignant_positive_and_say_why() -> None:
+    roles = Roles(label="label", class_names=(("0", "malignant"), ("1", "benign")))
+    task = resolve_task(_breastmnist_like(), roles)
+    assert task.positive_class == 0
+    assert task.labels_by_code == (1, 0)
+    assert "class names" in task.positive_rule
+    assert task.warnings == ("Positive class 'malignant' (code 0): " + task.positive_rule + ".",)
+    # The positive class may be named by its class name.
+    by_name = resolve_task(_breastmnist_like(), roles, positive="Malignant")
+    assert by_name.positive_class == 0 and by_name.positive_rule == "chosen by the user"
+    with pytest.raises(ConfigError, match=r"'malignant' \(code 0\)"):
+        resolve_task(_breastmnist_like(), roles, positive="cyst")
+
+
+@pytest.mark.parametrize(("name", "positive"), [("is_malignant", 1), ("benign", 0)])
+def test_zero_one_codes_follow_the_column_name(name: str, positive: int) -> None:
+    task = resolve_task(_breastmnist_like(name), Roles(label=name))
+    assert task.positive_class == positive
+    assert repr(name) in task.positive_rule
+    assert task.warnings and repr(name) in task.warnings[0]
+
+
+def test_a_patient_number_column_is_refused_as_a_feature() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_number": np.arange(5001, 5041),
+            "radius": np.linspace(1.0, 3.0, 40),
+            "diagnosis": ["benign", "malignant"] * 20,
+        }
+    )
+    with pytest.raises(DataError, match=r"'patient_number'.*patient ID.*--keep-feature"):
+        resolve_features(frame, Roles(label="diagnosis"))
+    assert resolve_features(frame, Roles(label="diagnosis", id="patient_number")).columns == (
+        "radius",
+    )
+    kept = resolve_features(frame, Roles(label="diagnosis", keep_as_feature=("patient_number",)))
+    assert kept.columns == ("patient_number", "radius")

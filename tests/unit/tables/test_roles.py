@@ -5,12 +5,16 @@ import pandas as pd
 import pytest
 
 import medimg_core.tables.roles as roles_module
-from medimg_core.errors import DataError
+from medimg_core.errors import ConfigError, DataError
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import (
     RoleProposal,
     Roles,
+    choose_positive_class,
     feature_columns,
+    id_like_features,
+    is_numeric_codes,
+    parse_class_names,
     propose_positive_class,
     propose_roles,
 )
@@ -50,9 +54,15 @@ def clinical_table() -> pd.DataFrame:
 
 def test_public_names_are_exported() -> None:
     assert set(roles_module.__all__) == {
+        "PositiveChoice",
         "RoleProposal",
         "Roles",
+        "choose_positive_class",
+        "class_key",
         "feature_columns",
+        "id_like_features",
+        "is_numeric_codes",
+        "parse_class_names",
         "propose_positive_class",
         "propose_roles",
     }
@@ -170,7 +180,8 @@ def test_integer_valued_floats_can_be_labels() -> None:
     frame = pd.DataFrame({"label": [0.0, 1.0] * (N // 2), "x": RNG.normal(size=N)})
     proposal = propose_roles(frame)
     assert proposal.label_candidates == ("label",)
-    assert proposal.positive_class == 1.0
+    # Numeric codes under a neutral name: the user must name the positive class.
+    assert proposal.positive_class is None
 
 
 def test_no_label_candidates() -> None:
@@ -266,11 +277,6 @@ def test_empty_and_non_string_column_names() -> None:
         (["COVID", "normal", "normal"], "COVID"),
         ([False, True, False], True),
         (["false", "true"], "true"),
-        ([0, 1, 0, 0], 1),
-        ([1, 2, 2], 2),
-        ([0.0, 1.0], 1.0),
-        (["0", "1", "1"], "1"),
-        (["2", "10"], "10"),
         (["a", "b", "b", "c", "c"], "a"),
         (["x", "x", "y", "y"], "y"),
         ([3, 3, 1, 1, 2], 2),
@@ -283,10 +289,94 @@ def test_propose_positive_class(values: list[object], expected: object) -> None:
 
 
 def test_positive_class_keeps_original_type_from_numpy_and_ignores_missing() -> None:
-    series = pd.Series([0, 1, None, 1], dtype="float64")
-    assert propose_positive_class(series) == 1.0
-    got = propose_positive_class(pd.Series(np.array([0, 1, 1], dtype=np.int64)))
-    assert got == 1 and isinstance(got, int)
+    series = pd.Series(["benign", "malignant", None, "malignant"], dtype="object")
+    assert propose_positive_class(series) == "malignant"
+    got = propose_positive_class(pd.Series(np.array([True, False, True])))
+    assert got is True
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0, 1, 0, 0], [1, 2, 2], [0.0, 1.0], ["0", "1", "1"], ["2", "10"], [2, 4, 4]],
+)
+def test_numeric_codes_are_never_guessed(values: list[object]) -> None:
+    # BreastMNIST codes malignant as 0: "the larger number" would be benign.
+    assert propose_positive_class(values) is None
+    assert is_numeric_codes(values)
+    assert choose_positive_class(values, label_name="label") is None
+
+
+def test_breastmnist_like_codes_get_no_silent_positive() -> None:
+    labels = pd.Series([0] * 40 + [1] * 60, name="label")
+    frame = pd.DataFrame({"label": labels, "x": RNG.normal(size=100)})
+    assert propose_roles(frame).positive_class is None
+    named = choose_positive_class(labels, class_names=(("0", "malignant"), ("1", "benign")))
+    assert named is not None and named.value == 0 and named.from_codes
+    assert named.rule == (
+        "its class name reads as the disease (class names: 0 = malignant, 1 = benign)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("malignant", 1),
+        ("is_malignant", 1),
+        ("hasCancer", 1),
+        ("pneumonia", 1),
+        ("death", 1),
+        ("event", 1),
+        ("abnormal", 1),
+        ("benign", 0),
+        ("is_normal", 0),
+        ("healthy", 0),
+        ("label", None),
+        ("target", None),
+        ("not_malignant", None),
+        ("benign_malignant", None),
+    ],
+)
+def test_column_name_decides_zero_one_codes(name: str, expected: int | None) -> None:
+    choice = choose_positive_class([0, 1, 1, 0], label_name=name)
+    if expected is None:
+        assert choice is None
+    else:
+        assert choice is not None and choice.value == expected and choice.from_codes
+        assert repr(name) in choice.rule
+
+
+def test_column_name_only_decides_zero_one() -> None:
+    # 1/2 or 2/4 codes under a disease-like name still need the user.
+    assert choose_positive_class([2, 4, 4], label_name="malignant") is None
+    assert choose_positive_class([1, 2], label_name="disease") is None
+
+
+def test_class_names_name_the_positive_by_word() -> None:
+    choice = choose_positive_class([2, 4], class_names=(("2", "benign"), ("4", "malignant")))
+    assert choice is not None and choice.value == 4
+    healthy_only = choose_positive_class([0, 1], class_names=(("0", "COVID"), ("1", "normal")))
+    assert healthy_only is not None and healthy_only.value == 0
+    undecided = choose_positive_class([0, 1], class_names=(("0", "type A"), ("1", "type B")))
+    assert undecided is None
+    partial = choose_positive_class([0, 1], class_names=(("0", "malignant"),))
+    assert partial is None
+
+
+def test_roles_class_names_round_trip_and_lookup() -> None:
+    roles = Roles(
+        label="y",
+        class_names=(("0", "malignant"), ("1", "benign")),
+        keep_as_feature=("case_no",),
+    )
+    assert Roles.from_dict(roles.to_dict()) == roles
+    assert roles.to_dict()["class_names"] == {"0": "malignant", "1": "benign"}
+    assert roles.class_name(0) == "malignant"
+    assert roles.class_name(1.0) == "benign"
+    assert roles.class_name(np.int64(0)) == "malignant"
+    assert roles.class_name(7) == "7"
+    assert roles.class_code("MALIGNANT") == "0"
+    assert roles.class_code("other") is None
+    assert Roles.from_dict({"label": "y"}) == Roles(label="y")
 
 
 def test_positive_class_of_nothing_is_a_data_error() -> None:
@@ -316,3 +406,69 @@ def test_proposal_to_roles_keeps_identifying_out_of_features() -> None:
     frame = clinical_table()
     roles = propose_roles(frame).to_roles()
     assert feature_columns(frame, roles) == ["radius", "texture", "age", "sex"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0=malignant,1=benign", (("0", "malignant"), ("1", "benign"))),
+        (" 0 = malignant ; 1 = benign lesion ", (("0", "malignant"), ("1", "benign lesion"))),
+        ("2:benign\n4:malignant", (("2", "benign"), ("4", "malignant"))),
+        ("1.0->pneumonia, 0.0->normal", (("1", "pneumonia"), ("0", "normal"))),
+        ("B=benign,M=malignant", (("B", "benign"), ("M", "malignant"))),
+        ("", ()),
+        (" , ", ()),
+    ],
+)
+def test_parse_class_names(text: str, expected: tuple[tuple[str, str], ...]) -> None:
+    assert parse_class_names(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("0 malignant", "code=name"),
+        ("=malignant", "code=name"),
+        ("0=", "code=name"),
+        ("0=a,0=b", "named twice"),
+        ("0=tumour,1=Tumour", "same name|named 'Tumour'"),
+    ],
+)
+def test_parse_class_names_refuses_unclear_input(text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_class_names(text)
+
+
+def test_patient_number_column_is_flagged_as_id_like() -> None:
+    n = 50
+    frame = pd.DataFrame(
+        {
+            "patient_number": np.arange(1001, 1001 + n),
+            "case_no": np.repeat(np.arange(n // 2), 2),  # repeats, but increases with rows
+            "record_nr": RNG.permutation(n) % 5,  # a code, neither distinct nor ordered
+            "number_of_nodes": RNG.integers(0, 12, size=n),
+            "age": RNG.integers(20, 90, size=n),
+            "id_score": RNG.normal(size=n),  # not whole numbers
+            "y": ["a", "b"] * (n // 2),
+        }
+    )
+    found = id_like_features(frame, Roles(label="y"))
+    assert list(found) == ["patient_number", "case_no"]
+    assert "distinct" in found["patient_number"]
+    assert "go up" in found["case_no"]
+    shuffled = frame.assign(case_no=RNG.permutation(frame["case_no"].to_numpy()))
+    assert list(id_like_features(shuffled, Roles(label="y"))) == ["patient_number"]
+    assert list(id_like_features(frame, Roles(label="y", id="patient_number"))) == ["case_no"]
+    assert list(id_like_features(frame, Roles(label="y", exclude=("case_no",)))) == [
+        "patient_number"
+    ]
+    kept = Roles(label="y", id="case_no", keep_as_feature=("patient_number",))
+    assert id_like_features(frame, kept) == {}
+
+
+def test_unrecognised_words_take_the_rarer_class_and_say_so() -> None:
+    choice = choose_positive_class(["type A", "type A", "type B"], label_name="group")
+    assert choice is not None and choice.value == "type B" and choice.from_codes
+    assert "rarer class" in choice.rule
+    worded = choose_positive_class(["benign", "malignant", "benign"])
+    assert worded is not None and worded.value == "malignant" and not worded.from_codes
