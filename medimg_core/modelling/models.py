@@ -3,6 +3,7 @@ to be used safely on new data (feature schema, classes, positive class, threshol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,9 +22,10 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, Sta
 from sklearn.svm import SVC, LinearSVC
 
 from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.ood import DistanceReference
 from medimg_core.modelling.schema import check_schema
 from medimg_core.tables.cleaning import CleaningPlan
-from medimg_core.tables.roles import Roles
+from medimg_core.tables.roles import Roles, class_key
 
 __all__ = [
     "CLASS_WEIGHT_IGNORED",
@@ -35,6 +37,7 @@ __all__ = [
     "build_pipeline",
     "build_preprocessor",
     "class_names_by_code",
+    "default_params",
     "label_key",
     "labels_by_code",
     "model_name",
@@ -134,6 +137,8 @@ class MedimgModel:
     positive_class : the label value treated as positive (binary only; None for multi-class).
     threshold : decision threshold on P(positive) chosen on development data (binary only).
     roles : the confirmed roles, plan : the cleaning plan, both re-applied to new data.
+    ood : the development rows' distance statistics (see :mod:`medimg_core.modelling.ood`);
+        None for models saved before they were kept, or trained on too few rows.
     """
 
     pipeline: Pipeline
@@ -149,10 +154,21 @@ class MedimgModel:
     threshold: float
     roles: Roles
     plan: CleaningPlan
+    ood: DistanceReference | None = None
 
     @property
     def is_binary(self) -> bool:
         return len(self.classes) == 2
+
+    def display_name(self, value: Any) -> Any:
+        """A class as shown to users: its name from ``roles.class_names``, else the value itself.
+
+        Class names live in the roles (so they travel with the model and its card); the model's
+        classes, encoding and threshold always use the codes.
+        """
+        if not self.roles.class_names:
+            return value
+        return self.roles.class_name(value)
 
     def encode_labels(self, y: pd.Series | np.ndarray | list[Any]) -> np.ndarray:
         """Label values -> the encoded target the pipeline was fitted on.
@@ -302,6 +318,13 @@ def _estimator_factories(seed: int) -> dict[str, tuple[Any, dict[str, Any]]]:
     }
 
 
+def default_params(kind: str) -> dict[str, Any]:
+    """The hyper-parameters medimg sets for ``kind`` before ``ModelConfig.params`` (e.g. 300
+    trees for the random forest); empty for an unknown kind."""
+    _, defaults = _estimator_factories(0).get(kind, (None, {}))
+    return {k: v for k, v in defaults.items() if k != "random_state"}
+
+
 def valid_params(kind: str) -> tuple[str, ...]:
     """Hyper-parameter names ``ModelConfig.params`` may set for ``kind``.
 
@@ -400,6 +423,16 @@ def labels_by_code(classes: tuple[Any, ...], positive_class: Any) -> tuple[Any, 
     return classes
 
 
-def class_names_by_code(classes: tuple[Any, ...], positive_class: Any) -> tuple[str, ...]:
-    """:func:`labels_by_code` as display strings (``Evaluation.class_names``)."""
-    return tuple(str(c) for c in labels_by_code(classes, positive_class))
+def class_names_by_code(
+    classes: tuple[Any, ...], positive_class: Any, names: Sequence[tuple[str, str]] = ()
+) -> tuple[str, ...]:
+    """:func:`labels_by_code` as display strings (``Evaluation.class_names``).
+
+    ``names`` are the user's class names, (code as text, name) pairs as in
+    :attr:`Roles.class_names`: a named code shows its name ("malignant" for 0).
+    """
+    given = dict(names)
+    return tuple(
+        given.get(class_key(c), str(c)) if given else str(c)
+        for c in labels_by_code(classes, positive_class)
+    )

@@ -7,14 +7,27 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from medimg_core.modelling.guards import guards, identical_rows_across, single_feature_aucs
+from medimg_core.modelling.guards import (
+    guards,
+    identical_rows_across,
+    likely_repeated_rows,
+    single_feature_aucs,
+)
 from medimg_core.modelling.training import TrainingResult
 
 
 def test_identical_rows_across_counts_test_rows_seen_in_development() -> None:
     X = pd.DataFrame({"a": [1, 2, 3, 1, 5], "b": [0, 0, 0, 0, 1]})
-    assert identical_rows_across(X, np.array([0, 1, 2]), np.array([3, 4])) == 1
-    assert identical_rows_across(X, np.array([0, 1, 2]), np.array([], dtype=int)) == 0
+    assert identical_rows_across(X, np.array([0, 1, 2]), np.array([3, 4])) == (1, 0)
+    assert identical_rows_across(X, np.array([0, 1, 2]), np.array([], dtype=int)) == (0, 0)
+
+
+def test_identical_rows_across_counts_twins_with_the_opposite_label() -> None:
+    # Like BreastMNIST: a test image pixel-identical to a training image, labels swapped.
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0, 2.0, 9.0], "b": [5.0, 6.0, 7.0, 5.0, 6.0, 0.0]})
+    y = np.array([0, 1, 1, 1, 1, 0])
+    dev, test = np.array([0, 1, 2]), np.array([3, 4, 5])
+    assert identical_rows_across(X, dev, test, y) == (2, 1)
 
 
 def test_single_feature_aucs_skip_columns_without_values() -> None:
@@ -32,12 +45,87 @@ def test_guards_name_shared_patients_and_repeated_rows(
     y = model.encode_labels(wdbc["diagnosis"])
     dev = np.flatnonzero(wdbc.index.isin(trained.dev_index))
     split = dataclasses.replace(
-        trained.split, overlap_ids=("C0001", "C0002"), identical_rows_across=3
+        trained.split,
+        overlap_ids=("C0001", "C0002"),
+        identical_rows_across=3,
+        identical_rows_opposite_label=1,
     )
     common = {"model": model, "X": X, "y": y, "y_raw": wdbc["diagnosis"], "dev": dev}
     base = guards(**common, cv_eval=trained.cv, test_eval=trained.test, split=trained.split)
     warned = guards(**common, cv_eval=trained.cv, test_eval=trained.test, split=split)
     added = [w for w in warned if w not in base]
     assert len(added) == 2
-    assert added[0].startswith("3 test row(s) have feature values identical to a development row")
+    assert added[0].startswith(
+        "3 test row(s) have feature values identical to a development row (1 of them with the "
+        "opposite label"
+    )
+    assert "They were kept, not removed" in added[0]
     assert added[1].startswith("2 patient ID(s) appear in both the development and the test set")
+
+
+def _wdbc_features() -> pd.DataFrame:
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).data
+
+
+def test_near_identical_rows_are_counted_without_false_alarms() -> None:
+    X = _wdbc_features()
+    numeric = tuple(X.columns)
+    assert likely_repeated_rows(X, numeric) == 0
+    # 50 patients measured twice: the second record differs in the 5th significant digit.
+    rng = np.random.default_rng(0)
+    again = X.iloc[:50] * (1 + 1e-5 * rng.standard_normal((50, X.shape[1])))
+    assert likely_repeated_rows(pd.concat([X, again]), numeric) == 50
+    # Integer scores (1-10 cytology): identical rows between patients are expected, no alarm.
+    scores = pd.DataFrame(rng.integers(1, 4, size=(700, 9)), columns=[f"s{i}" for i in range(9)])
+    scores.iloc[:300] = 1
+    assert likely_repeated_rows(scores, tuple(scores.columns)) == 0
+    # One continuous column shared by chance (age in years): no alarm either.
+    age = pd.DataFrame({"age": rng.integers(20, 90, 1000).astype(float)})
+    assert likely_repeated_rows(age, ("age",)) == 0
+
+
+def test_training_without_an_id_warns_about_repeated_patients() -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from medimg_core.modelling.models import ModelConfig
+    from medimg_core.modelling.training import train
+    from medimg_core.modelling.validation import ValidationConfig
+    from medimg_core.tables.roles import Roles
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:200].assign(diagnosis=np.where(data.target[:200] == 0, "m", "b"))
+    twice = frame.iloc[:40].copy()
+    twice["mean radius"] *= 1.00001
+    doubled = pd.concat([frame, twice], ignore_index=True)
+    settings = {
+        "config": ModelConfig(model="logreg"),
+        "validation": ValidationConfig(test_size=0.2, cv=3, n_boot=20),
+        "positive": "m",
+    }
+    warned = train(doubled, Roles(label="diagnosis"), **settings)
+    assert any("40 row(s) are near-identical" in w for w in warned.warnings)
+    assert any("patient ID" in w for w in warned.warnings)
+    clean = train(frame, Roles(label="diagnosis"), **settings)
+    assert not any("near-identical" in w for w in clean.warnings)
+    ids = doubled.assign(patient=[f"P{i}" for i in range(200)] + [f"P{i}" for i in range(40)])
+    grouped = train(ids, Roles(label="diagnosis", id="patient"), **settings)
+    assert not any("near-identical" in w for w in grouped.warnings)
+
+
+def test_repeated_patients_are_named_before_training_without_an_id() -> None:
+    from medimg_core.modelling.guards import repeated_patients_warning
+    from medimg_core.tables.roles import Roles
+
+    frame = _wdbc_features().iloc[:200].assign(diagnosis=["m", "b"] * 100)
+    twice = frame.iloc[:30].copy()
+    twice["mean radius"] *= 1.00001
+    doubled = pd.concat([frame, twice], ignore_index=True)
+    warning = repeated_patients_warning(doubled, Roles(label="diagnosis"))
+    assert warning is not None and warning.startswith("30 row(s) are near-identical")
+    assert repeated_patients_warning(frame, Roles(label="diagnosis")) is None
+    ids = doubled.assign(patient=[f"P{i}" for i in range(200)] + [f"P{i}" for i in range(30)])
+    assert repeated_patients_warning(ids, Roles(label="diagnosis", id="patient")) is None
+    # Feature problems are left for training to report in full, not half-reported here.
+    assert repeated_patients_warning(frame[["diagnosis"]], Roles(label="diagnosis")) is None

@@ -17,6 +17,7 @@ from medimg_core.modelling.models import (
     MedimgModel,
     ModelConfig,
     build_pipeline,
+    class_names_by_code,
     label_key,
     valid_params,
 )
@@ -208,3 +209,12 @@ def test_label_key() -> None:
     assert label_key(1.0) == label_key(1) == label_key("1") == label_key(np.int64(1))
     assert label_key("malignant") == "malignant"
     assert label_key(1.5) == "1.5"
+
+
+def test_class_names_by_code_shows_the_names_users_gave() -> None:
+    names = (("0", "malignant"), ("1", "normal, benign"))
+    # BreastMNIST: code 0 is the positive class, so the order is (negative, positive).
+    assert class_names_by_code((0, 1), 0, names) == ("normal, benign", "malignant")
+    assert class_names_by_code((0.0, 1.0), 0.0, names) == ("normal, benign", "malignant")
+    assert class_names_by_code((0, 1), 1) == ("0", "1")
+    assert class_names_by_code((0, 1, 2), None, (("2", "drusen"),)) == ("0", "1", "drusen")

@@ -12,7 +12,9 @@ from medimg_core.modelling import selection
 from medimg_core.modelling.evaluation import MetricValue
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig
 from medimg_core.modelling.selection import (
+    SELECTION_FREE_METHOD,
     Candidate,
+    Comparison,
     Development,
     bootstrap_auc_acc,
     candidate_kinds,
@@ -21,6 +23,7 @@ from medimg_core.modelling.selection import (
     cross_validate_candidates,
     one_standard_error_choice,
     roc_auc,
+    selection_free_auc,
 )
 from medimg_core.modelling.task import FeatureSpec
 from medimg_core.tables.cleaning import CleaningPlan
@@ -143,3 +146,134 @@ def test_a_failing_candidate_is_left_out_with_its_reason(
         cross_validate_candidates(("knn", "knn"), ModelConfig(model="auto"), development)
     with pytest.raises(ValueError, match="n_neighbors"):
         cross_validate_candidates(("knn",), ModelConfig(model="knn"), development)
+
+
+def _noise_comparison(
+    n: int, n_candidates: int, seed: int
+) -> tuple[Comparison, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Candidates whose out-of-fold scores are pure noise: every true AUC is 0.5."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n // 2, dtype=int), np.ones(n - n // 2, dtype=int)]
+    folds = _folds(n, 5)
+    candidates = []
+    for i in range(n_candidates):
+        score = rng.random(n)
+        oof = np.column_stack([1 - score, score])
+        fold_aucs = tuple(roc_auc(y[va], oof[va]) for _, va in folds)
+        kind = MODEL_KINDS[i] if i < len(MODEL_KINDS) else f"noise{i}"
+        candidates.append(Candidate(kind, oof, fold_aucs, fold_aucs, 0.0))
+    return Comparison(tuple(candidates)), y, folds
+
+
+def test_selection_free_auc_removes_the_winners_curse_on_noise() -> None:
+    naive, corrected, covered = [], [], 0
+    for seed in range(8):
+        comparison, y, folds = _noise_comparison(200, 20, seed)
+        _, board = choose_model(comparison, y, None, config=ModelConfig(model="auto"), n_boot=0)
+        naive.append(max(row.roc_auc.value for row in board))
+        free = selection_free_auc(comparison, y, None, folds, n_boot=300, seed=seed)
+        assert free.method == SELECTION_FREE_METHOD
+        corrected.append(free.value)
+        covered += free.ci95[0] <= 0.5 <= free.ci95[1]
+    assert np.mean(naive) > 0.56  # the best of 20 coins looks like a test
+    assert abs(np.mean(corrected) - 0.5) < 0.02
+    assert covered == 8
+
+
+def test_selection_free_auc_keeps_a_real_signal_and_resamples_patients() -> None:
+    rng = np.random.default_rng(3)
+    n = 120
+    y = np.tile([0, 1], n // 2)
+    groups = np.repeat(np.arange(n // 2), 2)  # two rows per patient
+    strong = np.clip(0.5 + 0.35 * (2 * y - 1) + 0.2 * rng.normal(size=n), 0, 1)
+    weak = rng.random(n)
+    folds = _folds(n, 4)
+    cands = []
+    for kind, s in (("logreg", strong), ("rf", weak)):
+        oof = np.column_stack([1 - s, s])
+        aucs = tuple(roc_auc(y[va], oof[va]) for _, va in folds)
+        cands.append(Candidate(kind, oof, aucs, aucs, 0.0))
+    comparison = Comparison(tuple(cands))
+    free = selection_free_auc(comparison, y, groups, folds, n_boot=200, seed=0)
+    assert free.value == pytest.approx(roc_auc(y, cands[0].oof), abs=0.03)
+    assert free.ci95[0] < free.value < free.ci95[1]
+    # Same seed, same answer; no replicates, no estimate.
+    again = selection_free_auc(comparison, y, groups, folds, n_boot=200, seed=0)
+    assert again == free
+    assert np.isnan(selection_free_auc(comparison, y, groups, folds, n_boot=0, seed=0).value)
+
+
+def _twins(n_patients: int = 40, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Two near-identical rows per patient (e.g. two views of one lesion)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_patients) % 2, 2)
+    base = rng.normal(size=(n_patients, 2)) + np.c_[np.arange(n_patients) % 2, np.zeros(n_patients)]
+    X = pd.DataFrame(np.repeat(base, 2, axis=0) + 1e-3 * rng.normal(size=(2 * n_patients, 2)))
+    X.columns = ["a", "b"]
+    return X, y, np.repeat([f"P{i:02d}" for i in range(n_patients)], 2)
+
+
+def _spy_on_calibration(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    seen: list[object] = []
+    real = CalibratedClassifierCV.fit
+
+    def spy(self: CalibratedClassifierCV, X: object, y: object, **kw: object) -> object:
+        seen.append(self.cv)
+        return real(self, X, y, **kw)
+
+    monkeypatch.setattr(CalibratedClassifierCV, "fit", spy)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["svm", "svm_linear"])
+def test_svm_calibration_folds_never_split_a_patient(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y, groups = _twins()
+    seen = _spy_on_calibration(monkeypatch)
+    spec = FeatureSpec(("a", "b"), ("a", "b"), (), {})
+    pipeline = selection.make_pipeline(ModelConfig(model=kind), spec, CleaningPlan(), len(y))  # type: ignore[arg-type]
+    selection.fit(pipeline, X, y, groups)
+    (splits,) = seen
+    assert isinstance(splits, list) and len(splits) == 5
+    for train_rows, calibration_rows in splits:
+        assert not set(groups[train_rows]) & set(groups[calibration_rows])
+        assert set(y[train_rows]) == {0, 1}
+    # The saved model keeps a fold count, not the rows' positions; it still predicts.
+    assert pipeline.named_steps["model"].cv == 5
+    assert pipeline.predict_proba(X).shape == (len(y), 2)
+    # Without patient IDs the calibration keeps its ordinary stratified folds.
+    seen.clear()
+    selection.fit(pipeline, X, y)
+    assert seen == [5]
+
+
+def test_training_an_svm_groups_its_calibration_folds_by_patient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from medimg_core.modelling.training import train
+    from medimg_core.modelling.validation import ValidationConfig
+    from medimg_core.tables.roles import Roles
+
+    X, y, groups = _twins(60)
+    frame = X.assign(patient=groups, label=np.where(y == 1, "disease", "healthy"))
+    seen = _spy_on_calibration(monkeypatch)
+    result = train(
+        frame,
+        Roles(label="label", id="patient"),
+        config=ModelConfig(model="svm"),
+        validation=ValidationConfig(test_size=0.2, cv=3, n_boot=20),
+        positive="disease",
+    )
+    assert len(seen) == 4  # three CV folds and the final refit
+    assert all(isinstance(cv, list) for cv in seen)
+    # The refit calibrated on the development patients, each kept on one side.
+    n_dev_rows = result.split.n_dev
+    final = seen[-1]
+    assert sum(len(va) for _, va in final) == n_dev_rows  # type: ignore[union-attr]
+    dev_patients = frame.loc[list(result.dev_index), "patient"].to_numpy()
+    for train_rows, calibration_rows in final:  # type: ignore[union-attr]
+        assert not set(dev_patients[train_rows]) & set(dev_patients[calibration_rows])
+    assert result.model.pipeline.named_steps["model"].cv == 5
