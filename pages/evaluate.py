@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 import streamlit as st
 
 from medimg_core.errors import MedimgError
+from medimg_core.modelling.calibration import predictive_values_at, recalibration_check
 from medimg_core.modelling.evaluation import (
     METRIC_HELP,
     METRIC_KEYS,
     METRIC_LABELS,
     Evaluation,
     confusion_at,
+    format_metric,
     positive_class_caption,
     summary_frame,
 )
@@ -54,6 +58,23 @@ def metric_legend() -> None:
         )
 
 
+def reader_comparison(card: dict[str, Any]) -> None:
+    """The metrics with and without the features marked as a reader's assessment."""
+    frame = summaries.reader_comparison_frame(card)
+    if frame is None:
+        return
+    entry = card.get("without_reader") or {}
+    label = ", ".join(str(c) for c in entry.get("reader_columns") or ())
+    st.markdown(
+        f"**With and without {label}** (a reader's assessment)",
+        help="The same model kind cross-validated on the same folds, and tested once on the "
+        f"same test cases, without {label}; its threshold is chosen the same way on its own "
+        "development predictions.",
+    )
+    st.dataframe(frame, width="stretch", key="eval_reader_comparison")
+    st.caption(str(entry.get("note") or ""))
+
+
 if not evaluations:
     st.info(
         "This run was saved without its cases, so only the metrics recorded in its model card "
@@ -62,6 +83,7 @@ if not evaluations:
     )
     st.dataframe(summaries.card_summary_frame(card), width="stretch", height=400)
     metric_legend()
+    reader_comparison(card)
     workflow.next_step("evaluate")
     st.stop()
 
@@ -95,22 +117,30 @@ st.caption(
     )
 )
 metric_legend()
+reader_comparison(card)
 
 
 @st.fragment
 def threshold_explorer(active: ActiveModel) -> None:
     """The threshold slider with the confusion matrix and rates it moves (reruns on its own)."""
+    # Development cases first: a threshold is chosen on out-of-fold predictions, never on the
+    # test set, which is scored once.
     parts: dict[str, Evaluation] = {}
-    if active.test is not None:
-        parts["test"] = active.test
     if active.cv is not None:
         parts["cv"] = active.cv
+    if active.test is not None:
+        parts["test"] = active.test
     saved = float(active.model.threshold)
     if "eval_threshold" not in st.session_state:
         st.session_state["eval_threshold"] = float(state.get(state.THRESHOLD, saved))
+        st.session_state["eval_threshold_moved_on"] = state.get(state.THRESHOLD_SOURCE)
 
     def reset() -> None:
         st.session_state["eval_threshold"] = saved
+        st.session_state["eval_threshold_moved_on"] = None
+
+    def moved() -> None:
+        st.session_state["eval_threshold_moved_on"] = st.session_state.get("eval_partition")
 
     pick_col, slider_col, reset_col = st.columns([2, 4, 1], vertical_alignment="bottom")
     partition = pick_col.radio(
@@ -119,28 +149,34 @@ def threshold_explorer(active: ActiveModel) -> None:
         format_func=partition_label,
         horizontal=True,
         key="eval_partition",
-        help="The held-out test set by default; the cross-validated development cases are "
-        "where a threshold should be chosen.",
+        help="The cross-validated development cases by default: that is where a threshold "
+        "should be chosen. The held-out test cases show how the chosen threshold does on "
+        "cases scored once; choosing it there makes the test figures optimistic.",
     )
     threshold = slider_col.slider(
-        "Decision threshold on P(" + str(active.model.positive_class) + ")",
+        "Decision threshold on P(" + str(model.display_name(model.positive_class)) + ")",
         0.0,
         1.0,
         step=0.01,
         format="%.2f",
         key="eval_threshold",
+        on_change=moved,
         help="Cases at or above the threshold are called positive.",
     )
     reset_col.button(
         "Reset", on_click=reset, key="eval_reset", help=f"Back to the saved threshold {saved:.3f}."
     )
+    moved_on = (
+        None if abs(threshold - saved) < 1e-9 else st.session_state.get("eval_threshold_moved_on")
+    )
     state.put(state.THRESHOLD, float(threshold))
+    state.put(state.THRESHOLD_SOURCE, moved_on)
+    if moved_on == "test":
+        st.warning(summaries.TEST_THRESHOLD_WARNING, icon=":material/warning:")
     ev = parts[partition]
     now = confusion_at(ev, threshold)
     base = confusion_at(ev, saved)
-    method = summaries.THRESHOLD_RULES.get(
-        str((card.get("threshold") or {}).get("method")), "unknown rule"
-    )
+    method = summaries.threshold_rule_text(card)
     st.caption(
         f"The saved threshold {saved:.3f} was chosen by the rule “{method}” on the "
         "cross-validated development predictions. The threshold set here is used on the Explain "
@@ -165,9 +201,10 @@ def threshold_explorer(active: ActiveModel) -> None:
         )
     cells[4].metric(
         "Called positive",
-        f"{now.n_positive_calls:,} of {ev.n:,}",
-        help="Cases at or above the threshold.",
+        f"{now.n_positive_calls:,}",
+        help=f"Cases at or above the threshold, out of the {ev.n:,} cases shown.",
     )
+    cells[4].caption(f"of {ev.n:,} cases")
     counts_col, share_col = st.columns(2, gap="medium")
     counts_col.plotly_chart(
         confusion_figure(now.confusion, ev.class_names, title=f"Counts at {threshold:.2f}"),
@@ -185,6 +222,60 @@ def threshold_explorer(active: ActiveModel) -> None:
         key="eval_confusion_share",
     )
     st.plotly_chart(threshold_figure(ev, threshold=threshold), width="stretch", key="eval_tradeoff")
+    target_prevalence(ev, threshold, parts.get("cv", ev))
+
+
+def target_prevalence(ev: Evaluation, threshold: float, development: Evaluation) -> None:
+    """PPV and NPV at the prevalence of the population where the model will be used.
+
+    The input starts at the development prevalence, which does not change with the partition
+    viewed, so a typed prevalence survives switching between development and test cases.
+    """
+    positive = ev.class_names[1]
+    st.markdown(
+        "**PPV and NPV at the prevalence where the model will be used**",
+        help="PPV and NPV depend on how common the disease is. The figures above hold at the "
+        "prevalence of these cases; a screening population has far fewer diseased cases.",
+    )
+    observed = float(development.y_true.mean()) * 100
+    prevalence_col, ppv_col, npv_col = st.columns([2, 2, 2], vertical_alignment="bottom")
+    percent = prevalence_col.number_input(
+        f"Prevalence of {positive} in the target population (%)",
+        min_value=0.01,
+        max_value=99.99,
+        value=round(min(max(observed, 0.01), 99.99), 2),
+        step=0.5,
+        format="%.2f",
+        key="eval_prevalence",
+        help=f"{observed:.1f}% of the development cases are {positive}. Type the share "
+        "expected where the model will be used, e.g. 1 for a screening population with 1% "
+        "disease.",
+    )
+    try:
+        pv = predictive_values_at(ev, float(percent) / 100, threshold)
+    except MedimgError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    # The point estimate as the metric, its interval underneath: a long "0.987 (0.967–1.000)"
+    # would be cut off with an ellipsis in a metric of a third of the page.
+    for column, name, value, meaning in (
+        (ppv_col, "PPV", pv.ppv, f"Share of cases called {positive} that truly are"),
+        (npv_col, "NPV", pv.npv, f"Share of cases cleared that truly are not {positive}"),
+    ):
+        column.metric(
+            f"{name} at {float(percent):.2f}%",
+            "n/a" if value.value != value.value else f"{value.value:.3f}",
+            help=f"{meaning}, at this prevalence.",
+        )
+        column.caption(summaries.interval_text(value))
+    cases = partition_label(ev.partition).lower()
+    st.caption(
+        f"Bayes' rule from the sensitivity for {positive} {format_metric(pv.sensitivity)} and "
+        f"the specificity {format_metric(pv.specificity)} on the {cases} cases at threshold "
+        f"{threshold:.2f}; the interval bounds use the matching bounds of "
+        "sensitivity and specificity. It assumes sensitivity and specificity carry over to the "
+        "target population unchanged."
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -226,6 +317,72 @@ else:
         key="eval_cm_share",
     )
 
+
+def recalibration(active: ActiveModel) -> None:
+    """Logistic recalibration fitted on development data, checked once on the test cases."""
+    if not st.toggle(
+        "Recalibrate on development data",
+        key="eval_recalibrate",
+        help="Fits an intercept and a slope on the logit of the out-of-fold development "
+        "probabilities (Platt scaling) and shows the test calibration before and after. The "
+        "test cases play no part in the fit.",
+    ):
+        return
+    settings = (card.get("validation") or {}).get("settings") or {}
+    if active.cv is None:
+        return
+    try:
+        check = recalibration_check(
+            active.cv,
+            active.test,
+            method=str((card.get("threshold") or {}).get("method")),
+            target_sensitivity=float(settings.get("target_sensitivity") or 0.9),
+            threshold=float(active.model.threshold),
+        )
+    except MedimgError as exc:
+        st.info(f"No recalibration can be fitted: {exc}", icon=":material/info:")
+        return
+    recal = check.recalibration
+    rows = check.table()
+    if rows and check.test_before is not None and check.test_after is not None:
+        table_col, figure_col = st.columns([2, 3], gap="medium")
+        table_col.dataframe(
+            {
+                "On the test cases": [r["figure"] for r in rows],
+                "As trained": [r["before"] for r in rows],
+                "Recalibrated": [r["after"] for r in rows],
+            },
+            hide_index=True,
+            width="stretch",
+            key="eval_recalibration",
+        )
+        figure_col.plotly_chart(
+            calibration_figure(check.test_before, check.test_after),
+            width="stretch",
+            key="eval_recalibration_chart",
+        )
+    else:
+        st.caption("This run has no test set, so the recalibration cannot be checked.")
+    if check.still_departs:
+        st.warning(
+            "Recalibration on development data does not remove the test cases' departure: "
+            "the probabilities stay off on average there. The test cases differ from the "
+            "development cases (prevalence or case mix); only cases from the target population "
+            "can recalibrate the model for it.",
+            icon=":material/warning:",
+        )
+    st.caption(
+        f"Recalibration fitted on the {recal.n_development:,} out-of-fold development "
+        f"predictions only: P′ = expit({recal.intercept:.2f} + {recal.slope:.2f} × logit P). "
+        f"The threshold rule “{summaries.threshold_rule_text(card)}” is re-applied to the "
+        f"recalibrated development probabilities ({check.threshold_before:.3f} → "
+        f"{check.threshold_after:.3f}). The test cases are scored once with it. This is an "
+        "analysis: the saved model, its threshold and the Predict page are not changed; "
+        "retrain or recalibrate with data from the target population before using recalibrated "
+        "probabilities."
+    )
+
+
 st.subheader("Curves")
 roc_tab, pr_tab, calibration_tab = st.tabs(["ROC", "Precision–recall", "Calibration"])
 roc, pr, calibration = curve_figures(active.key, tuple(evaluations))
@@ -245,6 +402,8 @@ with calibration_tab:
                 "slope below 1 means over-confident predictions, an intercept above 0 that the "
                 "disease is under-predicted overall."
             )
+    if model.is_binary and active.cv is not None:
+        recalibration(active)
 
 st.subheader("Data and robustness")
 flow_tab, robust_tab, compare_tab = st.tabs(["Flow of cases", "Robustness", "Compare saved runs"])

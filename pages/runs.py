@@ -77,6 +77,9 @@ st.dataframe(
     },
     key="runs_table",
 )
+selection = comparison.selection_note(runs)
+if selection is not None:
+    st.info(selection, icon=":material/info:")
 
 by_id = {r.id: r for r in runs}
 ids = list(by_id)

@@ -1,6 +1,7 @@
 """Comparing saved runs: their cross-validated and test ROC AUC with 95% intervals side by side.
 
-Runs are only comparable on the same data; :func:`comparison_notes` says when they are not.
+Runs are only comparable on the same data; :func:`comparison_notes` says when they are not,
+and that choosing among runs by their shared test set is itself a selection step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,19 @@ from medimg_core.modelling.evaluation import format_metric
 from medimg_core.reporting.summaries import card_metric, model_name
 from medimg_core.store.registry import RunRecord
 
-__all__ = ["comparison_figure", "comparison_notes", "run_label", "runs_frame"]
+__all__ = [
+    "SELECTION_NOTE",
+    "comparison_figure",
+    "comparison_notes",
+    "run_label",
+    "runs_frame",
+    "selection_note",
+]
+
+SELECTION_NOTE = (
+    "Choosing among runs by their test results uses the test set for selection: the chosen "
+    "run's test figures are then optimistic; report the chosen run on new data."
+)
 
 _PARTITIONS = (
     ("cv", "Cross-validated (development)", "#0072B2"),
@@ -78,9 +91,31 @@ def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def selection_note(records: Sequence[RunRecord]) -> str | None:
+    """:data:`SELECTION_NOTE` when two or more ``records`` were scored on the same test set.
+
+    Runs trained on the same data (same content hash) with test results share their test cases,
+    or most of them; picking the best of them by those results is a selection step on the test
+    set, so the winner's test figures are no longer an honest, once-only estimate.
+
+    Returns
+    -------
+    str or None
+        The note, or None when no two runs share a test set.
+    """
+    with_test: dict[str, int] = {}
+    for r in records:
+        if (r.metrics.get("test") or (r.card.get("metrics") or {}).get("test")) is not None:
+            with_test[r.dataset_hash] = with_test.get(r.dataset_hash, 0) + 1
+    return SELECTION_NOTE if any(n > 1 for n in with_test.values()) else None
+
+
 def comparison_notes(records: Sequence[RunRecord]) -> tuple[str, ...]:
-    """Caveats for comparing ``records``: different data, labels or positive classes."""
+    """Caveats for comparing ``records``: choosing by the test set, different data or classes."""
     notes: list[str] = []
+    selection = selection_note(records)
+    if selection is not None:
+        notes.append(selection)
     if len({r.dataset_hash for r in records}) > 1:
         notes.append(
             "These runs were trained on different data (or different cleaning), so their "
@@ -104,7 +139,9 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
     Returns
     -------
     go.Figure
-        Two traces (cross-validated, held-out test), one row per run, newest at the top.
+        Two traces (cross-validated, held-out test), one row per run, newest at the top. When
+        two or more runs share a test set the test trace's name says that choosing a run by
+        it is a selection step.
 
     Raises
     ------
@@ -116,7 +153,11 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
     labels = [f"{model_name(r.model_kind)} · {r.id[:15]}" for r in records]
     fig = go.Figure()
     shown: list[float] = []
+    selecting = selection_note(records) is not None
     for partition, name, colour in _PARTITIONS:
+        if partition == "test" and selecting:
+            # The label travels with the chart when it is exported on its own.
+            name += " (choosing a run by it is a selection step)"
         metrics = [card_metric(r.card, partition, "roc_auc") for r in records]
         value = np.array([m.value for m in metrics], dtype=float)
         if not np.isfinite(value).any():

@@ -28,6 +28,7 @@ ACTIVE = (
     "active_model"  # medimg_core.ui.session.ActiveModel: the model pages evaluate/explain/predict
 )
 THRESHOLD = "threshold"  # operating threshold chosen on the Evaluate page
+THRESHOLD_SOURCE = "threshold_source"  # partition viewed when THRESHOLD was moved, else None
 IMAGES = "images"  # image-set context (issue 4): feature settings and image sources
 
 
@@ -52,7 +53,18 @@ STEPS: tuple[Step, ...] = (
     Step("runs", "Runs", "pages/runs.py", ":material/history:", None),
 )
 
-_ORDER = [TABLE, PROPOSAL, ROLES, POSITIVE, CLEANING, TRAINING, RUN_ID, ACTIVE, THRESHOLD]
+_ORDER = [
+    TABLE,
+    PROPOSAL,
+    ROLES,
+    POSITIVE,
+    CLEANING,
+    TRAINING,
+    RUN_ID,
+    ACTIVE,
+    THRESHOLD,
+    THRESHOLD_SOURCE,
+]
 
 
 def has(key: str) -> bool:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medimg_core.modelling.evaluation import METRIC_LABELS
+from medimg_core.modelling.evaluation import METRIC_KEYS, metric_label
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
@@ -33,7 +33,10 @@ def evaluated(open_app: Callable[..., AppTest]) -> AppTest:
 
 
 def called_positive(at: AppTest) -> str:
-    return next(str(m.value) for m in at.metric if m.label == "Called positive")
+    """ "157 of 455": the "Called positive" figure and the number of cases under it."""
+    count = next(str(m.value) for m in at.metric if m.label == "Called positive")
+    shown = next(c.value for c in at.caption if c.value.startswith("of ") and "cases" in c.value)
+    return f"{count} {shown.removesuffix(' cases')}"
 
 
 def test_guard_without_a_model_offers_the_sample(open_app: Callable[..., AppTest]) -> None:
@@ -51,7 +54,8 @@ def test_metrics_plots_and_flow_are_shown(open_app: Callable[..., AppTest]) -> N
     at = evaluated(open_app)
     assert not at.error
     table = at.dataframe[0].value
-    assert list(table.index) == list(METRIC_LABELS.values())
+    assert list(table.index) == [metric_label(k, "malignant") for k in METRIC_KEYS]
+    assert "NPV for malignant" in table.index
     assert any("cross-validated" in c for c in table.columns)
     assert any("held-out test" in c for c in table.columns)
     assert all("–" in cell for cell in table.loc["ROC AUC"])
@@ -67,23 +71,83 @@ def test_the_slider_moves_the_confusion_numbers(open_app: Callable[..., AppTest]
     active = at.session_state[state.ACTIVE]
     saved = active.model.threshold
     before = called_positive(at)
-    assert at.radio(key="eval_partition").value == "test"
     assert at.slider(key="eval_threshold").value == pytest.approx(saved)
 
     at.slider(key="eval_threshold").set_value(0.95).run()
     assert not at.exception
     after = called_positive(at)
     assert as_int(after.split(" of ")[0]) < as_int(before.split(" of ")[0])
-    assert after.endswith(f"of {active.test.n:,}")
+    assert after.endswith(f"of {active.cv.n:,}")
     assert at.session_state[state.THRESHOLD] == pytest.approx(0.95)
     deltas = [m.delta for m in at.metric if m.label == "Sensitivity"]
     assert deltas and deltas[0] is not None
 
-    at.radio(key="eval_partition").set_value("cv").run()
-    assert called_positive(at).endswith(f"of {active.cv.n:,}")
+    at.radio(key="eval_partition").set_value("test").run()
+    assert called_positive(at).endswith(f"of {active.test.n:,}")
 
     at.button(key="eval_reset").click().run()
     assert at.slider(key="eval_threshold").value == pytest.approx(saved)
+
+
+def test_the_threshold_explorer_opens_on_development_cases(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = evaluated(open_app)
+    active = at.session_state[state.ACTIVE]
+    assert at.radio(key="eval_partition").value == "cv"
+    assert called_positive(at).endswith(f"of {active.cv.n:,}")
+    assert not any("optimistic" in w.value for w in at.warning)
+
+
+def test_choosing_the_threshold_on_the_test_set_warns(open_app: Callable[..., AppTest]) -> None:
+    at = evaluated(open_app)
+    # Moving the threshold on the development cases is the intended use: no warning.
+    at.slider(key="eval_threshold").set_value(0.7).run()
+    assert not any("optimistic" in w.value for w in at.warning)
+    assert at.session_state[state.THRESHOLD_SOURCE] == "cv"
+    # Viewing the test cases with that threshold is fine too.
+    at.radio(key="eval_partition").set_value("test").run()
+    assert not any("optimistic" in w.value for w in at.warning)
+    # Moving it while viewing the test cases is choosing it on the test set.
+    at.slider(key="eval_threshold").set_value(0.3).run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning if "optimistic" in w.value]
+    assert warnings and "held-out test cases" in warnings[0]
+    assert at.session_state[state.THRESHOLD_SOURCE] == "test"
+    # Back to the saved threshold: nothing was chosen on the test set any more.
+    at.button(key="eval_reset").click().run()
+    assert not any("optimistic" in w.value for w in at.warning)
+    assert at.session_state[state.THRESHOLD_SOURCE] is None
+
+
+def test_target_prevalence_gives_ppv_and_npv(open_app: Callable[..., AppTest]) -> None:
+    at = evaluated(open_app)
+    active = at.session_state[state.ACTIVE]
+    at.number_input(key="eval_prevalence").set_value(1.0).run()
+    assert not at.exception
+    metrics = {m.label: str(m.value) for m in at.metric}
+    sens = active.cv.metrics["sensitivity"].value
+    spec = active.cv.metrics["specificity"].value
+    ppv = sens * 0.01 / (sens * 0.01 + (1 - spec) * 0.99)
+    npv = spec * 0.99 / (spec * 0.99 + (1 - sens) * 0.01)
+    assert metrics["PPV at 1.00%"] == f"{ppv:.3f}"
+    assert metrics["NPV at 1.00%"] == f"{npv:.3f}"
+    # Each interval sits under its figure, where it is not cut off.
+    assert sum(c.value.startswith("95% CI ") for c in at.caption) >= 2
+    assert any("sensitivity for malignant" in c.value for c in at.caption)
+
+
+def test_recalibration_on_development_data_is_checked_on_test(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = evaluated(open_app)
+    at.toggle(key="eval_recalibrate").set_value(True).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Recalibrated" in getattr(d.value, "columns", []))
+    assert list(table["On the test cases"])[:2] == ["Calibration intercept", "Calibration slope"]
+    notes = " ".join(c.value for c in at.caption)
+    assert "out-of-fold development predictions only" in notes
+    assert "This is an analysis" in notes
 
 
 def three_class_model() -> ActiveModel:
@@ -154,3 +218,44 @@ def test_an_unreachable_registry_is_a_warning_not_a_crash(
     assert not at.exception
     assert any("cannot be listed" in w.value for w in at.warning)
     assert at.dataframe
+
+
+def reader_model() -> ActiveModel:
+    """A mammography-like model whose BI-RADS feature is marked as a reader's assessment."""
+    rng = np.random.default_rng(5)
+    n = 300
+    malignant = rng.random(n) < 0.4
+    data = pd.DataFrame(
+        {
+            "BI-RADS": np.clip(np.round(3 + 1.5 * malignant + rng.normal(0, 0.7, n)), 1, 5),
+            "age": np.round(55 + 6 * malignant + rng.normal(0, 11, n)),
+            "severity": np.where(malignant, "malignant", "benign"),
+        }
+    )
+    result = train(
+        data,
+        Roles(label="severity", reader=("BI-RADS",)),
+        config=ModelConfig(model="logreg"),
+        validation=ValidationConfig(cv=3, n_boot=100),
+        positive="malignant",
+    )
+    card = build_card(result, cleaning=None, dataset_name="mammo")
+    return ActiveModel(
+        model=result.model, card=card, run_id=None, cv=result.cv, test=result.test, cases=data
+    )
+
+
+def test_performance_with_and_without_the_reader_is_shown(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = open_app()
+    at.session_state[state.ACTIVE] = reader_model()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Without BI-RADS (cross-validated)" in d.value)
+    assert {"With BI-RADS (held-out test)", "Without BI-RADS (held-out test)"} <= set(table)
+    auc = table.loc["ROC AUC"]
+    assert float(auc["Without BI-RADS (cross-validated)"].split()[0]) < float(
+        auc["With BI-RADS (cross-validated)"].split()[0]
+    )
+    assert any("With and without BI-RADS" in m.value for m in at.markdown)

@@ -50,6 +50,27 @@ def test_a_trained_run_is_listed_with_its_card(open_app: Callable[..., AppTest])
     assert at.get("json")
 
 
+@pytest.mark.slow
+def test_runs_on_one_test_set_are_labelled_a_selection_step(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = with_a_run(open_app)
+    assert not any("selection" in i.value for i in at.info)
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_model").set_value("knn")
+    at.number_input(key="train_folds").set_value(3)
+    at.select_slider(key="train_n_boot").set_value(200)
+    at.button(key="train_go").click().run()
+    assert not at.exception
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 2
+    notes = [i.value for i in at.info if "selection" in i.value]
+    assert notes and notes[0].startswith(
+        "Choosing among runs by their test results uses the test set for selection"
+    )
+
+
 def test_opening_a_run_makes_it_active_and_switches_page(
     open_app: Callable[..., AppTest],
 ) -> None:

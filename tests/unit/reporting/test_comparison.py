@@ -11,10 +11,12 @@ import pytest
 
 from medimg_core.errors import ConfigError
 from medimg_core.reporting.comparison import (
+    SELECTION_NOTE,
     comparison_figure,
     comparison_notes,
     run_label,
     runs_frame,
+    selection_note,
 )
 from medimg_core.store.registry import RunRecord
 
@@ -71,11 +73,27 @@ def test_label_and_frame_show_each_run_with_its_intervals() -> None:
 
 def test_notes_say_when_runs_are_not_comparable() -> None:
     same = [_run("a", "rf", cv=0.9, test=0.9), _run("b", "hgb", cv=0.9, test=0.9)]
-    assert comparison_notes(same) == ()
+    assert comparison_notes(same) == (SELECTION_NOTE,)
     other = [*same, _run("c", "rf", cv=0.9, test=0.9, data="zzz999", positive="benign")]
     notes = comparison_notes(other)
-    assert len(notes) == 2
-    assert "different data" in notes[0] and "different classes positive" in notes[1]
+    assert len(notes) == 3
+    assert "different data" in notes[1] and "different classes positive" in notes[2]
+
+
+def test_choosing_among_runs_on_one_test_set_is_labelled_a_selection_step() -> None:
+    same = [_run("a", "rf", cv=0.9, test=0.91), _run("b", "hgb", cv=0.9, test=0.95)]
+    assert selection_note(same) == SELECTION_NOTE
+    assert comparison_notes(same)[0] == (
+        "Choosing among runs by their test results uses the test set for selection: the "
+        "chosen run's test figures are then optimistic; report the chosen run on new data."
+    )
+    names = [trace.name for trace in comparison_figure(same).data]
+    assert names[1] == "Held-out test (choosing a run by it is a selection step)"
+    assert [t.name for t in comparison_figure(same[:1]).data][1] == "Held-out test"
+    # One run, runs on different data, or runs without a test set select nothing.
+    assert selection_note(same[:1]) is None
+    assert selection_note([same[0], _run("c", "rf", cv=0.9, test=0.9, data="zzz999")]) is None
+    assert selection_note([same[0], _run("d", "rf", cv=0.9, test=None)]) is None
 
 
 def test_figure_plots_the_numbers_of_the_cards() -> None:
