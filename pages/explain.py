@@ -7,6 +7,11 @@ from functools import partial
 import streamlit as st
 
 from medimg_core.modelling.evaluation import PARTITION_LABELS
+from medimg_core.modelling.explain import (
+    contribution_label,
+    importance_description,
+    standard_error_label,
+)
 from medimg_core.reporting import review
 from medimg_core.reporting.figures.evaluation import case_probability_figure
 from medimg_core.reporting.figures.explanation import (
@@ -14,7 +19,7 @@ from medimg_core.reporting.figures.explanation import (
     importance_figure,
     waterfall_figure,
 )
-from medimg_core.ui import explaining, images, state, workflow
+from medimg_core.ui import explaining, images, state, widgets, workflow
 
 OUTCOME_HELP = {
     "TP": "True positive: called positive, and it is.",
@@ -32,6 +37,7 @@ workflow.require("explain")
 
 active = state.get(state.ACTIVE)
 model = active.model
+positive_name = model.display_name(model.positive_class)
 binary = model.is_binary
 cut = explaining.threshold(active) if binary else None
 
@@ -72,13 +78,29 @@ with st.container(border=True):
         )
 
 st.subheader("Which features matter overall")
+card_measure = (active.card or {}).get("top_features_measure")
 st.caption(
-    f"SHAP values of {len(overall.data):,} development cases"
-    + (" (a fixed random sample)." if len(overall.data) >= explaining.GLOBAL_SAMPLE else ".")
+    f"Features ranked by {importance_description(overall)}"
+    + (" (a fixed random sample)" if len(overall.data) >= explaining.GLOBAL_SAMPLE else "")
+    + (
+        ". The model card's top features are the same ranking."
+        if card_measure == importance_description(overall)
+        else f". The model card ranks its top features by {card_measure}."
+        if card_measure
+        else "."
+    )
 )
 left, right = st.columns(2, gap="medium")
 left.plotly_chart(importance_figure(overall, max_display=12), key="explain_importance")
 right.plotly_chart(beeswarm_figure(overall, max_display=12), key="explain_beeswarm")
+widgets.download_csv(
+    overall.to_frame(),
+    "medimg-shap-values.csv",
+    "Download these SHAP values (CSV)",
+    key="explain_shap_csv",
+    help=f"One row per case and feature; contributions in {overall.unit}"
+    + (", with their standard errors." if overall.standard_errors is not None else "."),
+)
 
 st.subheader("One case")
 evaluations = {ev.partition: ev for ev in (active.test, active.cv) if ev is not None}
@@ -114,8 +136,8 @@ pick = pick_col.radio(
     index=next((i for i, k in enumerate(pick_options) if counts[k]), 0),
     format_func=lambda k: f"{pick_names[k]} ({counts[k]:,})",
     key="explain_pick",
-    help=f"False negatives: {model.positive_class} cases the model missed. False positives: "
-    f"cases it called {model.positive_class} wrongly. Counts are at the threshold {cut:.2f}."
+    help=f"False negatives: {positive_name} cases the model missed. False positives: "
+    f"cases it called {positive_name} wrongly. Counts are at the threshold {cut:.2f}."
     if cut is not None
     else "Misclassified: the most probable class is not the true class.",
 )
@@ -143,7 +165,7 @@ row_key = case_col.selectbox(
     format_func=lambda k: f"{labels[k]} · P = {scores[k]:.2f}",
     key=f"explain_case_{partition}_{pick}",
     help="P is the probability the model gave the case "
-    + (f"of {model.positive_class}." if binary else "of its predicted class."),
+    + (f"of {positive_name}." if binary else "of its predicted class."),
 )
 
 case_class = class_index
@@ -224,10 +246,17 @@ table_col.dataframe(
             help="Median (or most frequent value) among development cases.",
             width=64,
         ),
-        "Contribution": st.column_config.NumberColumn(
-            "SHAP",
-            format="%+.2f",
-            help=f"Contribution, in {case.output_space} of {case.class_name}.",
+        contribution_label(case.output_space): st.column_config.NumberColumn(
+            f"SHAP ({case.output_space})",
+            format="%+.3f",
+            help=f"Contribution, in {case.unit}.",
+            width=90,
+        ),
+        standard_error_label(case.output_space): st.column_config.NumberColumn(
+            "± SE",
+            format="%.3f",
+            help="Standard error of the permutation estimate, in "
+            f"{case.output_space}: the exact contribution is usually within two of these.",
             width=60,
         ),
     },

@@ -13,7 +13,12 @@ ORIGINAL feature columns whose contributions add up to the model output:
   one-to-one back to numeric columns and one-hot columns are summed back to their column.
 * **permutation** (everything else: PCA before trees, SVMs, kNN, MLP): the antithetic permutation
   algorithm of ``shap.PermutationExplainer`` on the whole pipeline in original column space,
-  output the class probability.
+  output the class probability. Its values are estimates: each comes with its standard error
+  (from the spread over permutations), and permutations are added, up to a cap, until every
+  standard error of a case is below a tolerance.
+
+Every table and figure names the unit of the contributions (:func:`contribution_label`):
+"log-odds", "probability" or "decision score" of the class explained.
 """
 
 from __future__ import annotations
@@ -47,18 +52,32 @@ from medimg_core.errors import ConfigError, DataError, SchemaError
 from medimg_core.modelling.models import MedimgModel
 
 __all__ = [
+    "GLOBAL_CASES",
     "METHOD_LINEAR",
     "METHOD_PERMUTATION",
     "METHOD_TREE",
+    "PERMUTATION_TOLERANCE",
     "CaseExplanation",
     "Explanation",
     "ModelExplainer",
+    "contribution_label",
+    "development_explainer",
+    "development_explanation",
+    "development_sample",
     "explain",
+    "importance_description",
+    "standard_error_label",
 ]
 
 METHOD_LINEAR = "linear (exact, folded through the pipeline)"
 METHOD_TREE = "tree (TreeExplainer)"
 METHOD_PERMUTATION = "permutation (model-agnostic)"
+
+GLOBAL_CASES = 500
+"""Most development cases in the global explanation (Explain page and model card alike)."""
+
+PERMUTATION_TOLERANCE = 0.01
+"""Target standard error of each permutation contribution (probability, one percentage point)."""
 
 _ADDITIVITY_TOLERANCE = 1e-6
 _SELF_CHECK_ROWS = 5
@@ -89,6 +108,8 @@ class Explanation:
     background_size : rows of background data used (for trees: the training rows recorded in the
         trees, whose average output is the base value)
     note : plain-language statement of the method, its feature space, background and cost
+    standard_errors : (n, n_features) standard error of each value, in ``output_space``, for the
+        permutation route (its values are estimates); None for the exact routes
     """
 
     values: np.ndarray
@@ -100,6 +121,12 @@ class Explanation:
     method: str
     background_size: int
     note: str
+    standard_errors: np.ndarray | None = None
+
+    @property
+    def unit(self) -> str:
+        """What the values are in, e.g. "log-odds of malignant"."""
+        return f"{self.output_space} of {self.class_name}"
 
     def global_importance(self) -> pd.Series:
         """Mean |SHAP| per feature, largest first."""
@@ -116,6 +143,9 @@ class Explanation:
             output_space=self.output_space,
             class_name=self.class_name,
             method=self.method,
+            standard_errors=None
+            if self.standard_errors is None
+            else pd.Series(self.standard_errors[i], index=list(self.feature_names)),
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -125,24 +155,46 @@ class Explanation:
         -------
         pandas.DataFrame
             Columns ``case_id``, ``feature``, ``value`` (the original feature value, kept as
-            given, so categories stay text) and ``contribution`` (in ``output_space``), cases in
-            the order of ``data``, features in the order of ``feature_names``.
+            given, so categories stay text), ``explained class``, and the contribution named with
+            its unit (``contribution (log-odds)``, see :func:`contribution_label`), followed by
+            its standard error (``standard error (probability)``) for permutation estimates;
+            cases in the order of ``data``, features in the order of ``feature_names``.
         """
         n, p = self.values.shape
         values = self.data.loc[:, list(self.feature_names)].to_numpy(dtype=object)
-        return pd.DataFrame(
-            {
-                "case_id": np.repeat(self.data.index.to_numpy(dtype=object), p),
-                "feature": np.tile(np.array(self.feature_names, dtype=object), n),
-                "value": values.reshape(-1),
-                "contribution": np.asarray(self.values, dtype=float).reshape(-1),
-            }
-        )
+        columns: dict[str, Any] = {
+            "case_id": np.repeat(self.data.index.to_numpy(dtype=object), p),
+            "feature": np.tile(np.array(self.feature_names, dtype=object), n),
+            "value": values.reshape(-1),
+            "explained class": np.full(n * p, self.class_name, dtype=object),
+            contribution_label(self.output_space, capital=False): np.asarray(
+                self.values, dtype=float
+            ).reshape(-1),
+        }
+        if self.standard_errors is not None:
+            columns[standard_error_label(self.output_space, capital=False)] = np.asarray(
+                self.standard_errors, dtype=float
+            ).reshape(-1)
+        return pd.DataFrame(columns)
+
+
+def contribution_label(output_space: str, *, capital: bool = True) -> str:
+    """The name of a contribution column or axis with its unit: "Contribution (log-odds)"."""
+    return f"{'C' if capital else 'c'}ontribution ({output_space})"
+
+
+def standard_error_label(output_space: str, *, capital: bool = True) -> str:
+    """The name of a standard-error column with its unit: "Standard error (probability)"."""
+    return f"{'S' if capital else 's'}tandard error ({output_space})"
 
 
 @dataclass(frozen=True)
 class CaseExplanation:
-    """One case: contributions per original feature, the base value and the feature values."""
+    """One case: contributions per original feature, the base value and the feature values.
+
+    ``standard_errors`` (permutation estimates only, else None) gives each contribution's
+    standard error in ``output_space``.
+    """
 
     case_id: Any
     values: pd.Series
@@ -151,6 +203,12 @@ class CaseExplanation:
     output_space: str
     class_name: str
     method: str
+    standard_errors: pd.Series | None = None
+
+    @property
+    def unit(self) -> str:
+        """What the values are in, e.g. "log-odds of malignant"."""
+        return f"{self.output_space} of {self.class_name}"
 
     @property
     def output(self) -> float:
@@ -184,8 +242,15 @@ class ModelExplainer:
         other; for multi-class models the index into ``model.classes`` (default 0; the dashboard
         passes the predicted class).
     max_evals : int or None
-        Masked model evaluations per case for the permutation route; default
-        ``max(500, 2 * n_features + 1)`` and never below ``2 * n_features + 1``.
+        Masked model evaluations per case in the permutation route's first round; default
+        ``max(500, 2 * n_features + 1)`` and never below two permutations
+        (``2 * (2 * n_features + 1)``): the standard errors need at least two.
+    tolerance : float or None, default ``PERMUTATION_TOLERANCE`` (0.01)
+        Permutation route: target standard error of every contribution of a case, in
+        probability. Rounds of as many permutations as the first are added for the cases still
+        above it, up to ``max_permutations``; None keeps the first round only.
+    max_permutations : int or None
+        Cap on permutations per case; default four rounds.
 
     Attributes
     ----------
@@ -204,6 +269,8 @@ class ModelExplainer:
         seed: int = 0,
         class_index: int | None = None,
         max_evals: int | None = None,
+        tolerance: float | None = PERMUTATION_TOLERANCE,
+        max_permutations: int | None = None,
     ) -> None:
         if max_background < 1:
             raise ConfigError(
@@ -221,7 +288,14 @@ class ModelExplainer:
         ):
             sample = _sample_rows(frame, max_background, seed)
             route = _PermutationRoute(
-                model, sample, self.class_index, self.class_name, seed, max_evals
+                model,
+                sample,
+                self.class_index,
+                self.class_name,
+                seed,
+                max_evals,
+                tolerance=tolerance,
+                max_permutations=max_permutations,
             )
         self._route: _Route = route
         self.method = self._route.method
@@ -245,7 +319,7 @@ class ModelExplainer:
             ``output_space``; ``data`` keeps ``X``'s index (the case IDs).
         """
         frame = _feature_frame(self.model, X, what="data to explain")
-        values, base_values = self._route.values(frame)
+        values, base_values, standard_errors = self._route.values(frame)
         return Explanation(
             values=values,
             base_values=base_values,
@@ -256,6 +330,7 @@ class ModelExplainer:
             method=self.method,
             background_size=self.background_size,
             note=self.note,
+            standard_errors=standard_errors,
         )
 
 
@@ -305,15 +380,87 @@ def explain(
     return explainer.explain(X)
 
 
+def development_explainer(
+    model: MedimgModel,
+    development: pd.DataFrame,
+    *,
+    class_index: int | None = None,
+    max_background: int = 100,
+    tolerance: float | None = PERMUTATION_TOLERANCE,
+) -> ModelExplainer:
+    """The explainer of a model against its development cases, seeded with the model's seed.
+
+    The Explain page and the model card both build their explainer here, so that the same
+    model and development cases give the same contributions in both.
+
+    Parameters
+    ----------
+    model : the fitted model.
+    development : its development cases (every feature column).
+    class_index : encoded class explained (see :class:`ModelExplainer`).
+    max_background, tolerance : see :class:`ModelExplainer` (permutation route only).
+    """
+    return ModelExplainer(
+        model,
+        development,
+        max_background=max_background,
+        seed=model.config.seed,
+        class_index=class_index,
+        tolerance=tolerance,
+    )
+
+
+def development_sample(
+    development: pd.DataFrame, *, seed: int, max_cases: int = GLOBAL_CASES
+) -> pd.DataFrame:
+    """At most ``max_cases`` development cases: all of them, or a fixed sample drawn with ``seed``
+    (kept in their original order)."""
+    if len(development) <= max_cases:
+        return development
+    return development.sample(n=max_cases, random_state=seed).sort_index()
+
+
+def development_explanation(
+    explainer: ModelExplainer, development: pd.DataFrame, *, max_cases: int = GLOBAL_CASES
+) -> Explanation:
+    """The global explanation: SHAP values of a fixed, seeded sample of development cases.
+
+    Its :meth:`Explanation.global_importance` is the ranking the Explain page draws and the
+    model card lists as its top features, described by :func:`importance_description`.
+
+    Parameters
+    ----------
+    explainer : from :func:`development_explainer`.
+    development : the development cases.
+    max_cases : most cases explained (``GLOBAL_CASES``).
+    """
+    model = explainer.model
+    sample = development_sample(development, seed=model.config.seed, max_cases=max_cases)
+    return explainer.explain(model.prepare_features(sample))
+
+
+def importance_description(explanation: Explanation) -> str:
+    """What a global ranking ranks, e.g. "mean |SHAP value| in log-odds of malignant over 455
+    development cases (exact linear SHAP)"."""
+    kind = explanation.method.split(" (")[0]
+    return (
+        f"mean |SHAP value| in {explanation.unit} over {len(explanation.data):,} development "
+        f"cases ({kind} SHAP)"
+    )
+
+
 class _Route(Protocol):
-    """One way of computing SHAP values; ``values`` returns (values, base_values)."""
+    """One way of computing SHAP values; ``values`` returns (values, base values, standard
+    errors or None)."""
 
     method: str
     output_space: str
     background_size: int
     note: str
 
-    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]: ...
+    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(values, base values, standard errors or None when the values are exact)."""
+        ...
 
 
 class _LinearRoute:
@@ -368,11 +515,11 @@ class _LinearRoute:
     def _score(self, z: np.ndarray) -> np.ndarray:
         return _select_score(self._rest.decision_function(z), self._class_index)
 
-    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, None]:
         z = self._prep.transform(frame)
         contributions = (z - self._z_mean) * self._slopes
         values = contributions @ self._map
-        return values, np.full(len(frame), self._base)
+        return values, np.full(len(frame), self._base), None
 
 
 class _TreeRoute:
@@ -430,7 +577,7 @@ class _TreeRoute:
             f"the model output. Cost: one pass over the {max(n_trees, 1)} tree(s) per case."
         )
 
-    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, None]:
         z = self._prep.transform(frame)
         # Additivity is verified once when the explainer is built (against the pipeline's own
         # output), so shap's per-call check, which re-runs the model, is skipped.
@@ -442,7 +589,7 @@ class _TreeRoute:
             # A single raw output is the positive class's log-odds; class 0 is its negation.
             sign = 1.0 if self._class_index == 1 else -1.0
             tree_values, base = sign * raw, sign * expected[0]
-        return tree_values @ self._map, np.full(len(frame), float(base))
+        return tree_values @ self._map, np.full(len(frame), float(base)), None
 
 
 class _PermutationRoute:
@@ -459,6 +606,14 @@ class _PermutationRoute:
 
     Categorical columns travel through the numeric masking as integer codes and are decoded
     back to their values (and the column's dtype) before the pipeline sees them.
+
+    Each forward-and-backward permutation gives one complete estimate of every contribution
+    (adding up exactly); the values are their mean and the standard errors the spread of the
+    estimates over permutations divided by the square root of their number. Permutations come
+    in rounds drawn from one seeded stream, the same for every case; a case gets another round
+    while its largest standard error exceeds ``tolerance``, up to ``max_permutations``. Whether
+    a case gets more rounds depends on that case alone, so its values still do not depend on
+    the batch it comes in.
     """
 
     method = METHOD_PERMUTATION
@@ -471,6 +626,9 @@ class _PermutationRoute:
         class_name: str,
         seed: int,
         max_evals: int | None,
+        *,
+        tolerance: float | None = PERMUTATION_TOLERANCE,
+        max_permutations: int | None = None,
     ) -> None:
         self._model = model
         self._columns = list(model.feature_columns)
@@ -483,23 +641,48 @@ class _PermutationRoute:
         self._background = self._encode(background)
         n_features = len(self._columns)
         per_permutation = 2 * n_features + 1
-        budget = max(500 if max_evals is None else max_evals, per_permutation)
-        n_permutations = budget // per_permutation
+        budget = max(500 if max_evals is None else max_evals, 2 * per_permutation)
+        self._round_size = budget // per_permutation
+        self._max_permutations = max(
+            self._round_size,
+            4 * self._round_size if max_permutations is None else int(max_permutations),
+        )
+        if tolerance is not None and not tolerance > 0:
+            raise ConfigError(
+                f"The permutation tolerance must be a positive standard error, got {tolerance}; "
+                f"pass e.g. {PERMUTATION_TOLERANCE} (one percentage point) or None."
+            )
+        self._tolerance = tolerance
+        # Every round is drawn here, not on demand: the explainer is shared between sessions.
         rng = np.random.default_rng(seed)
-        self._orders = np.array([rng.permutation(n_features) for _ in range(n_permutations)])
-        self._states = _permutation_states(self._orders)
+        n_rounds = max(1, self._max_permutations // self._round_size)
+        self._rounds: list[tuple[np.ndarray, np.ndarray]] = []
+        for _ in range(n_rounds if tolerance is not None else 1):
+            orders = np.array(
+                [rng.permutation(n_features) for _ in range(self._round_size)]
+            ).reshape(self._round_size, n_features)
+            self._rounds.append((orders, _permutation_states(orders)))
         self._base = float(self._predict(self._background).mean())
-        n_evaluations = n_permutations * per_permutation
+        n_evaluations = self._round_size * per_permutation
         self.output_space = "probability"
         self.background_size = len(background)
+        more = (
+            f"more rounds are added, up to {self._max_permutations} permutations, until every "
+            f"standard error of the case is below {tolerance:g}"
+            if tolerance is not None and self._max_permutations > self._round_size
+            else "no further permutations are added"
+        )
         self.note = (
             f"Permutation SHAP (model-agnostic) on the whole pipeline over the {n_features} "
             f"original columns, with {len(background)} background rows standing in for a feature "
             f"being unknown. Contributions are in probability of '{class_name}' and add up "
-            f"exactly to the model's probability; they are estimates from {n_permutations} "
-            f"forward-and-backward permutation(s). Cost: ≈ {n_evaluations} model evaluations per "
-            f"case, each averaged over the {len(background)} background rows "
-            f"(≈ {n_evaluations * len(background):,} pipeline predictions per case)."
+            f"exactly to the model's probability; they are estimates, each shown with its "
+            f"standard error (the spread over permutations; it does not cover the choice of "
+            f"background rows). A case starts with "
+            f"{self._round_size} forward-and-backward permutations; {more}. Cost: "
+            f"≈ {n_evaluations} model evaluations per case and round, each averaged over the "
+            f"{len(background)} background rows "
+            f"(≈ {n_evaluations * len(background):,} pipeline predictions)."
         )
 
     def _encode(self, frame: pd.DataFrame) -> np.ndarray:
@@ -540,25 +723,54 @@ class _PermutationRoute:
         proba = self._model.pipeline.predict_proba(self._decode(matrix))
         return np.asarray(proba[:, self._class_index], dtype=float)
 
-    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cases = self._encode(frame)
         n_cases, n_features = cases.shape
-        n_states, n_background = len(self._states), len(self._background)
         full = self._predict(cases)
+        total = np.zeros((n_cases, n_features))
+        squares = np.zeros((n_cases, n_features))
+        counts = np.zeros(n_cases)
+        active = np.arange(n_cases)
+        for r, (orders, states) in enumerate(self._rounds):
+            if r and self._tolerance is not None:
+                se = _standard_errors(total[active], squares[active], counts[active])
+                active = active[se.max(axis=1, initial=0.0) > self._tolerance]
+            if not len(active):
+                break
+            estimates = self._estimates(cases[active], full[active], orders, states)
+            total[active] += estimates.sum(axis=1)
+            squares[active] += np.square(estimates).sum(axis=1)
+            counts[active] += len(orders)
+        values = total / counts[:, None]
+        # Every permutation's estimates add up to f(x) - base exactly, so their mean does too.
+        return values, np.full(n_cases, self._base), _standard_errors(total, squares, counts)
+
+    def _estimates(
+        self, cases: np.ndarray, full: np.ndarray, orders: np.ndarray, states: np.ndarray
+    ) -> np.ndarray:
+        """(cases, permutations, features): one complete estimate per permutation."""
+        n_cases, n_features = cases.shape
+        n_states, n_background = len(states), len(self._background)
         intermediate = np.empty((n_cases, n_states))
         if n_states:
             chunk = max(1, _ROWS_PER_CALL // (n_states * n_background))
             for start in range(0, n_cases, chunk):
                 block = cases[start : start + chunk]
                 masked = np.where(
-                    self._states[None, :, None, :],
+                    states[None, :, None, :],
                     block[:, None, None, :],
                     self._background[None, None, :, :],
                 ).reshape(-1, n_features)
                 outputs = self._predict(masked).reshape(len(block), n_states, n_background)
                 intermediate[start : start + len(block)] = outputs.mean(axis=2)
-        values = _permutation_values(self._orders, intermediate, self._base, full)
-        return values, np.full(n_cases, self._base)
+        return _permutation_estimates(orders, intermediate, self._base, full)
+
+
+def _standard_errors(total: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Standard error of a mean from running sums over ``counts`` (>= 2) estimates."""
+    n = counts[:, None]
+    variance = np.maximum(squares - np.square(total) / n, 0.0) / np.maximum(n - 1, 1)
+    return np.sqrt(variance / n)
 
 
 def _permutation_states(orders: np.ndarray) -> np.ndarray:
@@ -578,10 +790,14 @@ def _permutation_states(orders: np.ndarray) -> np.ndarray:
     return states.reshape(-1, p)
 
 
-def _permutation_values(
+def _permutation_estimates(
     orders: np.ndarray, intermediate: np.ndarray, base: float, full: np.ndarray
 ) -> np.ndarray:
-    """Average marginal contributions from the outputs at every step of every permutation."""
+    """Each permutation's marginal contributions, shape (cases, permutations, features).
+
+    A permutation's forward and backward passes together give one estimate of every column's
+    contribution; over one permutation they add up to ``full - base`` exactly.
+    """
     n_permutations, p = orders.shape
     n_cases = len(full)
     steps = intermediate.reshape(n_cases, n_permutations, 2, max(p - 1, 0))
@@ -590,11 +806,11 @@ def _permutation_values(
     forward = np.diff(np.concatenate([low, steps[:, :, 0], high], axis=2), axis=2)
     backward = -np.diff(np.concatenate([high, steps[:, :, 1], low], axis=2), axis=2)
     # Step k of both passes switches column order[k].
-    by_step = forward + backward
-    values = np.zeros((n_cases, p))
+    by_step = (forward + backward) / 2
+    estimates = np.zeros((n_cases, n_permutations, p))
     for r, order in enumerate(orders):
-        values[:, order] += by_step[:, r, :]
-    return values / (2 * n_permutations)
+        estimates[:, r, order] = by_step[:, r, :]
+    return estimates
 
 
 _ROWS_PER_CALL = 200_000
@@ -687,12 +903,12 @@ def _resolve_class(model: MedimgModel, class_index: int | None) -> tuple[int, st
             + (" (1 = the positive class)." if model.is_binary else ".")
         )
     if not model.is_binary:
-        return class_index, str(classes[class_index])
+        return class_index, str(model.display_name(classes[class_index]))
     positive = model.positive_class if model.positive_class is not None else classes[1]
     if class_index == 1:
-        return 1, str(positive)
+        return 1, str(model.display_name(positive))
     others = [c for c in classes if c != positive]
-    return 0, str(others[0] if others else classes[0])
+    return 0, str(model.display_name(others[0] if others else classes[0]))
 
 
 def _feature_frame(model: MedimgModel, frame: pd.DataFrame, *, what: str) -> pd.DataFrame:
@@ -781,7 +997,7 @@ def _reproduces_model(
     route: _Route, model: MedimgModel, rows: pd.DataFrame, class_index: int
 ) -> bool:
     """Whether the route's values add up to the pipeline's own output on a few rows."""
-    values, base = route.values(rows)
+    values, base, _ = route.values(rows)
     if route.output_space == "probability":
         target = model.pipeline.predict_proba(rows)[:, class_index]
     else:

@@ -20,7 +20,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from medimg_core.errors import DataError
-from medimg_core.modelling.explain import CaseExplanation
+from medimg_core.modelling.explain import (
+    CaseExplanation,
+    contribution_label,
+    standard_error_label,
+)
+from medimg_core.reporting.summaries import card_positive_text
 
 __all__ = ["anonymous_case", "case_report_html"]
 
@@ -217,23 +222,37 @@ def _feature_section(case: CaseExplanation, features: pd.DataFrame | None) -> st
             {
                 "Feature": [str(f) for f in order],
                 "Value": [_value(case.data.get(f)) for f in order],
-                "Contribution": [float(case.values[f]) for f in order],
+                contribution_label(case.output_space): [float(case.values[f]) for f in order],
             }
         )
+        if case.standard_errors is not None:
+            features[standard_error_label(case.output_space)] = [
+                float(case.standard_errors[f]) for f in order
+            ]
     head = "".join(f"<th>{_escape(c)}</th>" for c in features.columns)
+    # Standard errors are sizes, written without a sign; contributions keep theirs.
+    unsigned = [str(c).startswith("Standard error") for c in features.columns]
     body = []
     for row in features.itertuples(index=False):
         cells = []
-        for value in row:
+        for value, plain in zip(row, unsigned, strict=True):
             if isinstance(value, float):
-                cells.append(f'<td class="num">{_escape(f"{value:+.3f}")}</td>')
+                text = f"{value:.3f}" if plain else f"{value:+.3f}"
+                cells.append(f'<td class="num">{_escape(text)}</td>')
             else:
                 cells.append(f"<td>{_escape(value)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     caption = (
         f'<p class="muted">Contributions are in {_escape(case.output_space)} of '
         f"{_escape(case.class_name)}: positive values push toward {_escape(case.class_name)}, "
-        "negative values away from it.</p>"
+        "negative values away from it."
+        + (
+            " They are permutation estimates; each standard error says how far the estimate "
+            "may be from the exact value."
+            if case.standard_errors is not None
+            else ""
+        )
+        + "</p>"
     )
     return f"{caption}<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -284,7 +303,7 @@ def _model_summary(card: Mapping[str, Any]) -> str:
     n_features = len(features.get("columns") or features.get("feature_columns") or [])
     rows = [
         ("Model", pipeline.get("kind", "unknown")),
-        ("Positive class", card.get("positive_class")),
+        ("Positive class", card_positive_text(card)),
         (
             "Threshold",
             f"{_number(threshold.get('value'), 2)} (rule: {threshold.get('method', 'unknown')})"

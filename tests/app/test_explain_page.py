@@ -35,10 +35,14 @@ def sample_active() -> ActiveModel:
         validation=ValidationConfig(cv=3, n_boot=100),
         positive="malignant",
     )
-    card = persistence.build_card(result, cleaning=report, dataset_name=table.name)
     cases = report.data.copy()
     test_rows = set(result.test_index)
     cases["partition"] = ["test" if i in test_rows else "development" for i in cases.index]
+    # As the save path does: the card's top features come from the development cases.
+    development = cases[cases["partition"] == "development"]
+    card = persistence.build_card(
+        result, cleaning=report, dataset_name=table.name, data=development
+    )
     return ActiveModel(
         model=result.model,
         card=card,
@@ -92,8 +96,19 @@ def test_false_negative_from_cross_validation(explain_app: Callable[[], AppTest]
     metrics = metric_map(at)
     assert metrics["True diagnosis"] == "malignant"
     assert metrics["Outcome"] == "FN"
+    captions = [c.value for c in at.caption]
+    ranking = [c for c in captions if c.startswith("Features ranked by mean |SHAP value|")]
+    assert ranking and "log-odds of malignant" in ranking[0]
+    assert "The model card's top features are the same ranking." in ranking[0]
+    shap_csv = [b for b in at.get("download_button") if "SHAP values (CSV)" in b.proto.label]
+    assert shap_csv and "log-odds of malignant" in shap_csv[0].proto.help
     features = at.dataframe[0].value
-    assert list(features.columns) == ["Feature", "Value", "Typical value", "Contribution"]
+    assert list(features.columns) == [
+        "Feature",
+        "Value",
+        "Typical value",
+        "Contribution (log-odds)",
+    ]
     assert any(b.proto.label.startswith("Download this case") for b in at.get("download_button"))
     assert any("keyed pseudonym" in c.value for c in at.caption)
     # A development FN was missed by a model that had not seen it; the final model, trained on

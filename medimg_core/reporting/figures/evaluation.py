@@ -96,15 +96,18 @@ def confusion_figure(
     Returns
     -------
     go.Figure
-        One heatmap trace; one annotation per cell whose first line is the count.
+        One heatmap trace whose cell text (``text``, first line) is the count; both axes are
+        category axes in the order of ``class_names``, so numeric labels (0/1, "2"/"4", 0.0/1.0)
+        are names, never coordinates.
 
     Raises
     ------
     DataError
-        If the matrix is not square, does not match ``class_names`` or holds negative counts.
+        If the matrix is not square, does not match ``class_names``, holds negative counts, or
+        two class names are the same text.
     """
     counts = np.asarray(confusion)
-    names = [str(c) for c in class_names]
+    names = _category_names(class_names)
     k = len(names)
     if counts.ndim != 2 or counts.shape != (k, k):
         raise DataError(
@@ -123,6 +126,7 @@ def confusion_figure(
 
     binary_roles = np.array([["TN", "FP"], ["FN", "TP"]]) if k == 2 else None
     hover = np.empty((k, k), dtype=object)
+    cell_text = np.empty((k, k), dtype=object)
     for i in range(k):
         for j in range(k):
             role = f" ({binary_roles[i, j]})" if binary_roles is not None else ""
@@ -130,11 +134,21 @@ def confusion_figure(
                 f"True diagnosis: {names[i]}<br>Predicted: {names[j]}{role}<br>"
                 f"Cases: {int(counts[i, j]):,} ({shares[i, j]:.1%} of true {names[i]})"
             )
+            cell_text[i, j] = f"{int(counts[i, j]):,}" + (
+                f"<br>{shares[i, j]:.1%}" if normalize else ""
+            )
+    # The counts are the heatmap's own cell text, not layout annotations: plotly reads an
+    # annotation's x/y of "1" or 1 on a category axis as a position, so with class labels such
+    # as 0/1 or 2/4 annotations land in the wrong cell (or outside the plot); trace text is
+    # always drawn in its own cell, with a colour that contrasts with that cell.
     fig = house_figure(
         go.Heatmap(
             z=z,
             x=names,
             y=names,
+            text=cell_text,
+            texttemplate="%{text}",
+            textfont={"size": 15},
             colorscale="Blues",
             zmin=0,
             zmax=zmax,
@@ -146,25 +160,6 @@ def confusion_figure(
             },
         )
     )
-    annotations = []
-    for i in range(k):
-        for j in range(k):
-            text = f"{int(counts[i, j]):,}"
-            if normalize:
-                text += f"<br>{shares[i, j]:.1%}"
-            # Dark cells get white text so counts stay legible on the strongest blues.
-            dark = float(z[i, j]) / zmax > 0.55
-            annotations.append(
-                {
-                    "x": names[j],
-                    "y": names[i],
-                    "text": text,
-                    "showarrow": False,
-                    "font": {"size": 15, "color": "white" if dark else "#1A1A1A"},
-                }
-            )
-    # One layout update for every cell: each add_annotation call re-validates the whole list.
-    fig.update_layout(annotations=annotations)
     # A caller's title names the view itself; a subtitle under it would only repeat it and push
     # this matrix below the counts matrix drawn beside it.
     explain = normalize and title is None
@@ -177,8 +172,10 @@ def confusion_figure(
         subtitle="row-normalised: share of each true class" if explain else None,
         legend=None,
     )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category", side="bottom")
+    # Class labels are categories in the given order, never coordinates, whatever they look like.
+    category_axis = {"type": "category", "categoryorder": "array", "categoryarray": names}
+    fig.update_yaxes(autorange="reversed", **category_axis)
+    fig.update_xaxes(side="bottom", **category_axis)
     return fig
 
 
@@ -416,12 +413,17 @@ def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:
     house_layout(
         fig,
         "Model comparison",
-        max(300, min(450, 120 + 40 * len(rows))),
-        x_title="Cross-validated ROC AUC (95% CI)",
+        max(340, min(490, 160 + 40 * len(rows))),
+        # Two short lines: one long line centred under a plot in a narrow column ran past its
+        # right edge and was cut.
+        x_title="Cross-validated ROC AUC<br>(95% CI)",
         legend="below",
     )
+    # Room below the axis title for the legend even when a narrow column wraps it to 2 rows;
+    # room on the right for a fold at AUC 1.00.
+    fig.update_layout(margin={"b": 56, "r": 18})
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names)
-    fig.update_xaxes(tickformat=".2f")
+    fig.update_xaxes(tickformat=".2f", nticks=5)
     return fig
 
 
@@ -535,6 +537,18 @@ def _overlay(
         for trace in traces_of(ev):
             fig.add_trace(trace)
     return fig, any(_is_multiclass(ev) for ev in evaluations)
+
+
+def _category_names(class_names: Sequence[Any]) -> list[str]:
+    """Class labels as axis categories: text, distinct, ``1.0`` shown as "1.0" (never 1)."""
+    names = [str(c) for c in class_names]
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(
+            f"Two classes have the same name ({', '.join(repeated)}) once written as text; "
+            "give the classes distinct names so each row and column of the matrix is one class."
+        )
+    return names
 
 
 def _diagonal_trace(name: str) -> go.Scatter:
@@ -789,8 +803,9 @@ def _tradeoff_fallback(y_true: np.ndarray, y_score: np.ndarray, n_points: int) -
 
 
 def _target_name(ev: Evaluation) -> str:
+    # class_names holds the names users gave the codes ("malignant" for 0), if any.
     if ev.positive_class is not None:
-        return str(ev.positive_class)
+        return str(ev.class_names[1]) if ev.is_binary else str(ev.positive_class)
     return str(ev.class_names[-1]) if ev.class_names else "the positive class"
 
 

@@ -71,7 +71,7 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
             text=[f"{v:.3f}" for v in values[::-1]],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{y}<br>mean |SHAP| %{x:.3f}<extra></extra>",
+            hovertemplate=f"%{{y}}<br>mean |SHAP| %{{x:.3f}} ({output})<extra></extra>",
             name="Mean |SHAP value|",
         )
     )
@@ -85,7 +85,7 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
         x_title=f"Mean |SHAP value| ({output})",
         legend=None,
     )
-    fig.update_yaxes(type="category")
+    fig.update_yaxes(type="category", ticklabelstandoff=4)
     fig.update_xaxes(range=[0, max(max(values, default=0.0), 1e-9) * 1.15])
     return fig
 
@@ -136,7 +136,7 @@ def beeswarm_figure(explanation: Explanation, *, max_display: int = 15) -> go.Fi
     )
     has_value = np.isfinite(c)
     output = _output_name(explanation.output_space, explanation.class_name)
-    hover = "%{customdata[0]} = %{customdata[1]}<br>SHAP %{x:.3f}<extra></extra>"
+    hover = f"%{{customdata[0]}} = %{{customdata[1]}}<br>SHAP %{{x:.3f}} ({output})<extra></extra>"
     fig = house_figure(
         go.Scattergl(
             x=x[has_value],
@@ -212,7 +212,10 @@ def waterfall_figure(
     -------
     go.Figure
         One waterfall trace: base value (absolute), contributions (relative), model output
-        (total). Red steps push toward ``case.class_name``, blue steps away.
+        (total). Red steps push toward ``case.class_name``, blue steps away. The x-axis title,
+        the hover and the legend name give the unit ("log-odds of malignant"); for permutation
+        estimates the hover gives each contribution's standard error and the subtitle the
+        largest one.
     """
     _check_max_display(max_display)
     order = case.values.abs().sort_values(ascending=False, kind="stable").index
@@ -220,9 +223,14 @@ def waterfall_figure(
     rest = list(order[max_display:])
     labels = [f"{f} = {_format_value(case.data.get(f, np.nan))}" for f in shown]
     contributions = [float(case.values[f]) for f in shown]
+    errors = case.standard_errors
+    step_errors = [float(errors[f]) for f in shown] if errors is not None else []
     if rest:
         labels.append(f"other {len(rest)} features")
         contributions.append(float(case.values[rest].sum()))
+        if errors is not None:
+            # An upper bound: the estimates of one case's columns are not independent.
+            step_errors.append(float(errors[rest].sum()))
     output = case.base_value + float(np.sum(contributions))
     output_name = _output_name(case.output_space, case.class_name)
 
@@ -231,12 +239,20 @@ def waterfall_figure(
     x = [case.base_value, *contributions[::-1], output]
     measure = ["absolute", *(["relative"] * len(contributions)), "total"]
     text = [_plain(case.base_value), *[_signed(v) for v in contributions[::-1]], _plain(output)]
-    # Leave room beside the extreme bars so the "outside" value labels are not clipped.
+    hover_unit = case.output_space
+    hover = [f"{t} {hover_unit}" for t in text]
+    if errors is not None:
+        for k, se in enumerate(step_errors[::-1], start=1):
+            hover[k] += f" ± {se:.3f} (standard error of the estimate)"
+    # Leave room beside the extreme bars so the "outside" value labels are neither clipped nor
+    # drawn against the feature names: a label takes about 7 px per character, and the plot
+    # is at least ~300 px wide where the pages draw it.
     path = case.base_value + np.cumsum([0.0, *contributions[::-1]])
     lo, hi = min(0.0, float(path.min())), max(0.0, float(path.max()))
     if threshold is not None and case.output_space == "probability":
         lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
-    pad = 0.18 * (hi - lo) if hi > lo else 1.0
+    share = min(0.3, (7 * max(len(t) for t in text) + 14) / 300)
+    pad = share / (1 - 2 * share) * (hi - lo) if hi > lo else 1.0
     fig = house_figure(
         go.Waterfall(
             orientation="h",
@@ -251,20 +267,25 @@ def waterfall_figure(
             decreasing={"marker": {"color": SHAP_BLUE}},
             totals={"marker": {"color": NEUTRAL}},
             connector={"line": {"color": REFERENCE, "width": 1}},
-            hovertemplate="%{y}<br>%{text}<extra></extra>",
+            customdata=hover,
+            hovertemplate="%{y}<br>%{customdata}<extra></extra>",
             name=f"Contributions to {output_name}",
         )
     )
     if threshold is not None and case.output_space == "probability":
         threshold_line(fig, float(threshold))
+    largest = max(step_errors, default=0.0) if errors is not None else None
     house_layout(
         fig,
         f"Case {case.case_id}: {output_name} {_plain(output)}",
         max(380, min(450, 110 + 26 * len(y))),
         x_title=output_name[:1].upper() + output_name[1:],
         legend=None,
+        subtitle=None
+        if largest is None
+        else f"permutation estimates: standard error at most {largest:.3f} per step",
     )
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=y)
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=y, ticklabelstandoff=6)
     fig.update_xaxes(range=[lo - pad, hi + pad])
     return fig
 
@@ -307,9 +328,9 @@ def dependence_figure(explanation: Explanation, feature: str) -> go.Figure:
             mode="markers",
             name="Cases",
             marker={"color": PALETTE[0], "size": 6, "opacity": 0.6},
-            hovertemplate=f"{feature} = %{{x:,.4g}}<br>SHAP %{{y:.3f}}<extra></extra>"
+            hovertemplate=f"{feature} = %{{x:,.4g}}<br>SHAP %{{y:.3f}} ({output})<extra></extra>"
             if is_numeric
-            else f"{feature} = %{{x}}<br>SHAP %{{y:.3f}}<extra></extra>",
+            else f"{feature} = %{{x}}<br>SHAP %{{y:.3f}} ({output})<extra></extra>",
         )
     )
     fig.add_hline(y=0, line={"color": REFERENCE, "width": 1})

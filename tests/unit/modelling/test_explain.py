@@ -374,10 +374,11 @@ def test_permutation_values_do_not_depend_on_the_batch(monkeypatch: pytest.Monke
     np.testing.assert_allclose(together.values, alone, atol=1e-12)
 
 
-def test_max_evals_is_raised_to_the_minimum_for_one_permutation() -> None:
+def test_max_evals_is_raised_to_the_minimum_for_two_permutations() -> None:
+    # Two permutations at least: a standard error needs two estimates.
     model = make_model(KNeighborsClassifier(n_neighbors=7), categorical=False)
     explainer = ModelExplainer(model, BACKGROUND, max_background=10, max_evals=3)
-    assert "1 forward-and-backward permutation" in explainer.note
+    assert "starts with 2 forward-and-backward permutations" in explainer.note
     assert_additive(model, DATA.iloc[:2], explainer.explain(DATA.iloc[:2]))
 
 
@@ -386,9 +387,9 @@ def test_tree_route_falls_back_to_permutation_when_it_does_not_add_up(
 ) -> None:
     original = explain_module._TreeRoute.values
 
-    def skewed(self: Any, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values, base = original(self, frame)
-        return values, base + 0.01
+    def skewed(self: Any, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, None]:
+        values, base, _ = original(self, frame)
+        return values, base + 0.01, None
 
     monkeypatch.setattr(explain_module._TreeRoute, "values", skewed)
     model = make_model(RandomForestClassifier(n_estimators=10, random_state=0))
@@ -449,17 +450,107 @@ def test_to_frame_is_long_format_with_one_row_per_case_and_feature() -> None:
     X = CASES.iloc[:3]
     result = explain(model, X, background=BACKGROUND)
     long = result.to_frame()
-    assert list(long.columns) == ["case_id", "feature", "value", "contribution"]
+    # The contribution column names its unit: a CSV read alone must say what the numbers are.
+    assert list(long.columns) == [
+        "case_id",
+        "feature",
+        "value",
+        "explained class",
+        "contribution (log-odds)",
+    ]
+    assert set(long["explained class"]) == {result.class_name}
     assert len(long) == 3 * len(result.feature_names)
     row = long[(long["case_id"] == X.index[1]) & (long["feature"] == "site")].iloc[0]
     assert row["value"] == X.iloc[1]["site"]
-    assert row["contribution"] == pytest.approx(
+    assert row["contribution (log-odds)"] == pytest.approx(
         result.values[1, result.feature_names.index("site")]
     )
     np.testing.assert_allclose(
-        long.groupby("case_id", sort=False)["contribution"].sum().to_numpy(),
+        long.groupby("case_id", sort=False)["contribution (log-odds)"].sum().to_numpy(),
         result.values.sum(axis=1),
     )
+    assert result.standard_errors is None and result.case(0).standard_errors is None
+    assert result.unit == f"log-odds of {result.class_name}"
+
+
+def test_permutation_frame_names_probability_and_standard_errors() -> None:
+    model = make_model(KNeighborsClassifier(n_neighbors=7), categorical=False)
+    result = explain(model, DATA.iloc[100:102], background=BACKGROUND, max_background=10)
+    long = result.to_frame()
+    assert list(long.columns)[-2:] == [
+        "contribution (probability)",
+        "standard error (probability)",
+    ]
+    assert result.standard_errors is not None
+    assert result.standard_errors.shape == result.values.shape
+    np.testing.assert_allclose(
+        long["standard error (probability)"].to_numpy(), result.standard_errors.reshape(-1)
+    )
+    case = result.case(1)
+    assert case.standard_errors is not None
+    np.testing.assert_allclose(case.standard_errors.to_numpy(), result.standard_errors[1])
+
+
+def _permutation_model() -> tuple[Any, pd.DataFrame]:
+    model = make_model(KNeighborsClassifier(n_neighbors=7), categorical=False)
+    return model, DATA.iloc[100:112]
+
+
+def test_permutation_runs_with_different_seeds_agree_within_their_standard_errors() -> None:
+    model, X = _permutation_model()
+    background = BACKGROUND.iloc[:20]
+    # The same background for both runs: only the permutations differ with the seed.
+    runs = [
+        ModelExplainer(model, background, max_background=20, seed=seed, tolerance=None).explain(X)
+        for seed in (1, 2)
+    ]
+    first, second = runs
+    assert first.standard_errors is not None and second.standard_errors is not None
+    assert np.abs(first.values - second.values).max() > 0  # the seeds did give other orders
+    combined = np.sqrt(first.standard_errors**2 + second.standard_errors**2)
+    gap = np.abs(first.values - second.values)
+    # Within 4 combined standard errors everywhere (allowing for the estimated SE of columns
+    # that barely move the output, where both SEs are ~0 and so is the gap).
+    assert np.all(gap <= 4 * combined + 1e-9)
+    # Most gaps are inside 2 SE, and the SE is not inflated: the squared standardised gaps
+    # average about 1, as they do for an honest standard error.
+    assert float(np.mean(gap <= 2 * combined + 1e-9)) >= 0.8
+    moving = combined > 1e-9
+    assert 0.3 <= float(np.mean((gap[moving] / combined[moving]) ** 2)) <= 3.0
+
+
+def test_permutation_adds_rounds_until_the_standard_errors_meet_the_tolerance() -> None:
+    model, X = _permutation_model()
+    coarse = ModelExplainer(model, BACKGROUND, max_background=20, max_evals=26, tolerance=None)
+    coarse_result = coarse.explain(X)
+    assert coarse_result.standard_errors is not None
+    loose = float(coarse_result.standard_errors.max())
+    assert loose > 0.005
+    fine = ModelExplainer(
+        model, BACKGROUND, max_background=20, max_evals=26, tolerance=0.005, max_permutations=400
+    )
+    fine_result = fine.explain(X)
+    assert fine_result.standard_errors is not None
+    assert float(fine_result.standard_errors.max()) <= 0.005
+    assert "until every standard error of the case is below 0.005" in fine.note
+    assert_additive(model, X, fine_result)
+
+
+def test_permutation_cap_stops_the_rounds() -> None:
+    model, X = _permutation_model()
+    explainer = ModelExplainer(
+        model, BACKGROUND, max_background=20, max_evals=26, tolerance=1e-9, max_permutations=6
+    )
+    result = explainer.explain(X.iloc[:2])
+    assert "up to 6 permutations" in explainer.note
+    assert result.standard_errors is not None and result.standard_errors.max() > 1e-9
+    assert_additive(model, X.iloc[:2], result)
+
+
+def test_permutation_tolerance_must_be_positive() -> None:
+    model, _ = _permutation_model()
+    with pytest.raises(ConfigError, match="tolerance must be a positive standard error"):
+        ModelExplainer(model, BACKGROUND, max_background=10, tolerance=0.0)
 
 
 def test_case_and_global_importance_and_top_reasons() -> None:
@@ -511,6 +602,14 @@ def test_bad_class_index_and_background_size_are_config_errors() -> None:
 
 def test_public_names() -> None:
     assert set(explain_module.__all__) == {
+        "GLOBAL_CASES",
+        "PERMUTATION_TOLERANCE",
+        "contribution_label",
+        "development_explainer",
+        "development_explanation",
+        "development_sample",
+        "importance_description",
+        "standard_error_label",
         "METHOD_LINEAR",
         "METHOD_PERMUTATION",
         "METHOD_TREE",

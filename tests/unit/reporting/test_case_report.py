@@ -163,3 +163,24 @@ def test_a_custom_feature_table_is_used() -> None:
     page = render(features=table)
     assert "Typical value" in page and "+1.200" in page
     assert "margin</td>" not in page
+
+
+def test_contributions_name_their_unit_and_estimates_their_standard_error() -> None:
+    case = a_case()
+    page = render(case=case)
+    assert f"<th>Contribution ({case.output_space})</th>" in page
+    assert "Standard error" not in page
+    errors = pd.Series(0.0123, index=case.values.index)
+    estimated = CaseExplanation(
+        **{
+            **case.__dict__,
+            "output_space": "probability",
+            "method": "permutation (model-agnostic)",
+            "standard_errors": errors,
+        }
+    )
+    page = render(case=estimated)
+    assert "<th>Contribution (probability)</th>" in page
+    assert "<th>Standard error (probability)</th>" in page
+    assert '<td class="num">0.012</td>' in page and "+0.012" not in page
+    assert "each standard error says how far the estimate" in page

@@ -57,26 +57,93 @@ def multiclass_eval(n: int = 240, k: int = 3) -> Evaluation:
     )
 
 
-def test_confusion_annotations_equal_counts() -> None:
+def cell(fig: go.Figure, true: object, predicted: object) -> tuple[float, str]:
+    """The heatmap's value and text in the cell labelled (true, predicted), found by label."""
+    heatmap = fig.data[0]
+    i = [str(v) for v in heatmap.y].index(str(true))
+    j = [str(v) for v in heatmap.x].index(str(predicted))
+    return float(np.asarray(heatmap.z)[i][j]), str(np.asarray(heatmap.text)[i][j])
+
+
+def test_confusion_cells_equal_counts() -> None:
     confusion = np.array([[70, 3], [5, 1234]])
     fig = confusion_figure(confusion, ("benign", "malignant"))
     assert_house_layout(fig)
     assert len(fig.data) == 1 and isinstance(fig.data[0], go.Heatmap)
-    texts = {(a.y, a.x): a.text for a in fig.layout.annotations}
-    assert texts[("benign", "benign")] == "70"
-    assert texts[("malignant", "malignant")] == "1,234"
+    assert cell(fig, "benign", "benign") == (70, "70")
+    assert cell(fig, "malignant", "malignant") == (1234, "1,234")
     assert axis_title(fig.layout.xaxis) == "Predicted"
     assert axis_title(fig.layout.yaxis) == "True diagnosis"
     assert list(fig.data[0].x) == ["benign", "malignant"]
     assert "TP" in fig.data[0].customdata[1][1]
 
 
+NUMERIC_LABELS = [
+    pytest.param(["2", "4"], ("2", "4"), id="strings-2-4"),
+    pytest.param(["4", "2"], ("4", "2"), id="strings-4-2"),
+    pytest.param(["0", "1"], ("0", "1"), id="strings-0-1"),
+    pytest.param(["1", "0"], ("1", "0"), id="strings-1-0-breastmnist"),
+    pytest.param([0, 1], (0, 1), id="ints-0-1"),
+    pytest.param([1, 0], (1, 0), id="ints-1-0"),
+    pytest.param([0.0, 1.0], (0.0, 1.0), id="floats-0-1"),
+    pytest.param([np.int64(4), np.int64(2)], (np.int64(4), np.int64(2)), id="numpy-ints"),
+    pytest.param(["10", "2", "33"], ("10", "2", "33"), id="digit-strings-3-classes"),
+    pytest.param([3, 1, 2], (3, 1, 2), id="ints-3-classes-unsorted"),
+]
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize(("labels", "class_names"), NUMERIC_LABELS)
+def test_confusion_numeric_labels_are_names_not_positions(
+    labels: list[object], class_names: tuple[object, ...], normalize: bool
+) -> None:
+    # Counts computed independently of medimg from made-up predictions, every cell distinct.
+    rng = np.random.default_rng(7)
+    k = len(labels)
+    y_true = rng.choice(
+        np.array(labels, dtype=object), size=400, p=np.arange(1, k + 1) / sum(range(1, k + 1))
+    )
+    y_pred = np.where(
+        rng.random(400) < 0.7, y_true, rng.choice(np.array(labels, dtype=object), size=400)
+    )
+    counts = {(a, b): int(np.sum((y_true == a) & (y_pred == b))) for a in labels for b in labels}
+    matrix = np.array([[counts[(a, b)] for b in labels] for a in labels])
+    fig = confusion_figure(matrix, class_names, normalize=normalize)
+    names = [str(c) for c in class_names]
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.type == "category"
+        assert axis.categoryorder == "array"
+        assert list(axis.categoryarray) == names
+    assert list(fig.data[0].x) == names and list(fig.data[0].y) == names
+    assert all(isinstance(v, str) for v in (*fig.data[0].x, *fig.data[0].y))
+    for a in labels:
+        row_total = sum(counts[(a, b)] for b in labels)
+        for b in labels:
+            z, text = cell(fig, a, b)
+            n = counts[(a, b)]
+            assert text.split("<br>")[0] == f"{n:,}"
+            assert z == pytest.approx(n / row_total if normalize else n)
+            assert f"True diagnosis: {a}<br>Predicted: {b}" in str(
+                np.asarray(fig.data[0].customdata)[names.index(str(a))][names.index(str(b))]
+            )
+    # Nothing is placed at data coordinates: plotly reads x="1" on a category axis as position 1.
+    assert not [
+        ann
+        for ann in fig.layout.annotations
+        if (ann.xref or "x") == "x" or (ann.yref or "y") == "y"
+    ]
+
+
+def test_confusion_names_equal_as_text_are_refused() -> None:
+    with pytest.raises(DataError, match=r"same name \(1\) once written as text"):
+        confusion_figure(np.eye(2, dtype=int), (1, "1"))
+
+
 def test_confusion_normalised_shows_counts_and_row_shares() -> None:
     confusion = np.array([[30, 10], [0, 0]])
     fig = confusion_figure(confusion, ("a", "b"), normalize=True)
-    texts = {(a.y, a.x): a.text for a in fig.layout.annotations}
-    assert texts[("a", "a")] == "30<br>75.0%"
-    assert texts[("b", "b")] == "0<br>0.0%"
+    assert cell(fig, "a", "a")[1] == "30<br>75.0%"
+    assert cell(fig, "b", "b")[1] == "0<br>0.0%"
     assert "row-normalised: share of each true class" in fig.layout.title.subtitle.text
     assert np.allclose(np.asarray(fig.data[0].z), [[0.75, 0.25], [0, 0]])
 
@@ -84,8 +151,9 @@ def test_confusion_normalised_shows_counts_and_row_shares() -> None:
 def test_confusion_multiclass_is_k_by_k() -> None:
     ev = multiclass_eval()
     fig = confusion_figure(ev.confusion, ev.class_names)
-    assert len(fig.layout.annotations) == 9
-    first = [int(a.text.replace(",", "")) for a in fig.layout.annotations]
+    texts = np.asarray(fig.data[0].text)
+    assert texts.shape == (3, 3)
+    first = [int(t.replace(",", "")) for t in texts.ravel()]
     assert first == ev.confusion.ravel().tolist()
 
 
@@ -253,4 +321,12 @@ def test_figures_accept_evaluate_scores_output() -> None:
     calibration = calibration_figure(ev)
     assert "Brier" in calibration.data[0].name
     assert len(threshold_figure(ev).data) == 4
-    assert len(confusion_figure(ev.confusion, ev.class_names).layout.annotations) == 4
+    assert np.asarray(confusion_figure(ev.confusion, ev.class_names).data[0].text).size == 4
+
+
+def test_leaderboard_axis_title_fits_a_narrow_column() -> None:
+    fig = leaderboard_figure(leaderboard())
+    lines = axis_title(fig.layout.xaxis).split("<br>")
+    assert lines[0] == "Cross-validated ROC AUC" and len(lines) == 2
+    assert max(len(line) for line in lines) <= 24
+    assert fig.layout.margin.b >= 50 and fig.layout.margin.r >= 15

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,60 @@ def test_dependence_figure() -> None:
 def test_dependence_downsamples() -> None:
     exp = make_explanation(n=12_000, n_features=2)
     assert count_points(dependence_figure(exp, "feature 0").data[0]) == MAX_POINTS
+
+
+@pytest.mark.parametrize("space", ["log-odds", "probability"])
+def test_every_explanation_figure_names_its_unit(space: str) -> None:
+    exp = make_explanation(n=30, n_features=6, output_space=space)
+    unit = f"{space} of malignant"
+    importance = importance_figure(exp)
+    assert axis_title(importance.layout.xaxis) == f"Mean |SHAP value| ({unit})"
+    assert f"({unit})" in importance.data[0].hovertemplate
+    swarm = beeswarm_figure(exp)
+    assert unit in axis_title(swarm.layout.xaxis)
+    assert f"({unit})" in swarm.data[0].hovertemplate
+    waterfall = waterfall_figure(exp.case(0))
+    assert axis_title(waterfall.layout.xaxis) == unit[:1].upper() + unit[1:]
+    assert unit in waterfall.layout.title.text
+    assert all(str(h).endswith(space) for h in waterfall.data[0].customdata)
+    dependence = dependence_figure(exp, "feature 0")
+    assert unit in axis_title(dependence.layout.yaxis)
+    assert f"({unit})" in dependence.data[0].hovertemplate
+
+
+def test_waterfall_shows_the_standard_errors_of_permutation_estimates() -> None:
+    exp = make_explanation(n=3, n_features=5, output_space="probability")
+    errors = np.full(exp.values.shape, 0.004)
+    errors[1, 2] = 0.021
+    estimated = dataclasses.replace(
+        exp, method="permutation (model-agnostic)", standard_errors=errors
+    )
+    case = estimated.case(1)
+    assert case.standard_errors is not None
+    fig = waterfall_figure(case, max_display=5)
+    hover = list(fig.data[0].customdata)
+    steps = list(fig.data[0].y)
+    row = next(i for i, label in enumerate(steps) if label.startswith("feature 2 = "))
+    assert "± 0.021 (standard error of the estimate)" in hover[row]
+    assert "± 0.004" in hover[steps.index(next(s for s in steps if s.startswith("feature 0 = ")))]
+    assert "standard error at most 0.021" in fig.layout.title.subtitle.text
+    exact = waterfall_figure(exp.case(1))
+    assert "standard error" not in " ".join(map(str, exact.data[0].customdata))
+    assert not exact.layout.title.subtitle.text
+
+
+def test_waterfall_leaves_room_for_the_value_labels() -> None:
+    # Labels are drawn outside the bars; the range must leave about 7 px per character on a
+    # ~300 px plot beyond the furthest bar end on both sides, so they clear the feature names.
+    exp = make_explanation(n=2, n_features=8)
+    case = exp.case(0)
+    fig = waterfall_figure(case)
+    x = np.asarray(fig.data[0].x, dtype=float)
+    path = x[0] + np.cumsum(np.r_[0.0, x[1:-1]])
+    lo, hi = min(0.0, path.min()), max(0.0, path.max())
+    low, high = fig.layout.xaxis.range
+    width = high - low
+    longest = max(len(t) for t in fig.data[0].text)
+    needed = (7 * longest + 10) / 300 * width
+    assert lo - low >= needed and high - hi >= needed
+    assert fig.layout.yaxis.ticklabelstandoff >= 4
