@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medimg_core.reporting import review
+from medimg_core.errors import MedimgError
+from medimg_core.reporting import review, summaries
 from medimg_core.reporting.figures.data import distribution_figure
 from medimg_core.ui import explaining, images, state, widgets, workflow
 
@@ -17,19 +18,26 @@ workflow.require("predict")
 
 active = state.get(state.ACTIVE)
 model = active.model
+positive_name = model.display_name(model.positive_class)
 cut = explaining.threshold(active) if model.is_binary else None
 image_model = images.is_image_model(active)
 
 st.caption(
     f"Model: {explaining.model_name(active)} on {len(model.feature_columns):,} features"
     + (
-        f"; cases with P({model.positive_class}) ≥ {cut:.2f} are called {model.positive_class}."
+        f"; cases with P({positive_name}) ≥ {cut:.2f} are called {positive_name}."
         if cut is not None
         else "; each case is called its most probable class."
     )
     + " New cases are checked against the training data and cleaned with the model's own plan "
     "before scoring."
 )
+if cut is not None:
+    # Where the threshold came from: the saved rule on development cases, or the Evaluate page.
+    origin = summaries.threshold_origin(active.card, cut, state.get(state.THRESHOLD_SOURCE))
+    st.caption(f"Decision {origin}.")
+    if state.get(state.THRESHOLD_SOURCE) == "test" and abs(cut - model.threshold) >= 1e-9:
+        st.warning(summaries.TEST_THRESHOLD_WARNING, icon=":material/warning:")
 
 with st.container(border=True):
     upload_col, demo_col = st.columns([3, 2], gap="large")
@@ -84,7 +92,35 @@ if table is None:
     workflow.next_step("predict")
     st.stop()
 
-scored = explaining.scored_cases(active, table)
+with st.expander("No decision for some cases (abstention)", icon=":material/front_hand:"):
+    abstain_ood = st.checkbox(
+        "No decision for cases unlike the training data",
+        key="predict_abstain_ood",
+        help="Cases with a value outside the training range, or far from the training cases, "
+        "get no decision and are referred to a reader.",
+    )
+    band: tuple[float, float] | None = None
+    if cut is not None and st.checkbox(
+        "No decision when the probability is close to the threshold",
+        key="predict_abstain_band_on",
+    ):
+        low, high = st.slider(
+            f"Uncertainty band around the threshold {cut:.2f}",
+            min_value=0.0,
+            max_value=1.0,
+            value=(max(0.0, round(cut - 0.1, 2)), min(1.0, round(cut + 0.1, 2))),
+            step=0.01,
+            key="predict_abstain_band",
+            help=f"Cases with P({positive_name}) inside the band get no decision. The "
+            "band must contain the threshold.",
+        )
+        band = (float(low), float(high))
+
+try:
+    scored = explaining.scored_cases(active, table, abstain_ood=abstain_ood, band=band)
+except MedimgError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
 st.markdown(f"**{table.name}** · {scored.n_input:,} rows")
 
 if not scored.ok:
@@ -107,7 +143,7 @@ if scored.warnings:
         icon=":material/warning:",
     )
 
-metrics = st.columns(4)
+metrics = st.columns(6)
 metrics[0].metric("Cases in the file", f"{scored.n_input:,}")
 metrics[1].metric(
     "Scored", f"{scored.n_scored:,}", help="Cases that passed the model's cleaning plan."
@@ -119,10 +155,27 @@ metrics[2].metric(
 )
 if cut is not None:
     metrics[3].metric(
-        f"Called {model.positive_class}",
+        f"Called {positive_name}",
         f"{scored.n_called:,}",
-        help=f"Cases with P({model.positive_class}) at or above the threshold {cut:.2f} "
-        "(chosen on the Evaluate page, else the model's own).",
+        help=f"Cases with P({positive_name}) at or above the "
+        + summaries.threshold_origin(active.card, cut, state.get(state.THRESHOLD_SOURCE))
+        + ".",
+    )
+metrics[4].metric(
+    "Atypical",
+    f"{scored.n_flagged:,}",
+    help="Cases outside the training range or far from the training cases (distance above "
+    "the 99th percentile of development cases).",
+)
+metrics[5].metric(
+    "No decision",
+    f"{scored.n_abstained:,}",
+    help="Cases the model declined to call (abstention options above): refer to a reader.",
+)
+if scored.n_scored:
+    ood_notes = scored.ood_notes
+    (st.warning if scored.n_flagged or scored.n_abstained else st.info)(
+        "\n\n".join(ood_notes), icon=":material/travel_explore:"
     )
 
 image_ctx = images.prediction_context(table)
@@ -134,7 +187,7 @@ if scored.n_scored and image_ctx is not None:
 if scored.n_scored:
     st.markdown("**Predictions**")
     widgets.paged_dataframe(
-        scored.table,
+        explaining.prediction_view(scored),
         key="predict_table",
         page_size=25,
         hide_index=True,
@@ -151,12 +204,13 @@ if scored.n_scored:
         )
     with download_col:
         widgets.download_csv(
-            scored.table,
+            explaining.export_table(active, scored),
             "medimg-predictions.csv",
             "Download predictions (CSV)",
             key="predict_download",
-            help="Safe to open in a spreadsheet (no cell runs as a formula). Identifying "
-            "columns are never included.",
+            help="Safe to open in a spreadsheet (no cell runs as a formula). Every row carries "
+            "the run ID, the threshold and the positive class. Identifying columns are never "
+            "included.",
         )
 
 if len(scored.not_scored):

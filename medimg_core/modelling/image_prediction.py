@@ -23,7 +23,7 @@ from medimg_core.imaging.features import feature_names
 from medimg_core.imaging.occlusion import OcclusionMap, model_predict_fn, occlusion_map
 from medimg_core.imaging.sets import ImageSet
 from medimg_core.modelling.models import MedimgModel
-from medimg_core.modelling.prediction import Predictions, predict
+from medimg_core.modelling.prediction import Abstention, Predictions, predict
 
 __all__ = ["image_predictions", "occlusion_for_case"]
 
@@ -34,6 +34,8 @@ def image_predictions(
     *,
     explain_top: int = 0,
     background: pd.DataFrame | None = None,
+    threshold: float | None = None,
+    abstain: Abstention | None = None,
 ) -> Predictions:
     """Score an image table; each prediction row is named by its image ``file``.
 
@@ -43,12 +45,16 @@ def image_predictions(
     table : from :func:`~medimg_core.imaging.feature_table.features_for_prediction`.
     explain_top : add the ``k`` top SHAP reasons per image (``reason_1`` ..).
     background : reference cases for the reasons (default the model's typical case).
+    threshold : decision threshold on P(positive) (binary); default the model's.
+    abstain : when to give no decision (images unlike the training images, an uncertainty
+        band); see :class:`medimg_core.modelling.prediction.Abstention`.
 
     Returns
     -------
     Predictions
         ``frame`` starts with ``file`` (the path inside the set), then the probabilities,
-        decision, threshold and reasons; no patient key or other identifying column.
+        decision, threshold, out-of-distribution flags and reasons; no patient key or other
+        identifying column.
 
     Raises
     ------
@@ -56,7 +62,14 @@ def image_predictions(
         When the images lack columns the model needs (for example clinical columns that a
         labels table provided at training time).
     """
-    predictions = predict(model, table.frame, explain_top=explain_top, background=background)
+    predictions = predict(
+        model,
+        table.frame,
+        explain_top=explain_top,
+        background=background,
+        threshold=threshold,
+        abstain=abstain,
+    )
     frame = predictions.frame
     dropped = [c for c in ("row", "patient_id", model.roles.id) if c and c in frame.columns]
     frame = frame.drop(columns=dropped)

@@ -12,13 +12,80 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medimg_core.errors import DataError
+from medimg_core._messages import format_value
+from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
 from medimg_core.modelling.explain import explain
 from medimg_core.modelling.models import MedimgModel, class_names_by_code
 from medimg_core.modelling.schema import SchemaReport, check_schema
 
-__all__ = ["Predictions", "evaluate_model", "predict"]
+__all__ = [
+    "ABSTAINED",
+    "NO_DISTANCE_CHECK",
+    "Abstention",
+    "Predictions",
+    "abstention_summary",
+    "case_flags",
+    "evaluate_model",
+    "ood_summary",
+    "predict",
+    "stamp_export",
+]
+
+ABSTAINED = "abstained"
+"""The decision of a case the model declines to call (see :class:`Abstention`)."""
+
+REFER = "no decision — refer to a reader"
+
+NO_DISTANCE_CHECK = (
+    "The distance check (is the case as a whole unlike the training cases?) is unavailable for "
+    "this model: it was saved before medimg kept the statistics it needs, or trained on too few "
+    "cases or no numeric features. Only the range check was done; retrain the model to enable it."
+)
+
+FLAG_COLUMNS = ("ood_range", "ood_features", "ood_distance", "ood_flag")
+"""Out-of-distribution columns of every prediction table and CSV."""
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """When the model gives no decision and the case goes to a reader.
+
+    Parameters
+    ----------
+    ood : abstain on cases flagged as unlike the training data (``ood_flag``).
+    band : (low, high): abstain when P(positive) lies in this band, which must contain the
+        threshold (binary models only). For example (0.4, 0.6) around a threshold of 0.5.
+    """
+
+    ood: bool = False
+    band: tuple[float, float] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ood or self.band is not None
+
+    def check(self, threshold: float | None) -> None:
+        """Raise :class:`ConfigError` for a band that is not a sub-interval of [0, 1] around
+        ``threshold`` (or any band without a threshold)."""
+        if self.band is None:
+            return
+        low, high = (float(v) for v in self.band)
+        if threshold is None:
+            raise ConfigError(
+                "An uncertainty band needs a threshold, which only two-class models have; "
+                "abstain on unusual cases only, or leave the band out."
+            )
+        if not (0.0 <= low < high <= 1.0):
+            raise ConfigError(
+                f"The uncertainty band {low:g}–{high:g} must be two probabilities between 0 and 1, "
+                "the lower first (for example 0.4,0.6)."
+            )
+        if not low <= threshold <= high:
+            raise ConfigError(
+                f"The uncertainty band {low:.2f}–{high:.2f} must contain the threshold "
+                f"{threshold:.2f}: it is meant for the cases closest to the decision."
+            )
 
 
 @dataclass(frozen=True)
@@ -28,18 +95,37 @@ class Predictions:
     Attributes
     ----------
     frame : one row per case: the ID column (or ``row``, 1-based), ``p_<positive>`` (binary)
-        or ``p_<class>`` per class, ``decision``, ``threshold`` (binary) and, when asked,
-        ``reason_1`` .. ``reason_k`` ("worst area = 1,203 (+0.84)"; contributions in the
-        explanation's output space). Identifying columns are never included.
+        or ``p_<class>`` per class, ``decision`` ("abstained" when the model declines),
+        ``threshold`` (binary), ``abstain_reason`` (when abstention is on), the
+        out-of-distribution flags ``ood_range`` (a value outside the development range or an
+        unseen category), ``ood_features`` (which, with the training range), ``ood_distance``
+        (Mahalanobis distance from the development cases; missing when unavailable) and
+        ``ood_flag`` (either check), and, when asked, ``reason_1`` .. ``reason_k``
+        ("worst area = 1,203 (+0.84)"; contributions in the explanation's output space).
+        Identifying columns are never included.
     schema : the schema check of the input.
     threshold : the decision threshold on P(positive) (binary).
     positive_class : the positive label (None for multi-class).
+    distance_cutoff : distances above it are flagged (None when the check is unavailable).
+    abstention : the abstention rule applied (None when the model always decides).
     """
 
     frame: pd.DataFrame
     schema: SchemaReport
     threshold: float
     positive_class: Any
+    distance_cutoff: float | None = None
+    abstention: Abstention | None = None
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the reader of these predictions should know, in plain words."""
+        out = [ood_summary(self.frame)]
+        if self.distance_cutoff is None:
+            out.append(NO_DISTANCE_CHECK)
+        if self.abstention is not None and self.abstention.active:
+            out.append(abstention_summary(self.frame))
+        return tuple(out)
 
 
 def evaluate_model(
@@ -80,7 +166,9 @@ def evaluate_model(
     return evaluate_scores(
         y,
         proba[:, 1] if model.is_binary else proba,
-        class_names=class_names_by_code(model.classes, model.positive_class),
+        class_names=class_names_by_code(
+            model.classes, model.positive_class, model.roles.class_names
+        ),
         positive_class=model.positive_class,
         threshold=model.threshold,
         groups=groups,
@@ -97,8 +185,10 @@ def predict(
     *,
     explain_top: int = 0,
     background: pd.DataFrame | None = None,
+    threshold: float | None = None,
+    abstain: Abstention | None = None,
 ) -> Predictions:
-    """Score new cases.
+    """Score new cases, flag those unlike the training data, and optionally abstain.
 
     Parameters
     ----------
@@ -110,6 +200,9 @@ def predict(
         the model's typical training case (the imputer's medians / most frequent categories),
         so that a single case gets meaningful reasons: contributions are then relative to that
         typical case.
+    threshold : the decision threshold on P(positive) (binary); default the model's.
+    abstain : when to give no decision ("abstained", with ``abstain_reason``): cases flagged
+        as unlike the training data, and/or P(positive) inside an uncertainty band.
 
     Returns
     -------
@@ -119,7 +212,14 @@ def predict(
     ------
     SchemaError
         Missing feature columns or text in numeric columns.
+    ConfigError
+        A threshold outside [0, 1] or an uncertainty band that does not contain the threshold.
     """
+    cut = float(model.threshold if threshold is None else threshold)
+    if model.is_binary and not 0.0 <= cut <= 1.0:
+        raise ConfigError(f"The threshold must lie between 0 and 1, got {threshold!r}.")
+    if abstain is not None:
+        abstain.check(cut if model.is_binary else None)
     schema = check_schema(model, data)
     schema.raise_for_errors()
     proba = model.predict_proba(data)
@@ -131,16 +231,28 @@ def predict(
         columns["row"] = np.arange(1, len(data) + 1)
     if model.is_binary:
         negative = next(c for c in model.classes if c != model.positive_class)
-        columns[f"p_{model.positive_class}"] = proba[:, 1]
-        columns["decision"] = np.where(
-            proba[:, 1] >= model.threshold, model.positive_class, negative
-        )
-        columns["threshold"] = np.full(len(data), model.threshold)
+        positive = model.display_name(model.positive_class)
+        columns[f"p_{positive}"] = proba[:, 1]
+        columns["decision"] = np.where(proba[:, 1] >= cut, positive, model.display_name(negative))
+        columns["threshold"] = np.full(len(data), cut)
     else:
-        for j, cls in enumerate(model.classes):
+        shown = [model.display_name(c) for c in model.classes]
+        for j, cls in enumerate(shown):
             columns[f"p_{cls}"] = proba[:, j]
-        columns["decision"] = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
+        columns["decision"] = np.asarray(shown, dtype=object)[proba.argmax(axis=1)]
     frame = pd.DataFrame(columns, index=data.index)
+    flags = case_flags(model, data)
+    if abstain is not None and abstain.active:
+        decision, referred = _abstain(
+            frame["decision"].to_numpy(dtype=object),
+            proba[:, 1] if model.is_binary else None,
+            flags,
+            abstain,
+        )
+        frame["decision"] = decision
+        frame["abstain_reason"] = referred
+    for column in FLAG_COLUMNS:
+        frame[column] = flags[column].to_numpy()
     if explain_top > 0 and len(data):
         cases = model.prepare_features(data).reset_index(drop=True)
         reference = (
@@ -154,15 +266,174 @@ def predict(
         for i in range(len(cases)):
             top = explanation.case(i).top_reasons(k)
             for j in range(k):
-                reasons[j].append(_format_reason(*top[j]) if j < len(top) else "")
+                reasons[j].append(
+                    _format_reason(*top[j], explanation.output_space) if j < len(top) else ""
+                )
         for j in range(k):
             frame[f"reason_{j + 1}"] = reasons[j]
     return Predictions(
         frame=frame.reset_index(drop=True),
         schema=schema,
-        threshold=model.threshold,
-        positive_class=model.positive_class,
+        threshold=cut,
+        positive_class=model.display_name(model.positive_class),
+        distance_cutoff=model.ood.cutoff if model.ood is not None else None,
+        abstention=abstain,
     )
+
+
+def case_flags(model: MedimgModel, data: pd.DataFrame) -> pd.DataFrame:
+    """Which cases lie outside the training distribution, and why.
+
+    Two checks: the range check (any numeric feature outside the development min–max, or a
+    category never seen in training) names the features; the distance check compares the
+    case's Mahalanobis distance from the development cases with the 99th percentile of
+    development distances (``model.ood``; unavailable for older models, then missing).
+
+    Parameters
+    ----------
+    model : the trained model.
+    data : the cases (the model's feature columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``data``: ``ood_range`` (bool), ``ood_features`` (text, "" when none),
+        ``ood_distance`` (float, NaN when unavailable) and ``ood_flag`` (bool: either check).
+    """
+    X = model.prepare_features(data)
+    named: list[list[str]] = [[] for _ in range(len(X))]
+    for column, (low, high) in model.feature_ranges.items():
+        if column not in X.columns:
+            continue
+        values = X[column].to_numpy(dtype=float)
+        outside = np.flatnonzero(np.isfinite(values) & ((values < low) | (values > high)))
+        for row in outside.tolist():
+            named[row].append(
+                f"{column} = {format_value(values[row])} "
+                f"(training range {format_value(low)} to {format_value(high)})"
+            )
+    for column in model.categorical_columns:
+        seen = {str(c) for c in model.categories.get(column, ())}
+        for i, value in enumerate(X[column].to_numpy(dtype=object)):
+            if not pd.isna(value) and str(value) not in seen:
+                named[i].append(f"{column} = {value} (not seen in training)")
+    in_range = np.array([not n for n in named], dtype=bool)
+    if model.ood is not None and len(X):
+        distance = model.ood.distances(X)
+        far = distance > model.ood.cutoff
+    else:
+        distance = np.full(len(X), np.nan)
+        far = np.zeros(len(X), dtype=bool)
+    return pd.DataFrame(
+        {
+            "ood_range": ~in_range,
+            "ood_features": ["; ".join(n) for n in named],
+            "ood_distance": distance,
+            "ood_flag": ~in_range | far,
+        },
+        index=data.index,
+    )
+
+
+def _abstain(
+    decision: np.ndarray,
+    p_positive: np.ndarray | None,
+    flags: pd.DataFrame,
+    abstain: Abstention,
+) -> tuple[np.ndarray, list[str]]:
+    """Decisions with "abstained" where the rule says so, and the reason of each."""
+    reasons: list[str] = []
+    out = decision.copy()
+    ranged = flags["ood_range"].to_numpy(dtype=bool)
+    flagged = flags["ood_flag"].to_numpy(dtype=bool)
+    for i in range(len(decision)):
+        why: list[str] = []
+        if abstain.ood and flagged[i]:
+            why.append(
+                "outside the training range"
+                if ranged[i]
+                else "far from the training cases (distance check)"
+            )
+        if abstain.band is not None and p_positive is not None:
+            low, high = abstain.band
+            if low <= p_positive[i] <= high:
+                why.append(
+                    f"probability {p_positive[i]:.2f} in the uncertainty band {low:.2f}–{high:.2f}"
+                )
+        if why:
+            out[i] = ABSTAINED
+            reasons.append(f"{REFER}: " + "; ".join(why))
+        else:
+            reasons.append("")
+    return out, reasons
+
+
+def ood_summary(frame: pd.DataFrame) -> str:
+    """One sentence: how many cases are unlike the training data, and by which check."""
+    n = len(frame)
+    if "ood_flag" not in frame.columns or n == 0:
+        return "No cases were checked against the training data."
+    flagged = int(frame["ood_flag"].astype(bool).sum())
+    if not flagged:
+        return f"All {n:,} case(s) are within the training data's range and distance."
+    ranged = int(frame["ood_range"].astype(bool).sum())
+    far = flagged - ranged
+    parts = []
+    if ranged:
+        parts.append(f"{ranged:,} with a value outside the training range")
+    if far:
+        parts.append(f"{far:,} only by their distance from the training cases")
+    return (
+        f"{flagged:,} of {n:,} cases are unlike the training data ({', '.join(parts)}); "
+        "treat their predictions with caution."
+    )
+
+
+def abstention_summary(frame: pd.DataFrame) -> str:
+    """One sentence: how many cases got no decision."""
+    n = len(frame)
+    abstained = int((frame["decision"].astype(str) == ABSTAINED).sum()) if n else 0
+    return f"{abstained:,} of {n:,} cases got no decision and should be referred to a reader."
+
+
+def stamp_export(
+    frame: pd.DataFrame,
+    *,
+    run_id: str | None,
+    model_sha256: str | None,
+    threshold: float | None,
+    positive_class: Any,
+    threshold_source: str | None = None,
+) -> pd.DataFrame:
+    """A prediction table as exported: every row says which model, threshold and class.
+
+    Parameters
+    ----------
+    frame : the predictions.
+    run_id : the registry run ID; when there is none, the model's SHA-256 takes its place
+        (prefixed ``model-sha256:``), so every file can be traced to one model.
+    model_sha256 : the checksum of ``model.skops`` (from the card).
+    threshold : the decision threshold used (None for multi-class).
+    positive_class : the positive class (None for multi-class).
+    threshold_source : where the threshold came from, e.g. "chosen on the Evaluate page".
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame`` with ``run_id``, ``model_sha256``, ``threshold``, ``positive_class`` (and
+        ``threshold_source`` when given) as its first columns.
+    """
+    stamp: dict[str, Any] = {
+        "run_id": run_id or (f"model-sha256:{model_sha256}" if model_sha256 else "unknown"),
+        "model_sha256": model_sha256 or "",
+        "threshold": np.nan if threshold is None else float(threshold),
+        "positive_class": "" if positive_class is None else str(positive_class),
+    }
+    if threshold_source:
+        stamp["threshold_source"] = threshold_source
+    body = frame.drop(columns=[c for c in stamp if c in frame.columns])
+    head = pd.DataFrame({k: [v] * len(body) for k, v in stamp.items()}, index=body.index)
+    return pd.concat([head, body], axis=1)
 
 
 def _typical_case(model: MedimgModel) -> pd.DataFrame:
@@ -177,9 +448,10 @@ def _typical_case(model: MedimgModel) -> pd.DataFrame:
     return model.prepare_features(pd.DataFrame([row]))
 
 
-def _format_reason(feature: str, value: Any, contribution: float) -> str:
+def _format_reason(feature: str, value: Any, contribution: float, unit: str) -> str:
+    """ "worst area = 1,203 (+0.84 log-odds)": the contribution with its unit."""
     if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
         shown = "missing" if not np.isfinite(value) else f"{float(value):,.4g}"
     else:
         shown = "missing" if pd.isna(value) else str(value)
-    return f"{feature} = {shown} ({contribution:+.2f})"
+    return f"{feature} = {shown} ({contribution:+.2f} {unit})"

@@ -17,9 +17,17 @@ import streamlit as st
 
 from medimg_core.errors import DataError
 from medimg_core.modelling import models
-from medimg_core.modelling.explain import CaseExplanation, Explanation, ModelExplainer
+from medimg_core.modelling.explain import (
+    GLOBAL_CASES,
+    CaseExplanation,
+    Explanation,
+    ModelExplainer,
+    development_explainer,
+    development_explanation,
+)
+from medimg_core.modelling.prediction import Abstention, stamp_export
 from medimg_core.privacy import pseudonym_key, pseudonymise
-from medimg_core.reporting import review
+from medimg_core.reporting import review, summaries
 from medimg_core.reporting.case_report import anonymous_case, case_report_html
 from medimg_core.reporting.figures.evaluation import case_probability_figure
 from medimg_core.reporting.figures.explanation import waterfall_figure
@@ -37,6 +45,8 @@ __all__ = [
     "development_rows",
     "explainer",
     "explainers_for",
+    "export_table",
+    "flag_columns",
     "global_explanation",
     "handle_prediction_upload",
     "held_out_cases",
@@ -51,10 +61,11 @@ __all__ = [
     "set_new_cases",
     "take_prediction_upload",
     "threshold",
+    "threshold_source",
 ]
 
-GLOBAL_SAMPLE = 500
-"""Most development cases in the global importance and beeswarm."""
+GLOBAL_SAMPLE = GLOBAL_CASES
+"""Most development cases in the global importance and beeswarm (the model card ranks the same)."""
 
 NEW_CASES = "predict_new_cases"
 """Session key of the new cases (a LoadedTable) on the Predict page."""
@@ -100,12 +111,7 @@ def explainer(model_key: str, class_index: int, _active: ActiveModel) -> ModelEx
     class_index : encoded class to explain (binary: 1 = the positive class).
     _active : the model (not hashed: ``model_key`` identifies it).
     """
-    return ModelExplainer(
-        _active.model,
-        development_rows(_active),
-        seed=_active.model.config.seed,
-        class_index=class_index,
-    )
+    return development_explainer(_active.model, development_rows(_active), class_index=class_index)
 
 
 def explainers_for(active: ActiveModel) -> dict[int, ModelExplainer]:
@@ -117,12 +123,12 @@ def explainers_for(active: ActiveModel) -> dict[int, ModelExplainer]:
 
 @st.cache_data(show_spinner="Explaining a sample of development cases…", max_entries=8)
 def global_explanation(model_key: str, class_index: int, _active: ActiveModel) -> Explanation:
-    """SHAP values of at most ``GLOBAL_SAMPLE`` development cases (a fixed, seeded sample)."""
-    rows = development_rows(_active)
-    if len(rows) > GLOBAL_SAMPLE:
-        rows = rows.sample(n=GLOBAL_SAMPLE, random_state=_active.model.config.seed).sort_index()
-    features = _active.model.prepare_features(rows)
-    return explainer(model_key, class_index, _active).explain(features)
+    """SHAP values of at most ``GLOBAL_SAMPLE`` development cases (a fixed, seeded sample): the
+    same computation as the model card's top features
+    (:func:`medimg_core.modelling.explain.development_explanation`)."""
+    return development_explanation(
+        explainer(model_key, class_index, _active), development_rows(_active)
+    )
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,20 @@ def take_prediction_upload(uploaded: Any) -> None:
 _UPLOAD_SEEN = "predict_upload_seen"
 
 
+def prediction_view(scored: review.ScoredCases) -> pd.DataFrame:
+    """The prediction table with the safety columns (unlike training data, why no decision)
+    right after the decision, where a reader looks, instead of after every reason."""
+    table = scored.table
+    first = ["decision", "ood_flag", "abstain_reason"]
+    if "decision" not in table.columns:
+        return table
+    at = list(table.columns).index("decision")
+    lead = [c for c in table.columns[:at] if c not in first]
+    safety = [c for c in first if c in table.columns]
+    rest = [c for c in table.columns[at:] if c not in first]
+    return table.loc[:, [*lead, *safety, *rest]]
+
+
 def prediction_columns(scored: review.ScoredCases) -> dict[str, Any]:
     """Column settings of the prediction table: probabilities as bars, reasons explained."""
     config: dict[str, Any] = {}
@@ -321,15 +341,19 @@ def prediction_columns(scored: review.ScoredCases) -> dict[str, Any]:
             config[column] = st.column_config.TextColumn(
                 f"Reason {rank}",
                 help="A feature with one of the largest contributions: its value and its "
-                "SHAP contribution (positive = toward the positive class), relative to the "
-                "development cases.",
+                "SHAP contribution in the unit written after it (log-odds or probability; "
+                "positive = toward the positive class), relative to the development cases.",
             )
     config["decision"] = st.column_config.TextColumn(
         "Decision",
-        help=f"Called at the threshold {scored.threshold:.2f}."
-        if scored.threshold is not None
-        else "The most probable class.",
+        help=(
+            f"Called at the threshold {scored.threshold:.2f}."
+            if scored.threshold is not None
+            else "The most probable class."
+        )
+        + ' "abstained": no decision, refer the case to a reader.',
     )
+    config.update(flag_columns())
     return config
 
 
@@ -392,7 +416,13 @@ def handle_prediction_upload(data: bytes, name: str) -> LoadedTable:
 
 @st.cache_data(show_spinner="Scoring the new cases…", max_entries=16)
 def _scored(
-    model_key: str, table_hash: str, cut: float | None, _active: ActiveModel, _frame: pd.DataFrame
+    model_key: str,
+    table_hash: str,
+    cut: float | None,
+    abstain_ood: bool,
+    band: tuple[float, float] | None,
+    _active: ActiveModel,
+    _frame: pd.DataFrame,
 ) -> review.ScoredCases:
     return review.score_new_cases(
         _active.model,
@@ -400,11 +430,80 @@ def _scored(
         explainers=explainers_for(_active) if _active.cases is not None else None,
         threshold=cut,
         explain_top=3,
+        abstain=Abstention(ood=abstain_ood, band=band),
     )
 
 
-def scored_cases(active: ActiveModel, table: LoadedTable) -> review.ScoredCases:
+def scored_cases(
+    active: ActiveModel,
+    table: LoadedTable,
+    *,
+    abstain_ood: bool = False,
+    band: tuple[float, float] | None = None,
+) -> review.ScoredCases:
     """New cases checked, cleaned and scored by the active model at the operating threshold
-    (cached on the model's key, the table's content hash and the threshold)."""
+    (cached on the model's key, the table's content hash, the threshold and the abstention).
+
+    Parameters
+    ----------
+    active : the model.
+    table : the new cases.
+    abstain_ood : give no decision for cases unlike the training data.
+    band : give no decision when P(positive) lies in this (low, high) band (binary only).
+
+    Raises
+    ------
+    ConfigError
+        When ``band`` does not contain the threshold.
+    """
     cut = threshold(active) if active.model.is_binary else None
-    return _scored(active.key, table.content_hash, cut, active, table.frame)
+    return _scored(active.key, table.content_hash, cut, abstain_ood, band, active, table.frame)
+
+
+def threshold_source(active: ActiveModel) -> str:
+    """Where the operating threshold came from, in words (for exports).
+
+    The saved rule on cross-validated development cases, or the Evaluate page and the partition
+    viewed when it was moved there (see :func:`medimg_core.reporting.summaries.threshold_origin`).
+    """
+    return summaries.threshold_origin(
+        active.card, threshold(active), state.get(state.THRESHOLD_SOURCE)
+    )
+
+
+def export_table(active: ActiveModel, scored: review.ScoredCases) -> pd.DataFrame:
+    """The predictions as downloaded: stamped with the run ID (else the model's SHA-256), the
+    threshold, where it came from, and the positive class."""
+    return stamp_export(
+        scored.table,
+        run_id=active.run_id,
+        model_sha256=active.card.get("model_sha256"),
+        threshold=scored.threshold,
+        positive_class=scored.positive_class,
+        threshold_source=threshold_source(active) if scored.threshold is not None else None,
+    )
+
+
+def flag_columns() -> dict[str, Any]:
+    """Column settings of the out-of-distribution and abstention columns."""
+    return {
+        "ood_flag": st.column_config.CheckboxColumn(
+            "Unlike training data",
+            help="Outside the training range, or far from the training cases (distance above "
+            "the 99th percentile of development cases). Treat the prediction with caution.",
+        ),
+        "ood_range": st.column_config.CheckboxColumn(
+            "Outside range", help="A value outside the training range, or an unseen category."
+        ),
+        "ood_features": st.column_config.TextColumn(
+            "Which values", help="The values outside the training range, with that range."
+        ),
+        "ood_distance": st.column_config.NumberColumn(
+            "Distance",
+            format="%.1f",
+            help="Mahalanobis distance from the training cases (standardised numeric features).",
+        ),
+        "abstain_reason": st.column_config.TextColumn(
+            "Why no decision", help="Why the model gave no decision for this case."
+        ),
+    }

@@ -159,6 +159,7 @@ def build_roles(
     quality: str | None,
     site: str | None,
     exclude: Sequence[str],
+    reader: Sequence[str] = (),
 ) -> Roles:
     """Roles from the Data page's choices, refused when one column has two jobs.
 
@@ -167,6 +168,8 @@ def build_roles(
     label, id, quality, site : the chosen columns (None for none).
     exclude : identifying or excluded columns; the ID, quality and site columns are dropped from
         it (they are never features anyway).
+    reader : features that are a reader's assessment (e.g. BI-RADS); they stay features and
+        training also reports performance without them.
 
     Returns
     -------
@@ -201,12 +204,21 @@ def build_roles(
                     f"Column {column!r} is chosen as both the {role} and the {other_role}. "
                     f"Choose a different column for one of them, or (none)."
                 )
+    not_features = {label, id, quality, site, *exclude}
+    for column in reader:
+        if column in not_features:
+            raise ConfigError(
+                f"Column {column!r} is marked as a reader's assessment but is not a feature "
+                "(it is the label, the patient ID, the quality flag, the site or excluded). "
+                "Unmark it, or give it no other role."
+            )
     return Roles(
         label=label,
         id=id,
         quality=quality,
         site=site,
         exclude=tuple(c for c in dict.fromkeys(exclude) if c not in (id, quality, site)),
+        reader=tuple(dict.fromkeys(reader)),
     )
 
 

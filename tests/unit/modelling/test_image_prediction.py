@@ -32,6 +32,10 @@ def test_predictions_are_named_by_file(trained: Trained, tmp_path: Path) -> None
         "p_pneumonia",
         "decision",
         "threshold",
+        "ood_range",
+        "ood_features",
+        "ood_distance",
+        "ood_flag",
         "reason_1",
         "reason_2",
     ]
