@@ -39,19 +39,34 @@ from medimg_core.imaging.feature_table import (
     is_image_source,
 )
 from medimg_core.imaging.features import read_feature_settings
+from medimg_core.modelling.calibration import (
+    calibration_card,
+    calibration_line,
+    departure_warnings,
+)
+from medimg_core.modelling.evaluation import CLASS_METRICS, format_metric
+from medimg_core.modelling.guards import repeated_patients_warning
 from medimg_core.modelling.image_prediction import image_predictions
-from medimg_core.modelling.models import ModelConfig, label_key
-from medimg_core.modelling.prediction import evaluate_model, predict
+from medimg_core.modelling.models import MedimgModel, ModelConfig, label_key
+from medimg_core.modelling.prediction import (
+    Abstention,
+    evaluate_model,
+    predict,
+    stamp_export,
+)
 from medimg_core.modelling.schema import check_schema
 from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.privacy import to_safe_csv
-from medimg_core.store.persistence import _refuse_foreign_target, load_model
+from medimg_core.reporting.comparison import selection_note
+from medimg_core.reporting.summaries import card_metric
+from medimg_core.store.persistence import _refuse_foreign_target, load_model, test_split_source
 from medimg_core.store.registry import Registry, _parquet_ready
 from medimg_core.store.runs import save_run
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
 from medimg_core.tables.loading import LoadedTable, read_data
-from medimg_core.tables.roles import Roles, propose_roles
+from medimg_core.tables.roles import Roles, parse_class_names, propose_roles
+from medimg_core.workspace import workspace_path
 
 __all__ = ["build_parser", "main"]
 
@@ -321,28 +336,116 @@ def _resolve_roles(
     )
 
 
-def _match_positive(values: pd.Series, text: str, label: str) -> Any:
-    """The label value whose text is ``text`` (so "1" matches the number 1)."""
+def _match_positive(values: pd.Series, text: str, label: str, roles: Roles | None = None) -> Any:
+    """The label value whose text is ``text`` (so "1" matches the number 1), or whose class
+    name is ``text`` (``--positive malignant`` with ``--class-names 0=malignant,1=benign``)."""
     present = list(pd.unique(values.dropna()))
+    code = roles.class_code(text) if roles is not None else None
     for value in present:
-        if str(value) == text or label_key(value) == text:
+        if str(value) == text or label_key(value) == text or label_key(value) == code:
             return value.item() if hasattr(value, "item") else value
-    shown = ", ".join(repr(str(v)) for v in present[:20])
+    shown = ", ".join(
+        repr(str(v)) if roles is None else repr(_class_text(v, roles)) for v in present[:20]
+    )
     raise ConfigError(
         f"--positive {text!r} is not a value of the label {label!r}; its values are {shown}. "
         "Pass one of them."
     )
 
 
+def _class_text(value: Any, roles: Roles) -> str:
+    """``0 (malignant)`` for a named code, the value alone otherwise."""
+    name = roles.class_name(value)
+    return f"{label_key(value)} ({name})" if name != label_key(value) else label_key(value)
+
+
+def _class_names_option(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return parse_class_names(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _name_classes(
+    roles: Roles, args: argparse.Namespace, dataset: _Dataset, notes: list[str]
+) -> Roles:
+    """``--class-names`` and ``--keep-feature`` added to the roles; a recognised MedMNIST
+    ``.npz`` gets its published class names unless ``--class-names`` is given."""
+    frame, name = dataset.frame, dataset.name
+    for column in args.keep_feature:
+        _check_column(frame, column, "--keep-feature", name)
+    names = args.class_names
+    known = dataset.images.image_set.dataset if dataset.images is not None else None
+    if names is None and known is not None and roles.label == "label":
+        names = known.labels
+        listed = ", ".join(f"{code} = {text}" for code, text in known.labels)
+        notes.append(
+            f"recognised {known.title}: using its published class names ({listed}); "
+            "override with --class-names"
+        )
+    if names and roles.label is not None:
+        codes = {label_key(v) for v in pd.unique(frame[roles.label].dropna())}
+        unknown = [code for code, _ in names if code not in codes]
+        if unknown:
+            raise ConfigError(
+                f"--class-names names {', '.join(repr(c) for c in unknown)}, which is not a "
+                f"value of the label {roles.label!r} (its values are "
+                f"{', '.join(repr(c) for c in sorted(codes)[:20])}); name those values."
+            )
+    return dataclasses.replace(
+        roles, class_names=tuple(names or ()), keep_as_feature=tuple(args.keep_feature)
+    )
+
+
 def _plan_for(frame: pd.DataFrame, roles: Roles, args: argparse.Namespace) -> CleaningPlan:
+    """The suggested plan (imputation, repeated records "auto"), with the user's overrides."""
     plan = suggest_plan(frame, roles)
-    return dataclasses.replace(plan, missing="impute") if args.impute else plan
+    return dataclasses.replace(
+        plan,
+        missing="drop" if args.drop_missing else "impute",
+        duplicates=args.duplicates,
+    )
 
 
 def _cleaning_line(report: CleaningReport) -> str:
     removed = ", ".join(f"{rule} {n}" for rule, n in report.counts.items() if n)
     text = f"{report.n_input} rows in, {report.n_kept} kept, {report.n_removed} removed"
     return text + (f" ({removed})" if removed else "")
+
+
+def _cleaning_details(report: CleaningReport) -> list[str]:
+    """Class counts before and after cleaning, kept hard cases and warnings, one per line."""
+    lines = []
+    before, after = report.class_counts_before, report.class_counts_after
+    if before:
+        n_before, n_after = sum(before.values()), sum(after.values())
+        shares = ", ".join(
+            f"{cls} {before.get(cls, 0)} -> {after.get(cls, 0)} "
+            f"({before.get(cls, 0) / max(n_before, 1):.1%} -> "
+            f"{after.get(cls, 0) / max(n_after, 1):.1%})"
+            for cls in dict.fromkeys([*before, *after])
+        )
+        lines.append(f"classes before -> after cleaning: {shares}")
+    summary = report.to_dict()
+    kept_repeats = summary["duplicate_records"]["kept"]
+    if kept_repeats:
+        lines.append(
+            f"{kept_repeats} identical row(s) without a patient ID kept (expected between "
+            "different patients on scores and codes; --duplicates drop removes them)"
+        )
+    if len(report.conflicts):
+        lines.append(
+            f"{len(report.conflicts)} row(s) with identical features and different labels "
+            "kept as hard cases"
+        )
+    across = summary["identical_across_split"]
+    if across["pairs"]:
+        lines.append(
+            f"{across['pairs']} test row(s) identical to a development row of the file's own "
+            f"split ({across['opposite_label']} with the opposite label), kept"
+        )
+    lines.extend(note for note in report.notes if note.startswith("Warning:"))
+    return lines
 
 
 def _metric_text(metrics: dict[str, Any] | None, key: str) -> str:
@@ -354,14 +457,51 @@ def _metric_text(metrics: dict[str, Any] | None, key: str) -> str:
     return f"{m['value']:.3f}{ci}"
 
 
-def _metrics_table(columns: Sequence[tuple[str, dict[str, Any] | None]]) -> list[str]:
-    """Rows of the clinical metrics, one column per partition (``Evaluation.to_dict()``)."""
-    header = f"  {'metric':<12}" + "".join(f"{title:<28}" for title, _ in columns)
+def _metrics_table(
+    columns: Sequence[tuple[str, dict[str, Any] | None]], positive: Any = None
+) -> list[str]:
+    """Rows of the clinical metrics, one column per partition (``Evaluation.to_dict()``).
+
+    ``positive`` is the positive class as users know it ("malignant"): sensitivity,
+    specificity, PPV and NPV say they are for it.
+    """
+    names = [
+        (key, f"{name} for {positive}" if positive is not None and key in CLASS_METRICS else name)
+        for key, name in SUMMARY_METRICS
+    ]
+    width = max(12, *(len(name) + 2 for _, name in names))
+    header = f"  {'metric':<{width}}" + "".join(f"{title:<28}" for title, _ in columns)
     lines = [header.rstrip()]
-    for key, name in SUMMARY_METRICS:
-        row = f"  {name:<12}" + "".join(f"{_metric_text(m, key):<28}" for _, m in columns)
+    for key, name in names:
+        row = f"  {name:<{width}}" + "".join(f"{_metric_text(m, key):<28}" for _, m in columns)
         lines.append(row.rstrip())
     return lines
+
+
+def _positive_text(model: MedimgModel) -> str:
+    """``malignant (code 0)`` for a named code, the positive class alone otherwise."""
+    shown = model.display_name(model.positive_class)
+    code = label_key(model.positive_class)
+    return f"{shown} (code {code})" if str(shown) != code else code
+
+
+def _interval_notes(result: TrainingResult) -> list[str]:
+    """Which shown intervals are not percentile bootstrap ones, and how they were obtained.
+
+    A perfect (or null) figure has a bootstrap interval of zero width; it is replaced by an
+    exact or rank-based one, and the reader is told which.
+    """
+    notes = []
+    for label, evaluation in (("cross-validated", result.cv), ("test", result.test)):
+        if evaluation is None:
+            continue
+        for key, name in SUMMARY_METRICS:
+            metric = evaluation.metrics.get(key)
+            if metric is not None and metric.method and "bootstrap" not in metric.method:
+                notes.append(f"  {name} ({label}): {metric.method}")
+    if not notes:
+        return []
+    return ["Intervals not from the bootstrap (at 0 or 1 it collapses to a point):", *notes]
 
 
 def _train_summary(
@@ -376,6 +516,7 @@ def _train_summary(
     lines = [f"Data: {name}"]
     if report is not None:
         lines.append(f"  cleaning: {_cleaning_line(report)}")
+        lines.extend(f"    {line}" for line in _cleaning_details(report))
     else:
         lines.append(f"  cleaning: skipped (--no-clean), {split.n_dev + split.n_test} rows used")
     if split.grouped_by:
@@ -389,13 +530,18 @@ def _train_summary(
         f"Split: {split.n_dev} development / {split.n_test} test rows, {unit}; "
         f"{split.cv_folds}-fold cross-validation on development"
     )
+    test_unit = "images" if name.lower().endswith(".npz") else "rows"
+    lines.append(f"Test set: {split.test_text(source=test_split_source(name), unit=test_unit)}")
     if model.is_binary:
         lines.append(
-            f"Positive class: {model.positive_class}; threshold {model.threshold:.3f} "
+            f"Positive class: {_positive_text(model)}; threshold {model.threshold:.3f} "
             f"({threshold_method}, chosen on out-of-fold development predictions)"
         )
     else:
-        lines.append(f"Classes: {', '.join(str(c) for c in model.classes)} (multi-class)")
+        lines.append(
+            f"Classes: {', '.join(_class_text(c, model.roles) for c in model.classes)} "
+            "(multi-class)"
+        )
     pca = f", PCA {model.config.pca}" if model.config.pca else ""
     lines.append(f"Model: {model.kind} (scaling {model.config.scaling}{pca})")
     if result.leaderboard:
@@ -407,15 +553,33 @@ def _train_summary(
             interval = f" ({ci[0]:.3f}–{ci[1]:.3f})" if None not in ci else ""
             mark = "  <- chosen" if row.chosen else ""
             lines.append(f"  {row.kind:<11}{value}{interval}{mark}")
+            if row.note:
+                lines.append(f"             ({row.note})")
+    if result.selection_free is not None:
+        lines.append(
+            f"Selection-free CV ROC AUC of auto: {format_metric(result.selection_free)} "
+            f"(BBC-CV over {len(result.leaderboard)} models). The chosen model's own CV ROC "
+            "AUC below is optimistic: it was chosen for scoring best on the same folds."
+        )
     lines.append("Metrics with 95% CIs:")
     lines.extend(
         _metrics_table(
             [
                 ("cross-validated (dev)", result.cv.to_dict()),
                 ("held-out test", result.test.to_dict() if result.test is not None else None),
-            ]
+            ],
+            model.display_name(model.positive_class) if model.is_binary else None,
         )
     )
+    if model.is_binary:
+        lines.append(
+            "Calibration (slope 1 and intercept 0 = probabilities can be taken at face value):"
+        )
+        lines.append("  " + calibration_line("cv", calibration_card(result.cv)))
+        if result.test is not None:
+            lines.append("  " + calibration_line("test", calibration_card(result.test)))
+    lines.extend(_reader_lines(result))
+    lines.extend(_interval_notes(result))
     if result.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in result.warnings)
@@ -440,15 +604,66 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
     if report.dropped_columns:
         dropped = ", ".join(f"{c} ({why})" for c, why in report.dropped_columns.items())
         print(f"  dropped columns: {dropped}")
-    if len(report.conflicts):
-        print(
-            f"  {report.conflicts['conflict_group'].nunique()} group(s) of rows disagree on the "
-            "label; see the report"
+    for line in _cleaning_details(report):
+        print(f"  {line}")
+    missing = {c: n for c, n in report.missing_by_column.items() if n}
+    if missing:
+        shown = ", ".join(
+            f"{c} {n} ({n / max(report.n_input, 1):.0%})"
+            for c, n in sorted(missing.items(), key=lambda item: -item[1])[:8]
         )
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        fate = "removed" if report.plan.missing == "drop" else "kept; the model imputes"
+        print(f"  missing values per predictor: {shown}{more} ({fate})")
     if len(report.flags):
         print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
     print(f"Wrote {out} and {Path(args.report).expanduser().absolute()}.")
     return 0
+
+
+def _reader_lines(result: TrainingResult) -> list[str]:
+    """The with / without table of the reader-assessment features (``--reader``)."""
+    comparison = result.without_reader
+    if comparison is None:
+        return []
+    label = comparison.label
+    lines = [f"With and without {label} (a reader's assessment), 95% CIs:"]
+    if comparison.cv is None:
+        return [*lines, f"  {comparison.note}"]
+    columns: list[tuple[str, dict[str, Any] | None]] = [
+        (f"with {label} (CV)", result.cv.to_dict()),
+        (f"without {label} (CV)", comparison.cv.to_dict()),
+    ]
+    if result.test is not None:
+        columns += [
+            (f"with {label} (test)", result.test.to_dict()),
+            (
+                f"without {label} (test)",
+                comparison.test.to_dict() if comparison.test is not None else None,
+            ),
+        ]
+    model = result.model
+    lines.extend(
+        _metrics_table(
+            columns, model.display_name(model.positive_class) if model.is_binary else None
+        )
+    )
+    lines.append(f"  {comparison.note}")
+    return lines
+
+
+def _reader_roles(roles: Roles, reader: Sequence[str], frame: pd.DataFrame, name: str) -> Roles:
+    """``roles`` with ``--reader`` columns marked as a reader's assessment (they stay features)."""
+    if not reader:
+        return roles
+    for column in reader:
+        _check_column(frame, column, "--reader", name)
+        if column in roles.non_feature_columns():
+            raise ConfigError(
+                f"--reader {column!r} is not a model feature (it is the label, the ID or an "
+                "excluded column); a reader's assessment must be one of the features."
+            )
+    return dataclasses.replace(roles, reader=tuple(dict.fromkeys(reader)))
 
 
 def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
@@ -460,17 +675,20 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
         roles = _image_roles(frame, args, dataset.name, notes)
     else:
         roles = _resolve_roles(frame, args, dataset.name, notes, need_label=True)
+    roles = _reader_roles(roles, args.reader, frame, dataset.name)
+    roles = _name_classes(roles, args, dataset, notes)
     assert roles.label is not None
     report: CleaningReport | None = None
     if args.no_clean:
-        plan = CleaningPlan(missing="impute") if args.impute else CleaningPlan()
+        # Nothing is removed without cleaning, so missing values are imputed by the model.
+        plan = CleaningPlan(missing="impute")
         data = frame
     else:
         plan = _plan_for(frame, roles, args)
         report = clean(frame, roles, plan)
         data = report.data
     positive = (
-        _match_positive(data[roles.label], args.positive, roles.label)
+        _match_positive(data[roles.label], args.positive, roles.label, roles)
         if args.positive is not None
         else None
     )
@@ -491,6 +709,10 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
             _predefined_test(data, notes) if dataset.image_settings is not None else None
         ),
     )
+    repeats = repeated_patients_warning(data, roles)
+    if repeats:
+        # Said before the models are fitted, so the user can stop and declare the ID.
+        print(f"medimg: warning: {repeats}", file=sys.stderr, flush=True)
     progress = _ProgressLine(sys.stderr)
     try:
         result = train(
@@ -589,6 +811,11 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
     for warning in check_schema(model, frame).warnings:
         notes.append(f"warning: {warning}")
     evaluation = evaluate_model(model, frame, n_boot=args.n_boot, seed=model.config.seed)
+    calibration = calibration_card(evaluation)
+    departures = departure_warnings(
+        {key: card_metric(loaded.card, "cv", key) for key in ("sensitivity", "specificity")},
+        evaluation,
+    )
     payload = {
         "metrics": evaluation.to_dict(),
         "positive_class": model.positive_class,
@@ -598,20 +825,25 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
         "class_names": list(evaluation.class_names),
         "confusion": evaluation.confusion.tolist(),
         "bootstrap_unit": "patient" if evaluation.groups_resampled else "row",
+        "calibration": calibration,
+        "warnings": departures,
         "dataset": {"name": table.name, "hash": table.content_hash},
         "model": {"directory": str(loaded.directory), "sha256": loaded.card.get("model_sha256")},
     }
     out = _write_atomic(Path(args.json), _json_bytes(payload))
     lines = [
         f"External validation of {loaded.directory} on {table.name}: {evaluation.n} cases, "
-        f"threshold {evaluation.threshold:.3f}, positive class {model.positive_class}",
+        f"threshold {evaluation.threshold:.3f}, positive class {_positive_text(model)}",
         "Metrics with 95% CIs (no refit):",
         *_metrics_table(
             [
                 ("external", evaluation.to_dict()),
                 ("held-out test at training", (loaded.card.get("metrics") or {}).get("test")),
-            ]
+            ],
+            model.display_name(model.positive_class) if model.is_binary else None,
         ),
+        *([f"  {calibration_line('external', calibration)}"] if calibration is not None else []),
+        *(["Warnings:", *(f"  - {w}" for w in departures)] if departures else []),
         f"Wrote {out}.",
     ]
     print("\n".join(lines))
@@ -622,23 +854,66 @@ def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
     table = _load_scoring_data(args, loaded.card, notes, need_labels=False)
+    abstain = Abstention(ood=args.abstain_ood, band=args.abstain_band)
     if table.images is not None:
-        predictions = image_predictions(model, table.images, explain_top=args.explain)
+        predictions = image_predictions(
+            model, table.images, explain_top=args.explain, abstain=abstain
+        )
     else:
-        predictions = predict(model, table.frame, explain_top=args.explain)
+        predictions = predict(model, table.frame, explain_top=args.explain, abstain=abstain)
     for warning in predictions.schema.warnings:
         notes.append(f"warning: {warning}")
-    out = _write_atomic(Path(args.output), to_safe_csv(predictions.frame))
+    exported = stamp_export(
+        predictions.frame,
+        run_id=_run_id_of(loaded.directory),
+        model_sha256=loaded.card.get("model_sha256"),
+        threshold=predictions.threshold if model.is_binary else None,
+        positive_class=predictions.positive_class,
+    )
+    out = _write_atomic(Path(args.output), to_safe_csv(exported))
     n = len(predictions.frame)
     if model.is_binary:
-        positives = int((predictions.frame["decision"] == model.positive_class).sum())
+        positives = int((predictions.frame["decision"] == predictions.positive_class).sum())
         detail = (
-            f"{positives} called {model.positive_class} at threshold {predictions.threshold:.3f}"
+            f"{positives} called {_positive_text(model)} at threshold {predictions.threshold:.3f}"
         )
     else:
         detail = "most probable class per case"
     print(f"Wrote {n} prediction(s) to {out} ({detail}).")
+    for note in predictions.notes:
+        print(f"  {note}")
     return 0
+
+
+def _run_id_of(model_dir: Path) -> str | None:
+    """The registry run whose model is saved in ``model_dir`` (None when not recorded)."""
+    target = model_dir.expanduser().absolute()
+    if (
+        not os.environ.get("MEDIMG_DATABASE_URL")
+        and not (workspace_path() / "registry.db").is_file()
+    ):
+        return None  # no registry yet: do not create one just to look
+    try:
+        with Registry() as registry:
+            runs = registry.list_runs()
+    except MedimgError:
+        return None
+    return next((r.id for r in runs if Path(r.model_dir).absolute() == target), None)
+
+
+def _band(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two probabilities LOW,HIGH such as 0.4,0.6, got {text!r}"
+        ) from None
+    if not 0.0 <= low < high <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 <= LOW < HIGH <= 1 (for example 0.4,0.6), got {text!r}"
+        )
+    return low, high
 
 
 def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
@@ -688,6 +963,9 @@ def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
     print("  ".join(h.ljust(widths[h]) for h in headers).rstrip())
     for row in rows:
         print("  ".join(str(row[h]).ljust(widths[h]) for h in headers).rstrip())
+    note = selection_note(runs)
+    if note is not None:
+        print(f"\nNote: {note}")
     return 0
 
 
@@ -726,6 +1004,30 @@ def _probability(text: str) -> float:
     if value == 0.0:
         raise argparse.ArgumentTypeError("expected a sensitivity above 0, got 0")
     return value
+
+
+def _add_cleaning_options(parser: argparse.ArgumentParser) -> None:
+    missing = parser.add_mutually_exclusive_group()
+    missing.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="remove rows with a missing feature value (complete-case analysis); by default "
+        "they are kept and the model imputes, fitted on training folds only",
+    )
+    missing.add_argument(
+        "--impute",
+        action="store_true",
+        help="keep rows with missing values and impute inside the model (the default)",
+    )
+    parser.add_argument(
+        "--duplicates",
+        choices=("auto", "keep", "drop"),
+        default="auto",
+        help="repeated records: 'auto' removes later copies with the same patient ID, and "
+        "identical rows without an ID only when measurements are continuous enough that "
+        "different patients would not match by chance; 'keep' lists them; "
+        "'drop' removes every identical row. Rows with different IDs are never copies.",
+    )
 
 
 def _add_role_options(parser: argparse.ArgumentParser) -> None:
@@ -794,7 +1096,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", help="clean a table and report every removed row")
     p.add_argument("data", metavar="DATA")
     _add_role_options(p)
-    p.add_argument("--impute", action="store_true", help="keep rows with missing values")
+    _add_cleaning_options(p)
     p.add_argument("-o", "--output", metavar="CLEAN.parquet", required=True)
     p.add_argument("--report", metavar="REPORT.json", required=True)
     p.set_defaults(handler=_cmd_clean)
@@ -802,7 +1104,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="clean, train and validate a model; save and record it")
     p.add_argument("data", metavar="DATA")
     _add_role_options(p)
-    p.add_argument("--positive", metavar="VALUE", help="the positive label value")
+    p.add_argument(
+        "--positive",
+        metavar="VALUE",
+        help="the positive (disease) class: a label value or a class name; required for "
+        "numeric codes (0/1, 2/4) unless the label column's name says which is the disease",
+    )
+    p.add_argument(
+        "--class-names",
+        metavar="CODE=NAME,...",
+        type=_class_names_option,
+        default=None,
+        help="names for the label's codes, e.g. 0=malignant,1=benign; shown in every table, "
+        "figure, prediction and the model card",
+    )
+    p.add_argument(
+        "--keep-feature",
+        metavar="COL",
+        action="append",
+        default=[],
+        help="keep a column that looks like a patient or record number as a feature (it is "
+        "refused otherwise); repeatable",
+    )
+    p.add_argument(
+        "--reader",
+        metavar="COL",
+        nargs="+",
+        default=[],
+        help="feature columns that are a reader's assessment (e.g. BI-RADS); they stay "
+        "features, and performance is also reported without them",
+    )
     p.add_argument("--model", choices=MODEL_CHOICES, default="auto")
     p.add_argument(
         "--scaling", choices=("standard", "minmax", "robust", "none"), default="standard"
@@ -816,11 +1147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", metavar="N", type=_positive_int, default=1000)
     p.add_argument("--seed", metavar="N", type=int, default=42)
     p.add_argument("--no-clean", action="store_true", help="skip the default cleaning plan")
-    p.add_argument(
-        "--impute",
-        action="store_true",
-        help="impute missing values inside the pipeline instead of dropping rows",
-    )
+    _add_cleaning_options(p)
     p.add_argument("-o", "--output", metavar="MODEL_DIR", required=True)
     _add_image_options(p, size=True)
     p.set_defaults(handler=_cmd_train)
@@ -840,6 +1167,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PREDICTIONS.csv", required=True)
     p.add_argument(
         "--explain", metavar="K", type=_non_negative_int, default=0, help="add K top SHAP reasons"
+    )
+    p.add_argument(
+        "--abstain-ood",
+        action="store_true",
+        help="give no decision (refer to a reader) for cases unlike the training data",
+    )
+    p.add_argument(
+        "--abstain-band",
+        metavar="LOW,HIGH",
+        type=_band,
+        default=None,
+        help="give no decision when P(positive) lies in this band around the threshold, "
+        "e.g. 0.4,0.6",
     )
     _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_predict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import plotly.graph_objects as go
@@ -9,13 +10,16 @@ import streamlit as st
 
 from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import METRIC_HELP
+from medimg_core.modelling.guards import repeated_patients_warning
 from medimg_core.modelling.models import CLASS_WEIGHT_IGNORED, ModelConfig
 from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
 from medimg_core.reporting.figures.evaluation import leaderboard_figure
-from medimg_core.tables.roles import feature_columns
-from medimg_core.ui import images, state, workflow
+from medimg_core.tables.loading import frame_hash
+from medimg_core.tables.roles import Roles, feature_columns
+from medimg_core.ui import cache, images, state, workflow
+from medimg_core.ui.classes import positive_text
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LR_OPTIONS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
@@ -40,6 +44,12 @@ def _saved_choice(
         key=key,
         help=help,
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def repeated_patients(data_hash: str, _data: Any, roles_json: str) -> str | None:
+    """The near-identical-rows warning for the table whose content hash is ``data_hash``."""
+    return repeated_patients_warning(_data, Roles.from_dict(json.loads(roles_json)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -70,7 +80,7 @@ n_features = len(feature_columns(data, roles))
 st.caption(
     f"{len(data):,} cleaned rows · {n_features} feature columns · label **{roles.label}**"
     + (
-        f" · positive class **{positive}** (chosen on the Data page)"
+        f" · positive class **{positive_text(roles, positive)}** (chosen on the Data page)"
         if positive is not None
         else ""
     )
@@ -259,6 +269,9 @@ with st.container(border=True):
                 ":material/warning: No patient ID column was chosen, so splits are by row. If a "
                 "patient has several rows, choose the ID on the Data page to avoid leakage."
             )
+            repeats = repeated_patients(frame_hash(data), data, cache.as_json(roles))
+            if repeats:
+                st.warning(repeats, icon=":material/content_copy:")
     with threshold_col:
         rules = list(summaries.THRESHOLD_RULES)
         rule = st.radio(
@@ -362,21 +375,44 @@ first, second, third = st.columns(3)
 first.metric(
     "Cross-validated ROC AUC",
     "n/a" if cv_auc.value != cv_auc.value else f"{cv_auc.value:.3f}",
-    help="Out-of-fold predictions on the development part. " + METRIC_HELP["roc_auc"],
+    help="Out-of-fold predictions on the development part. "
+    + METRIC_HELP["roc_auc"]
+    + (f" 95% interval: {cv_auc.method}." if cv_auc.method else ""),
 )
 first.caption(summaries.interval_text(cv_auc))
+selection_free = summaries.selection_free_metric(card)
+if selection_free is not None:
+    first.metric(
+        "Selection-free CV ROC AUC",
+        "n/a" if selection_free.value != selection_free.value else f"{selection_free.value:.3f}",
+        help=summaries.SELECTION_FREE_NOTE,
+    )
+    first.caption(
+        summaries.interval_text(selection_free)
+        + " · honest figure for auto; the chosen model's own CV ROC AUC above is optimistic"
+    )
+own_split = (card.get("validation") or {}).get("test_split") == "predefined"
 second.metric(
-    "Held-out test ROC AUC",
+    "Test ROC AUC (the file's own split)" if own_split else "Held-out test ROC AUC",
     f"{test_auc.value:.3f}" if has_test and test_auc.value == test_auc.value else "n/a",
-    help="Scored once on cases the model never saw. " + METRIC_HELP["roc_auc"],
+    help="Scored once on cases the model never saw: "
+    + summaries.describe_test_set(card)
+    + ". "
+    + METRIC_HELP["roc_auc"]
+    + (f" 95% interval: {test_auc.method}." if test_auc.method else ""),
 )
-second.caption(summaries.interval_text(test_auc) if has_test else "no test set")
+second.caption(
+    summaries.interval_text(test_auc) + f" · {summaries.describe_test_set(card)}"
+    if has_test
+    else "no test set"
+)
 if active.model.is_binary:
     rule = summaries.THRESHOLD_RULES.get(str(threshold.get("method")), "unknown rule")
     third.metric(
         "Decision threshold",
         f"{active.model.threshold:.3f}",
-        help=f"Cases with P({active.model.positive_class}) at or above it are called positive.",
+        help=f"Cases with P({active.model.display_name(active.model.positive_class)}) at or "
+        "above it are called positive.",
     )
     third.caption(f"{rule}; chosen on development data")
 else:
@@ -395,7 +431,8 @@ if active.leaderboard:
         st.markdown(
             "**Model comparison** (auto)",
             help="Every candidate was cross-validated on the same folds; the interval is a 95% "
-            "bootstrap interval of the cross-validated ROC AUC.",
+            "bootstrap interval of the cross-validated ROC AUC. The best of several models "
+            "looks better than it is; the selection-free figure above corrects for that.",
         )
         chart_col, table_col = st.columns([5, 6], gap="medium")
         chart_col.plotly_chart(
@@ -417,6 +454,7 @@ if active.leaderboard:
                     help="Seconds for the whole cross-validation.",
                 ),
                 "Chosen": st.column_config.TextColumn("", width="small", help="The model kept."),
+                "Note": st.column_config.TextColumn(width="large"),
             },
             key="train_board_table",
         )

@@ -12,6 +12,11 @@ Conventions shared with ``training``, the figures (:mod:`medimg_core.reporting.f
   are resampled. A replicate that lost a class present in the data is skipped; ``n_boot`` counts
   the replicates actually used. A metric that is undefined (PPV with no positive calls, AUC with
   one class) is NaN, never an exception or a warning.
+- No interval collapses to a point: at 0 or 1 (or with a zero-width bootstrap interval) a
+  proportion gets the exact Clopper-Pearson interval on the patients (when grouped) or cases in
+  its denominator, the ROC AUC Newcombe's rank-based interval (2006, Method 5), and balanced
+  accuracy, F1 and macro averages Bonferroni-combined bounds of their parts. Each
+  :class:`MetricValue` says which ``method`` gave its interval.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from medimg_core.errors import ConfigError, DataError
 
 __all__ = [
+    "CLASS_METRICS",
     "METRIC_HELP",
     "METRIC_KEYS",
     "METRIC_LABELS",
@@ -42,6 +48,7 @@ __all__ = [
     "confusion_at",
     "evaluate_scores",
     "format_metric",
+    "metric_label",
     "positive_class_caption",
     "summary_frame",
     "tradeoff_table",
@@ -113,16 +120,28 @@ _CHUNK_CELLS = 2_000_000
 
 @dataclass(frozen=True)
 class MetricValue:
-    """A point estimate with its 95% bootstrap interval (NaN bounds when not computable)."""
+    """A point estimate with its 95% interval (NaN bounds when not computable).
+
+    ``method`` says how the interval was obtained, in words a reader can look up (e.g.
+    "percentile bootstrap (1000 resamples of patients)", "Clopper-Pearson exact (40
+    patients)"); empty when not recorded (older cards, undefined metrics).
+    """
 
     value: float
     ci95: tuple[float, float]
+    method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         def clean(x: float) -> float | None:
             return None if x is None or not np.isfinite(x) else float(x)
 
-        return {"value": clean(self.value), "ci95": [clean(self.ci95[0]), clean(self.ci95[1])]}
+        out: dict[str, Any] = {
+            "value": clean(self.value),
+            "ci95": [clean(self.ci95[0]), clean(self.ci95[1])],
+        }
+        if self.method:
+            out["method"] = self.method
+        return out
 
 
 @dataclass(frozen=True)
@@ -596,18 +615,6 @@ def _binary_curves(y: np.ndarray, s: np.ndarray) -> tuple[Curve | None, Curve | 
     return roc, pr
 
 
-def _proportion_counts(confusion: np.ndarray) -> dict[str, tuple[int, int]]:
-    """(successes, trials) behind each binary metric that is a simple proportion."""
-    (tn, fp), (fn, tp) = confusion.tolist()
-    return {
-        "accuracy": (tn + tp, tn + fp + fn + tp),
-        "sensitivity": (tp, tp + fn),
-        "specificity": (tn, tn + fp),
-        "ppv": (tp, tp + fp),
-        "npv": (tn, tn + fn),
-    }
-
-
 def _wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score 95% interval for a binomial proportion (NaN bounds without trials)."""
     if trials <= 0:
@@ -617,6 +624,174 @@ def _wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[
     centre = (p + z * z / (2 * trials)) / den
     half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / den
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+_ALPHA = 0.05
+_Z95 = 1.959963984540054
+
+
+def _clopper_pearson(successes: int, trials: int, tail: float) -> tuple[float, float]:
+    """Exact binomial bounds, each with error ``tail`` on its side (NaN without trials)."""
+    from scipy.stats import beta
+
+    if trials <= 0:
+        return float("nan"), float("nan")
+    lo = 0.0 if successes <= 0 else float(beta.ppf(tail, successes, trials - successes + 1))
+    hi = 1.0 if successes >= trials else float(beta.isf(tail, successes + 1, trials - successes))
+    return lo, hi
+
+
+def _hanley_mcneil_variance(theta: float, m: int, n: int) -> float:
+    """Variance of the Mann-Whitney AUC at ``theta`` (Hanley & McNeil 1982), with Newcombe's
+    N* = (m + n) / 2 in place of both group sizes in the correction terms (his Method 4)."""
+    n_star = (m + n) / 2.0
+    extra = (n_star - 1.0) * ((1.0 - theta) / (2.0 - theta) + theta / (1.0 + theta))
+    return theta * (1.0 - theta) * (1.0 + extra) / (m * n)
+
+
+def _newcombe_auc_interval(
+    theta_hat: float, m: int, n: int, z: float = _Z95
+) -> tuple[float, float]:
+    """Rank-based interval for an AUC that does not collapse at 0 or 1.
+
+    Newcombe (2006), "Confidence intervals for an effect size measure based on the
+    Mann-Whitney statistic. Part 2", Method 5: the bounds solve
+    ``|theta_hat - theta| = z * sqrt(V(theta))`` with the Hanley-McNeil variance of
+    :func:`_hanley_mcneil_variance` (a score-type interval: the variance is taken at the bound,
+    not at the estimate, so a perfect AUC still gets a lower bound below 1).
+    """
+    from scipy.optimize import brentq
+
+    if m <= 0 or n <= 0:
+        return float("nan"), float("nan")
+
+    def gap(theta: float) -> float:
+        return (theta_hat - theta) ** 2 - z * z * _hanley_mcneil_variance(theta, m, n)
+
+    # At theta_hat itself the gap is negative (the variance is positive inside (0, 1)); at the
+    # ends of [0, 1] it is theta_hat^2 or (1 - theta_hat)^2. A bound at 0 or 1 is the estimate.
+    inside = min(max(theta_hat, 1e-12), 1.0 - 1e-12)
+    lo = 0.0 if theta_hat <= 0.0 else float(brentq(gap, 0.0, inside))
+    hi = 1.0 if theta_hat >= 1.0 else float(brentq(gap, inside, 1.0))
+    return lo, hi
+
+
+class _Units:
+    """Counts of the units (patients when grouped, else cases) behind each one-vs-rest rate."""
+
+    def __init__(self, y: np.ndarray, pred: np.ndarray, codes: np.ndarray | None, k: int) -> None:
+        self.y, self.pred, self.codes, self.k = y, pred, codes, k
+        self.kind = "patients" if codes is not None else "cases"
+
+    def count(self, rows: np.ndarray) -> int:
+        if self.codes is None:
+            return int(rows.sum())
+        return int(np.unique(self.codes[rows]).size)
+
+    def classes(self) -> list[int]:
+        """The classes whose one-vs-rest figures make the metric: the positive one for binary."""
+        return [1] if self.k == 2 else list(range(self.k))
+
+    def trials(self, rate: str, c: int) -> int:
+        rows = {
+            "sensitivity": self.y == c,
+            "specificity": self.y != c,
+            "ppv": self.pred == c,
+            "npv": self.pred != c,
+            "accuracy": np.ones(len(self.y), dtype=bool),
+        }[rate]
+        return self.count(rows)
+
+
+def _collapsed(value: float, ci: tuple[float, float]) -> bool:
+    """A figure at 0 or 1, or a bootstrap interval of zero width (or none at all)."""
+    lo, hi = ci
+    return value in (0.0, 1.0) or (np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1e-12)
+
+
+def _exact_interval(
+    key: str, value: float, units: _Units
+) -> tuple[tuple[float, float], str] | None:
+    """A count-based 95% interval for a collapsed figure, and how it was obtained.
+
+    Proportions use the exact (Clopper-Pearson) interval on the number of units (patients when
+    grouped) in their denominator. The AUC uses Newcombe's Method 5 on the patients (or cases)
+    of each class. A macro average (multi-class) or a combination (balanced accuracy, F1) takes
+    the bounds of its parts with a Bonferroni split of the 2.5% error on each side, so the
+    combined bound keeps its 95% two-sided coverage: balanced accuracy (and any macro average)
+    is the mean of the parts' bounds, F1 the harmonic mean of its PPV and sensitivity bounds.
+    PR AUC and the Brier score keep their bootstrap interval (None).
+    """
+    tail = _ALPHA / 2
+    if key == "accuracy":
+        trials = units.trials("accuracy", 0)
+        if trials <= 0:
+            return None
+        ci = _clopper_pearson(round(value * trials), trials, tail)
+        return ci, f"Clopper-Pearson exact ({trials} {units.kind})"
+    classes = units.classes()
+    if key in ("sensitivity", "specificity", "ppv", "npv"):
+        rate = key
+        parts = [(rate, c) for c in classes]
+    elif key == "balanced_accuracy":
+        parts = (
+            [("sensitivity", 1), ("specificity", 1)]
+            if units.k == 2
+            else [("sensitivity", c) for c in classes]
+        )
+    elif key == "f1":
+        parts = [(rate, c) for c in classes for rate in ("ppv", "sensitivity")]
+    elif key == "roc_auc":
+        parts = [("auc", c) for c in classes]
+    else:
+        return None
+    if len(parts) > 1 and value not in (0.0, 1.0):
+        # Inside (0, 1) the parts differ from the combined figure: no count-based bound.
+        return None
+    each = tail / len(parts)
+    bounds: list[tuple[float, float]] = []
+    sizes: list[str] = []
+    for rate, c in parts:
+        if rate == "auc":
+            m, n = units.trials("sensitivity", c), units.trials("specificity", c)
+            z = float(_norm_isf(each))
+            bounds.append(_newcombe_auc_interval(value, m, n, z))
+            sizes.append(f"{m} vs {n}")
+            continue
+        trials = units.trials(rate, c)
+        if trials <= 0:
+            # No case to be wrong about (e.g. no positive calls for PPV inside F1): no limit.
+            bounds.append((0.0, 1.0))
+            continue
+        bounds.append(_clopper_pearson(round(value * trials), trials, each))
+        sizes.append(str(trials))
+    if any(not np.isfinite(b) for pair in bounds for b in pair):
+        return None
+    lows, highs = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    if key == "f1":
+        lows = _pairwise_harmonic(lows)
+        highs = _pairwise_harmonic(highs)
+    ci = (float(lows.mean()), float(highs.mean()))
+    ci = (min(ci[0], value), max(ci[1], value))
+    if key == "roc_auc":
+        how = "Newcombe rank-based, Method 5"
+    elif len(parts) == 1:
+        how = "Clopper-Pearson exact"
+    else:
+        how = "exact bounds of its parts, Bonferroni-combined"
+    return ci, f"{how} ({' and '.join(sizes)} {units.kind})"
+
+
+def _pairwise_harmonic(values: np.ndarray) -> np.ndarray:
+    """Harmonic means of consecutive pairs (PPV, sensitivity) of bounds: F1 per class."""
+    a, b = values[0::2], values[1::2]
+    return _div(2 * a * b, a + b)
+
+
+def _norm_isf(tail: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.isf(tail))
 
 
 def _bootstrap(
@@ -726,17 +901,25 @@ def evaluate_scores(
     boot_codes = None if codes is None else codes[layout]
     boot, used = _bootstrap(stats, n, totals[0] > 0, boot_codes, n_groups, int(n_boot), seed)
     confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    proportions = _proportion_counts(confusion) if binary else {}
+    unit = "patients" if codes is not None else "cases"
+    boot_method = f"percentile bootstrap ({used} resamples of {unit})"
+    units = _Units(y, pred, codes, k)
     metrics = {}
     for key in METRIC_KEYS:
         value = float(point[key][0])
-        ci = _percentile_ci(boot[key]) if np.isfinite(value) else (float("nan"), float("nan"))
-        if key in proportions and value in (0.0, 1.0):
-            # Every resample of a perfect (or null) proportion is perfect too, so the percentile
-            # interval collapses to a point; the Wilson interval states the real uncertainty
-            # (114/114 correct is compatible with an accuracy as low as 0.967).
-            ci = _wilson(*proportions[key])
-        metrics[key] = MetricValue(value=value, ci95=ci)
+        if not np.isfinite(value):
+            metrics[key] = MetricValue(value, (float("nan"), float("nan")))
+            continue
+        ci = _percentile_ci(boot[key])
+        method = boot_method if np.isfinite(ci[0]) else ""
+        if _collapsed(value, ci):
+            # Every resample of a perfect (or null) figure is perfect too, so the percentile
+            # interval collapses to a point; a count-based interval states the real uncertainty
+            # (114/114 correct is compatible with an accuracy as low as 0.968).
+            exact = _exact_interval(key, value, units)
+            if exact is not None:
+                ci, method = exact
+        metrics[key] = MetricValue(value=value, ci95=ci, method=method)
 
     roc = pr = calibration = None
     calibration_stats = per_class = None
@@ -1005,10 +1188,42 @@ def format_metric(metric: MetricValue, digits: int = 3) -> str:
     return f"{value} ({lo:.{digits}f}–{hi:.{digits}f})"
 
 
+CLASS_METRICS: frozenset[str] = frozenset({"sensitivity", "specificity", "ppv", "npv"})
+"""Metrics that mean nothing without the class they are for ("sensitivity for malignant")."""
+
+
+def metric_label(key: str, positive: str | None = None) -> str:
+    """A metric's display name; sensitivity, specificity, PPV and NPV name their class.
+
+    Parameters
+    ----------
+    key : a key of ``METRIC_LABELS`` ("sensitivity").
+    positive : the positive class as shown to users ("malignant"); None for multi-class
+        (macro averages, no single class).
+
+    Returns
+    -------
+    str
+        "Sensitivity for malignant", as clinicians say "specificity for malignancy"; other
+        metrics keep their plain name ("ROC AUC").
+    """
+    label = METRIC_LABELS.get(key, key)
+    if positive is not None and key in CLASS_METRICS:
+        return f"{label} for {positive}"
+    return label
+
+
 def positive_class_caption(evaluation: Evaluation) -> str:
-    """What the metrics refer to, e.g. "Positive class: malignant"."""
+    """What the metrics refer to, e.g. "Positive class: malignant (code 0) — sensitivity and
+    PPV are for finding malignant, specificity and NPV for clearing benign"."""
     if evaluation.is_binary:
-        return f"Positive class: {evaluation.positive_class}"
+        negative, positive = evaluation.class_names
+        code = str(evaluation.positive_class)
+        shown = positive if positive == code else f"{positive} (code {code})"
+        return (
+            f"Positive class: {shown} — sensitivity and PPV are for finding {positive}, "
+            f"specificity and NPV for clearing {negative}"
+        )
     return (
         f"{len(evaluation.class_names)} classes ({', '.join(evaluation.class_names)}): "
         "macro averages of one-vs-rest figures"
@@ -1026,9 +1241,10 @@ def summary_frame(*evaluations: Evaluation) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index = clinical metric names (``METRIC_LABELS``), columns = partition names
-        (``PARTITION_LABELS``), cells like "0.978 (0.962–0.990)". ``attrs`` holds ``caption``
-        (positive class), ``help`` (label -> ``METRIC_HELP``) and ``n`` (column -> cases).
+        Index = clinical metric names (:func:`metric_label`: "Sensitivity for malignant" for a
+        binary task), columns = partition names (``PARTITION_LABELS``), cells like
+        "0.978 (0.962–0.990)". ``attrs`` holds ``caption`` (positive class), ``help``
+        (label -> ``METRIC_HELP``) and ``n`` (column -> cases).
 
     Raises
     ------
@@ -1046,9 +1262,14 @@ def summary_frame(*evaluations: Evaluation) -> pd.DataFrame:
             name, i = f"{base} ({i})", i + 1
         columns[name] = [format_metric(ev.metrics[key]) for key in METRIC_KEYS]
         sizes[name] = ev.n
-    frame = pd.DataFrame(columns, index=pd.Index([METRIC_LABELS[k] for k in METRIC_KEYS]))
+    first = evaluations[0]
+    positive = first.class_names[1] if first.is_binary else None
+    labels = [metric_label(k, positive) for k in METRIC_KEYS]
+    frame = pd.DataFrame(columns, index=pd.Index(labels))
     frame.index.name = "Metric"
-    frame.attrs["caption"] = positive_class_caption(evaluations[0])
-    frame.attrs["help"] = {METRIC_LABELS[k]: METRIC_HELP[k] for k in METRIC_KEYS}
+    frame.attrs["caption"] = positive_class_caption(first)
+    frame.attrs["help"] = {
+        label: METRIC_HELP[k] for label, k in zip(labels, METRIC_KEYS, strict=True)
+    }
     frame.attrs["n"] = sizes
     return frame

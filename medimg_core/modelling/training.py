@@ -27,13 +27,26 @@ import numpy as np
 import pandas as pd
 
 import medimg_core
-from medimg_core.modelling.evaluation import Evaluation, choose_threshold, evaluate_scores
+from medimg_core.modelling.evaluation import (
+    Evaluation,
+    MetricValue,
+    choose_threshold,
+    evaluate_scores,
+)
 from medimg_core.modelling.guards import guards, identical_rows_across
-from medimg_core.modelling.models import MedimgModel, ModelConfig, class_names_by_code, label_key
+from medimg_core.modelling.models import (
+    MedimgModel,
+    ModelConfig,
+    class_names_by_code,
+    default_params,
+    label_key,
+)
+from medimg_core.modelling.ood import fit_distance_reference
 from medimg_core.modelling.selection import (
     Candidate,
     Development,
     LeaderboardRow,
+    bootstrap_auc_acc,
     candidate_kinds,
     choose_model,
     comparison_config,
@@ -41,6 +54,7 @@ from medimg_core.modelling.selection import (
     cross_validate_candidates,
     fit,
     make_pipeline,
+    selection_free_auc,
 )
 from medimg_core.modelling.task import FeatureSpec, Task, resolve_features, resolve_task
 from medimg_core.modelling.validation import (
@@ -56,9 +70,12 @@ from medimg_core.tables.roles import Roles
 
 __all__ = [
     "Progress",
+    "ReaderComparison",
     "TrainingResult",
     "choose_development_threshold",
+    "compare_without_reader",
     "cross_validate_deployed",
+    "deployed_leaderboard",
     "refit",
     "score",
     "summarise_split",
@@ -89,6 +106,13 @@ class TrainingResult:
     oof_proba : out-of-fold probabilities of the development rows, shape (n_dev, k).
     dev_index, test_index : the index labels of the rows in each split (e.g. to take the
         development rows as explanation background).
+    without_reader : when some features are a reader's assessment (``roles.reader``), the
+        same model kind cross-validated on the same folds (and tested once) without them.
+    selection_free : when ``auto`` compared several models, the cross-validated ROC AUC of
+        the whole "compare, then keep one" procedure (BBC-CV, see
+        :func:`~medimg_core.modelling.selection.selection_free_auc`). The chosen model's own CV
+        AUC (``cv``) is optimistic because it was selected on the same folds. None when a
+        single model was trained: its CV figures are already selection-free.
     """
 
     model: MedimgModel
@@ -104,6 +128,8 @@ class TrainingResult:
     oof_proba: np.ndarray | None = None
     dev_index: tuple[Any, ...] = ()
     test_index: tuple[Any, ...] = ()
+    without_reader: ReaderComparison | None = None
+    selection_free: MetricValue | None = None
 
 
 _DEFAULT_CONFIG = ModelConfig()
@@ -170,26 +196,60 @@ def train(
     folds = cv_folds(y, groups, dev, task.labels_by_code, validation.cv, config.seed)
     # 3. Every candidate on the same folds; the simplest within one standard error of the best.
     n_steps = len(kinds) * len(folds) + 2
-    development = Development(X, y, dev, folds, features, plan)
+    development = Development(X, y, dev, folds, features, plan, groups=groups)
     comparison = cross_validate_candidates(
         kinds, config, development, progress=lambda done, message: report(done / n_steps, message)
     )
     best, leaderboard = choose_model(
         comparison, y[dev], _part(groups, dev), config=config, n_boot=validation.n_boot
     )
+    compared = best
     best = cross_validate_deployed(
         best, config, development, progress=lambda message: report((n_steps - 2) / n_steps, message)
+    )
+    leaderboard = deployed_leaderboard(
+        leaderboard,
+        compared,
+        best,
+        y[dev],
+        _part(groups, dev),
+        validation=validation,
+        config=config,
+    )
+    selection_free = (
+        selection_free_auc(
+            comparison,
+            y[dev],
+            _part(groups, dev),
+            folds,
+            n_boot=validation.n_boot,
+            seed=config.seed,
+        )
+        if len(comparison.candidates) > 1
+        else None
     )
     # 4. Threshold from out-of-fold predictions; the deployed model sees every development row.
     threshold = choose_development_threshold(task, y[dev], best.oof, validation)
     report((n_steps - 2) / n_steps, f"refitting {best.kind} on all development rows")
-    model = refit(untrained, best.kind, X.iloc[dev], y[dev], threshold=threshold)
+    model = refit(
+        untrained, best.kind, X.iloc[dev], y[dev], threshold=threshold, groups=_part(groups, dev)
+    )
 
     # 5. Cross-validated scores, and the test rows scored once.
     report((n_steps - 1) / n_steps, "evaluating")
     row_ids = groups if groups is not None else data.index.to_numpy()
     cv_eval, test_eval = score(
         model, X, y, dev, test, best.oof, groups=groups, row_ids=row_ids, validation=validation
+    )
+    without_reader = compare_without_reader(
+        untrained,
+        best.kind,
+        task,
+        development,
+        test,
+        groups=groups,
+        row_ids=row_ids,
+        validation=validation,
     )
     # 6. What the reader must know about the split and the scores.
     split = summarise_split(
@@ -231,6 +291,131 @@ def train(
         oof_proba=best.oof,
         dev_index=tuple(data.index[dev]),
         test_index=tuple(data.index[test]),
+        selection_free=selection_free,
+        without_reader=without_reader,
+    )
+
+
+@dataclass(frozen=True)
+class ReaderComparison:
+    """Performance without the features that are a reader's own assessment (e.g. BI-RADS).
+
+    A model fed the radiologist's BI-RADS category partly repeats the radiologist; the
+    difference between the two rows is what the other features add to it.
+
+    Attributes
+    ----------
+    reader_columns : the reader-assessment features left out.
+    kind : the model kind (the deployed model's).
+    cv : out-of-fold evaluation without them, on the same folds as the deployed model (None
+        when no other feature is left).
+    test : the held-out test set scored once without them (None without a test set).
+    threshold : the threshold chosen, by the same rule, on the out-of-fold predictions
+        without them (so each model is judged at its own operating point).
+    note : one plain sentence for the reader.
+    """
+
+    reader_columns: tuple[str, ...]
+    kind: str
+    cv: Evaluation | None
+    test: Evaluation | None
+    threshold: float | None
+    note: str
+
+    @property
+    def label(self) -> str:
+        """The reader columns as text, e.g. "BI-RADS" or "birads, density"."""
+        return ", ".join(self.reader_columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reader_columns": list(self.reader_columns),
+            "model": self.kind,
+            "threshold": self.threshold,
+            "note": self.note,
+            "cv": self.cv.to_dict() if self.cv is not None else None,
+            "test": self.test.to_dict() if self.test is not None else None,
+        }
+
+
+def compare_without_reader(
+    untrained: MedimgModel,
+    kind: str,
+    task: Task,
+    development: Development,
+    test: np.ndarray,
+    *,
+    groups: np.ndarray | None,
+    row_ids: np.ndarray,
+    validation: ValidationConfig,
+) -> ReaderComparison | None:
+    """The chosen model kind cross-validated, and tested once, without the reader's features.
+
+    Same folds, same test rows, same configuration; the threshold is chosen by the same rule
+    on its own out-of-fold predictions. The deployed model keeps the reader's features.
+
+    Returns
+    -------
+    ReaderComparison or None
+        None when ``roles.reader`` names no feature of the model.
+    """
+    reader = tuple(c for c in untrained.roles.reader if c in untrained.feature_columns)
+    if not reader:
+        return None
+    features = development.features
+    kept = [c for c in features.columns if c not in reader]
+    label = ", ".join(reader)
+    if not kept:
+        return ReaderComparison(
+            reader_columns=reader,
+            kind=kind,
+            cv=None,
+            test=None,
+            threshold=None,
+            note=f"{label} is the model's only input, so there is no model without it to compare.",
+        )
+    reduced = FeatureSpec(
+        tuple(kept),
+        tuple(c for c in features.numeric if c in kept),
+        tuple(c for c in features.categorical if c in kept),
+        {c: v for c, v in features.categories.items() if c in kept},
+    )
+    config = replace(untrained.config, model=kind)  # type: ignore[arg-type]
+    if config.pca is not None and config.pca > reduced.width:
+        config = replace(config, pca=reduced.width)
+    base = replace(
+        untrained,
+        config=config,
+        feature_columns=reduced.columns,
+        numeric_columns=reduced.numeric,
+        categorical_columns=reduced.categorical,
+        categories=reduced.categories,
+    )
+    X = development.X.loc[:, list(kept)]
+    candidate = cross_validate(config, replace(development, X=X, features=reduced))
+    dev, y = development.dev, development.y
+    threshold = choose_development_threshold(task, y[dev], candidate.oof, validation)
+    model = refit(base, kind, X.iloc[dev], y[dev], threshold=threshold, groups=_part(groups, dev))
+    cv_eval, test_eval = score(
+        model,
+        X,
+        y,
+        dev,
+        test,
+        candidate.oof,
+        groups=groups,
+        row_ids=row_ids,
+        validation=validation,
+    )
+    return ReaderComparison(
+        reader_columns=reader,
+        kind=kind,
+        cv=cv_eval,
+        test=test_eval,
+        threshold=threshold if task.is_binary else None,
+        note=f"{label} is a reader's assessment: the model keeps it as an input; the figures "
+        f"'without {label}' show what the other features achieve alone (same model kind, same "
+        "folds and test cases).",
     )
 
 
@@ -251,6 +436,48 @@ def cross_validate_deployed(
     if progress is not None:
         progress(f"cross-validating the full {best.kind} model")
     return cross_validate(deployed, development)
+
+
+def deployed_leaderboard(
+    leaderboard: tuple[LeaderboardRow, ...],
+    compared: Candidate,
+    deployed: Candidate,
+    y_dev: np.ndarray,
+    groups_dev: np.ndarray | None,
+    *,
+    validation: ValidationConfig,
+    config: ModelConfig,
+) -> tuple[LeaderboardRow, ...]:
+    """The leaderboard with the chosen row showing the deployed model's CV figures.
+
+    When ``auto`` ranked a lighter version of the chosen kind (a forest with fewer trees),
+    :func:`cross_validate_deployed` cross-validated the full model again on the same folds; the
+    chosen row then shows those figures, the same as the headline, and says what was ranked.
+    """
+    if deployed is compared:
+        return leaderboard
+    auc, acc = bootstrap_auc_acc(y_dev, deployed.oof, groups_dev, validation.n_boot, config.seed)
+    lighter = comparison_config(config, compared.kind).params.get("n_estimators")
+    full = {**default_params(deployed.kind), **config.params}.get("n_estimators")
+    rows = []
+    for row in leaderboard:
+        if row.chosen:
+            note = (
+                f"ranked as a lighter forest ({lighter} trees, CV ROC AUC "
+                f"{row.roc_auc.value:.3f}); shown: the deployed forest"
+                + (f" ({full} trees)" if full else "")
+                + ", cross-validated on the same folds"
+            )
+            row = replace(
+                row,
+                roc_auc=auc,
+                accuracy=acc,
+                fold_aucs=deployed.fold_aucs,
+                seconds=deployed.seconds,
+                note=note,
+            )
+        rows.append(row)
+    return tuple(rows)
 
 
 def choose_development_threshold(
@@ -279,6 +506,7 @@ def refit(
     y_dev: np.ndarray,
     *,
     threshold: float,
+    groups: np.ndarray | None = None,
 ) -> MedimgModel:
     """Fit the chosen kind on every development row: the deployable model.
 
@@ -288,6 +516,8 @@ def refit(
     kind : the chosen model kind.
     X_dev, y_dev : prepared features and encoded labels of the development rows.
     threshold : from :func:`choose_development_threshold`.
+    groups : patient IDs of the development rows; the SVMs' calibration folds keep each
+        patient's rows together.
     """
     config = replace(untrained.config, model=kind)  # type: ignore[arg-type]
     features = FeatureSpec(
@@ -297,7 +527,7 @@ def refit(
         dict(untrained.categories),
     )
     pipeline = make_pipeline(config, features, untrained.plan, len(X_dev))
-    fit(pipeline, X_dev, y_dev)
+    fit(pipeline, X_dev, y_dev, groups)
     return replace(
         untrained,
         pipeline=pipeline,
@@ -305,6 +535,8 @@ def refit(
         config=config,
         feature_ranges=_ranges(X_dev, list(untrained.numeric_columns)),
         threshold=threshold,
+        # What "like the development data" means for a new case (Predict's distance check).
+        ood=fit_distance_reference(X_dev, untrained.numeric_columns, seed=config.seed),
     )
 
 
@@ -330,7 +562,9 @@ def score(
         that resample patients when ``groups`` is given.
     """
     common: dict[str, Any] = {
-        "class_names": class_names_by_code(model.classes, model.positive_class),
+        "class_names": class_names_by_code(
+            model.classes, model.positive_class, model.roles.class_names
+        ),
         "positive_class": model.positive_class,
         "threshold": model.threshold,
         "n_boot": validation.n_boot,
@@ -373,6 +607,8 @@ def summarise_split(
     overlap_ids: tuple[Any, ...] = ()
     if groups is not None and len(test):
         overlap_ids = tuple(sorted(set(groups[dev]) & set(groups[test]), key=str))
+    codes = pd.factorize(task.labels.map(label_key))[0]
+    identical, opposite = identical_rows_across(X, dev, test, codes)
     return SplitSummary(
         grouped_by=id_column,
         n_dev=len(dev),
@@ -386,7 +622,9 @@ def summarise_split(
         if validation.predefined_test is not None
         else validation.test_size,
         overlap_ids=overlap_ids,
-        identical_rows_across=identical_rows_across(X, dev, test),
+        identical_rows_across=identical,
+        identical_rows_opposite_label=opposite,
+        predefined_test=validation.predefined_test is not None,
     )
 
 

@@ -80,9 +80,35 @@ class SplitSummary:
     test_size: float
     overlap_ids: tuple[Any, ...] = ()
     identical_rows_across: int = 0
+    identical_rows_opposite_label: int = 0
+    predefined_test: bool = False
+
+    @property
+    def test_split(self) -> str:
+        """How the test set was formed: "predefined" (the file's own), "random" or "none"."""
+        if not self.n_test:
+            return "none"
+        return "predefined" if self.predefined_test else "random"
+
+    def test_text(self, *, source: str | None = None, unit: str = "rows") -> str:
+        """The test set in words, e.g. "MedMNIST's own test split, 156 images" or
+        "20% of patients held out at random, 114 rows".
+
+        Parameters
+        ----------
+        source : who made a predefined split (e.g. "MedMNIST"); default "the file".
+        unit : what a test case is ("rows", "images").
+        """
+        if self.test_split == "none":
+            return "no test set"
+        if self.test_split == "predefined":
+            return f"{source or 'the file'}'s own test split, {self.n_test:,} {unit}"
+        level = "patients" if self.grouped_by else "rows"
+        return f"{self.test_size:.0%} of {level} held out at random, {self.n_test:,} {unit}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "test_split": self.test_split,
             "level": f"patient ({self.grouped_by})" if self.grouped_by else "row",
             "grouped_by": self.grouped_by,
             "n_dev": self.n_dev,
@@ -95,6 +121,7 @@ class SplitSummary:
             "test_size": self.test_size,
             "ids_in_both_splits": len(self.overlap_ids),
             "identical_rows_across_splits": self.identical_rows_across,
+            "identical_rows_across_splits_opposite_label": self.identical_rows_opposite_label,
         }
 
 

@@ -19,9 +19,21 @@ import pandas as pd
 from medimg_core._messages import format_value
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.evaluation import Evaluation, case_table
-from medimg_core.modelling.explain import CaseExplanation, ModelExplainer
+from medimg_core.modelling.explain import (
+    CaseExplanation,
+    ModelExplainer,
+    contribution_label,
+    standard_error_label,
+)
 from medimg_core.modelling.models import MedimgModel
-from medimg_core.modelling.prediction import predict
+from medimg_core.modelling.prediction import (
+    FLAG_COLUMNS,
+    NO_DISTANCE_CHECK,
+    Abstention,
+    abstention_summary,
+    ood_summary,
+    predict,
+)
 from medimg_core.modelling.schema import SchemaReport, check_schema
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean
 
@@ -52,9 +64,10 @@ PICK_KINDS: dict[str, str] = {
 _PARTITIONS = {"cv": "development", "test": "test", "external": "external"}
 
 
-def reason_text(feature: str, value: Any, contribution: float) -> str:
-    """One reason as shown in prediction tables: ``"worst area = 1,203 (+0.84)"``."""
-    return f"{feature} = {format_value(value)} ({contribution:+.2f})"
+def reason_text(feature: str, value: Any, contribution: float, unit: str | None = None) -> str:
+    """One reason as shown in prediction tables: ``"worst area = 1,203 (+0.84 log-odds)"``
+    (the contribution's unit, the explanation's output space, when given)."""
+    return f"{feature} = {format_value(value)} ({contribution:+.2f}{f' {unit}' if unit else ''})"
 
 
 def case_labels(cases: pd.DataFrame, id_column: str | None) -> pd.Series:
@@ -198,10 +211,13 @@ def feature_table(case: CaseExplanation, reference: pd.DataFrame, *, k: int = 10
     Returns
     -------
     pandas.DataFrame
-        Columns ``Feature``, ``Value``, ``Typical value`` (text, formatted for reading) and
-        ``Contribution`` (float, in the explanation's output space), largest |contribution|
-        first.
+        Columns ``Feature``, ``Value``, ``Typical value`` (text, formatted for reading) and the
+        contribution named with its unit, e.g. ``Contribution (log-odds)`` (float, see
+        :func:`~medimg_core.modelling.explain.contribution_label`), then, for permutation
+        estimates, ``Standard error (probability)``; largest |contribution| first.
     """
+    contribution = contribution_label(case.output_space)
+    error = standard_error_label(case.output_space)
     order = case.values.abs().sort_values(ascending=False, kind="stable").index[:k]
     rows = []
     for feature in order:
@@ -218,10 +234,15 @@ def feature_table(case: CaseExplanation, reference: pd.DataFrame, *, k: int = 10
                 "Feature": str(feature),
                 "Value": format_value(case.data.get(feature)),
                 "Typical value": format_value(typical),
-                "Contribution": float(case.values[feature]),
+                contribution: float(case.values[feature]),
             }
         )
-    return pd.DataFrame(rows, columns=["Feature", "Value", "Typical value", "Contribution"])
+        if case.standard_errors is not None:
+            rows[-1][error] = float(case.standard_errors[feature])
+    columns = ["Feature", "Value", "Typical value", contribution]
+    return pd.DataFrame(
+        rows, columns=[*columns, *([error] if case.standard_errors is not None else [])]
+    )
 
 
 def with_changes(row: pd.DataFrame, changes: Mapping[str, Any]) -> pd.DataFrame:
@@ -258,13 +279,14 @@ def with_changes(row: pd.DataFrame, changes: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def case_probabilities(model: MedimgModel, rows: pd.DataFrame) -> pd.DataFrame:
-    """The model's probabilities for some cases, one column per class (label as text)."""
+    """The model's probabilities for some cases, one column per class (its name, else the
+    label as text)."""
     proba = model.predict_proba(rows)
     if model.is_binary:
         negative = next(c for c in model.classes if c != model.positive_class)
-        columns = [str(negative), str(model.positive_class)]
+        columns = [str(model.display_name(negative)), str(model.display_name(model.positive_class))]
     else:
-        columns = [str(c) for c in model.classes]
+        columns = [str(model.display_name(c)) for c in model.classes]
     return pd.DataFrame(proba, index=rows.index, columns=columns)
 
 
@@ -313,7 +335,7 @@ def prediction_plan(plan: CleaningPlan, columns: Collection[Any]) -> CleaningPla
     present = set(columns)
     return replace(
         plan,
-        drop_duplicates=False,
+        duplicates="keep",
         outlier_action="flag",
         drop_empty_columns=False,
         drop_constant_columns=False,
@@ -333,7 +355,10 @@ class ScoredCases:
         check failed).
     table : one row per scored case: the ID column (or ``row``, the 1-based row number in the
         input), ``P(<positive>)`` (binary) or ``P(<class>)`` per class, ``decision`` and
-        ``reason_1`` .. ``reason_k``. Nothing else from the input (identifying columns never).
+        ``reason_1`` .. ``reason_k``, then ``abstain_reason`` (when abstention is on) and the
+        out-of-distribution flags ``ood_range``, ``ood_features``, ``ood_distance``,
+        ``ood_flag`` (see :func:`medimg_core.modelling.prediction.case_flags`). Nothing else
+        from the input (identifying columns never).
     not_scored : the rows the cleaning removed: ID or ``row``, and ``reason``.
     threshold : the decision threshold on P(positive) (binary; None for multi-class).
     positive_class : the positive label (binary; None for multi-class).
@@ -353,6 +378,34 @@ class ScoredCases:
     probability_column: str
     n_input: int
     warnings: tuple[str, ...] = ()
+    distance_cutoff: float | None = None
+    abstention: Abstention | None = None
+
+    @property
+    def n_flagged(self) -> int:
+        """Cases unlike the training data (range or distance)."""
+        if "ood_flag" not in self.table.columns:
+            return 0
+        return int(self.table["ood_flag"].astype(bool).sum())
+
+    @property
+    def n_abstained(self) -> int:
+        """Cases given no decision (referred to a reader)."""
+        if "decision" not in self.table.columns:
+            return 0
+        return int((self.table["decision"].astype(str) == "abstained").sum())
+
+    @property
+    def ood_notes(self) -> tuple[str, ...]:
+        """The out-of-distribution and abstention summary, in plain sentences."""
+        if not len(self.table):
+            return ()
+        out = [ood_summary(self.table)]
+        if self.distance_cutoff is None:
+            out.append(NO_DISTANCE_CHECK)
+        if self.abstention is not None and self.abstention.active:
+            out.append(abstention_summary(self.table))
+        return tuple(out)
 
     @property
     def ok(self) -> bool:
@@ -379,6 +432,7 @@ def score_new_cases(
     explainers: Mapping[int, ModelExplainer] | None = None,
     threshold: float | None = None,
     explain_top: int = 3,
+    abstain: Abstention | None = None,
 ) -> ScoredCases:
     """Check, clean and score new cases, with each case's top reasons.
 
@@ -393,6 +447,8 @@ def score_new_cases(
         :func:`medimg_core.modelling.prediction.predict` (relative to its default reference case).
     threshold : decision threshold on P(positive); defaults to the model's (binary only).
     explain_top : reasons per case (0 for none).
+    abstain : when to give no decision (cases unlike the training data, an uncertainty band
+        around the threshold); see :class:`medimg_core.modelling.prediction.Abstention`.
 
     Returns
     -------
@@ -404,7 +460,8 @@ def score_new_cases(
     id_column = model.roles.id if model.roles.id and model.roles.id in data.columns else None
     key_column = id_column or "row"
     schema = check_schema(model, data)
-    prob_column = f"P({model.positive_class})" if model.is_binary else "P(predicted class)"
+    positive_name = model.display_name(model.positive_class) if model.is_binary else None
+    prob_column = f"P({positive_name})" if model.is_binary else "P(predicted class)"
     cut = (
         (float(threshold) if threshold is not None else model.threshold)
         if model.is_binary
@@ -418,7 +475,7 @@ def score_new_cases(
             table=pd.DataFrame(columns=[key_column, prob_column, "decision"]),
             not_scored=pd.DataFrame(columns=[key_column, "reason"]),
             threshold=cut,
-            positive_class=model.positive_class,
+            positive_class=positive_name,
             probability_column=prob_column,
             n_input=len(data),
         )
@@ -452,23 +509,25 @@ def score_new_cases(
             table=table,
             not_scored=not_scored,
             threshold=cut,
-            positive_class=model.positive_class,
+            positive_class=positive_name,
             probability_column=prob_column,
             n_input=len(data),
         )
     k = min(explain_top, len(model.feature_columns))
-    predictions = predict(model, kept, explain_top=k if explainers is None else 0)
+    predictions = predict(
+        model, kept, explain_top=k if explainers is None else 0, threshold=cut, abstain=abstain
+    )
     columns: dict[str, Any] = {key_column: keys.to_numpy()}
     frame = predictions.frame
     if model.is_binary:
-        p = frame[f"p_{model.positive_class}"].to_numpy(dtype=float)
-        negative = next(c for c in model.classes if c != model.positive_class)
+        p = frame[f"p_{positive_name}"].to_numpy(dtype=float)
         columns[prob_column] = p
-        columns["decision"] = np.where(p >= cut, model.positive_class, negative)
+        columns["decision"] = frame["decision"].to_numpy()
     else:
-        proba = frame[[f"p_{c}" for c in model.classes]].to_numpy(dtype=float)
+        shown = [model.display_name(c) for c in model.classes]
+        proba = frame[[f"p_{c}" for c in shown]].to_numpy(dtype=float)
         columns[prob_column] = proba.max(axis=1)
-        for j, cls in enumerate(model.classes):
+        for j, cls in enumerate(shown):
             columns[f"P({cls})"] = proba[:, j]
         columns["decision"] = frame["decision"].to_numpy()
     if k > 0:
@@ -478,6 +537,9 @@ def score_new_cases(
         else:
             for j, texts in enumerate(_reasons(model, kept, explainers, frame, k)):
                 columns[f"reason_{j + 1}"] = texts
+    for column in ("abstain_reason", *FLAG_COLUMNS):
+        if column in frame.columns:
+            columns[column] = frame[column].to_numpy()
     return ScoredCases(
         schema=schema,
         cleaning=report,
@@ -485,9 +547,11 @@ def score_new_cases(
         table=pd.DataFrame(columns).reset_index(drop=True),
         not_scored=not_scored,
         threshold=cut,
-        positive_class=model.positive_class,
+        positive_class=positive_name,
         probability_column=prob_column,
         n_input=len(data),
+        distance_cutoff=predictions.distance_cutoff,
+        abstention=abstain,
     )
 
 
@@ -511,8 +575,9 @@ def _reasons(
     if model.is_binary:
         targets = np.ones(len(features), dtype=int)
     else:
-        position = {str(c): j for j, c in enumerate(model.classes)}
-        targets = np.array([position[str(d)] for d in predictions["decision"]], dtype=int)
+        # The most probable class (the decision may be "abstained").
+        proba = predictions[[f"p_{c}" for c in model.classes]].to_numpy(dtype=float)
+        targets = proba.argmax(axis=1).astype(int)
     reasons: list[list[str]] = [[""] * len(features) for _ in range(k)]
     for target in np.unique(targets):
         if int(target) not in explainers:
@@ -524,5 +589,5 @@ def _reasons(
         for i, row in enumerate(rows):
             top = explanation.case(i).top_reasons(k)
             for j in range(min(k, len(top))):
-                reasons[j][row] = reason_text(*top[j])
+                reasons[j][row] = reason_text(*top[j], explanation.output_space)
     return reasons

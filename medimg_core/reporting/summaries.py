@@ -15,29 +15,35 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from medimg_core.modelling.calibration import calibration_line
 from medimg_core.modelling.evaluation import (
     METRIC_KEYS,
-    METRIC_LABELS,
     PARTITION_LABELS,
     Evaluation,
     MetricValue,
     format_metric,
+    metric_label,
 )
 from medimg_core.modelling.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
-from medimg_core.modelling.selection import LeaderboardRow
+from medimg_core.modelling.selection import SELECTION_FREE_NOTE, LeaderboardRow
+from medimg_core.tables.roles import class_key
 
 __all__ = [
     "MODEL_CHOICES",
     "MODEL_NAMES",
     "SCALING_NAMES",
+    "SELECTION_FREE_NOTE",
+    "TEST_THRESHOLD_WARNING",
     "THRESHOLD_RULES",
     "FoldSummary",
     "calibration_frame",
     "card_facts",
     "card_metric",
     "card_model_text",
+    "card_positive_text",
     "card_summary_frame",
     "choice_or_default",
+    "describe_test_set",
     "flow_counts_from_card",
     "fold_figure",
     "fold_summary",
@@ -46,7 +52,11 @@ __all__ = [
     "leaderboard_rows",
     "metric_from_card",
     "model_name",
+    "reader_comparison_frame",
+    "selection_free_metric",
     "split_frame",
+    "threshold_origin",
+    "threshold_rule_text",
 ]
 
 
@@ -65,6 +75,61 @@ THRESHOLD_RULES: dict[str, str] = {
     "youden": "Youden (max sensitivity + specificity)",
     "sensitivity": "Reach a target sensitivity",
 }
+
+
+TEST_THRESHOLD_WARNING = (
+    "You are choosing the threshold while viewing the held-out test cases. A threshold chosen "
+    "on the test set makes its test figures optimistic: they no longer describe new patients. "
+    "Choose the threshold on the cross-validated development cases, and keep the test set for "
+    "scoring the final choice once."
+)
+
+
+def threshold_rule_text(card: Mapping[str, Any]) -> str:
+    """The saved threshold's rule in words, e.g. "Reach a target sensitivity (90%)"."""
+    method = str((card.get("threshold") or {}).get("method"))
+    rule = THRESHOLD_RULES.get(method, "unknown rule")
+    if method == "sensitivity":
+        settings = (card.get("validation") or {}).get("settings") or {}
+        target = settings.get("target_sensitivity")
+        if target is not None:
+            rule += f" ({float(target):.0%})"
+    return rule
+
+
+def threshold_origin(card: Mapping[str, Any], threshold: float, moved_on: str | None = None) -> str:
+    """Where the operating threshold came from, in words for the Predict page and exports.
+
+    Parameters
+    ----------
+    card : the model card (its ``threshold`` entry holds the saved value and rule).
+    threshold : the threshold in use.
+    moved_on : the partition ("cv" or "test") the user viewed when setting the threshold on
+        the Evaluate page; None when the saved threshold is in use.
+
+    Returns
+    -------
+    str
+        E.g. "threshold 0.500 saved with the model: rule “0.5 (conventional)”, chosen on
+        cross-validated development cases".
+    """
+    saved = (card.get("threshold") or {}).get("value")
+    rule = threshold_rule_text(card)
+    at_saved = saved is not None and abs(float(threshold) - float(saved)) < 1e-9
+    if moved_on is None or at_saved:
+        return (
+            f"threshold {float(threshold):.3f} saved with the model: rule “{rule}”, chosen on "
+            "cross-validated development cases"
+        )
+    where = PARTITION_LABELS.get(moved_on, moved_on)
+    text = (
+        f"threshold {float(threshold):.3f}: set by the user on the Evaluate page from the "
+        f"{where} cases"
+        + (f" (the saved model keeps {float(saved):.3f}, rule “{rule}”)" if saved else "")
+    )
+    if moved_on == "test":
+        text += "; chosen on the test set, so the test figures are optimistic"
+    return text
 
 
 def choice_or_default(value: Any, options: Sequence[Any], default: Any) -> Any:
@@ -101,6 +166,7 @@ def metric_from_card(entry: Mapping[str, Any] | None) -> MetricValue:
     return MetricValue(
         nan if value is None else float(value),
         (nan if ci[0] is None else float(ci[0]), nan if ci[1] is None else float(ci[1])),
+        method=str(entry.get("method") or ""),
     )
 
 
@@ -108,6 +174,33 @@ def card_metric(card: Mapping[str, Any], partition: str, metric: str) -> MetricV
     """One metric of a card, e.g. ``card_metric(card, "test", "roc_auc")``."""
     part = (card.get("metrics") or {}).get(partition) or {}
     return metric_from_card(part.get(metric))
+
+
+def selection_free_metric(card: Mapping[str, Any]) -> MetricValue | None:
+    """The card's selection-free ROC AUC of ``auto`` (None when a single model was trained)."""
+    entry = card.get("selection_free") or None
+    if not entry:
+        return None
+    return metric_from_card(entry.get("roc_auc"))
+
+
+def _card_class_name(card: Mapping[str, Any], value: Any) -> str:
+    """A class of the card as users know it: its name from ``roles.class_names``, else itself."""
+    key = class_key(value)
+    names = (card.get("roles") or {}).get("class_names") or {}
+    return str(names.get(key, key))
+
+
+def card_positive_text(card: Mapping[str, Any]) -> str | None:
+    """The card's positive class, named: "malignant (code 0)", or "malignant" for text labels.
+
+    None for multi-class models.
+    """
+    positive = card.get("positive_class")
+    if positive is None:
+        return None
+    name = _card_class_name(card, positive)
+    return name if name == class_key(positive) else f"{name} (code {class_key(positive)})"
 
 
 def card_summary_frame(card: Mapping[str, Any]) -> pd.DataFrame:
@@ -122,7 +215,8 @@ def card_summary_frame(card: Mapping[str, Any]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index = clinical metric names, one "value (95% CI)" column per partition in the card.
+        Index = clinical metric names ("Sensitivity for malignant" for a binary model), one
+        "value (95% CI)" column per partition in the card.
     """
     columns: dict[str, list[str]] = {}
     for partition, metrics in (card.get("metrics") or {}).items():
@@ -130,7 +224,48 @@ def card_summary_frame(card: Mapping[str, Any]) -> pd.DataFrame:
             continue
         name = PARTITION_LABELS.get(partition, partition)
         columns[name] = [format_metric(metric_from_card(metrics.get(k))) for k in METRIC_KEYS]
-    frame = pd.DataFrame(columns, index=pd.Index([METRIC_LABELS[k] for k in METRIC_KEYS]))
+    positive = card.get("positive_class")
+    shown = _card_class_name(card, positive) if positive is not None else None
+    frame = pd.DataFrame(columns, index=pd.Index([metric_label(k, shown) for k in METRIC_KEYS]))
+    frame.index.name = "Metric"
+    return frame
+
+
+def reader_comparison_frame(card: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Performance with and without the reader-assessment features, from a card.
+
+    Parameters
+    ----------
+    card : the model card (its ``without_reader`` entry, written when features were marked as
+        a reader's assessment, e.g. BI-RADS).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Index = clinical metric names ("Sensitivity for malignant"); columns "With <reader>"
+        and "Without <reader>" per partition ("cross-validated", "held-out test"), each
+        "value (95% CI)". None when no feature was marked as a reader's assessment.
+    """
+    entry = card.get("without_reader")
+    if not entry:
+        return None
+    label = ", ".join(str(c) for c in entry.get("reader_columns") or ())
+    metrics = card.get("metrics") or {}
+    positive = card.get("positive_class")
+    shown = _card_class_name(card, positive) if positive is not None else None
+    names = {k: metric_label(k, shown) for k in METRIC_KEYS}
+    columns: dict[str, list[str]] = {}
+    for partition, title in (("cv", "cross-validated"), ("test", "held-out test")):
+        with_part, without_part = metrics.get(partition), entry.get(partition)
+        if not with_part:
+            continue
+        columns[f"With {label} ({title})"] = [
+            format_metric(metric_from_card(with_part.get(k))) for k in METRIC_KEYS
+        ]
+        columns[f"Without {label} ({title})"] = [
+            format_metric(metric_from_card((without_part or {}).get(k))) for k in METRIC_KEYS
+        ]
+    frame = pd.DataFrame(columns, index=pd.Index([names[k] for k in METRIC_KEYS]))
     frame.index.name = "Metric"
     return frame
 
@@ -198,6 +333,7 @@ def leaderboard_rows(entries: Sequence[Mapping[str, Any]]) -> tuple[LeaderboardR
             fold_aucs=tuple(float(v) for v in (e.get("fold_aucs") or []) if v is not None),
             seconds=float(e.get("seconds") or 0.0),
             chosen=bool(e.get("chosen")),
+            note=str(e.get("note") or ""),
         )
         for e in entries
     )
@@ -214,9 +350,10 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``Chosen`` ("✓" for the deployed model), ``Model``, ``CV ROC AUC (95% CI)``,
-        ``Fit time (s)``.
+        ``Fit time (s)``, and ``Note`` when a row has one (e.g. the chosen forest was ranked
+        with fewer trees; its row shows the deployed model's figures, as the headline does).
     """
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "Chosen": ["✓" if r.chosen else "" for r in rows],
             "Model": [model_name(r.kind) for r in rows],
@@ -224,6 +361,9 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
             "Fit time (s)": [round(r.seconds, 1) for r in rows],
         }
     )
+    if any(r.note for r in rows):
+        frame["Note"] = [r.note for r in rows]
+    return frame
 
 
 def split_frame(card: Mapping[str, Any]) -> pd.DataFrame:
@@ -396,6 +536,17 @@ def _threshold_text(card: Mapping[str, Any]) -> str:
     return f"{float(value):.3f} — rule: {rule}, chosen on development data"
 
 
+def _calibration_fact(card: Mapping[str, Any]) -> dict[str, str]:
+    """``{"Calibration": "calibration (cv): intercept 0.11, slope 1.06; ..."}``, or nothing."""
+    entries = card.get("calibration") or {}
+    parts = [
+        f"{name}: " + calibration_line(name, entries[key]).split(": ", 1)[1]
+        for key, name in (("cv", "cross-validated"), ("test", "test"))
+        if entries.get(key)
+    ]
+    return {"Calibration": "; ".join(parts)} if parts else {}
+
+
 def _created_text(created: Any) -> str:
     if not created:
         return "unknown"
@@ -443,6 +594,28 @@ def _pipeline_steps(pipeline: Mapping[str, Any]) -> list[str]:
     return steps
 
 
+def describe_test_set(card: Mapping[str, Any]) -> str:
+    """The card's test set in words: "MedMNIST's own test split, 156 images", "20% of patients
+    held out at random, 114 rows" or "no test set" (older cards: from their settings).
+
+    Parameters
+    ----------
+    card : the model card.
+    """
+    validation = card.get("validation") or {}
+    if validation.get("test_split_text"):
+        return str(validation["test_split_text"])
+    n_test = int(validation.get("n_test") or 0)
+    if not n_test:
+        return "no test set"
+    settings = validation.get("settings") or {}
+    if validation.get("test_split") == "predefined" or settings.get("predefined_test"):
+        return f"the file's own test split, {n_test:,} rows"
+    share = float(validation.get("test_size") or 0.0)
+    level = "patients" if validation.get("grouped_by") else "rows"
+    return f"{share:.0%} of {level} held out at random, {n_test:,} rows"
+
+
 def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     """The key facts of a model card, as short readable strings.
 
@@ -453,8 +626,9 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     Returns
     -------
     dict
-        Ordered: Model, Pipeline, Data, Label, Validation, Threshold, CV ROC AUC, Test ROC AUC,
-        Top features, Created, Trained with.
+        Ordered: Model, Pipeline, Data, Label, Validation, Threshold, CV ROC AUC,
+        Selection-free CV ROC AUC (only when ``auto`` compared several models), Test ROC AUC,
+        Calibration (binary models whose card has it), Top features, Created, Trained with.
     """
     pipeline = card.get("pipeline") or {}
     dataset = card.get("dataset") or {}
@@ -464,16 +638,21 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     versions = card.get("versions") or {}
     n_features = len(features.get("feature_columns") or [])
     classes = dataset.get("classes") or {}
-    class_text = ", ".join(f"{k}: {v}" for k, v in classes.items())
+    class_text = ", ".join(
+        f"{k}: {v}"
+        if _card_class_name(card, k) == str(k)
+        else f"{k} {_card_class_name(card, k)}: {v}"
+        for k, v in classes.items()
+    )
     if validation.get("grouped_by"):
         level = f"grouped by patient ({validation['grouped_by']})"
     else:
         level = "by row (no patient ID)"
-    test_share = validation.get("test_size")
-    test_text = f"{float(test_share):.0%} held-out test" if test_share else "no test set"
+    test_text = describe_test_set(card)
     steps = _pipeline_steps(pipeline)
-    positive = card.get("positive_class")
+    positive = card_positive_text(card)
     top = [str(t.get("feature")) for t in (card.get("top_features") or [])[:5]]
+    free = selection_free_metric(card)
     facts = {
         "Model": card_model_text(card),
         "Pipeline": " → ".join(steps),
@@ -486,12 +665,25 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
             + (f"; positive class {positive}" if positive is not None else "")
         ),
         "Validation": (
-            f"{validation.get('cv_folds', '?')}-fold cross-validation, {test_text}, split {level}"
+            f"{validation.get('cv_folds', '?')}-fold cross-validation; test set: {test_text}; "
+            f"split {level}"
         ),
         "Threshold": _threshold_text(card),
-        "CV ROC AUC": format_metric(card_metric(card, "cv", "roc_auc")),
+        "CV ROC AUC": format_metric(card_metric(card, "cv", "roc_auc"))
+        + (" (chosen model; optimistic, see the selection-free figure)" if free else ""),
+        **(
+            {"Selection-free CV ROC AUC": format_metric(free) + " (BBC-CV)"}
+            if free is not None
+            else {}
+        ),
         "Test ROC AUC": format_metric(card_metric(card, "test", "roc_auc")),
-        "Top features": ", ".join(top) if top else "not computed",
+        **_calibration_fact(card),
+        "Top features": (
+            ", ".join(top)
+            + (f" (by {card['top_features_measure']})" if card.get("top_features_measure") else "")
+            if top
+            else "not computed"
+        ),
         "Created": _created_text(card.get("created")),
         "Trained with": ", ".join(
             f"{k} {versions[k]}" for k in ("medimg", "sklearn", "python") if k in versions

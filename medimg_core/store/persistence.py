@@ -32,8 +32,16 @@ from sklearn.pipeline import Pipeline
 
 from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
-from medimg_core.modelling.explain import explain
+from medimg_core.modelling.calibration import INTERCEPT_LIMIT, calibration_card
+from medimg_core.modelling.explain import (
+    METHOD_PERMUTATION,
+    development_explainer,
+    development_explanation,
+    importance_description,
+)
 from medimg_core.modelling.models import MedimgModel, ModelConfig
+from medimg_core.modelling.ood import DistanceReference
+from medimg_core.modelling.selection import SELECTION_FREE_NOTE
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
@@ -43,16 +51,20 @@ __all__ = [
     "CARD_FORMAT",
     "CARD_NAME",
     "MODEL_NAME",
+    "OOD_NAME",
     "TRUSTED_TYPES",
     "LoadedModel",
     "build_card",
     "load_model",
     "save_model",
+    "test_split_source",
 ]
 
 CARD_FORMAT = "medimg-model-card/1"
 MODEL_NAME = "model.skops"
 CARD_NAME = "card.json"
+OOD_NAME = "ood.skops"
+"""The development rows' distance statistics (numpy arrays only), beside ``model.skops``."""
 TOP_FEATURES = 10
 
 TRUSTED_TYPES: frozenset[str] = frozenset(
@@ -180,44 +192,68 @@ _CARD_SHAP_CASES = 30
 _CARD_SHAP_BACKGROUND = 30
 
 
-def _shap_top_features(model: MedimgModel, data: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
+def _shap_top_features(
+    model: MedimgModel, data: pd.DataFrame
+) -> tuple[list[dict[str, Any]], str, str]:
+    """The Explain page's ranking (mean |SHAP| over the same development cases), and its name.
+
+    Exact explanations (linear, tree) are computed exactly as the Explain page computes them,
+    so the card and the page list the same features in the same order. The model-agnostic
+    permutation estimate costs thousands of model calls per case: the card then ranks a small
+    sample and says so.
+    """
     missing = [c for c in model.feature_columns if c not in data.columns]
     if missing:
-        return []
+        return [], "", ""
     rows = data.loc[:, list(model.feature_columns)]
-    # The card's ranking is a summary, not the Explain page: a small sample keeps the
-    # model-agnostic route (thousands of model calls per case for an SVM) to seconds.
-    sample = rows.sample(n=min(len(rows), _CARD_SHAP_CASES), random_state=seed)
-    explanation = explain(
-        model, sample, background=rows, seed=seed, max_background=_CARD_SHAP_BACKGROUND
-    )
+    explainer = development_explainer(model, rows)
+    same = "the same ranking as the Explain page's feature importance"
+    if explainer.method == METHOD_PERMUTATION:
+        explainer = development_explainer(
+            model, rows, max_background=_CARD_SHAP_BACKGROUND, tolerance=None
+        )
+        explanation = development_explanation(explainer, rows, max_cases=_CARD_SHAP_CASES)
+        same = (
+            f"a quick estimate against {_CARD_SHAP_BACKGROUND} background rows; the Explain "
+            "page ranks more cases and its order may differ slightly"
+        )
+    else:
+        explanation = development_explanation(explainer, rows)
     ranked = explanation.global_importance().head(TOP_FEATURES)
-    return [{"feature": str(f), "importance": round(float(v), 6)} for f, v in ranked.items()]
+    top = [{"feature": str(f), "importance": round(float(v), 6)} for f, v in ranked.items()]
+    measure = importance_description(explanation)
+    return top, f"Ranked by {measure}: {same}.", measure
 
 
 def _top_features(
-    model: MedimgModel, data: pd.DataFrame | None, seed: int
-) -> tuple[list[dict[str, Any]], str]:
-    linear = _linear_top_features(model)
-    if linear is not None:
-        return linear, (
-            "Linear model: |coefficient| folded back through the pipeline to each original "
-            "column, times the column's training range (change in log-odds across that range)."
-        )
+    model: MedimgModel, data: pd.DataFrame | None
+) -> tuple[list[dict[str, Any]], str, str | None]:
+    """Top features, the note saying what they rank, and their unit (None when not SHAP)."""
     if data is not None:
         try:
-            top = _shap_top_features(model, data, seed)
+            top, note, measure = _shap_top_features(model, data)
         except (ImportError, MedimgError) as exc:
-            return [], f"Not computed at save time ({exc}); see the Explain page."
+            return [], f"Not computed at save time ({exc}); see the Explain page.", None
         if top:
-            return top, (
-                f"Mean |SHAP value| over up to {_CARD_SHAP_CASES} development cases against "
-                f"{_CARD_SHAP_BACKGROUND} background rows (model kind {model.kind}); see the "
-                "Explain page for the method."
-            )
-    return [], (
-        f"Not computed at save time for model kind {model.kind!r} (no development rows "
-        "given); compute SHAP explanations on the Explain page or with `medimg predict --explain`."
+            return top, note, measure
+    linear = _linear_top_features(model)
+    if linear is not None:
+        return (
+            linear,
+            (
+                "Ranked by |coefficient| folded back through the pipeline to each original column, "
+                "times the column's training range (change in log-odds across that range); no "
+                "development rows were given, so this is not the Explain page's SHAP ranking."
+            ),
+            "change in log-odds across the training range",
+        )
+    return (
+        [],
+        (
+            f"Not computed at save time for model kind {model.kind!r} (no development rows "
+            "given); compute SHAP explanations on the Explain page or with `medimg predict --explain`."
+        ),
+        None,
     )
 
 
@@ -242,6 +278,12 @@ def _descriptions(
     if image_settings is None:
         return {}
     return feature_descriptions(image_settings, list(model.feature_columns))
+
+
+def test_split_source(dataset_name: str | None) -> str | None:
+    """Who made a file's own test split: "MedMNIST" for an ``.npz`` file, else None."""
+    name = str(dataset_name or "").lower()
+    return "MedMNIST" if name.endswith(".npz") or "mnist" in name else None
 
 
 def _threshold_method(result: TrainingResult, validation: ValidationConfig | None) -> str:
@@ -297,7 +339,7 @@ def build_card(
         cleaning_part = {"applied": False, "plan": model.plan.to_dict()}
         rows_in = split.n_dev + split.n_test
         removed_by_rule = {}
-    top, top_note = _top_features(model, data, model.config.seed)
+    top, top_note, top_measure = _top_features(model, data)
     features = _schema(model)
     if image_settings is not None:
         features["image_settings"] = dict(image_settings)
@@ -321,6 +363,10 @@ def build_card(
         "features": features,
         "validation": {
             **split.to_dict(),
+            "test_split_text": split.test_text(
+                source=test_split_source(dataset_name),
+                unit="images" if image_settings is not None else "rows",
+            ),
             "n_cv": result.cv.n,
             "n_test_evaluated": result.test.n if result.test is not None else 0,
             "n_boot": result.cv.n_boot,
@@ -329,6 +375,10 @@ def build_card(
             "settings": validation.to_dict() if validation is not None else None,
         },
         "positive_class": model.positive_class,
+        # The class names themselves live in roles.class_names; this is for readers of the JSON.
+        "positive_class_name": (
+            str(model.display_name(model.positive_class)) if model.is_binary else None
+        ),
         "threshold": {
             "value": model.threshold,
             "method": _threshold_method(result, validation),
@@ -336,11 +386,24 @@ def build_card(
         },
         "top_features": top,
         "top_features_note": top_note,
+        "top_features_measure": top_measure,
         "metrics": {
             "cv": result.cv.to_dict(),
             "test": result.test.to_dict() if result.test is not None else None,
         },
+        "calibration": {
+            "cv": calibration_card(result.cv),
+            "test": calibration_card(result.test),
+            "method": "logistic fit on logit(p): slope with intercept, and intercept with slope "
+            "fixed at 1 (calibration-in-the-large); curve over 10 equal-count bins",
+            "departure_limit": INTERCEPT_LIMIT,
+        },
         "leaderboard": [row.to_dict() for row in result.leaderboard],
+        # Features that are a reader's assessment (e.g. BI-RADS): performance without them.
+        "without_reader": (
+            result.without_reader.to_dict() if result.without_reader is not None else None
+        ),
+        "selection_free": _selection_free(result),
         "warnings": list(result.warnings),
         "versions": {**_library_versions(), **dict(result.versions)},
         "seed": model.config.seed,
@@ -350,8 +413,26 @@ def build_card(
             "steps": [f"{name}: {type(step).__name__}" for name, step in model.pipeline.steps],
         },
         "training_seconds": round(float(result.seconds), 2),
+        # Predict's distance check; the arrays are in OOD_NAME, checked by their SHA-256.
+        "out_of_distribution": (
+            {**model.ood.summary(), "file": OOD_NAME, "sha256": None}
+            if model.ood is not None
+            else None
+        ),
     }
     return _jsonable(card)
+
+
+def _selection_free(result: TrainingResult) -> dict[str, Any] | None:
+    """The card's selection-free estimate of ``auto``'s ROC AUC, saying why it differs."""
+    metric = result.selection_free
+    if metric is None:
+        return None
+    return {
+        "roc_auc": metric.to_dict(),
+        "method": metric.method,
+        "note": SELECTION_FREE_NOTE,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -453,6 +534,11 @@ def save_model(
         sio.dump(result.model.pipeline, model_path)
         _fsync_file(model_path)
         card["model_sha256"] = _sha256(model_path)
+        if result.model.ood is not None and card.get("out_of_distribution"):
+            ood_path = staging / OOD_NAME
+            sio.dump(result.model.ood.arrays(), ood_path)
+            _fsync_file(ood_path)
+            card["out_of_distribution"]["sha256"] = _sha256(ood_path)
         card_path = staging / CARD_NAME
         card_path.write_text(json.dumps(card, indent=2, allow_nan=False), encoding="utf-8")
         _fsync_file(card_path)
@@ -594,4 +680,32 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
             f"{path / CARD_NAME} is incomplete (missing or invalid entry {exc}); restore the "
             "file or re-train the model."
         ) from exc
+    model = dataclasses.replace(model, ood=_load_ood(path, card))
     return LoadedModel(model=model, card=card, directory=path.absolute())
+
+
+def _load_ood(directory: Path, card: dict[str, Any]) -> DistanceReference | None:
+    """The distance statistics saved with the model; None for models saved before them."""
+    entry = card.get("out_of_distribution")
+    if not isinstance(entry, dict):
+        return None
+    path = directory / str(entry.get("file") or OOD_NAME)
+    if not path.is_file() or entry.get("sha256") != _sha256(path):
+        raise ModelFileError(
+            f"{path} is missing or was modified after it was saved (checksum mismatch); "
+            "restore the model directory or re-train the model."
+        )
+    try:
+        found = sio.get_untrusted_types(file=path)
+        if found:
+            raise ModelFileError(
+                f"{path} contains types medimg does not trust ({', '.join(sorted(found))}); "
+                "medimg refuses to load it. Re-train the model."
+            )
+        return DistanceReference.from_parts(entry, sio.load(path, trusted=[]))
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); re-train the model."
+        ) from exc

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -121,3 +122,35 @@ def test_auto_shows_the_leaderboard(open_app: Callable[..., AppTest]) -> None:
     board = at.dataframe[0].value
     assert "CV ROC AUC (95% CI)" in board.columns
     assert (board["Chosen"] == "✓").sum() == 1
+    # The honest figure for "compare, then keep one" is on the headline, named as such.
+    labels = [m.label for m in at.metric]
+    assert "Selection-free CV ROC AUC" in labels
+    assert any("optimistic" in c.value for c in at.caption)
+    assert active.card["selection_free"]["roc_auc"]["value"] is not None
+
+
+def test_near_identical_rows_without_an_id_are_named_before_training(
+    open_app: Callable[..., AppTest],
+) -> None:
+    """Without a patient ID, rows that look like one patient twice are named above the Train
+    button, before any score is read, with the advice to declare the ID."""
+    from medimg_core.tables.cleaning import clean
+    from medimg_core.tables.loading import load_sample
+    from medimg_core.tables.roles import Roles
+
+    sample = load_sample()
+    frame = sample.frame.drop(columns=["case_id"]).iloc[:200]
+    twice = frame.iloc[:30].copy()
+    twice["mean radius"] *= 1.00001
+    doubled = pd.concat([frame, twice], ignore_index=True)
+    roles = Roles(label="diagnosis")
+    at = open_app(PAGE)
+    at.session_state[state.TABLE] = replace(sample, frame=doubled)
+    at.session_state[state.ROLES] = roles
+    at.session_state[state.POSITIVE] = "malignant"
+    at.session_state[state.CLEANING] = clean(doubled, roles)
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("30 row(s) are near-identical") for w in warnings), warnings
+    assert at.button(key="train_go")

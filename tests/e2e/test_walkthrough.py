@@ -157,11 +157,12 @@ def test_walkthrough_from_uploaded_csv(server: str, page: Page, tmp_path: Path) 
     wait_for_plot(page, "class_balance", timeout=PAGE_MS)
     page_checked(page, "01-data", plots=1)
 
-    # Clean: the suggested plan removes the rows with gaps and the repeated export.
+    # Clean: the default plan removes only the repeated export (same ID, same values); the
+    # rows with gaps are kept and imputed inside the model's pipeline.
     go_to(page, "Clean", timeout=PAGE_MS)
     assert metric(page, "Rows in") == "530"
-    assert metric(page, "Removed") == "6"
-    assert metric(page, "Kept") == "524"
+    assert metric(page, "Removed") == "1"
+    assert metric(page, "Kept") == "529"
     wait_for_plot(page, "cleaning_chart", timeout=PAGE_MS)
     page_checked(page, "02-clean", plots=1)
 

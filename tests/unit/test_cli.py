@@ -88,6 +88,7 @@ def test_train_saves_records_and_summarises(trained: Trained) -> None:
     for name in ("accuracy", "ROC AUC", "sensitivity", "specificity", "PPV", "NPV"):
         assert name in out
     assert "cross-validated (dev)" in out and "held-out test" in out
+    assert "Test set: 20% of patients held out at random, " in out
     assert f"Saved to {trained.model_dir}" in out
 
     loaded = load_model(trained.model_dir)
@@ -96,6 +97,7 @@ def test_train_saves_records_and_summarises(trained: Trained) -> None:
     assert card["threshold"]["method"] == "0.5"
     assert card["validation"]["cv_folds"] == 3
     assert card["top_features"]
+    assert "mean |SHAP value| in log-odds of malignant" in card["top_features_measure"]
     assert 0.97 < card["metrics"]["cv"]["roc_auc"]["value"] <= 1.0
     with Registry(home=trained.home) as registry:
         runs = registry.list_runs()
@@ -108,6 +110,36 @@ def test_runs_lists_newest_first(home: Path, trained: Trained) -> None:
     header, *rows = out.strip().splitlines()
     assert header.split()[:4] == ["id", "created", "dataset", "model"]
     assert len(rows) == 1 and "logreg" in rows[0] and "wdbc" in rows[0]
+
+
+def test_train_summary_and_card_give_calibration_per_partition(trained: Trained) -> None:
+    out = trained.stdout
+    card = load_model(trained.model_dir).card
+    calibration = card["calibration"]
+    for partition in ("cv", "test"):
+        entry = calibration[partition]
+        assert set(entry) >= {"intercept", "slope", "mean_predicted", "observed_rate", "curve"}
+        assert sum(entry["curve"]["n"]) == entry["n"]
+        assert len(entry["curve"]["mean_predicted"]) == len(entry["curve"]["observed"])
+        assert f"calibration ({partition}): " in out
+    cv = calibration["cv"]
+    intercept = f"{cv['intercept']:.2f}".replace("-", "\u2212")
+    assert f"calibration (cv): intercept {intercept}, slope {cv['slope']:.2f}" in out
+
+
+def test_runs_says_choosing_by_the_test_set_is_a_selection_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    for kind in ("logreg", "knn"):
+        argv = ["train", "sample:wdbc", *FAST, "-o", str(tmp_path / kind)]
+        argv[argv.index("logreg")] = kind
+        assert run(argv)[0] == 0
+    status, out, _ = run(["runs"])
+    assert status == 0
+    assert "uses the test set for selection" in out
+    assert "report the chosen run on new data" in out
 
 
 def test_runs_on_an_empty_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,9 +161,33 @@ def test_evaluate_writes_external_metrics(trained: Trained, tmp_path: Path) -> N
     assert payload["n"] == 120
     assert payload["positive_class"] == "malignant"
     assert set(payload["metrics"]) >= {"roc_auc", "sensitivity", "specificity", "ppv", "npv"}
-    assert set(payload["metrics"]["roc_auc"]) == {"value", "ci95"}
+    assert set(payload["metrics"]["roc_auc"]) == {"value", "ci95", "method"}
+    assert payload["metrics"]["roc_auc"]["method"].startswith("percentile bootstrap")
     assert "External validation" in out and "ROC AUC" in out
     assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]
+
+
+def test_evaluate_reports_calibration_and_departures_on_external_cases(
+    trained: Trained, tmp_path: Path
+) -> None:
+    frame = load_sample("wdbc").frame.head(200).copy()
+    # A population where many cases the model reads as benign are malignant: its probabilities
+    # are too low there, and it misses many malignant cases.
+    benign = frame.index[frame["diagnosis"] == "benign"][:40]
+    frame.loc[benign, "diagnosis"] = "malignant"
+    frame.to_csv(tmp_path / "shifted.csv", index=False)
+    target = tmp_path / "shifted.json"
+    data = str(tmp_path / "shifted.csv")
+    status, out, err = run(
+        ["evaluate", str(trained.model_dir), data, "--json", str(target), "--n-boot", "50"]
+    )
+    assert status == 0, err
+    payload = json.loads(target.read_text())
+    assert payload["calibration"]["intercept"] > 0.5
+    assert "calibration (external): intercept " in out
+    assert any("probabilities are too low on average" in w for w in payload["warnings"])
+    assert any("does worse than development" in w for w in payload["warnings"])
+    assert "On the external cases the model's probabilities are too low" in out
 
 
 def test_evaluate_with_renamed_label(trained: Trained, tmp_path: Path) -> None:
@@ -199,6 +255,78 @@ def test_clean_writes_data_and_report(tmp_path: Path, home: Path) -> None:
     assert report["rows_in"] == report["rows_kept"] + report["rows_removed"]
     assert report["roles"]["label"] == "diagnosis"
     assert "52 rows in" in out
+
+
+def _scores_table(path: Path) -> Path:
+    """Biopsies with an ID and 1-10 scores: different patients share scores; 3 true repeats."""
+    rng = np.random.default_rng(11)
+    n_benign, n_malignant = 140, 60
+    scores = np.vstack(
+        [
+            np.where(rng.random((n_benign, 4)) < 0.85, 1, 2),
+            rng.integers(1, 11, (n_malignant, 4)),
+        ]
+    )
+    frame = pd.DataFrame(scores, columns=["clump", "size", "shape", "nuclei"])
+    frame.insert(0, "id", np.arange(5000, 5000 + len(frame)))
+    frame["class"] = ["benign"] * n_benign + ["malignant"] * n_malignant
+    frame.loc[[7, 12], "size"] = np.nan
+    frame = pd.concat([frame, frame.iloc[[1, 2, 150]]], ignore_index=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _clean(tmp_path: Path, data: Path, *options: str) -> tuple[int, str, str, dict]:
+    report_path = tmp_path / "report.json"
+    status, out, err = run(
+        [
+            "clean",
+            str(data),
+            "--label",
+            "class",
+            "--id",
+            "id",
+            *options,
+            "-o",
+            str(tmp_path / "clean.parquet"),
+            "--report",
+            str(report_path),
+        ]
+    )
+    report = json.loads(report_path.read_text()) if status == 0 else {}
+    return status, out, err, report
+
+
+def test_clean_keeps_distinct_patients_and_prints_class_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
+    status, out, err, report = _clean(tmp_path, _scores_table(tmp_path / "scores.csv"))
+    assert status == 0, err
+    # Only the three repeated records go; patients sharing their scores all stay.
+    assert report["rows_in"] == 203 and report["rows_kept"] == 200
+    assert report["removed_by_rule"]["duplicate record"] == 3
+    assert report["removed_by_rule"]["missing values"] == 0
+    assert report["class_counts"]["before"] == {"benign": 142, "malignant": 61}
+    assert report["class_counts"]["after"] == {"benign": 140, "malignant": 60}
+    assert report["missing_by_column"]["size"] == {"missing": 2, "share": round(2 / 203, 4)}
+    assert "classes before -> after cleaning: benign 142 -> 140 (70.0% -> 70.0%)" in out
+    assert "missing values per predictor: size 2 (1%) (kept; the model imputes)" in out
+
+
+def test_clean_drop_missing_is_an_explicit_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
+    data = _scores_table(tmp_path / "scores.csv")
+    status, _, err, report = _clean(tmp_path, data, "--drop-missing", "--duplicates", "keep")
+    assert status == 0, err
+    assert report["removed_by_rule"]["missing values"] == 2
+    assert report["removed_by_rule"]["duplicate record"] == 0
+    assert report["plan"]["missing"] == "drop" and report["plan"]["duplicates"] == "keep"
+    status, _, err, report = _clean(tmp_path, data, "--impute")
+    assert status == 0, err
+    assert report["plan"]["missing"] == "impute"
 
 
 def test_clean_sample(tmp_path: Path, home: Path) -> None:
@@ -504,10 +632,17 @@ def test_predict_images_with_reasons(image_model: ImageModel, tmp_path: Path) ->
     assert status == 0, err
     frame = pd.read_csv(out)
     assert list(frame.columns) == [
+        "run_id",
+        "model_sha256",
+        "threshold",
+        "positive_class",
         "file",
         "p_pneumonia",
         "decision",
-        "threshold",
+        "ood_range",
+        "ood_features",
+        "ood_distance",
+        "ood_flag",
         "reason_1",
         "reason_2",
     ]
@@ -572,13 +707,68 @@ def test_train_on_medmnist_npz_uses_its_test_split(tmp_path: Path, image_home: P
     path = tmp_path / "tiny.npz"
     np.savez(path, **arrays)
     model_dir = tmp_path / "npz-model"
-    status, stdout, err = run(["train", str(path), *IMAGE_FAST, "-o", str(model_dir)])
+    # Codes 0/1 of an unrecognised file: the positive class must be named.
+    status, _, err = run(["train", str(path), *IMAGE_FAST, "-o", str(model_dir)])
+    assert status == 2 and "--positive VALUE" in err
+    status, stdout, err = run(
+        ["train", str(path), *IMAGE_FAST, "--positive", "1", "-o", str(model_dir)]
+    )
     assert status == 0, err
     assert "using the data's own split: 8 'test' rows held out" in err
     card = load_model(model_dir).card
     assert card["validation"]["n_test"] == 8
     assert card["validation"]["settings"]["predefined_test"] is True
+    # The summary and the card name the file's own split, not a share held out at random.
+    assert card["validation"]["test_split_text"] == "MedMNIST's own test split, 8 images"
+    assert "Test set: MedMNIST's own test split, 8 images" in stdout
+    assert "held out at random" not in stdout
     assert "Positive class: 1" in stdout
+    # Named as PneumoniaMNIST, the published names are used and pneumonia is positive.
+    named = tmp_path / "pneumoniamnist.npz"
+    named.write_bytes(path.read_bytes())
+    status, stdout, err = run(["train", str(named), *IMAGE_FAST, "-o", str(tmp_path / "pn")])
+    assert status == 0, err
+    assert "recognised PneumoniaMNIST: using its published class names" in err
+    assert "Positive class: pneumonia (code 1)" in stdout
+    assert "sensitivity for pneumonia" in stdout
+    assert load_model(tmp_path / "pn").card["roles"]["class_names"] == {
+        "0": "normal",
+        "1": "pneumonia",
+    }
+
+
+def test_npz_pair_identical_across_its_split_is_kept_and_reported(
+    tmp_path: Path, image_home: Path
+) -> None:
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        kinds = ["normal" if i % 2 == 0 else "pneumonia" for i in range(n)]
+        arrays[f"{split}_images"] = np.stack(
+            [texture(k, 1000 * len(split) + i) for i, k in enumerate(kinds)]
+        )
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1)
+    # Like BreastMNIST: a test image is a pixel copy of a training image, other label.
+    arrays["test_images"][0] = arrays["train_images"][1]
+    assert arrays["test_labels"][0, 0] != arrays["train_labels"][1, 0]
+    path = tmp_path / "leaky.npz"
+    np.savez(path, **arrays)
+    model_dir = tmp_path / "leaky-model"
+    status, stdout, err = run(
+        ["train", str(path), *IMAGE_FAST, "--positive", "1", "-o", str(model_dir)]
+    )
+    assert status == 0, err
+    card = load_model(model_dir).card
+    # Both copies stay: the file's own test set keeps its 8 images.
+    assert card["validation"]["n_test"] == 8
+    assert card["cleaning"]["rows_removed"] == 0
+    assert card["cleaning"]["identical_across_split"] == {"pairs": 1, "opposite_label": 1}
+    assert card["validation"]["identical_rows_across_splits"] == 1
+    assert card["validation"]["identical_rows_across_splits_opposite_label"] == 1
+    assert (
+        "1 test row(s) identical to a development row of the file's own split "
+        "(1 with the opposite label), kept" in stdout
+    )
+    assert "(1 of them with the opposite label" in stdout
 
 
 def test_table_model_refuses_images(trained: Trained, tmp_path: Path) -> None:
@@ -653,3 +843,246 @@ def test_labels_naming_missing_files(tmp_path: Path, image_home: Path) -> None:
         "1 labels-table row(s) name a file that is not in the set (left out): normal/gone.png"
         in err
     )
+
+
+def _coded_wdbc(path: Path, rows: int = 160) -> Path:
+    # The UCI Wisconsin original codes its class 2 = benign, 4 = malignant.
+    frame = load_sample("wdbc").frame.sample(rows, random_state=0).reset_index(drop=True)
+    frame["class"] = frame.pop("diagnosis").map({"benign": 2, "malignant": 4})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_train_refuses_numeric_codes_without_a_positive(tmp_path: Path, home: Path) -> None:
+    data = _coded_wdbc(tmp_path / "coded.csv")
+    status, _, err = run(["train", str(data), "--label", "class", *FAST, "-o", str(tmp_path / "m")])
+    assert_one_line_error(
+        status,
+        err,
+        r"holds the numeric codes 2 and 4.*--positive VALUE.*--class-names 2=NAME,4=NAME",
+    )
+    assert not (tmp_path / "m").exists()
+    status, _, err = run(
+        ["train", str(data), "--class-names", "2 benign", *FAST, "-o", str(tmp_path / "m")]
+    )
+    assert status == 2 and "code=name" in err
+
+
+def test_class_names_name_every_display_and_travel_with_the_model(
+    tmp_path: Path, home: Path
+) -> None:
+    data = _coded_wdbc(tmp_path / "coded.csv")
+    model_dir = tmp_path / "named"
+    status, out, err = run(
+        [
+            "train",
+            str(data),
+            "--label",
+            "class",
+            "--class-names",
+            "2=benign, 4=malignant",
+            "--positive",
+            "malignant",
+            *FAST,
+            "-o",
+            str(model_dir),
+        ]
+    )
+    assert status == 0, err
+    assert "Positive class: malignant (code 4); threshold" in out
+    assert re.search(r"sensitivity for malignant\s+\d\.\d{3}", out)
+    assert "NPV for malignant" in out
+    loaded = load_model(model_dir)
+    assert loaded.model.positive_class == 4
+    assert loaded.card["roles"]["class_names"] == {"2": "benign", "4": "malignant"}
+    assert loaded.model.roles.class_names == (("2", "benign"), ("4", "malignant"))
+    predictions = tmp_path / "p.csv"
+    status, _, err = run(["predict", str(model_dir), str(data), "-o", str(predictions)])
+    assert status == 0, err
+    table = pd.read_csv(predictions)
+    assert "p_malignant" in table.columns
+    assert set(table["decision"]) <= {"benign", "malignant"}
+    # Without --positive, the class names alone say which is the disease.
+    status, out, err = run(
+        [
+            "train",
+            str(data),
+            "--class-names",
+            "2=benign,4=malignant",
+            *FAST,
+            "-o",
+            str(tmp_path / "n"),
+        ]
+    )
+    assert status == 0, err
+    assert "Positive class: malignant (code 4)" in out
+    assert "its class name reads as the disease (class names: 2 = benign, 4 = malignant)" in out
+
+
+def test_a_patient_number_column_is_refused_as_a_feature(tmp_path: Path, home: Path) -> None:
+    # As in the UCI Wisconsin original's "Sample code number": not proposed as the ID.
+    frame = load_sample("wdbc").frame.head(120).copy()
+    frame.insert(0, "sample_code_number", np.arange(40_001, 40_121))
+    frame.to_csv(tmp_path / "numbered.csv", index=False)
+    status, _, err = run(
+        ["train", str(tmp_path / "numbered.csv"), *FAST, "-o", str(tmp_path / "m")]
+    )
+    assert_one_line_error(
+        status,
+        err,
+        r"'sample_code_number'.*patient or record numbers.*--keep-feature sample_code_number",
+    )
+    model_dir = tmp_path / "kept"
+    status, _, err = run(
+        [
+            "train",
+            str(tmp_path / "numbered.csv"),
+            "--keep-feature",
+            "sample_code_number",
+            *FAST,
+            "-o",
+            str(model_dir),
+        ]
+    )
+    assert status == 0, err
+    model = load_model(model_dir).model
+    assert "sample_code_number" in model.feature_columns
+    assert model.roles.keep_as_feature == ("sample_code_number",)
+
+
+# --- Predict: out-of-distribution flags, abstention, stamped CSV; train --reader ------------
+
+
+def test_predict_csv_is_stamped_flags_unusual_cases_and_abstains(
+    trained: Trained, home: Path, tmp_path: Path
+) -> None:
+    frame = load_sample("wdbc").frame.head(10).drop(columns=["diagnosis"]).copy()
+    frame.loc[frame.index[2], "worst area"] = 100_000.0
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    target = tmp_path / "pred.csv"
+    status, out, err = run(
+        [
+            "predict",
+            str(trained.model_dir),
+            str(tmp_path / "new.csv"),
+            "-o",
+            str(target),
+            "--abstain-ood",
+        ]
+    )
+    assert status == 0, err
+    written = pd.read_csv(target)
+    with Registry() as registry:
+        run_ids = [r.id for r in registry.list_runs() if r.model_dir == trained.model_dir]
+    card = json.loads((trained.model_dir / "card.json").read_text())
+    assert written["run_id"].unique().tolist() == run_ids[:1] and run_ids
+    assert written["model_sha256"].unique().tolist() == [card["model_sha256"]]
+    assert written["threshold"].unique().tolist() == [pytest.approx(card["threshold"]["value"])]
+    assert written["positive_class"].unique().tolist() == ["malignant"]
+    assert written["ood_flag"].iloc[2] and written["ood_range"].iloc[2]
+    assert "worst area" in written["ood_features"].iloc[2]
+    assert written["decision"].iloc[2] == "abstained"
+    assert written["abstain_reason"].iloc[2].startswith("no decision — refer to a reader")
+    assert "of 10 cases are unlike the training data" in out
+    assert "cases got no decision and should be referred to a reader" in out
+
+
+def test_predict_refuses_a_band_without_the_threshold(trained: Trained, tmp_path: Path) -> None:
+    data = wdbc_csv(tmp_path / "new.csv", rows=5, diagnosis=None)
+    status, _, err = run(
+        [
+            "predict",
+            str(trained.model_dir),
+            str(data),
+            "-o",
+            str(tmp_path / "p.csv"),
+            "--abstain-band",
+            "0.98,0.99",
+        ]
+    )
+    assert status == 2 and "must contain the threshold" in err
+    status, _, err = run(
+        [
+            "predict",
+            str(trained.model_dir),
+            str(data),
+            "-o",
+            str(tmp_path / "p.csv"),
+            "--abstain-band",
+            "0.6",
+        ]
+    )
+    assert status == 2 and "LOW,HIGH" in err
+
+
+def test_train_reports_performance_with_and_without_the_reader(tmp_path: Path, home: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    malignant = rng.random(n) < 0.4
+    frame = pd.DataFrame(
+        {
+            "patient": [f"P{i:04d}" for i in range(n)],
+            "birads": np.clip(np.round(3 + 1.5 * malignant + rng.normal(0, 0.7, n)), 1, 5),
+            "age": np.round(55 + 6 * malignant + rng.normal(0, 11, n)),
+            "severity": np.where(malignant, "malignant", "benign"),
+        }
+    )
+    frame.to_csv(tmp_path / "mammo.csv", index=False)
+    model_dir = tmp_path / "m"
+    args = ["train", str(tmp_path / "mammo.csv"), "--label", "severity", "--id", "patient"]
+    args += ["--positive", "malignant", *FAST, "-o", str(model_dir)]
+    status, out, err = run([*args, "--reader", "birads"])
+    assert status == 0, err
+    assert "With and without birads (a reader's assessment)" in out
+    header = next(line for line in out.splitlines() if "without birads (CV)" in line)
+    assert "with birads (CV)" in header and "without birads (test)" in header
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["roles"]["reader"] == ["birads"]
+    assert "birads" in card["features"]["feature_columns"]
+    assert (
+        card["without_reader"]["cv"]["roc_auc"]["value"] < card["metrics"]["cv"]["roc_auc"]["value"]
+    )
+    status, _, err = run([*args, "--reader", "severity"])
+    assert status == 2 and "not a model feature" in err
+
+
+def test_train_summary_names_the_selection_free_auc() -> None:
+    import dataclasses
+
+    from medimg_core import cli
+    from medimg_core.modelling.evaluation import MetricValue
+    from tests.unit.store.test_persistence import make_result
+
+    base = make_result()
+    row = dataclasses.replace(base.leaderboard[0], note="ranked as a lighter forest (100 trees)")
+    result = dataclasses.replace(
+        base, leaderboard=(row,), selection_free=MetricValue(0.912, (0.85, 0.96))
+    )
+    text = cli._train_summary(result, None, "wdbc", "youden", Path("m"), "run1")
+    assert "Selection-free CV ROC AUC of auto: 0.912 (0.850–0.960)" in text
+    assert "optimistic" in text
+    assert "(ranked as a lighter forest (100 trees))" in text
+    plain = cli._train_summary(base, None, "wdbc", "youden", Path("m"), "run1")
+    assert "Selection-free" not in plain
+    assert "Intervals not from the bootstrap" not in plain
+    exact = MetricValue(1.0, (0.916, 1.0), method="Clopper-Pearson exact (42 patients)")
+    cv = dataclasses.replace(base.cv, metrics={**base.cv.metrics, "sensitivity": exact})
+    noted = cli._train_summary(
+        dataclasses.replace(base, cv=cv), None, "wdbc", "youden", Path("m"), "run1"
+    )
+    assert "sensitivity (cross-validated): Clopper-Pearson exact (42 patients)" in noted
+
+
+def test_train_warns_about_near_identical_rows_before_fitting(home: Path, tmp_path: Path) -> None:
+    frame = load_sample("wdbc").frame.drop(columns=["case_id"]).head(150)
+    twice = frame.head(20).copy()
+    twice["mean radius"] *= 1.00001
+    path = tmp_path / "twice.csv"
+    pd.concat([frame, twice], ignore_index=True).to_csv(path, index=False)
+    status, out, err = run(["train", str(path), *FAST, "-o", str(tmp_path / "m")])
+    assert status == 0, err
+    warning = next(line for line in err.splitlines() if "near-identical" in line)
+    assert warning.startswith("medimg: warning: 20 row(s) are near-identical")
+    # Said before the first model is fitted, not only in the summary afterwards.
+    assert err.index(warning) < err.index("fold 1")
+    assert "20 row(s) are near-identical" in out.split("Warnings:")[1]

@@ -25,6 +25,7 @@ from medimg_core.modelling.evaluation import (
     confusion_at,
     evaluate_scores,
     format_metric,
+    metric_label,
     positive_class_caption,
     summary_frame,
     tradeoff_table,
@@ -540,11 +541,17 @@ def test_summary_frame_layout() -> None:
     cv = evaluate(*binary_data(200, seed=17))
     test = evaluate(*binary_data(80, seed=18), partition="test")
     frame = summary_frame(cv, test)
-    assert list(frame.index) == [METRIC_LABELS[k] for k in METRIC_KEYS]
+    assert list(frame.index) == [metric_label(k, "malignant") for k in METRIC_KEYS]
     assert list(frame.index)[:4] == ["Accuracy", "Balanced accuracy", "ROC AUC", "PR AUC"]
+    assert list(frame.index)[4:8] == [
+        "Sensitivity for malignant",
+        "Specificity for malignant",
+        "PPV for malignant",
+        "NPV for malignant",
+    ]
     assert list(frame.columns) == ["cross-validated (development)", "held-out test"]
     assert frame.loc["ROC AUC", "held-out test"] == format_metric(test.metrics["roc_auc"])
-    assert frame.attrs["caption"] == "Positive class: malignant"
+    assert frame.attrs["caption"].startswith("Positive class: malignant — ")
     assert frame.attrs["n"] == {"cross-validated (development)": 200, "held-out test": 80}
     assert set(frame.attrs["help"]) == set(frame.index)
     twice = summary_frame(cv, cv)
@@ -567,7 +574,8 @@ def test_labels_and_help_cover_every_metric() -> None:
 
 def test_positive_class_caption() -> None:
     assert positive_class_caption(evaluate(*binary_data(30), n_boot=0)) == (
-        "Positive class: malignant"
+        "Positive class: malignant — sensitivity and PPV are for finding malignant, "
+        "specificity and NPV for clearing benign"
     )
     caption = positive_class_caption(evaluate(*multi_data(30), n_boot=0))
     assert caption.startswith("3 classes (class 0, class 1, class 2)")
@@ -602,3 +610,94 @@ def test_perfect_proportions_get_a_wilson_interval_not_a_point() -> None:
     assert 0.96 < lo < 0.975  # Wilson lower bound for 114/114
     lo_sens, _ = ev.metrics["sensitivity"].ci95
     assert 0.9 < lo_sens < 0.93  # 42/42
+
+
+def test_metric_tables_name_the_class_of_numeric_codes() -> None:
+    # BreastMNIST: code 0 is malignant. The table must say so, not "Sensitivity" of "1".
+    y, s = binary_data(60, seed=3)
+    ev = evaluate_scores(
+        y, s, class_names=("benign", "malignant"), positive_class=0, n_boot=0, partition="test"
+    )
+    frame = summary_frame(ev)
+    assert "Sensitivity for malignant" in frame.index
+    assert "NPV for malignant" in frame.index
+    assert frame.attrs["caption"].startswith("Positive class: malignant (code 0) — ")
+    assert "clearing benign" in frame.attrs["caption"]
+    assert metric_label("roc_auc", "malignant") == "ROC AUC"
+    assert metric_label("sensitivity") == "Sensitivity"
+    multi = summary_frame(evaluate(*multi_data(30), n_boot=0))
+    assert "Sensitivity" in multi.index
+
+
+def _perfect(n_neg: int, n_pos: int, per_patient: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    y = np.repeat(np.r_[np.zeros(n_neg, dtype=int), np.ones(n_pos, dtype=int)], per_patient)
+    return y, np.where(y == 1, 0.9, 0.1)
+
+
+def _newcombe_gap(theta: float, m: int, n: int, z: float = 1.959963984540054) -> float:
+    n_star = (m + n) / 2
+    extra = (n_star - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta))
+    return (1 - theta) ** 2 - z * z * theta * (1 - theta) * (1 + extra) / (m * n)
+
+
+def test_no_interval_of_a_perfect_classifier_collapses_to_a_point() -> None:
+    y, s = _perfect(72, 42)
+    ev = evaluate(y, s)
+    for key in ("roc_auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "f1"):
+        lo, hi = ev.metrics[key].ci95
+        assert ev.metrics[key].value == 1.0 and hi == 1.0 and lo < 0.99, key
+    assert ev.metrics["balanced_accuracy"].ci95[0] < 0.99
+    # Exact bounds on the counts: 42/42 diseased found, 114/114 correct.
+    assert ev.metrics["sensitivity"].ci95[0] == pytest.approx(0.025 ** (1 / 42))
+    assert ev.metrics["accuracy"].ci95[0] == pytest.approx(0.025 ** (1 / 114))
+    assert "Clopper-Pearson" in ev.metrics["sensitivity"].method
+    # The AUC's lower bound solves Newcombe's Method 5 equation with 42 vs 72 cases.
+    auc = ev.metrics["roc_auc"]
+    assert "Newcombe" in auc.method and "42 vs 72 cases" in auc.method
+    assert _newcombe_gap(auc.ci95[0], 42, 72) == pytest.approx(0.0, abs=1e-9)
+    assert 0.9 < auc.ci95[0] < 0.99
+    # Balanced accuracy: mean of the two exact bounds at 1.25% each (Bonferroni).
+    ba = ev.metrics["balanced_accuracy"]
+    assert ba.ci95[0] == pytest.approx((0.0125 ** (1 / 42) + 0.0125 ** (1 / 72)) / 2)
+    assert "Bonferroni" in ba.method
+    # F1: harmonic mean of the PPV (42 called positive) and sensitivity (42 diseased) bounds.
+    assert ev.metrics["f1"].ci95[0] == pytest.approx(0.0125 ** (1 / 42))
+    # A figure the bootstrap could bound keeps its bootstrap interval and says so.
+    assert ev.metrics["brier"].method.startswith("percentile bootstrap")
+    assert ev.to_dict()["roc_auc"]["method"] == auc.method
+
+
+def test_perfect_intervals_count_patients_not_rows_when_grouped() -> None:
+    # Two near-identical images per patient: 20 healthy and 20 diseased patients, 80 rows.
+    y, s = _perfect(20, 20, per_patient=2)
+    groups = np.repeat(np.arange(40), 2)
+    by_row = evaluate(y, s)
+    by_patient = evaluate(y, s, groups=groups)
+    assert by_row.metrics["sensitivity"].ci95[0] == pytest.approx(0.025 ** (1 / 40))
+    assert by_patient.metrics["sensitivity"].ci95[0] == pytest.approx(0.025 ** (1 / 20))
+    assert "20 patients" in by_patient.metrics["sensitivity"].method
+    assert by_patient.metrics["accuracy"].ci95[0] == pytest.approx(0.025 ** (1 / 40))
+    auc_rows, auc_patients = by_row.metrics["roc_auc"], by_patient.metrics["roc_auc"]
+    assert "20 vs 20 patients" in auc_patients.method
+    assert _newcombe_gap(auc_patients.ci95[0], 20, 20) == pytest.approx(0.0, abs=1e-9)
+    assert auc_patients.ci95[0] < auc_rows.ci95[0] < 1.0
+    assert by_patient.metrics["balanced_accuracy"].ci95[0] == pytest.approx(0.0125 ** (1 / 20))
+    assert by_patient.metrics["f1"].ci95[0] < by_row.metrics["f1"].ci95[0] < 1.0
+
+
+def test_null_and_multiclass_figures_get_count_based_intervals() -> None:
+    # Every diseased case missed: sensitivity 0 with an upper bound above 0.
+    y = np.r_[np.zeros(30, dtype=int), np.ones(10, dtype=int)]
+    s = np.full(40, 0.2)
+    ev = evaluate(y, s)
+    lo, hi = ev.metrics["sensitivity"].ci95
+    assert (lo, ev.metrics["sensitivity"].value) == (0.0, 0.0)
+    assert hi == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert ev.metrics["f1"].value == 0.0 and ev.metrics["f1"].ci95[1] > 0.0
+    # Three classes, all perfectly ranked: the macro AUC keeps a lower bound below 1.
+    y3 = np.repeat([0, 1, 2], 15)
+    s3 = np.eye(3)[y3] * 0.8 + 0.2 / 3
+    ev3 = evaluate(y3, s3)
+    for key in ("roc_auc", "sensitivity", "balanced_accuracy", "f1", "accuracy"):
+        lo, hi = ev3.metrics[key].ci95
+        assert ev3.metrics[key].value == 1.0 and hi == 1.0 and lo < 0.99, key

@@ -183,6 +183,10 @@ def test_multiclass_iris() -> None:
         "p_versicolor",
         "p_virginica",
         "decision",
+        "ood_range",
+        "ood_features",
+        "ood_distance",
+        "ood_flag",
     ]
     assert evaluate_model(model, df, n_boot=20).partition == "external"
 
@@ -384,3 +388,122 @@ def test_the_steps_compose_into_train(trained: TrainingResult, wdbc: pd.DataFram
         validation=FAST,
     )
     assert split == trained.split
+
+
+def _noise_table(n: int = 150, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    frame["label"] = np.where(np.arange(n) % 2 == 0, "disease", "healthy")
+    return frame
+
+
+def test_auto_reports_a_selection_free_auc_below_the_winners() -> None:
+    result = train(
+        _noise_table(),
+        Roles(label="label"),
+        config=ModelConfig(model="auto"),
+        validation=ValidationConfig(test_size=0.2, cv=3, n_boot=200),
+        positive="disease",
+    )
+    free = result.selection_free
+    assert free is not None and "BBC-CV" in free.method
+    winner = result.cv.metrics["roc_auc"].value
+    assert free.value < winner
+    assert free.ci95[0] <= 0.5 <= free.ci95[1]
+    single = train(
+        _noise_table(),
+        Roles(label="label"),
+        config=LOGREG,
+        validation=FAST,
+        positive="disease",
+    )
+    assert single.selection_free is None
+
+
+def test_the_chosen_row_shows_the_deployed_forest_like_the_headline(
+    monkeypatch: pytest.MonkeyPatch, wdbc: pd.DataFrame
+) -> None:
+    from medimg_core.modelling import training
+
+    # Only the forest competes, so it is chosen after being ranked with 100 trees.
+    monkeypatch.setattr(training, "candidate_kinds", lambda config, features: ("rf",))
+    result = train(wdbc.iloc[::2], ROLES, config=ModelConfig(model="auto"), validation=FAST)
+    (row,) = result.leaderboard
+    assert row.chosen and row.kind == "rf"
+    assert row.roc_auc.value == pytest.approx(result.cv.metrics["roc_auc"].value, abs=1e-12)
+    assert row.fold_aucs == result.fold_scores
+    assert "100 trees" in row.note and "300 trees" in row.note
+
+
+# --- Reader-assessment features: performance with and without them (issue 8, section 5) ----
+
+
+def mammography(n: int = 500, seed: int = 3) -> pd.DataFrame:
+    """A BI-RADS-like reader score that carries most of the signal, plus weak measurements."""
+    rng = np.random.default_rng(seed)
+    malignant = rng.random(n) < 0.4
+    return pd.DataFrame(
+        {
+            "patient": [f"P{i:04d}" for i in range(n)],
+            "birads": np.clip(np.round(3 + 1.5 * malignant + rng.normal(0, 0.7, n)), 1, 5),
+            "age": np.round(55 + 6 * malignant + rng.normal(0, 11, n)),
+            "margin": rng.integers(1, 5, n) + malignant,
+            "severity": np.where(malignant, "malignant", "benign"),
+        }
+    )
+
+
+MAMMO_ROLES = Roles(label="severity", id="patient", reader=("birads",))
+
+
+def test_reader_features_are_compared_on_the_same_folds_and_test_rows() -> None:
+    data = mammography()
+    result = train(data, MAMMO_ROLES, config=LOGREG, validation=FAST, positive="malignant")
+    comparison = result.without_reader
+    assert comparison is not None
+    assert comparison.reader_columns == ("birads",)
+    assert comparison.kind == result.model.kind
+    # The deployed model keeps the reader's assessment as a feature.
+    assert "birads" in result.model.feature_columns
+    assert comparison.cv is not None and comparison.test is not None and result.test is not None
+    assert comparison.cv.n == result.cv.n and comparison.test.n == result.test.n
+    assert comparison.cv.partition == "cv" and comparison.test.partition == "test"
+    with_auc = result.cv.metrics["roc_auc"].value
+    without_auc = comparison.cv.metrics["roc_auc"].value
+    assert without_auc < with_auc - 0.05
+    # Without BI-RADS, the same kind on the remaining features, cross-validated by hand.
+    manual = train(
+        data.drop(columns="birads"),
+        Roles(label="severity", id="patient"),
+        config=LOGREG,
+        validation=FAST,
+        positive="malignant",
+    )
+    assert without_auc == pytest.approx(manual.cv.metrics["roc_auc"].value)
+    assert comparison.test.metrics["roc_auc"].value == pytest.approx(
+        manual.test.metrics["roc_auc"].value  # type: ignore[union-attr]
+    )
+    card = comparison.to_dict()
+    assert card["reader_columns"] == ["birads"] and card["cv"]["roc_auc"]["value"] == without_auc
+    assert "birads" in comparison.note
+
+
+def test_no_reader_comparison_without_reader_features(trained: TrainingResult) -> None:
+    assert trained.without_reader is None
+
+
+def test_a_reader_score_alone_has_nothing_to_compare_with() -> None:
+    data = mammography()[["patient", "birads", "severity"]]
+    result = train(data, MAMMO_ROLES, config=LOGREG, validation=FAST, positive="malignant")
+    assert result.without_reader is not None
+    assert result.without_reader.cv is None
+    assert "only input" in result.without_reader.note
+
+
+def test_refit_keeps_the_development_distance_statistics(trained: TrainingResult) -> None:
+    reference = trained.model.ood
+    assert reference is not None
+    assert reference.columns == trained.model.numeric_columns
+    assert reference.n_development == trained.split.n_dev
+    assert reference.precision.shape == (len(reference.columns),) * 2
+    assert reference.cutoff > 0

@@ -98,7 +98,9 @@ def test_feature_table_shows_typical_values(trained: Trained) -> None:
     development = trained.cases[trained.cases["partition"] == "development"]
     table = review.feature_table(case, development, k=4)
     assert len(table) == 4
-    assert table["Contribution"].abs().is_monotonic_decreasing
+    unit = case.output_space
+    assert list(table.columns) == ["Feature", "Value", "Typical value", f"Contribution ({unit})"]
+    assert table[f"Contribution ({unit})"].abs().is_monotonic_decreasing
     top = table["Feature"].iloc[0]
     assert table["Typical value"].iloc[0] == format_value(development[top].median())
 
@@ -120,7 +122,8 @@ def test_scoring_one_case_gives_reasons_relative_to_development(trained: Trained
     scored = review.score_new_cases(model, new_cases(trained, 1), explainers={1: trained.explainer})
     assert scored.ok and scored.n_scored == 1
     reason = scored.table["reason_1"].iloc[0]
-    assert "(+0.00)" not in reason and "(-0.00)" not in reason
+    assert "(+0.00 " not in reason and "(-0.00 " not in reason
+    assert reason.endswith(" log-odds)")
     fallback = review.score_new_cases(model, new_cases(trained, 1))
     assert fallback.table["reason_1"].iloc[0].split(" = ")[0] in model.feature_columns
 
@@ -138,6 +141,10 @@ def test_scoring_uses_the_threshold_and_hides_identifying_columns(trained: Train
         "reason_1",
         "reason_2",
         "reason_3",
+        "ood_range",
+        "ood_features",
+        "ood_distance",
+        "ood_flag",
     ]
     called = table["P(malignant)"] >= 0.9
     assert (table["decision"] == np.where(called, "malignant", "benign")).all()
@@ -173,10 +180,10 @@ def test_prediction_plan_switches_off_batch_rules() -> None:
     plan = CleaningPlan(
         quality_column="qc",
         ranges={"a": (0.0, 1.0), "gone": (0.0, 2.0)},
-        outlier_action="drop",
+        duplicates="drop",
     )
     adapted = review.prediction_plan(plan, ["a", "b"])
-    assert not adapted.drop_duplicates
+    assert adapted.duplicates == "keep"
     assert adapted.outlier_action == "flag"
     assert not adapted.drop_constant_columns and not adapted.drop_empty_columns
     assert adapted.quality_column is None
@@ -192,3 +199,34 @@ def test_expected_columns_lists_types_and_training_values(trained: Trained) -> N
 
 def test_reason_text() -> None:
     assert review.reason_text("worst area", 1203.0, 0.8412) == "worst area = 1,203 (+0.84)"
+    assert (
+        review.reason_text("worst area", 1203.0, 0.8412, "probability")
+        == "worst area = 1,203 (+0.84 probability)"
+    )
+
+
+def test_feature_table_adds_the_standard_error_of_permutation_estimates() -> None:
+    from medimg_core.modelling.explain import CaseExplanation
+
+    features = ["a", "b", "c"]
+    case = CaseExplanation(
+        case_id="x",
+        values=pd.Series([0.02, -0.3, 0.1], index=features),
+        base_value=0.4,
+        data=pd.Series([1.0, 2.0, 3.0], index=features),
+        output_space="probability",
+        class_name="malignant",
+        method="permutation (model-agnostic)",
+        standard_errors=pd.Series([0.001, 0.02, 0.005], index=features),
+    )
+    reference = pd.DataFrame({"a": [1.0, 2.0], "b": [2.0, 3.0], "c": [3.0, 4.0]})
+    table = review.feature_table(case, reference, k=3)
+    assert list(table.columns) == [
+        "Feature",
+        "Value",
+        "Typical value",
+        "Contribution (probability)",
+        "Standard error (probability)",
+    ]
+    assert list(table["Feature"]) == ["b", "c", "a"]
+    assert list(table["Standard error (probability)"]) == [0.02, 0.005, 0.001]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import warnings
@@ -21,8 +22,9 @@ from sklearn.preprocessing import FunctionTransformer
 from medimg_core.errors import ModelFileError
 from medimg_core.modelling.evaluation import METRIC_KEYS, Evaluation, MetricValue
 from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
+from medimg_core.modelling.ood import fit_distance_reference
 from medimg_core.modelling.selection import LeaderboardRow
-from medimg_core.modelling.training import TrainingResult
+from medimg_core.modelling.training import ReaderComparison, TrainingResult
 from medimg_core.modelling.validation import SplitSummary, ValidationConfig
 from medimg_core.store import persistence
 from medimg_core.store.persistence import LoadedModel, build_card, load_model, save_model
@@ -164,7 +166,9 @@ def test_card_shape(result: TrainingResult) -> None:
     assert card["dataset"]["removed_by_rule"]["duplicate"] == 3
     assert card["dataset"]["classes"] == {"benign": 357, "malignant": 212}
     assert card["cleaning"]["applied"] is True
-    assert card["cleaning"]["plan"]["missing"] == "drop"
+    assert card["cleaning"]["plan"]["missing"] == "impute"
+    assert card["cleaning"]["plan"]["duplicates"] == "auto"
+    assert {"class_counts", "missing_by_column", "identical_across_split"} <= set(card["cleaning"])
     assert card["validation"]["level"] == "patient (case_id)"
     assert card["validation"]["n_dev"] == 455 and card["validation"]["n_test"] == 114
     assert card["positive_class"] == "malignant"
@@ -195,6 +199,9 @@ def test_linear_top_features_rank_original_columns(result: TrainingResult) -> No
     importances = [t["importance"] for t in card["top_features"]]
     assert importances == sorted(importances, reverse=True)
     assert "log-odds" in card["top_features_note"]
+    # Without development rows this is not the Explain page's ranking, and the card says so.
+    assert "not the Explain page's SHAP ranking" in card["top_features_note"]
+    assert card["top_features_measure"] == "change in log-odds across the training range"
     assert card["threshold"]["method"] == "unknown"
     assert card["cleaning"] == {"applied": False, "plan": CleaningPlan().to_dict()}
 
@@ -461,3 +468,90 @@ def test_trusted_types_cover_every_model_kind(tmp_path: Path) -> None:
         path = tmp_path / f"{i}.skops"
         sio.dump(pipe, path)
         assert set(sio.get_untrusted_types(file=path)) <= persistence.TRUSTED_TYPES
+
+
+# --- Distance statistics for Predict's out-of-distribution check (issue 8, section 5) ------
+
+
+def _with_ood(result: TrainingResult) -> TrainingResult:
+    frame = wdbc_frame()
+    model = result.model
+    reference = fit_distance_reference(frame.iloc[:455], model.numeric_columns, seed=7)
+    return dataclasses.replace(result, model=dataclasses.replace(model, ood=reference))
+
+
+def test_distance_statistics_round_trip_with_skops(tmp_path: Path, result: TrainingResult) -> None:
+    with_ood = _with_ood(result)
+    target = save_model(with_ood, tmp_path / "m")
+    assert (target / persistence.OOD_NAME).is_file()
+    assert not sio.get_untrusted_types(file=target / persistence.OOD_NAME)
+    card = json.loads((target / "card.json").read_text())
+    entry = card["out_of_distribution"]
+    assert entry["file"] == persistence.OOD_NAME and len(entry["sha256"]) == 64
+    assert entry["quantile"] == 0.99 and entry["columns"] == list(result.model.numeric_columns)
+    loaded = load_model(target).model
+    assert loaded.ood is not None and with_ood.model.ood is not None
+    assert loaded.ood.cutoff == pytest.approx(with_ood.model.ood.cutoff)
+    rows = wdbc_frame().iloc[455:470]
+    np.testing.assert_allclose(
+        loaded.ood.distances(rows[list(loaded.ood.columns)]),
+        with_ood.model.ood.distances(rows[list(loaded.ood.columns)]),
+    )
+
+
+def test_a_model_saved_before_distance_statistics_loads_without_them(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(_with_ood(result), tmp_path / "m")
+    card_path = target / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["out_of_distribution"]
+    card_path.write_text(json.dumps(card))
+    (target / persistence.OOD_NAME).unlink()
+    assert load_model(target).model.ood is None
+
+
+def test_tampered_distance_statistics_are_refused(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(_with_ood(result), tmp_path / "m")
+    sio.dump({"center": np.zeros(6), "scale": np.ones(6), "precision": np.eye(6)}, target / "x")
+    (target / "x").replace(target / persistence.OOD_NAME)
+    with pytest.raises(ModelFileError, match="modified after it was saved"):
+        load_model(target)
+
+
+def test_card_keeps_performance_without_reader_features(result: TrainingResult) -> None:
+    comparison = ReaderComparison(
+        reader_columns=("birads",),
+        kind="logreg",
+        cv=result.cv,
+        test=None,
+        threshold=0.4,
+        note="birads is a reader's assessment",
+    )
+    card = build_card(
+        dataclasses.replace(result, without_reader=comparison),
+        cleaning=None,
+        dataset_name="mammo",
+    )
+    assert card["without_reader"]["reader_columns"] == ["birads"]
+    assert card["without_reader"]["cv"]["roc_auc"]["value"] == pytest.approx(
+        result.cv.metrics["roc_auc"].value
+    )
+    assert build_card(result, cleaning=None, dataset_name="x")["without_reader"] is None
+
+
+def test_card_keeps_the_selection_free_auc_and_the_interval_methods() -> None:
+    base = make_result()
+    row = dataclasses.replace(base.leaderboard[0], note="ranked as a lighter forest (100 trees)")
+    result = dataclasses.replace(
+        base,
+        leaderboard=(row,),
+        selection_free=MetricValue(0.93, (0.88, 0.97), method="bootstrap bias-corrected CV"),
+    )
+    card = build_card(result, cleaning=None, dataset_name="wdbc")
+    free = card["selection_free"]
+    assert free["roc_auc"]["value"] == 0.93 and free["roc_auc"]["ci95"] == [0.88, 0.97]
+    assert free["method"] == "bootstrap bias-corrected CV"
+    assert "optimistic" in free["note"] and "selection-free" in free["note"]
+    assert card["leaderboard"][0]["note"] == "ranked as a lighter forest (100 trees)"
+    assert build_card(make_result(), cleaning=None, dataset_name="x")["selection_free"] is None

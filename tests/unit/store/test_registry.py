@@ -64,7 +64,7 @@ def test_record_list_get_delete(
     assert run.n_rows == 569
     assert run.seed == 7
     assert run.config["pca"] is None
-    assert run.plan["missing"] == "drop"
+    assert run.plan["missing"] == "impute"  # the default: imputation inside the pipeline
     assert run.metrics["cv"]["roc_auc"] == {"value": 0.9, "ci95": [0.85, 0.95]}
     assert run.card["format"] == "medimg-model-card/1"
     assert run.created_at.tzinfo == UTC

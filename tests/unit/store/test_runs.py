@@ -67,3 +67,38 @@ def test_registry_failure_is_strict_on_request(
     assert soft.run_id is None
     assert any("not recorded" in w for w in soft.warnings)
     assert (soft.model_dir / "model.skops").exists()
+
+
+@pytest.mark.parametrize("kind", ["logreg", "rf"])
+def test_card_top_features_are_the_explain_page_ranking(
+    trained, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimg_core.modelling.explain import development_explainer, development_explanation
+
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    _, report, validation = trained
+    result = train(
+        report.data,
+        propose_roles(report.data).to_roles(),
+        config=ModelConfig(model=kind),  # type: ignore[arg-type]
+        validation=validation,
+    )
+    saved = save_run(
+        result, tmp_path / "model", data=report.data, cleaning=report, dataset_name="sample:wdbc"
+    )
+    # What the Explain page computes for the saved run: its development cases, read back.
+    cases = load_cases(saved.model_dir)
+    development = cases[cases["partition"] == "development"]
+    page = development_explanation(development_explainer(result.model, development), development)
+    ranking = page.global_importance().head(len(saved.card["top_features"]))
+    assert [t["feature"] for t in saved.card["top_features"]] == list(ranking.index)
+    assert [t["importance"] for t in saved.card["top_features"]] == pytest.approx(
+        list(ranking.to_numpy()), abs=1e-6
+    )
+    unit = "log-odds" if kind == "logreg" else "probability"
+    assert (
+        f"mean |SHAP value| in {unit} of {result.model.positive_class}"
+        in (saved.card["top_features_measure"])
+    )
+    assert "same ranking as the Explain page" in saved.card["top_features_note"]
