@@ -36,6 +36,7 @@ from medimg_core.modelling.evaluation import (
 )
 
 __all__ = [
+    "AVERAGE_GAP",
     "INTERCEPT_LIMIT",
     "PredictiveValues",
     "Recalibration",
@@ -359,6 +360,11 @@ def calibration_line(name: str, entry: dict[str, Any] | None) -> str:
     return f"calibration ({name}): not estimable (the classes are perfectly separated)"
 
 
+AVERAGE_GAP = 0.02
+"""Below this gap between the mean predicted probability and the observed rate, an intercept
+beyond the limit is read as over-confident extremes, not probabilities too high or too low."""
+
+
 def departure_warnings(
     cv: Evaluation | Mapping[str, MetricValue], test: Evaluation | None
 ) -> list[str]:
@@ -404,14 +410,30 @@ def departure_warnings(
             if test.partition == "test"
             else "; recalibrate with cases from that population before using the probabilities"
         )
-        out.append(
-            f"On the {where} cases the model's probabilities are too "
-            f"{'high' if high else 'low'} on average (calibration-in-the-large "
-            f"{_signed(intercept)}): it predicts {stats.get('mean_predicted', float('nan')):.1%} "
-            f"{positive} on average where {stats.get('observed_rate', float('nan')):.1%} were "
-            f"{positive}. These cases may come from a population with a different prevalence or "
-            f"case mix; do not read the probabilities at face value there{advice}."
-        )
+        predicted = float(stats.get("mean_predicted", float("nan")))
+        observed = float(stats.get("observed_rate", float("nan")))
+        gap = observed - predicted
+        if _finite(gap) and abs(gap) >= AVERAGE_GAP and (gap < 0) == high:
+            out.append(
+                f"On the {where} cases the model's probabilities are too "
+                f"{'high' if high else 'low'} on average (calibration-in-the-large "
+                f"{_signed(intercept)}): it predicts {predicted:.1%} {positive} on average "
+                f"where {observed:.1%} were {positive}. These cases may come from a population "
+                "with a different prevalence or case mix; do not read the probabilities at "
+                f"face value there{advice}."
+            )
+        else:
+            # The intercept is on the log-odds scale: probabilities of (nearly) 0 or 1 given to
+            # cases that turned out otherwise move it a long way while the averages agree.
+            slope = stats.get("slope")
+            out.append(
+                f"On the {where} cases the calibration-in-the-large is {_signed(intercept)} on "
+                f"the log-odds scale although the average probability ({predicted:.1%} "
+                f"{positive}) is close to the observed rate ({observed:.1%}): the model gives "
+                "probabilities near 0 or 1 to some cases that turned out otherwise"
+                + (f" (calibration slope {slope:.2f}; 1 is ideal)" if _finite(slope) else "")
+                + f". Its most confident probabilities cannot be taken at face value{advice}."
+            )
     lower: list[str] = []
     higher: list[str] = []
     for key, what in (

@@ -549,9 +549,19 @@ def _percentile_ci(values: np.ndarray) -> tuple[float, float]:
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Maximum-likelihood logistic regression by Newton's method; NaN when it does not exist."""
+    """Maximum-likelihood logistic regression by Newton's method; NaN when it does not exist.
+
+    Each Newton step is halved until the log-likelihood does not fall (damped Newton): with
+    offsets of ±14 (probabilities of 0 or 1 clipped), the plain step from zero overshoots.
+    """
+
+    def loglik(beta: np.ndarray) -> float:
+        eta = x @ beta + offset
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
     beta = np.zeros(x.shape[1])
-    for _ in range(100):
+    current = loglik(beta)
+    for _ in range(200):
         mu = expit(x @ beta + offset)
         grad = x.T @ (y - mu)
         hess = (x * (mu * (1 - mu))[:, None]).T @ x
@@ -559,10 +569,19 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> np.ndarra
             step = np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:
             break
-        beta = beta + step
+        if not np.all(np.isfinite(step)):
+            break
+        t = 1.0
+        while t > 1e-6:
+            trial = loglik(beta + t * step)
+            if trial >= current - 1e-12:
+                break
+            t /= 2
+        beta = beta + t * step
+        current = loglik(beta)
         if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 1e3:
             break
-        if np.abs(step).max() < 1e-10:
+        if np.abs(t * step).max() < 1e-10:
             return beta
     return np.full(x.shape[1], np.nan)
 

@@ -211,12 +211,31 @@ def guards(
             if opposite
             else ""
         )
-        out.append(
-            f"{split.identical_rows_across} test row(s) have feature values identical to a "
-            f"development row{against}, so the test set partly repeats training data. They "
-            "were kept, not removed; if they are the same patient, give the rows a patient ID "
-            "so the split keeps them together."
-        )
+        coarse = all(X[c].nunique(dropna=True) <= _LOW_CARDINALITY for c in X.columns)
+        if split.grouped_by is None and coarse:
+            out.append(
+                f"{split.identical_rows_across} test row(s) have feature values identical to a "
+                f"development row{against}. Every feature is a coarse score or code, so "
+                "different patients often share every value and this need not be a leak; kept, "
+                "not removed. If some of them are the same patient, give the rows a patient ID "
+                "so the split keeps them together."
+            )
+        elif split.grouped_by is None:
+            out.append(
+                f"{split.identical_rows_across} test row(s) have feature values identical to a "
+                f"development row{against}, so the test set partly repeats training data. They "
+                "were kept, not removed; if they are the same patient, give the rows a patient "
+                "ID so the split keeps them together."
+            )
+        else:
+            # Grouped by patient: these are different patients who share every value, which
+            # coarse scores make common; nothing leaks, but the reader should know.
+            out.append(
+                f"{split.identical_rows_across} test row(s) have feature values identical to a "
+                f"development row of another patient{against}. The split is by patient "
+                f"({split.grouped_by}), so no patient is on both sides; on coarse scores or "
+                "codes different patients often share every value. Kept, not removed."
+            )
     if split.grouped_by is None:
         repeats = likely_repeated_rows(X, model.numeric_columns)
         if repeats:

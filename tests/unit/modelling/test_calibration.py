@@ -176,6 +176,23 @@ def test_departure_warns_when_test_probabilities_are_too_high() -> None:
     assert departure_warnings(cv, None) == []
 
 
+def test_an_intercept_from_overconfident_extremes_is_not_called_too_low_on_average() -> None:
+    """k-nearest neighbours give probabilities of exactly 0 or 1: a few positives among the
+    cases called "certainly benign" move the log-odds intercept far while the average
+    probability matches the observed rate (seen on the Wisconsin mimic: 0.93, 33.8% vs 34.8%)."""
+    y_dev, p_dev = distorted(2000, 6, a=0.0, b=1.0)
+    y_test = np.r_[np.ones(10), np.zeros(990), np.ones(500)].astype(int)
+    p_test = np.r_[np.full(1000, 1e-6), np.full(500, 1 - 1e-6)]
+    test = ev(y_test, p_test, "test")
+    assert test.calibration_stats is not None and test.calibration_stats["intercept"] > 0.5
+    notes = departure_warnings(ev(y_dev, p_dev, "cv"), test)
+    calibration = [n for n in notes if "calibration-in-the-large" in n]
+    assert len(calibration) == 1
+    assert "too low on average" not in calibration[0]
+    assert "probabilities near 0 or 1" in calibration[0]
+    assert "33.3%" in calibration[0] and "34.0%" in calibration[0]
+
+
 def test_departure_warns_when_test_sensitivity_leaves_the_cv_interval() -> None:
     y_dev, p_dev = distorted(2000, 9, a=0.0, b=1.0)
     cv = ev(y_dev, p_dev, "cv")

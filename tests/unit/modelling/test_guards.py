@@ -55,12 +55,24 @@ def test_guards_name_shared_patients_and_repeated_rows(
     warned = guards(**common, cv_eval=trained.cv, test_eval=trained.test, split=split)
     added = [w for w in warned if w not in base]
     assert len(added) == 2
+    assert split.grouped_by == "case_id"
+    # Grouped by patient: different patients sharing every value, no leak, said as such.
     assert added[0].startswith(
-        "3 test row(s) have feature values identical to a development row (1 of them with the "
-        "opposite label"
+        "3 test row(s) have feature values identical to a development row of another patient "
+        "(1 of them with the opposite label"
     )
-    assert "They were kept, not removed" in added[0]
+    assert "no patient is on both sides" in added[0] and "Kept, not removed" in added[0]
     assert added[1].startswith("2 patient ID(s) appear in both the development and the test set")
+    # Without an ID the same rows may be one patient on both sides: advise declaring the ID.
+    by_row = dataclasses.replace(split, grouped_by=None, overlap_ids=())
+    rows = [w for w in guards(**common, cv_eval=trained.cv, test_eval=trained.test, split=by_row)]
+    repeat = next(w for w in rows if w.startswith("3 test row(s)"))
+    assert "partly repeats training data" in repeat and "give the rows a patient ID" in repeat
+    # On coarse scores without an ID, shared rows between patients are expected: said so.
+    scores = X.rank(method="first").mod(5).add(1)  # every column a 1-5 score
+    coarse = guards(**{**common, "X": scores}, cv_eval=trained.cv, test_eval=None, split=by_row)
+    said = next(w for w in coarse if w.startswith("3 test row(s)"))
+    assert "need not be a leak" in said and "partly repeats" not in said
 
 
 def _wdbc_features() -> pd.DataFrame:
