@@ -17,6 +17,7 @@ from typing import Any
 from medimg_core.errors import (
     ConfigError,
     DataError,
+    EncryptionError,
     ImageError,
     LimitError,
     MedimgError,
@@ -71,6 +72,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "ConfigError",
     "DataError",
+    "EncryptionError",
     "ImageError",
     "LimitError",
     "MedimgError",

@@ -14,18 +14,24 @@ with status 2. Anything that is not a ``MedimgError`` is a bug.
     ├── ConfigError (ValueError)          an option or combination of options is invalid
     ├── ModelFileError                    a model directory is missing, tampered with or not medimg's
     ├── RegistryError                     the run registry cannot be read or written
-    └── PrivacyError                      an operation would expose identifying data
+    ├── PrivacyError                      an operation would expose identifying data
+    ├── EncryptionError                   an encrypted file cannot be read or written with the key at hand
+    ├── PermissionDenied                  the signed-in user's role or projects do not allow it
+    └── AuthenticationError               sign-in failed (wrong name or password, locked, disabled)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "DataError",
+    "EncryptionError",
     "ImageError",
     "LimitError",
     "MedimgError",
     "ModelFileError",
+    "PermissionDenied",
     "PrivacyError",
     "RegistryError",
     "SchemaError",
@@ -66,3 +72,15 @@ class RegistryError(MedimgError):
 
 class PrivacyError(MedimgError):
     """An operation would expose data that identifies a patient."""
+
+
+class EncryptionError(MedimgError):
+    """An encrypted file cannot be read or written: the key is missing, wrong or unsafe."""
+
+
+class PermissionDenied(MedimgError):
+    """The acting user's role or project memberships do not allow the action."""
+
+
+class AuthenticationError(MedimgError):
+    """Sign-in failed: wrong name or password, a locked or a disabled account."""

@@ -4,15 +4,16 @@ A model directory holds the fitted pipeline and its card; with the cases (the cl
 each with its partition and the probability the validation gave it) a saved run can be opened
 later and evaluated, explained and reviewed case by case exactly as right after training.
 
-Only what the model needs is kept: its feature columns, the label and the patient ID. Excluded
-and identifying columns never reach the file. Development rows carry their out-of-fold
-probability (the model that scored them never saw them), test rows the final model's probability.
+Only what the model needs is kept: its feature columns, the label and the patient ID, written
+as a keyed pseudonym (:func:`medimg_core.privacy.pseudonymise_ids`), so the file groups a
+patient's rows without naming the patient. Excluded and identifying columns never reach the
+file. Development rows carry their out-of-fold probability (the model that scored them never saw
+them), test rows the final model's probability.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medimg_core.encryption import read_decrypted, write_encrypted
 from medimg_core.errors import DataError, ModelFileError
 from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.training import TrainingResult
+from medimg_core.privacy import pseudonym_key, pseudonymise_ids
 
 __all__ = [
     "CASES_NAME",
@@ -164,16 +167,27 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=True)
 
 
-def save_cases(directory: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as ``cases.parquet`` into a model directory, atomically.
+def save_cases(
+    directory: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    *,
+    id_column: str | None = None,
+    key: bytes | None = None,
+) -> Path:
+    """Write ``frame`` as ``cases.parquet`` into a model directory, encrypted and atomically.
 
-    The table goes to a temporary file in the same directory, is flushed to disk and then
-    renamed over the target, so a reader sees the old file or the new one, never half of one.
+    The Parquet bytes are made in memory and encrypted (:mod:`medimg_core.encryption`); the blob
+    goes to a temporary file in the same directory, is flushed to disk and then renamed over the
+    target, so a reader sees the old file or the new one, never half of one.
 
     Parameters
     ----------
     directory : the model directory (it must exist).
     frame : the cases, as built by :func:`build_cases`.
+    id_column : the patient ID column (``model.roles.id``); its values are written as keyed
+        pseudonyms, which keep a patient's rows together (patient-level bootstrap) without
+        naming the patient.
+    key : pseudonymisation key; default :func:`medimg_core.privacy.pseudonym_key`.
 
     Returns
     -------
@@ -184,6 +198,8 @@ def save_cases(directory: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
     ------
     ModelFileError
         When the directory does not exist or cannot be written.
+    EncryptionError
+        When the encryption key is malformed or its file unsafe.
     """
     folder = Path(directory).expanduser().absolute()
     if not folder.is_dir():
@@ -191,30 +207,20 @@ def save_cases(directory: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
             f"The model directory {folder} does not exist; save the model there first."
         )
     target = folder / CASES_NAME
-    table = _arrow_table(frame)
+    if id_column is not None and id_column in frame.columns:
+        frame = frame.copy()
+        frame[id_column] = pseudonymise_ids(
+            frame[id_column], key if key is not None else pseudonym_key()
+        )
+    buffer = pa.BufferOutputStream()
+    pq.write_table(_arrow_table(frame), buffer)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{CASES_NAME}.", dir=folder)
+        write_encrypted(target, buffer.getvalue().to_pybytes())
     except OSError as exc:
-        raise ModelFileError(
-            f"cannot write the cases into {folder}: {exc.strerror or exc}; check that the "
-            "model directory is writable."
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ModelFileError(
             f"cannot write {target}: {exc.strerror or exc}; free disk space or check the "
             "directory's permissions."
         ) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -235,6 +241,8 @@ def load_cases(directory: str | os.PathLike[str]) -> pd.DataFrame:
     ModelFileError
         When the directory has no cases file (e.g. the model was saved without them) or the
         file cannot be read.
+    EncryptionError
+        When the file is encrypted with a key that is not at hand, or was altered.
     """
     path = Path(directory).expanduser().absolute() / CASES_NAME
     if not path.is_file():
@@ -244,7 +252,8 @@ def load_cases(directory: str | os.PathLike[str]) -> pd.DataFrame:
             "and test predictions cannot be shown; retrain it in the dashboard to keep them."
         )
     try:
-        frame = pq.read_table(path).to_pandas()
+        raw = read_decrypted(path, what="The stored cases")
+        frame = pq.read_table(pa.BufferReader(raw)).to_pandas()
     except (OSError, pa.ArrowException) as exc:
         raise ModelFileError(
             f"cannot read {path}: {exc}; the file is damaged. Retrain the model to rewrite it."

@@ -4,6 +4,11 @@ reader needs to judge and reproduce the model), written atomically and verified 
 Models are stored with :mod:`skops.io`, never pickle: loading refuses any type outside a fixed
 allow-list of scikit-learn/numpy internals that medimg pipelines contain, and refuses a
 ``model.skops`` whose SHA-256 no longer matches the one recorded in ``card.json``.
+
+``model.skops`` and ``ood.skops`` are encrypted at rest (:mod:`medimg_core.encryption`; a k-NN
+model holds its training rows); their SHA-256 in the card is over the plaintext, checked after
+decryption. ``card.json`` stays plain JSON: it holds feature names, categories and metrics,
+never a row. Model files written before encryption are read as they are.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pandas as pd
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from medimg_core.encryption import CIPHER, read_decrypted, write_encrypted
 from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
 from medimg_core.modelling.calibration import INTERCEPT_LIMIT, calibration_card
@@ -443,6 +449,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_model_file(path: Path, what: str) -> bytes:
+    """The plaintext of a model file (decrypted; files saved before encryption as they are)."""
+    try:
+        return read_decrypted(path, what=what)
+    except OSError as exc:
+        raise ModelFileError(
+            f"cannot read {path}: {exc.strerror or exc}; check the model directory's "
+            "permissions or restore it."
+        ) from exc
+
+
 def _fsync_file(path: Path) -> None:
     with path.open("rb") as fh:
         os.fsync(fh.fileno())
@@ -530,15 +547,23 @@ def save_model(
         ) from exc
     old: Path | None = None
     try:
-        model_path = staging / MODEL_NAME
-        sio.dump(result.model.pipeline, model_path)
-        _fsync_file(model_path)
-        card["model_sha256"] = _sha256(model_path)
+        # Serialised in memory and encrypted before anything reaches the disk; the checksums in
+        # the card are over the plaintext, so they also vouch for what decryption returns.
+        model_bytes = sio.dumps(result.model.pipeline)
+        card["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
+        write_encrypted(staging / MODEL_NAME, model_bytes)
+        encrypted = [MODEL_NAME]
         if result.model.ood is not None and card.get("out_of_distribution"):
-            ood_path = staging / OOD_NAME
-            sio.dump(result.model.ood.arrays(), ood_path)
-            _fsync_file(ood_path)
-            card["out_of_distribution"]["sha256"] = _sha256(ood_path)
+            ood_bytes = sio.dumps(result.model.ood.arrays())
+            card["out_of_distribution"]["sha256"] = hashlib.sha256(ood_bytes).hexdigest()
+            write_encrypted(staging / OOD_NAME, ood_bytes)
+            encrypted.append(OOD_NAME)
+        card["encryption"] = {
+            "cipher": CIPHER,
+            "encrypted": encrypted,
+            "not_encrypted": [CARD_NAME],
+            "note": "The SHA-256 checksums above are over the decrypted files.",
+        }
         card_path = staging / CARD_NAME
         card_path.write_text(json.dumps(card, indent=2, allow_nan=False), encoding="utf-8")
         _fsync_file(card_path)
@@ -618,7 +643,7 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
     """Read a model directory written by :func:`save_model`, verifying it first.
 
     Checks, in order: both files exist; ``card.json`` is a medimg card; the SHA-256 of
-    ``model.skops`` matches the card; ``model.skops`` holds only trusted types
+    ``model.skops`` (decrypted) matches the card; ``model.skops`` holds only trusted types
     (:data:`TRUSTED_TYPES` on top of skops' defaults) and a scikit-learn Pipeline.
 
     Parameters
@@ -633,6 +658,8 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
     ------
     ModelFileError
         When any check fails; the message says which and what to do.
+    EncryptionError
+        When a model file is encrypted with a key that is not at hand, or was altered.
     """
     path = Path(directory).expanduser()
     if not (path.is_dir() and _is_model_dir(path)):
@@ -642,13 +669,14 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
         )
     card = _read_card(path)
     model_path = path / MODEL_NAME
-    if card.get("model_sha256") != _sha256(model_path):
+    model_bytes = _read_model_file(model_path, "The model file")
+    if card.get("model_sha256") != hashlib.sha256(model_bytes).hexdigest():
         raise ModelFileError(
             f"{MODEL_NAME} in {path} was modified after it was saved (checksum mismatch); "
             "re-train or restore the file."
         )
     try:
-        found = sio.get_untrusted_types(file=model_path)
+        found = sio.get_untrusted_types(data=model_bytes)
     except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
         raise ModelFileError(
             f"{model_path} is not a skops model file ({exc}); medimg only loads models it "
@@ -662,7 +690,7 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
             "models that medimg trained."
         )
     try:
-        pipeline = sio.load(model_path, trusted=list(found))
+        pipeline = sio.loads(model_bytes, trusted=list(found))
     except Exception as exc:
         raise ModelFileError(
             f"{model_path} cannot be loaded ({type(exc).__name__}: {exc}); it was probably "
@@ -690,19 +718,20 @@ def _load_ood(directory: Path, card: dict[str, Any]) -> DistanceReference | None
     if not isinstance(entry, dict):
         return None
     path = directory / str(entry.get("file") or OOD_NAME)
-    if not path.is_file() or entry.get("sha256") != _sha256(path):
+    raw = _read_model_file(path, "The out-of-distribution statistics") if path.is_file() else None
+    if raw is None or entry.get("sha256") != hashlib.sha256(raw).hexdigest():
         raise ModelFileError(
             f"{path} is missing or was modified after it was saved (checksum mismatch); "
             "restore the model directory or re-train the model."
         )
     try:
-        found = sio.get_untrusted_types(file=path)
+        found = sio.get_untrusted_types(data=raw)
         if found:
             raise ModelFileError(
                 f"{path} contains types medimg does not trust ({', '.join(sorted(found))}); "
                 "medimg refuses to load it. Re-train the model."
             )
-        return DistanceReference.from_parts(entry, sio.load(path, trusted=[]))
+        return DistanceReference.from_parts(entry, sio.loads(raw, trusted=[]))
     except ModelFileError:
         raise
     except Exception as exc:

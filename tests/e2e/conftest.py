@@ -93,8 +93,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     port = _free_port()
     home = tmp_path_factory.mktemp("medimg-home")
-    env = {**os.environ, "MEDIMG_HOME": str(home), "MEDIMG_RAISE": "1"}
+    # The server encrypts what it stores with a key of its own, outside its workspace, never
+    # the developer's (the autouse key fixture is per test; this server lives for the session).
+    key_file = tmp_path_factory.mktemp("medimg-server-key") / "key"
+    env = {
+        **os.environ,
+        "MEDIMG_HOME": str(home),
+        "MEDIMG_RAISE": "1",
+        "MEDIMG_KEY_FILE": str(key_file),
+    }
     env.pop("MEDIMG_DATABASE_URL", None)
+    env.pop("MEDIMG_ENCRYPTION_KEY", None)
     log = (home / "server.log").open("wb")
     proc = subprocess.Popen(
         [

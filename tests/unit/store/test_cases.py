@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medimg_core.errors import DataError, ModelFileError
+from medimg_core.encryption import MAGIC, is_encrypted, read_decrypted
+from medimg_core.errors import DataError, EncryptionError, ModelFileError
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
+from medimg_core.privacy import pseudonymise
 from medimg_core.store.cases import (
     CASES_NAME,
     build_cases,
@@ -97,6 +100,31 @@ def test_save_and_load_round_trip_without_leftovers(
     save_cases(tmp_path, cases.iloc[:10])
     assert len(load_cases(tmp_path)) == 10
     assert [p.name for p in tmp_path.iterdir()] == [CASES_NAME]
+
+
+def test_cases_are_encrypted_on_disk(
+    binary: tuple[TrainingResult, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = build_cases(*binary)
+    path = save_cases(tmp_path, cases)
+    stored = path.read_bytes()
+    assert stored.startswith(MAGIC)
+    # Parquet files start and end with "PAR1"; column names sit in clear in its footer.
+    assert b"PAR1" not in stored and b"partition" not in stored
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(read_decrypted(path))), cases)
+    monkeypatch.setenv("MEDIMG_KEY_FILE", str(tmp_path.parent / "no-such-key"))
+    with pytest.raises(EncryptionError, match=r"The stored cases .*cases.parquet is encrypted"):
+        load_cases(tmp_path)
+
+
+def test_cases_saved_in_clear_by_an_older_medimg_still_load(
+    binary: tuple[TrainingResult, pd.DataFrame], tmp_path: Path
+) -> None:
+    cases = build_cases(*binary)
+    save_cases(tmp_path, cases)
+    (tmp_path / CASES_NAME).write_bytes(read_decrypted(tmp_path / CASES_NAME))
+    assert not is_encrypted(tmp_path / CASES_NAME)
+    pd.testing.assert_frame_equal(load_cases(tmp_path), cases)
 
 
 def test_mixed_type_columns_are_stored_as_text(tmp_path: Path) -> None:
@@ -193,3 +221,23 @@ def test_cases_of_another_model_are_refused(
         case_evaluations(multiclass[0].model, cases)
     with pytest.raises(DataError, match="no development rows"):
         case_evaluations(binary[0].model, cases[cases["partition"] == "test"])
+
+
+def test_stored_patient_ids_are_keyed_pseudonyms_and_evaluations_are_unchanged(
+    binary: tuple[TrainingResult, pd.DataFrame], tmp_path: Path
+) -> None:
+    result, data = binary
+    key = b"cases-test-key-0123456789abcdef!"
+    frame = build_cases(result, data)
+    path = save_cases(tmp_path, frame, id_column="case_id", key=key)
+    stored = load_cases(tmp_path)
+    assert stored["case_id"].tolist() == [pseudonymise(v, key) for v in frame["case_id"]]
+    assert not set(stored["case_id"]) & set(data["case_id"])
+    raw = path.read_bytes()
+    assert str(data["case_id"].iloc[0]).encode() not in raw
+    # One pseudonym per patient: patient-level bootstrap intervals come out as in training.
+    cv, test = case_evaluations(result.model, stored, n_boot=50)
+    assert test is not None and result.test is not None
+    for name in ("roc_auc", "sensitivity", "specificity", "brier"):
+        assert cv.metrics[name] == result.cv.metrics[name]
+        assert test.metrics[name] == result.test.metrics[name]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pickle
 import warnings
@@ -19,7 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from medimg_core.errors import ModelFileError
+from medimg_core.encryption import MAGIC, is_encrypted, read_decrypted
+from medimg_core.errors import EncryptionError, ModelFileError
 from medimg_core.modelling.evaluation import METRIC_KEYS, Evaluation, MetricValue
 from medimg_core.modelling.models import MedimgModel, ModelConfig, build_preprocessor
 from medimg_core.modelling.ood import fit_distance_reference
@@ -253,8 +255,50 @@ def test_round_trip_gives_identical_predictions(tmp_path: Path, result: Training
         "plan",
     ):
         assert getattr(back, field) == getattr(original, field), field
-    assert loaded.card["model_sha256"] == persistence._sha256(target / "model.skops")
+    plaintext = read_decrypted(target / "model.skops")
+    assert loaded.card["model_sha256"] == hashlib.sha256(plaintext).hexdigest()
     assert loaded.directory == target
+
+
+def test_model_file_is_encrypted_and_its_checksum_is_over_the_plaintext(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(result, tmp_path / "m", dataset_name="wdbc")
+    stored = (target / "model.skops").read_bytes()
+    assert stored.startswith(MAGIC) and is_encrypted(target / "model.skops")
+    plaintext = sio.dumps(result.model.pipeline)
+    # skops writes a ZIP: its local-file signature must not be visible on disk.
+    assert plaintext.startswith(b"PK") and b"PK\x03\x04" not in stored
+    card = json.loads((target / "card.json").read_text())
+    assert (
+        card["model_sha256"] == hashlib.sha256(read_decrypted(target / "model.skops")).hexdigest()
+    )
+    assert card["model_sha256"] != hashlib.sha256(stored).hexdigest()
+    assert card["encryption"]["cipher"] == "AES-256-GCM"
+    assert card["encryption"]["encrypted"] == ["model.skops"]
+    assert card["encryption"]["not_encrypted"] == ["card.json"]
+
+
+def test_a_model_saved_in_clear_by_an_older_medimg_still_loads(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    _replace_model_file(target, read_decrypted(target / "model.skops"))
+    assert not is_encrypted(target / "model.skops")
+    X = _features(result)
+    np.testing.assert_array_equal(
+        load_model(target).model.pipeline.predict_proba(X),
+        result.model.pipeline.predict_proba(X),
+    )
+
+
+def test_a_model_file_needs_the_key_it_was_saved_with(
+    tmp_path: Path, result: TrainingResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    monkeypatch.setenv("MEDIMG_KEY_FILE", str(tmp_path / "elsewhere" / "no-key"))
+    with pytest.raises(EncryptionError, match=r"The model file .*model.skops is encrypted"):
+        load_model(target)
 
 
 def test_round_trip_keeps_numeric_classes(tmp_path: Path, result: TrainingResult) -> None:
@@ -299,11 +343,11 @@ def test_save_refuses_to_overwrite_a_foreign_directory(
 def test_crash_mid_save_leaves_no_model_and_no_temp(
     tmp_path: Path, result: TrainingResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_dump(obj: Any, file: Any, **kwargs: Any) -> None:
-        Path(file).write_bytes(b"PK\x03\x04 half")
+    def broken_write(path: Any, data: bytes) -> None:
+        Path(path).write_bytes(data[:10])
         raise RuntimeError("disk vanished")
 
-    monkeypatch.setattr(persistence.sio, "dump", broken_dump)
+    monkeypatch.setattr(persistence, "write_encrypted", broken_write)
     with pytest.raises(RuntimeError, match="disk vanished"):
         save_model(result, tmp_path / "m")
     assert list(tmp_path.iterdir()) == []
@@ -314,10 +358,10 @@ def test_crash_while_replacing_keeps_the_old_model(
 ) -> None:
     target = save_model(result, tmp_path / "m", dataset_name="old")
 
-    def broken_dump(obj: Any, file: Any, **kwargs: Any) -> None:
+    def broken_write(path: Any, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(persistence.sio, "dump", broken_dump)
+    monkeypatch.setattr(persistence, "write_encrypted", broken_write)
     with pytest.raises(ModelFileError, match="No space left on device"):
         save_model(result, target, dataset_name="new")
     assert load_model(target).card["dataset"]["name"] == "old"
@@ -363,6 +407,18 @@ def test_model_file_that_is_not_skops_is_refused(
 
 def test_tampered_model_file_is_refused(tmp_path: Path, result: TrainingResult) -> None:
     target = save_model(result, tmp_path / "m")
+    with (target / "model.skops").open("ab") as fh:
+        fh.write(b"\x00")
+    with pytest.raises(
+        EncryptionError,
+        match=r"model.skops was modified or damaged after it was saved \(checksum mismatch",
+    ):
+        load_model(target)
+
+
+def test_tampered_plaintext_model_file_is_refused(tmp_path: Path, result: TrainingResult) -> None:
+    target = save_model(result, tmp_path / "m")
+    _replace_model_file(target, read_decrypted(target / "model.skops"))
     with (target / "model.skops").open("ab") as fh:
         fh.write(b"\x00")
     with pytest.raises(
@@ -483,11 +539,12 @@ def _with_ood(result: TrainingResult) -> TrainingResult:
 def test_distance_statistics_round_trip_with_skops(tmp_path: Path, result: TrainingResult) -> None:
     with_ood = _with_ood(result)
     target = save_model(with_ood, tmp_path / "m")
-    assert (target / persistence.OOD_NAME).is_file()
-    assert not sio.get_untrusted_types(file=target / persistence.OOD_NAME)
+    assert is_encrypted(target / persistence.OOD_NAME)
+    assert not sio.get_untrusted_types(data=read_decrypted(target / persistence.OOD_NAME))
     card = json.loads((target / "card.json").read_text())
     entry = card["out_of_distribution"]
     assert entry["file"] == persistence.OOD_NAME and len(entry["sha256"]) == 64
+    assert card["encryption"]["encrypted"] == ["model.skops", "ood.skops"]
     assert entry["quantile"] == 0.99 and entry["columns"] == list(result.model.numeric_columns)
     loaded = load_model(target).model
     assert loaded.ood is not None and with_ood.model.ood is not None
