@@ -22,7 +22,16 @@ import pandas as pd
 from medimg_core.errors import PrivacyError
 from medimg_core.workspace import workspace_path
 
-__all__ = ["FORMULA_PREFIXES", "csv_safe", "pseudonym_key", "pseudonymise", "to_safe_csv"]
+__all__ = [
+    "FORMULA_PREFIXES",
+    "PSEUDONYMISE_IDS_ENV",
+    "csv_safe",
+    "pseudonym_key",
+    "pseudonymise",
+    "pseudonymise_ids",
+    "pseudonymise_ids_on_display",
+    "to_safe_csv",
+]
 
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet programs."""
@@ -31,6 +40,11 @@ _KEY_ENV = "MEDIMG_PSEUDONYM_KEY"
 _KEY_FILE = "pseudonym.key"
 _KEY_BYTES = 32
 _PSEUDONYM_CHARS = 16
+
+PSEUDONYMISE_IDS_ENV = "MEDIMG_PSEUDONYMISE_IDS"
+"""Setting: show patient IDs as keyed pseudonyms on screen too (``1``/``on`` or ``0``/``off``)."""
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
 
 
 def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
@@ -110,6 +124,59 @@ def pseudonymise(value: Any, key: bytes) -> str:
     return digest[:_PSEUDONYM_CHARS]
 
 
+def pseudonymise_ids(series: pd.Series, key: bytes) -> pd.Series:
+    """The keyed pseudonyms of a column of patient IDs.
+
+    Parameters
+    ----------
+    series : pandas.Series
+        Patient IDs (numbers and text alike: ``123`` and ``"123"`` get the same pseudonym).
+    key : bytes
+        The secret key, for example :func:`pseudonym_key`.
+
+    Returns
+    -------
+    pandas.Series
+        Text pseudonyms (16 hex characters, see :func:`pseudonymise`) with the same index and
+        name; a missing ID stays missing. The same patient keeps one pseudonym, so rows of one
+        patient stay together in patient-level splits and bootstraps.
+
+    Raises
+    ------
+    PrivacyError
+        ``key`` is empty or not bytes.
+    """
+    pseudonymise("", key)  # validates the key once, even for an empty column
+    mapping = {value: pseudonymise(_plain_id(value), key) for value in series.dropna().unique()}
+    out = series.map(mapping).astype(object)
+    return out.where(series.notna(), None)
+
+
+def pseudonymise_ids_on_display() -> bool:
+    """Whether patient IDs are shown as keyed pseudonyms on screen and in exports.
+
+    Stored data (the dataset kept for a run, ``cases.parquet``) always hold pseudonyms; this
+    setting is about what people see. ``MEDIMG_PSEUDONYMISE_IDS`` = ``1``/``on`` or
+    ``0``/``off``; unset, it is off (it will default to on once sign-in is configured).
+
+    Raises
+    ------
+    PrivacyError
+        The setting holds something other than on/off.
+    """
+    raw = os.environ.get(PSEUDONYMISE_IDS_ENV, "").strip().lower()
+    if not raw:
+        return False
+    if raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    raise PrivacyError(
+        f"{PSEUDONYMISE_IDS_ENV} is {raw!r}; set it to 1 (show patient IDs as pseudonyms) or "
+        "0 (show them as uploaded), or unset it."
+    )
+
+
 def pseudonym_key(home: Path | None = None) -> bytes:
     """The pseudonymisation key of this installation.
 
@@ -141,6 +208,13 @@ def pseudonym_key(home: Path | None = None) -> bytes:
     if not path.exists():
         _create_key(path)
     return _read_key(path)
+
+
+def _plain_id(value: Any) -> Any:
+    # 123.0 (an integer ID read into a float column because of a gap) is patient "123".
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
 
 
 def _defuse(value: Any) -> Any:

@@ -58,9 +58,10 @@ if kind == "table":
 else:
     with st.container(border=True):
         source_col, size_col = st.columns([3, 2], gap="large")
+        roots = images.folder_roots()
         source = source_col.radio(
             "Where are the images?",
-            ["upload", "folder"],
+            ["upload", "folder"] if roots else ["upload"],
             format_func={
                 "upload": "Upload a ZIP or .npz",
                 "folder": "A folder on this server",
@@ -110,13 +111,16 @@ else:
             folder = folder_col.text_input(
                 "Folder path on the server",
                 key="images_folder",
-                placeholder="/data/studies/chest-xrays",
+                placeholder=str(roots[0] / "chest-xrays"),
                 help="For studies too large to upload: the folder is read where medimg runs, "
-                "not on your computer. Same layouts as the ZIP.",
+                "not on your computer. Same layouts as the ZIP. Only folders inside the image "
+                "folders an administrator configured can be read; a path relative to one of "
+                "them works too.",
             )
             st.caption(
                 ":material/dns: medimg reads this folder on the server running the app (not on "
-                "your computer); nothing is copied or changed."
+                "your computer); nothing is copied or changed. Image folders on this server: "
+                + ", ".join(f"`{r}`" for r in roots)
             )
             if go_col.button(
                 "Read the folder", key="images_folder_go", icon=":material/folder_open:"

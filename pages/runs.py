@@ -128,8 +128,9 @@ for column, (step_key, label) in zip(
 
 with st.expander("Delete this run"):
     st.caption(
-        "Deletes the run from the registry and its model files (model, card and cases). The "
-        "stored training table is kept for the other runs that use it."
+        "Deletes the run from the registry and its model files (model, card and cases) when "
+        "medimg saved them in its workspace; a model folder elsewhere is left untouched. The "
+        "copy of the training data is deleted with the last run that uses it."
     )
     confirmed = st.checkbox(
         f"Yes, delete run {record.id}", key=f"runs_confirm_{record.id}", value=False
@@ -141,11 +142,11 @@ with st.expander("Delete this run"):
         disabled=not confirmed,
         icon=":material/delete:",
     ):
-        registry.delete_run(record.id)
+        deleted = registry.delete_run(record.id)
         if record.id == active_id:
             state.clear_from(state.TRAINING)
         st.session_state.pop("runs_pick", None)
-        st.session_state["runs_notice"] = f"Run {record.id} was deleted."
+        st.session_state["runs_notice"] = deleted.note
         st.rerun()
 
 st.divider()

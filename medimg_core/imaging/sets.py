@@ -30,7 +30,7 @@ import io
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -58,11 +58,12 @@ from medimg_core.imaging.pixels import (
     resize_image,
     resize_mask,
 )
+from medimg_core.imaging.roots import inside_roots, resolve_image_folder
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.loading import load_table
 from medimg_core.workspace import workspace_home
 
-__all__ = ["RESERVED_COLUMNS", "ImageSet", "open_image_set"]
+__all__ = ["RESERVED_COLUMNS", "ImageSet", "open_image_set", "open_server_folder"]
 
 RESERVED_COLUMNS: tuple[str, ...] = (
     "file",
@@ -307,6 +308,55 @@ def open_image_set(
     return _open_folder(root, labels, masks, display, digest, limits, min_classes, key, problems)
 
 
+def open_server_folder(
+    path: str | os.PathLike[str],
+    *,
+    roots: Sequence[Path],
+    limits: ImageLimits = _DEFAULT_LIMITS,
+    min_classes: int = 2,
+    key: bytes | None = None,
+) -> ImageSet:
+    """Open a folder on the server as an image set, only inside the configured image roots.
+
+    Parameters
+    ----------
+    path : the folder, absolute or relative to an image root.
+    roots : the folders an administrator allowed, normally
+        :func:`medimg_core.imaging.roots.image_roots`. The caller decides who may open folders
+        at all (analysts and admins) and passes the roots only then.
+    limits, min_classes, key : as for :func:`open_image_set`.
+
+    Returns
+    -------
+    ImageSet
+        Read as :func:`open_image_set` reads a folder, except that files, a labels table or
+        masks that are links pointing outside the roots are left out (counted in the notes,
+        never named).
+
+    Raises
+    ------
+    ImageError
+        No root is configured, or the folder (with ``..`` and links resolved) is not inside a
+        root; the message says nothing about folders outside the roots. Otherwise as
+        :func:`open_image_set`.
+    """
+    allowed = tuple(Path(r).resolve() for r in roots)
+    folder = resolve_image_folder(path, allowed)
+    key = key if key is not None else _key(None)
+    return _open_folder(
+        folder,
+        None,
+        None,
+        folder.name,
+        _listing_hash(folder),
+        limits,
+        min_classes,
+        key,
+        [],
+        confine=allowed,
+    )
+
+
 def _workspace(workspace: Path | None) -> Path:
     if workspace is not None:
         return Path(workspace)
@@ -388,20 +438,36 @@ def _open_folder(
     min_classes: int,
     key: bytes,
     problems: list[ImageProblem],
+    *,
+    confine: Sequence[Path] | None = None,
 ) -> ImageSet:
     notes: list[str] = []
     root = _descend(root, notes)
     mask_dir = Path(masks) if masks is not None else root / "masks"
     if masks is not None and not mask_dir.is_dir():
         raise ImageError(f"The masks folder '{mask_dir}' does not exist; give an existing folder.")
+    use_masks = mask_dir.is_dir() and (confine is None or _confined(mask_dir, confine))
     label_file = None
     if labels is None:
-        label_file = next((root / n for n in _LABEL_FILES if (root / n).is_file()), None)
+        label_file = next(
+            (
+                root / n
+                for n in _LABEL_FILES
+                if (root / n).is_file() and (confine is None or _confined(root / n, confine))
+            ),
+            None,
+        )
     files: list[Path] = []
+    outside = 0
     for path in sorted(root.rglob("*")):
         if not path.is_file() or not _visible(path, root):
             continue
-        if path == label_file or (mask_dir.is_dir() and path.is_relative_to(mask_dir)):
+        if confine is not None and not _confined(path, confine):
+            # A link out of the image folders: left out unread, and unnamed, because its name
+            # would tell the user something about a folder they may not open.
+            outside += 1
+            continue
+        if path == label_file or (use_masks and path.is_relative_to(mask_dir)):
             continue
         files.append(path)
         if len(files) > limits.max_members:
@@ -419,6 +485,11 @@ def _open_folder(
             formats.add(row["format"])
             n_colour += bool(row.pop("colour", False))
             rows.append(row)
+    if outside:
+        notes.append(
+            f"{outside} file(s) that link to places outside the image folders configured for "
+            "this server were left out unread."
+        )
     if not rows:
         shown = "; ".join(str(p) for p in problems[:5]) or "no PNG, JPEG, TIFF or DICOM files"
         raise ImageError(
@@ -439,12 +510,12 @@ def _open_folder(
             notes.insert(0, f"Labels read from '{label_file.name}'.")
     else:
         extra, missing, unlabelled = (), (), ()
-        layout, rows = _class_folders(root, rows, problems, notes, min_classes)
+        layout, rows = _class_folders(root, rows, problems, notes, min_classes, confine)
     records = pd.DataFrame(rows)
     if "patient_id" in records.columns and records["patient_id"].isna().all():
         records = records.drop(columns="patient_id")
-    if mask_dir.is_dir():
-        _attach_masks(records, root, mask_dir, notes)
+    if use_masks:
+        _attach_masks(records, root, mask_dir, notes, confine)
     if "dicom" in formats:
         notes.append(
             "DICOM headers were de-identified on reading (PS3.15 Basic Profile); only a keyed "
@@ -543,11 +614,15 @@ def _class_folders(
     problems: list[ImageProblem],
     notes: list[str],
     min_classes: int,
+    confine: Sequence[Path] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     subdirs = sorted(
         p.name
         for p in root.iterdir()
-        if p.is_dir() and _visible(p, root) and p.name.lower() != "masks"
+        if p.is_dir()
+        and _visible(p, root)
+        and p.name.lower() != "masks"
+        and (confine is None or _confined(p, confine))
     )
     if not subdirs:
         notes.append("No class sub-folders and no labels table: the images have no labels.")
@@ -657,11 +732,26 @@ def _join_labels(
     return joined, extra, tuple(missing), tuple(unlabelled)
 
 
-def _attach_masks(records: pd.DataFrame, root: Path, mask_dir: Path, notes: list[str]) -> None:
+def _confined(path: Path, roots: Sequence[Path]) -> bool:
+    try:
+        return inside_roots(path.resolve(strict=True), roots)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _attach_masks(
+    records: pd.DataFrame,
+    root: Path,
+    mask_dir: Path,
+    notes: list[str],
+    confine: Sequence[Path] | None = None,
+) -> None:
     by_rel: dict[str, Path] = {}
     by_name: dict[str, Path] = {}
     by_stem: dict[str, Path] = {}
     for path in sorted(mask_dir.rglob("*")):
+        if confine is not None and not _confined(path, confine):
+            continue
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and _visible(path, mask_dir):
             by_rel[path.relative_to(mask_dir).as_posix()] = path
             by_name.setdefault(path.name, path)

@@ -34,7 +34,8 @@ class SavedRun:
     ----------
     model_dir : the model directory (``model.skops``, ``card.json``, ``cases.parquet``).
     card : the model card as written.
-    cases : the rows used, with partition and validation probabilities (no identifying columns).
+    cases : the rows used, with partition and validation probabilities (no identifying columns;
+        ``cases.parquet`` on disk holds the patient IDs as keyed pseudonyms).
     run_id : the registry id, or None when ``record`` was off or recording failed softly.
     warnings : the training guards, plus a note when the run could not be recorded.
     """
@@ -98,7 +99,7 @@ def save_run(
         image_settings=image_settings,
         feature_descriptions=feature_descriptions,
     )
-    cases.save_cases(directory, case_frame)
+    cases.save_cases(directory, case_frame, id_column=result.model.roles.id)
     card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))
     warnings = tuple(result.warnings)
     run_id: str | None

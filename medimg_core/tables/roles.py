@@ -205,6 +205,9 @@ _DATE = re.compile(
     r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
 )
 _NAME_WORD = re.compile(r"^[A-Z][a-z'\-]+$")
+_WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+_SENTENCE_PUNCTUATION = re.compile(r"[,;:!?]|\.(\s|$)")
+_TITLED_NAME = re.compile(r"\b(Dr|Mr|Mrs|Ms|Miss|Prof|Sister|Nurse)\.?\s+[A-Z][a-z]")
 _PERSON = re.compile(r"^[A-Z][a-z'\-]+(,? [A-Z][a-z'\-]*\.?){1,3}$")
 _STREET = re.compile(
     r"^\d+[a-zA-Z]?,?\s+.*\b(street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|"
@@ -777,7 +780,7 @@ def _identifying_reason(series: pd.Series, tokens: frozenset[str], profile: _Pro
         return "person names"
     if tokens & _TEXT_TOKENS and profile.n_distinct > _MAX_CLASSES:
         return "free text"
-    if _free_text(profile):
+    if _free_text(profile) or _templated_text(profile, tokens):
         return "free text"
     return None
 
@@ -798,6 +801,54 @@ def _free_text(profile: _Profile) -> bool:
     mean_length = sum(len(v) for v in profile.probe) / len(profile.probe)
     with_spaces = sum(1 for v in profile.probe if " " in v) / len(profile.probe)
     return mean_length > 30 and with_spaces >= 0.5 and profile.distinct_share >= 0.5
+
+
+def _templated_text(profile: _Profile, tokens: frozenset[str]) -> bool:
+    """Notes written from a few templates: few distinct values, but each one a sentence.
+
+    Categories are short ("left breast", "spiculated", "St Mary's Hospital"); a clinician's
+    note is a sentence ("Patient reports mild pain, follow up in 2 weeks"). Counting distinct
+    values cannot tell them apart when the notes come from a handful of templates, so each
+    sampled value is judged by its words: see :func:`_sentence_like`. A column named like notes
+    (note, comment, remark, report) needs less: values of three words or more on average.
+    """
+    if not profile.probe:
+        return False
+    sentences = sum(1 for v in profile.probe if _sentence_like(v)) / len(profile.probe)
+    if sentences >= 0.5:
+        return True
+    if tokens & _TEXT_TOKENS:
+        words = sum(len(_WORD.findall(v)) for v in profile.probe) / len(profile.probe)
+        return words >= 3
+    return False
+
+
+def _sentence_like(value: str) -> bool:
+    """A value that reads as a sentence rather than a category name.
+
+    Eight words or more; or five words or more (at least 25 characters) with sentence
+    punctuation, a number among the words (doses, intervals), or written in sentence case (a
+    capital first word followed mostly by lower-case words, unlike title-case names of sites
+    or hospitals); or four words naming a person ("seen by Dr Smith") with punctuation or in
+    sentence case.
+    """
+    words = _WORD.findall(value)
+    n = len(words)
+    if n >= 8:
+        return True
+    if n < 4:
+        return False
+    punctuated = bool(_SENTENCE_PUNCTUATION.search(value))
+    rest = words[1:]
+    sentence_case = words[0][:1].isupper() and (
+        sum(1 for w in rest if w[:1].islower()) >= 0.5 * len(rest)
+    )
+    if n >= 5 and len(value) >= 25:
+        return punctuated or sentence_case or any(w[:1].isdigit() for w in words)
+    names_someone = bool(_TITLED_NAME.search(value)) or any(
+        w[:1].isupper() and words[i][:1].islower() for i, w in enumerate(rest)
+    )
+    return names_someone and (punctuated or sentence_case)
 
 
 def _plain(value: Any) -> Any:

@@ -28,7 +28,8 @@ from medimg_core.imaging import feature_table
 from medimg_core.imaging.feature_table import ImageTable
 from medimg_core.imaging.features import extract_features
 from medimg_core.imaging.occlusion import OcclusionMap
-from medimg_core.imaging.sets import ImageSet, open_image_set
+from medimg_core.imaging.roots import image_roots
+from medimg_core.imaging.sets import ImageSet, open_image_set, open_server_folder
 from medimg_core.reporting.figures.images import image_figure, occlusion_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal
@@ -54,6 +55,7 @@ __all__ = [
     "display_pixels",
     "extract",
     "feature_descriptions_table",
+    "folder_roots",
     "gallery",
     "image_proposal",
     "is_image_model",
@@ -144,21 +146,22 @@ def open_archive(digest: str, name: str, _data: bytes) -> ImageSet:
     return open_image_set(_data, name=name)
 
 
+def folder_roots() -> tuple[Path, ...]:
+    """The server folders image studies may be read from (``MEDIMG_IMAGE_ROOTS``); empty when
+    reading server folders is not allowed, and then the Data page does not offer it."""
+    return image_roots()
+
+
 def open_folder(path: str) -> ImageSet:
-    """Open a folder on the server as an image set.
+    """Open a folder on the server as an image set, only inside the configured image roots.
 
     Raises
     ------
     ImageError
-        When the path is not an existing folder, or holds no readable image.
+        When no image root is configured, the folder is not inside one, or it holds no
+        readable image.
     """
-    folder = Path(path.strip()).expanduser()
-    if not path.strip() or not folder.is_dir():
-        raise ImageError(
-            f"'{path.strip()}' is not a folder on this server; give the full path of a folder "
-            "with one sub-folder per class (or images plus labels.csv)."
-        )
-    return open_image_set(folder, name=folder.name)
+    return open_server_folder(path, roots=folder_roots())
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)

@@ -162,24 +162,47 @@ def test_a_bad_archive_is_one_error(open_app: Callable[..., AppTest]) -> None:
     assert "only one class" in at.error[0].value
 
 
-def test_a_missing_server_folder_is_one_error(open_app: Callable[..., AppTest]) -> None:
+def test_no_server_folder_option_without_image_roots(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDIMG_IMAGE_ROOTS", raising=False)
+    at = open_app("pages/data.py")
+    at.radio(key="data_kind").set_value("images").run()
+    assert not at.exception
+    assert at.radio(key="images_source").options == ["Upload a ZIP or .npz"]
+
+
+def test_a_folder_outside_the_image_roots_is_one_error_naming_nothing(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret-patient-list.csv").write_text("name\nJane Doe\n")
+    monkeypatch.setenv("MEDIMG_IMAGE_ROOTS", str(root))
     at = open_app("pages/data.py")
     at.radio(key="data_kind").set_value("images").run()
     at.radio(key="images_source").set_value("folder").run()
-    at.text_input(key="images_folder").input("/no/such/folder").run()
+    at.text_input(key="images_folder").input(str(root / ".." / "private")).run()
     at.button(key="images_folder_go").click().run()
     assert not at.exception
     assert len(at.error) == 1
-    assert "not a folder on this server" in at.error[0].value
+    assert "not an image folder medimg may read" in at.error[0].value
+    assert "secret-patient-list" not in at.error[0].value
 
 
-def test_a_server_folder_is_read(open_app: Callable[..., AppTest], tmp_path: Path) -> None:
+def test_a_server_folder_is_read(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with zipfile.ZipFile(io.BytesIO(image_zip(n=8))) as zf:
         zf.extractall(tmp_path / "study")
+    monkeypatch.setenv("MEDIMG_IMAGE_ROOTS", str(tmp_path))
     at = open_app("pages/data.py")
     at.radio(key="data_kind").set_value("images").run()
     at.radio(key="images_source").set_value("folder").run()
-    at.text_input(key="images_folder").input(str(tmp_path / "study")).run()
+    assert any(str(tmp_path.resolve()) in c.value for c in at.caption)
+    at.text_input(key="images_folder").input("study").run()
     at.button(key="images_folder_go").click().run()
     assert not at.exception
     assert not at.error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medimg_core.cli import main as cli_main
 from medimg_core.reporting import summaries
 from medimg_core.store.cases import CASES_NAME
 from medimg_core.store.registry import Registry
@@ -116,6 +119,25 @@ def test_delete_needs_confirmation(open_app: Callable[..., AppTest], app_env: Pa
     assert any(run_id in s.value for s in at.success)
     assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
     assert "No runs are saved yet" in at.info[0].value
+
+
+def test_deleting_a_run_saved_outside_the_workspace_keeps_its_files(
+    open_app: Callable[..., AppTest], app_env: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "model"  # as `medimg train -o /elsewhere` writes it
+    argv = ["train", "sample:wdbc", "--model", "logreg", "--cv", "3", "--n-boot", "50"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main([*argv, "-o", str(outside)]) == 0
+    (record,) = Registry().list_runs()
+    at = open_app(PAGE)
+    at.checkbox(key=f"runs_confirm_{record.id}").check().run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert Registry().list_runs() == []
+    assert (outside / "model.skops").is_file() and (outside / "card.json").is_file()
+    notice = " ".join(s.value for s in at.success)
+    assert f"Run {record.id} was removed from the list of runs" in notice
+    assert "left untouched" in notice
 
 
 def test_an_unreachable_registry_is_one_error(

@@ -27,9 +27,12 @@ def no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_public_names_are_exported() -> None:
     assert set(privacy.__all__) == {
         "FORMULA_PREFIXES",
+        "PSEUDONYMISE_IDS_ENV",
         "csv_safe",
         "pseudonym_key",
         "pseudonymise",
+        "pseudonymise_ids",
+        "pseudonymise_ids_on_display",
         "to_safe_csv",
     }
 
@@ -176,3 +179,30 @@ def test_unwritable_workspace(tmp_path: Path) -> None:
             pseudonym_key(locked)
     finally:
         locked.chmod(0o700)
+
+
+def test_pseudonymise_ids_keeps_patients_apart_and_together() -> None:
+    key = b"k" * 32
+    ids = pd.Series([123, 456, None, 123.0, "123"], index=[5, 6, 7, 8, 9], name="patient_id")
+    out = privacy.pseudonymise_ids(ids, key)
+    assert out.index.tolist() == [5, 6, 7, 8, 9] and out.name == "patient_id"
+    assert out[5] == out[8] == out[9] == pseudonymise("123", key)
+    assert out[6] == pseudonymise("456", key) != out[5]
+    assert out[7] is None
+    assert "123" not in "".join(v for v in out if v)
+    assert privacy.pseudonymise_ids(ids, b"other-key").iloc[0] != out.iloc[0]
+    with pytest.raises(PrivacyError, match="non-empty bytes"):
+        privacy.pseudonymise_ids(pd.Series([], dtype=object), b"")
+
+
+def test_pseudonymised_display_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(privacy.PSEUDONYMISE_IDS_ENV, raising=False)
+    assert privacy.pseudonymise_ids_on_display() is False
+    for on in ("1", "on", "TRUE", " yes "):
+        monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, on)
+        assert privacy.pseudonymise_ids_on_display() is True
+    monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, "off")
+    assert privacy.pseudonymise_ids_on_display() is False
+    monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, "sometimes")
+    with pytest.raises(PrivacyError, match="MEDIMG_PSEUDONYMISE_IDS is 'sometimes'"):
+        privacy.pseudonymise_ids_on_display()

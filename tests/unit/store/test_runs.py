@@ -10,6 +10,7 @@ from medimg_core.errors import RegistryError
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
+from medimg_core.privacy import pseudonym_key, pseudonymise_ids
 from medimg_core.store.cases import load_cases
 from medimg_core.store.persistence import load_model
 from medimg_core.store.registry import Registry
@@ -102,3 +103,35 @@ def test_card_top_features_are_the_explain_page_ranking(
         in (saved.card["top_features_measure"])
     )
     assert "same ranking as the Explain page" in saved.card["top_features_note"]
+
+
+def test_saved_cases_and_stored_data_hold_pseudonyms_not_patient_ids(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    result, report, validation = trained
+    id_column = result.model.roles.id
+    assert id_column is not None
+    saved = save_run(
+        result,
+        tmp_path / "model",
+        data=report.data,
+        cleaning=report,
+        dataset_name="sample:wdbc",
+        validation=validation,
+    )
+    key = pseudonym_key()
+    raw_ids = report.data[id_column]
+    on_disk = load_cases(saved.model_dir)[id_column]
+    assert not set(on_disk) & set(raw_ids)
+    assert set(on_disk) == set(pseudonymise_ids(raw_ids, key))
+    with Registry() as registry:
+        record = registry.get_run(str(saved.run_id))
+        stored = registry.load_dataset(record.stored_dataset_hash)
+    assert set(stored[id_column]) == set(on_disk)
+    assert set(stored.columns) == {
+        id_column,
+        result.model.roles.label,
+        *result.model.feature_columns,
+    }

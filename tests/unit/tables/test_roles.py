@@ -472,3 +472,53 @@ def test_unrecognised_words_take_the_rarer_class_and_say_so() -> None:
     assert "rarer class" in choice.rule
     worded = choose_positive_class(["benign", "malignant", "benign"])
     assert worded is not None and worded.value == "malignant" and not worded.from_codes
+
+
+TEMPLATED_NOTES = (
+    "Patient reports mild pain, follow up in 2 weeks",
+    "No complaints, routine follow up in 12 months.",
+    "Seen by Dr Smith; biopsy recommended",
+    "Patient anxious, results discussed with family.",
+)
+
+
+def _with(column: str, values: tuple[str, ...], n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "diagnosis": rng.choice(["benign", "malignant"], n),
+            column: rng.choice(list(values), n),
+            "size_mm": rng.normal(12, 3, n),
+        }
+    )
+
+
+def test_templated_notes_with_few_variants_are_free_text() -> None:
+    proposal = propose_roles(_with("clinician_text", TEMPLATED_NOTES))
+    assert proposal.identifying["clinician_text"] == "free text"
+    assert "clinician_text" not in proposal.label_candidates
+    assert "clinician_text" in proposal.to_roles().non_feature_columns()
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("side", ("left breast", "right breast")),
+        ("margin", ("irregular", "spiculated", "circumscribed", "not circumscribed")),
+        ("shape", ("oval", "round", "irregular")),
+        (
+            "density",
+            ("fatty", "scattered fibroglandular", "heterogeneously dense", "extremely dense"),
+        ),
+        ("clinic", ("St Mary's Hospital", "Cambridge University Hospitals NHS Foundation Trust")),
+        ("histology", ("Invasive ductal carcinoma", "Ductal carcinoma in situ", "Fibroadenoma")),
+        ("remarks", ("no change", "see prior study", "stable")),
+    ],
+)
+def test_true_categories_are_not_free_text(column: str, values: tuple[str, ...]) -> None:
+    assert propose_roles(_with(column, values)).identifying.get(column) != "free text"
+
+
+def test_a_column_named_notes_needs_only_a_few_words() -> None:
+    notes = ("follow up advised", "no further action", "repeat imaging requested")
+    assert propose_roles(_with("notes", notes)).identifying["notes"] == "free text"
