@@ -1,4 +1,4 @@
-"""The ``medimg`` command line: features, clean, train, evaluate, predict and runs.
+"""The ``medimg`` command line: features, clean, train, evaluate, predict, runs and audit.
 
 Image studies (a folder, a ZIP of it, a MedMNIST ``.npz``; for predict also one image) are
 accepted wherever a table is: their features are extracted on the way in, and a model trained on
@@ -6,8 +6,9 @@ images keeps the extraction settings in its card so that evaluate and predict re
 images identically.
 
 Exit status: 0 on success; 2 for a problem with the input or options (a :class:`MedimgError`,
-printed as one line ``medimg: error: <message>`` on stderr, and argparse usage errors); 1 only
-for bugs, which keep their traceback. Notes (proposed roles, excluded identifying columns, schema
+printed as one line ``medimg: error: <message>`` on stderr, and argparse usage errors); 1 when
+``medimg audit verify`` finds the audit trail broken, and otherwise only for bugs, which keep
+their traceback. Notes (proposed roles, excluded identifying columns, schema
 warnings, image files left out) go to stderr after the work succeeds, so a failure prints only
 its one line. Output files are written to a temporary file and renamed into place, so they are
 never half-written.
@@ -17,19 +18,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 
+from medimg_core.access import Role
+from medimg_core.encryption import current_key_info
 from medimg_core.errors import ConfigError, DataError, MedimgError
 from medimg_core.imaging.feature_table import (
     IMAGE_ID_COLUMNS,
@@ -59,7 +65,10 @@ from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.privacy import to_safe_csv
 from medimg_core.reporting.comparison import selection_note
-from medimg_core.reporting.summaries import card_metric
+from medimg_core.reporting.summaries import card_metric, stored_data_text
+from medimg_core.store.accounts import Accounts
+from medimg_core.store.audit import ACTIONS, AuditFilter, AuditTrail, audit_csv
+from medimg_core.store.keys import rotate_workspace_key
 from medimg_core.store.persistence import _refuse_foreign_target, load_model, test_split_source
 from medimg_core.store.registry import Registry, _parquet_ready
 from medimg_core.store.runs import save_run
@@ -584,6 +593,11 @@ def _train_summary(
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in result.warnings)
     lines.append(f"Saved to {model_dir} (run {run_id}).")
+    card_part = {
+        "roles": model.roles.to_dict(),
+        "features": {"feature_columns": list(model.feature_columns)},
+    }
+    lines.append(stored_data_text(card_part))
     return "\n".join(lines)
 
 
@@ -737,7 +751,17 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
     )
     model_dir, run_id = saved.model_dir, saved.run_id
     print(_train_summary(result, report, dataset.name, args.threshold, model_dir, run_id))
+    print(_encryption_line())
     return 0
+
+
+def _encryption_line() -> str:
+    info = current_key_info(create=False)
+    where = "not yet created" if info is None else info.describe()
+    return (
+        "Encrypted at rest: the model files, the stored cases and the stored copy of the "
+        f"training table ({where}). Not encrypted: card.json and the run registry."
+    )
 
 
 def _predefined_test(data: pd.DataFrame, notes: list[str]) -> tuple[bool, ...] | None:
@@ -951,6 +975,11 @@ def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
+    if args.delete is not None:
+        with Registry() as registry:
+            deleted = registry.delete_run(args.delete)
+        print(deleted.note)
+        return 0
     with Registry() as registry:
         runs = registry.list_runs()
         url = registry.url
@@ -1073,6 +1102,340 @@ def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
     )
 
 
+def _cmd_audit_verify(args: argparse.Namespace, notes: list[str]) -> int:
+    with AuditTrail() as trail:
+        result = trail.verify()
+    print(result.message)
+    if not result.ok:
+        print(
+            f"Entries from number {result.first_broken_seq} on cannot be trusted. Keep a copy of "
+            "the database as it is for the investigation and tell your information-governance "
+            "lead."
+        )
+        return 1
+    if result.n_entries:
+        print(
+            f"Newest entry's hash: {result.last_hash}. Note it somewhere else (a ticket, an "
+            "e-mail): a later check can then also show whether the newest entries were removed."
+        )
+    return 0
+
+
+def _cmd_audit_list(args: argparse.Namespace, notes: list[str]) -> int:
+    filters = AuditFilter(user=args.user, action=args.action, since=args.since, until=args.until)
+    with AuditTrail() as trail:
+        frame = trail.entries(filters)
+    content = audit_csv(frame)
+    if args.output is None:
+        sys.stdout.write(content.decode("utf-8"))
+        return 0
+    target = _write_atomic(Path(args.output), content)
+    entries = "entry" if len(frame) == 1 else "entries"
+    print(f"Wrote {len(frame)} audit {entries} to {target} (oldest first, times in UTC).")
+    return 0
+
+
+def _audit_time(text: str, *, end_of_day: bool) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date such as 2026-03-01 or a time such as 2026-03-01T14:30 (UTC), "
+            f"got {text!r}"
+        ) from None
+    if end_of_day and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        # "--until 2026-03-01" means up to the end of that day, as a reader expects.
+        value += timedelta(days=1) - timedelta(microseconds=1)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _since_time(text: str) -> datetime:
+    return _audit_time(text, end_of_day=False)
+
+
+def _until_time(text: str) -> datetime:
+    return _audit_time(text, end_of_day=True)
+
+
+def _add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("audit", help="check or export the audit trail (who did what, and when)")
+    actions = p.add_subparsers(dest="audit_command", required=True)
+    q = actions.add_parser(
+        "verify", help="check that no entry was changed, removed or moved; exit 1 if one was"
+    )
+    q.set_defaults(handler=_cmd_audit_verify)
+    q = actions.add_parser(
+        "list", help="export entries as CSV, oldest first (to standard output, or -o FILE)"
+    )
+    q.add_argument("--user", metavar="NAME", help="only entries by this user")
+    q.add_argument(
+        "--action",
+        choices=ACTIONS,
+        metavar="ACTION",
+        help=f"only entries of this action, one of: {', '.join(ACTIONS)}",
+    )
+    q.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=_since_time,
+        help="only entries at or after this date or time (UTC unless a zone is given)",
+    )
+    q.add_argument(
+        "--until",
+        metavar="WHEN",
+        type=_until_time,
+        help="only entries at or before this time; a date alone includes that whole day",
+    )
+    q.add_argument("-o", "--output", metavar="AUDIT.csv", help="write the CSV to this file")
+    q.set_defaults(handler=_cmd_audit_list)
+
+
+def _cmd_keys_rotate(args: argparse.Namespace, notes: list[str]) -> int:
+    try:
+        summary = rotate_workspace_key().summary()
+    except MedimgError:
+        _record_cli_action("key rotation", "failed", notes)
+        raise
+    print(summary)
+    _record_cli_action("key rotation", "ok", notes)
+    return 0
+
+
+def _record_cli_action(action: str, outcome: str, notes: list[str]) -> None:
+    """Add an audit entry for a command run at this machine, as its operating-system user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown local user"
+    try:
+        with AuditTrail() as trail:
+            trail.append(user=user, action=action, outcome=outcome, client="cli")
+    except MedimgError as exc:
+        # The work is done (or already failed); say that it went unrecorded rather than hide it.
+        notes.append(f"this {action} could not be recorded in the audit trail: {exc}")
+
+
+def _add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keys", help="manage the key that encrypts stored data sets and models")
+    actions = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "rotate",
+        help="make a new key and re-encrypt every stored data set, cases file and model file "
+        "with it; run it again to finish an interrupted rotation",
+    )
+    q.set_defaults(handler=_cmd_keys_rotate)
+
+
+class _NoPasswordArgument(argparse.Action):
+    """``--password VALUE`` is refused without echoing VALUE: on a command line a password
+    stays in the shell history and is visible to other users in the process list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            "a password is never given on the command line (it would stay in the shell "
+            "history); type it when asked, or pipe it in with --password-stdin"
+        )
+
+
+def _add_password_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (for scripts)",
+    )
+    parser.add_argument("--password", nargs="?", action=_NoPasswordArgument, help=argparse.SUPPRESS)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new password: one line of standard input with ``--password-stdin`` (for scripts),
+    else typed twice without echo. Never taken from the command line, where it would be seen in
+    the shell history and the process list."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n").removesuffix("\r")
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Type it again: ") != first:
+        raise ConfigError("the two passwords typed differ; run the command again.")
+    return first
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    headers = list(rows[0])
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
+    print("  ".join(h.ljust(widths[h]) for h in headers).rstrip())
+    for row in rows:
+        print("  ".join(row[h].ljust(widths[h]) for h in headers).rstrip())
+
+
+def _membership_text(name: str, projects: Sequence[str]) -> str:
+    if projects:
+        return f"member of {', '.join(projects)}"
+    return (
+        f"in no project yet, so they see no data; add them with "
+        f"`medimg projects add-member PROJECT {name}`"
+    )
+
+
+def _cmd_users_add(args: argparse.Namespace, notes: list[str]) -> int:
+    password = _read_password(args)
+    with Accounts() as accounts:
+        user = accounts.add_user(args.name, password, args.role, projects=args.project)
+    membership = _membership_text(user.username, user.projects)
+    print(f"Added {user.username} ({user.role.value}), {membership}.")
+    return 0
+
+
+def _cmd_users_list(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        users = accounts.list_users()
+        url = accounts.url
+    if not users:
+        print(f"No users yet in {url}. Add one with `medimg users add NAME --role admin`.")
+        return 0
+    now = datetime.now(UTC)
+    _print_table(
+        [
+            {
+                "name": u.username,
+                "role": u.role.value,
+                "projects": ", ".join(u.projects) or "(none)",
+                "disabled": "yes" if u.disabled else "no",
+                "locked": (
+                    f"until {u.locked_until:%Y-%m-%d %H:%M} UTC"
+                    if u.locked_until is not None and u.locked(now)
+                    else "no"
+                ),
+                "last sign-in": (
+                    "never" if u.last_sign_in is None else f"{u.last_sign_in:%Y-%m-%d %H:%M} UTC"
+                ),
+            }
+            for u in users
+        ]
+    )
+    return 0
+
+
+def _cmd_users_disable(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        user = accounts.disable(args.name)
+    print(f"Disabled {user.username}: they can no longer sign in; their runs stay.")
+    return 0
+
+
+def _cmd_users_enable(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        user = accounts.enable(args.name)
+    print(f"Enabled {user.username}: they can sign in again (any lock-out is lifted).")
+    return 0
+
+
+def _cmd_users_set_role(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        user = accounts.set_role(args.name, args.role)
+    print(f"{user.username} is now {user.role.value}; it applies from their next sign-in.")
+    return 0
+
+
+def _cmd_users_set_password(args: argparse.Namespace, notes: list[str]) -> int:
+    password = _read_password(args)
+    with Accounts() as accounts:
+        accounts.set_password(args.name, password)
+        name = accounts.get_user(args.name).username
+    print(f"Changed the password of {name} (any lock-out is lifted).")
+    return 0
+
+
+def _cmd_projects_add(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        project = accounts.add_project(args.name)
+    print(
+        f"Added project {project.name}. Add members with "
+        f"`medimg projects add-member {project.name!r} USER`."
+    )
+    return 0
+
+
+def _cmd_projects_list(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        projects = accounts.list_projects()
+    _print_table(
+        [{"project": p.name, "members": ", ".join(p.members) or "(none)"} for p in projects]
+    )
+    return 0
+
+
+def _cmd_projects_add_member(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        project = accounts.add_member(args.project, args.user)
+    members = ", ".join(project.members)
+    print(f"Project {project.name} now has {len(project.members)} member(s): {members}.")
+    return 0
+
+
+def _cmd_projects_remove_member(args: argparse.Namespace, notes: list[str]) -> int:
+    with Accounts() as accounts:
+        project = accounts.remove_member(args.project, args.user)
+    left = ", ".join(project.members) or "none"
+    print(f"Removed {args.user} from {project.name} (their runs stay in it). Members: {left}.")
+    return 0
+
+
+def _add_account_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    roles = [r.value for r in Role]
+    p = sub.add_parser("users", help="local accounts: add, list, disable, enable, change role")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    q = users.add_parser("add", help="add a user (the password is asked for, never an argument)")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--role", choices=roles, required=True)
+    q.add_argument(
+        "--project",
+        metavar="PROJECT",
+        action="append",
+        default=[],
+        help="an existing project the user joins; repeatable",
+    )
+    _add_password_options(q)
+    q.set_defaults(handler=_cmd_users_add)
+    q = users.add_parser("list", help="list users: role, projects, disabled, locked")
+    q.set_defaults(handler=_cmd_users_list)
+    q = users.add_parser("disable", help="stop a user from signing in")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(handler=_cmd_users_disable)
+    q = users.add_parser("enable", help="let a disabled or locked-out user sign in again")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(handler=_cmd_users_enable)
+    q = users.add_parser("set-role", help="change a user's role")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("role", metavar="ROLE", choices=roles, help=f"one of {', '.join(roles)}")
+    q.set_defaults(handler=_cmd_users_set_role)
+    q = users.add_parser("set-password", help="change a user's password")
+    q.add_argument("name", metavar="NAME")
+    _add_password_options(q)
+    q.set_defaults(handler=_cmd_users_set_password)
+
+    p = sub.add_parser("projects", help="projects and their members")
+    projects = p.add_subparsers(dest="projects_command", required=True, metavar="ACTION")
+    q = projects.add_parser("add", help="add a project")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(handler=_cmd_projects_add)
+    q = projects.add_parser("list", help="list projects and their members")
+    q.set_defaults(handler=_cmd_projects_list)
+    for action, handler, verb in (
+        ("add-member", _cmd_projects_add_member, "add a user to a project"),
+        ("remove-member", _cmd_projects_remove_member, "take a user out of a project"),
+    ):
+        q = projects.add_parser(action, help=verb)
+        q.add_argument("project", metavar="PROJECT")
+        q.add_argument("user", metavar="USER")
+        q.set_defaults(handler=handler)
+
+
 def _version() -> str:
     try:
         return metadata.version("medimg")
@@ -1192,8 +1555,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(p, size=True)
     p.set_defaults(handler=_cmd_features)
 
-    p = sub.add_parser("runs", help="list recorded runs, newest first")
+    p = sub.add_parser("runs", help="list recorded runs, newest first (or delete one)")
+    p.add_argument(
+        "--delete",
+        metavar="RUN_ID",
+        help="delete this run: its record, its model folder when medimg made it inside the "
+        "workspace (a folder elsewhere is left untouched) and its stored data when no other run "
+        "uses them",
+    )
     p.set_defaults(handler=_cmd_runs)
+    _add_audit_parser(sub)
+    _add_keys_parser(sub)
+    _add_account_parsers(sub)
     return parser
 
 

@@ -55,6 +55,8 @@ __all__ = [
     "reader_comparison_frame",
     "selection_free_metric",
     "split_frame",
+    "storage_text",
+    "stored_data_text",
     "threshold_origin",
     "threshold_rule_text",
 ]
@@ -536,6 +538,21 @@ def _threshold_text(card: Mapping[str, Any]) -> str:
     return f"{float(value):.3f} — rule: {rule}, chosen on development data"
 
 
+def storage_text(card: Mapping[str, Any]) -> str:
+    """How the model's files are kept on disk, from the card's ``encryption`` section."""
+    entry = card.get("encryption")
+    if not isinstance(entry, Mapping):
+        return (
+            "saved in clear, before medimg encrypted its files; `medimg keys rotate` encrypts them"
+        )
+    files = ", ".join(str(f) for f in entry.get("encrypted") or [])
+    plain = ", ".join(str(f) for f in entry.get("not_encrypted") or [])
+    return (
+        f"{files} encrypted at rest ({entry.get('cipher', 'encrypted')}), like the run's cases "
+        f"and stored training table; not encrypted: {plain or 'nothing'} and the run registry"
+    )
+
+
 def _calibration_fact(card: Mapping[str, Any]) -> dict[str, str]:
     """``{"Calibration": "calibration (cv): intercept 0.11, slope 1.06; ..."}``, or nothing."""
     entries = card.get("calibration") or {}
@@ -616,6 +633,36 @@ def describe_test_set(card: Mapping[str, Any]) -> str:
     return f"{share:.0%} of {level} held out at random, {n_test:,} rows"
 
 
+def stored_data_text(card: Mapping[str, Any]) -> str:
+    """What medimg keeps of a run's training data, in one sentence for the reader.
+
+    Parameters
+    ----------
+    card : the model card (from the model directory, or the registry's copy with its
+        ``stored_dataset`` section).
+
+    Returns
+    -------
+    str
+        Which columns the stored copy and ``cases.parquet`` hold: the label, the feature
+        columns and the patient ID as a keyed pseudonym; identifying and excluded columns are
+        never kept.
+    """
+    stored = card.get("stored_dataset") or {}
+    roles = card.get("roles") or {}
+    features = stored.get("features")
+    if features is None:
+        features = (card.get("features") or {}).get("feature_columns") or []
+    id_column = stored.get("id", roles.get("id"))
+    text = f"the label ({roles.get('label')}), {len(features)} feature column(s)"
+    if id_column:
+        text += f" and the patient ID ({id_column}) as a keyed pseudonym, never as uploaded"
+    return (
+        f"Kept for reproducing this run: {text}. Identifying and excluded columns are not "
+        "stored, and the copy is deleted with the last run that uses it."
+    )
+
+
 def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     """The key facts of a model card, as short readable strings.
 
@@ -626,9 +673,10 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     Returns
     -------
     dict
-        Ordered: Model, Pipeline, Data, Label, Validation, Threshold, CV ROC AUC,
+        Ordered: Model, Pipeline, Data, Stored data, Label, Validation, Threshold, CV ROC AUC,
         Selection-free CV ROC AUC (only when ``auto`` compared several models), Test ROC AUC,
-        Calibration (binary models whose card has it), Top features, Created, Trained with.
+        Calibration (binary models whose card has it), Top features, Encryption at
+        rest, Created, Trained with.
     """
     pipeline = card.get("pipeline") or {}
     dataset = card.get("dataset") or {}
@@ -660,6 +708,7 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
             f"{dataset.get('name') or 'unnamed'}: {dataset.get('rows_in', '?')} rows in, "
             f"{dataset.get('rows_used', '?')} used, {n_features} features"
         ),
+        "Stored data": stored_data_text(card),
         "Label": (
             f"{roles.get('label')} ({class_text})"
             + (f"; positive class {positive}" if positive is not None else "")
@@ -684,6 +733,7 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
             if top
             else "not computed"
         ),
+        "Encryption at rest": storage_text(card),
         "Created": _created_text(card.get("created")),
         "Trained with": ", ".join(
             f"{k} {versions[k]}" for k in ("medimg", "sklearn", "python") if k in versions

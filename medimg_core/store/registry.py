@@ -1,17 +1,21 @@
 """The run registry: every trained model recorded with its data hash, cleaning plan,
 configuration, seed, versions, metrics and card, in any SQLAlchemy database (SQLite by default).
 
-Training tables are kept once each, as Parquet named by content hash, under the workspace
-(``MEDIMG_HOME``, default ``./medimg-workspace``), so a run can be reproduced from its record.
+Each run keeps, under the workspace (``MEDIMG_HOME``, default ``./medimg-workspace``), the part
+of its training table it needs to be reproduced: the feature columns, the label and a keyed
+pseudonym of the patient ID, as Parquet named by content hash (shared by runs that need the same
+table). Identifying and excluded columns are never kept. A stored table is deleted with the last
+run that uses it; deleting a run removes only files medimg created inside the workspace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,18 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, select
-from sqlalchemy.engine import Engine
+import pyarrow as pa
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from medimg_core.encryption import is_encrypted, read_decrypted, write_encrypted
 from medimg_core.errors import RegistryError
+from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.training import TrainingResult
-from medimg_core.store.persistence import CARD_NAME, MODEL_NAME
+from medimg_core.privacy import pseudonym_key, pseudonymise_ids
+from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
 
-__all__ = ["Registry", "RunRecord"]
+__all__ = ["STORED_DATASET", "DeletedRun", "Registry", "RunRecord", "reproducible_table"]
+
+STORED_DATASET = "stored_dataset"
+"""Key of the run card (in the registry) describing the table kept for the run."""
 
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
 
@@ -45,9 +56,11 @@ class _Run(_Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    dataset_name: Mapped[str] = mapped_column(String(512))
+    # Free text (file names, column names, paths) is unbounded: PostgreSQL, unlike SQLite,
+    # refuses a value longer than a VARCHAR's length.
+    dataset_name: Mapped[str] = mapped_column(Text)
     dataset_hash: Mapped[str] = mapped_column(String(128), index=True)
-    label: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
     model_kind: Mapped[str] = mapped_column(String(32))
     positive_class: Mapped[Any] = mapped_column(JSON, nullable=True)
     n_rows: Mapped[int] = mapped_column(Integer)
@@ -56,7 +69,7 @@ class _Run(_Base):
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
-    model_dir: Mapped[str] = mapped_column(String(4096))
+    model_dir: Mapped[str] = mapped_column(Text)
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -94,6 +107,15 @@ class RunRecord:
     card: dict[str, Any]
 
     @property
+    def stored_dataset_hash(self) -> str:
+        """Content hash of the table kept for this run (``<home>/datasets/<hash>.parquet``).
+
+        Runs recorded before only a run's own columns were kept point at the whole table.
+        """
+        stored = self.card.get(STORED_DATASET) or {}
+        return str(stored.get("hash") or self.dataset_hash)
+
+    @property
     def threshold(self) -> float | None:
         value = (self.card.get("threshold") or {}).get("value")
         return None if value is None else float(value)
@@ -127,9 +149,9 @@ def _format_metric(metric: dict[str, Any] | None) -> str:
 
 def _record(row: _Run) -> RunRecord:
     created = row.created_at
-    if created.tzinfo is None:
-        # SQLite drops the zone; every stored time is UTC.
-        created = created.replace(tzinfo=UTC)
+    # SQLite drops the zone (every stored time is UTC); PostgreSQL answers in the session's
+    # time zone, which need not be UTC.
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
     return RunRecord(
         id=row.id,
         created_at=created,
@@ -147,6 +169,69 @@ def _record(row: _Run) -> RunRecord:
         model_dir=Path(row.model_dir),
         card=dict(row.card or {}),
     )
+
+
+@dataclass(frozen=True)
+class DeletedRun:
+    """What deleting a run did.
+
+    Attributes
+    ----------
+    run_id : the deleted record.
+    model_dir : the model directory the record pointed at.
+    model_deleted : True when that directory was deleted (a medimg model directory inside the
+        workspace); False when it was left where it is (outside the workspace, not medimg's,
+        or already gone).
+    dataset_deleted : True when the stored table went with it (no other run used it).
+    note : one sentence for the user saying what was and was not deleted.
+    """
+
+    run_id: str
+    model_dir: Path
+    model_deleted: bool
+    dataset_deleted: bool
+    note: str
+
+
+def reproducible_table(
+    model: MedimgModel, data: pd.DataFrame, *, key: bytes | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The part of a training table a run needs to be reproduced, and its column mapping.
+
+    Parameters
+    ----------
+    model : the trained model (its roles and feature columns say what is needed).
+    data : the cleaned table the model was trained on.
+    key : pseudonymisation key; default :func:`medimg_core.privacy.pseudonym_key`.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The patient ID column (as keyed pseudonyms), the label and the feature columns, in that
+        order, with ``data``'s rows and index; and ``{"id", "id_pseudonymised", "label",
+        "features", "left_out"}``: the columns kept and the names of the columns left out.
+        Identifying, excluded, quality and site columns are never kept.
+    """
+    roles = model.roles
+    id_column = roles.id if roles.id is not None and roles.id in data.columns else None
+    label = roles.label if roles.label is not None and roles.label in data.columns else None
+    features = [
+        c for c in model.feature_columns if c in data.columns and c not in {id_column, label}
+    ]
+    kept = [c for c in dict.fromkeys([id_column, label, *features]) if c is not None]
+    table = data[kept].copy()
+    if id_column is not None:
+        table[id_column] = pseudonymise_ids(
+            table[id_column], key if key is not None else pseudonym_key()
+        )
+    mapping: dict[str, Any] = {
+        "id": id_column,
+        "id_pseudonymised": id_column is not None,
+        "label": label,
+        "features": [str(c) for c in features],
+        "left_out": [str(c) for c in data.columns if c not in kept],
+    }
+    return table, mapping
 
 
 def _new_run_id(now: datetime) -> str:
@@ -179,7 +264,7 @@ class Registry:
                 "MEDIMG_HOME to a writable directory."
             ) from exc
         try:
-            self._engine: Engine = create_engine(url)
+            self._engine: Engine = _create_engine(url)
             _Base.metadata.create_all(self._engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise RegistryError(
@@ -216,7 +301,9 @@ class Registry:
     def store_dataset(self, df: pd.DataFrame) -> Path:
         """Keep a copy of a table as ``<home>/datasets/<content hash>.parquet``.
 
-        The file is written atomically and skipped when a table with the same hash is stored.
+        The Parquet bytes are made in memory, encrypted (:mod:`medimg_core.encryption`) and
+        written atomically; the plaintext never touches the disk. Skipped when a table with the
+        same hash is stored encrypted; a copy left in clear by an older medimg is rewritten.
 
         Parameters
         ----------
@@ -225,36 +312,29 @@ class Registry:
         Returns
         -------
         Path
-            The Parquet file.
+            The encrypted Parquet file.
+
+        Raises
+        ------
+        RegistryError
+            When the dataset store cannot be written.
+        EncryptionError
+            When the encryption key is malformed or its file unsafe.
         """
         digest = frame_hash(df)
         target = self.datasets_dir / f"{digest}.parquet"
-        if target.exists():
+        if is_encrypted(target):
             return target
+        buffer = io.BytesIO()
+        _parquet_ready(df).to_parquet(buffer)
         try:
             self.datasets_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{digest}.", dir=self.datasets_dir)
+            write_encrypted(target, buffer.getvalue())
         except OSError as exc:
-            raise RegistryError(
-                f"cannot write to the dataset store {self.datasets_dir}: "
-                f"{exc.strerror or exc}; set MEDIMG_HOME to a writable directory."
-            ) from exc
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                _parquet_ready(df).to_parquet(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise RegistryError(
                 f"cannot write {target}: {exc.strerror or exc}; free disk space or set "
                 "MEDIMG_HOME to a writable directory."
             ) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return target
 
     def load_dataset(self, dataset_hash: str) -> pd.DataFrame:
@@ -263,7 +343,9 @@ class Registry:
         Raises
         ------
         RegistryError
-            When the hash is malformed or no table with it is stored.
+            When the hash is malformed, no table with it is stored, or the file is damaged.
+        EncryptionError
+            When the file is encrypted with a key that is not at hand.
         """
         if not _HASH.match(dataset_hash):
             raise RegistryError(
@@ -276,7 +358,13 @@ class Registry:
                 f"no stored dataset with hash {dataset_hash[:12]}… in {self.datasets_dir}; it "
                 "was deleted or recorded in another workspace (check MEDIMG_HOME)."
             )
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(io.BytesIO(read_decrypted(path, what="The stored data set")))
+        except (OSError, pa.ArrowException) as exc:
+            raise RegistryError(
+                f"cannot read the stored data set {path}: {exc}; the file is damaged. Restore it "
+                "from a backup or train again from the original table."
+            ) from exc
 
     def record_run(
         self,
@@ -299,9 +387,18 @@ class Registry:
         -------
         str
             The new run id.
+
+        Notes
+        -----
+        Only :func:`reproducible_table` of ``data`` is stored (features, label, pseudonymised
+        ID); the record's ``dataset_hash`` stays the hash of the whole cleaned table, so runs on
+        the same data are recognised as such, and the card gains a ``stored_dataset`` section
+        with the stored table's hash and column mapping.
         """
-        stored = self.store_dataset(data)
         model = result.model
+        table, mapping = reproducible_table(model, data)
+        stored = self.store_dataset(table)
+        card = {**card, STORED_DATASET: {"hash": stored.stem, **mapping}}
         now = datetime.now(UTC)
         metrics = card.get("metrics") or {
             "cv": result.cv.to_dict(),
@@ -312,7 +409,7 @@ class Registry:
             id=run_id,
             created_at=now,
             dataset_name=str((card.get("dataset") or {}).get("name") or ""),
-            dataset_hash=stored.stem,
+            dataset_hash=frame_hash(data),
             label=model.roles.label,
             model_kind=model.kind,
             positive_class=card.get("positive_class"),
@@ -352,11 +449,20 @@ class Registry:
             "with `medimg runs` or on the Runs page."
         )
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run and its model directory.
+    def delete_run(self, run_id: str) -> DeletedRun:
+        """Delete a run's record, its model directory when medimg made it here, and its stored
+        table when no other run uses it.
 
-        The directory is only removed when it is a medimg model directory (``model.skops`` and
-        ``card.json``), so a record pointing at a folder that was reused is never destructive.
+        Only files medimg created inside the workspace are deleted: the model directory goes
+        when it lies inside the workspace (after resolving links) and holds medimg's model and
+        card. A directory elsewhere (``medimg train -o /elsewhere``) or one that is not a medimg
+        model directory is left untouched: the run is only unregistered, and the returned note
+        says so.
+
+        Returns
+        -------
+        DeletedRun
+            What was deleted, with a note for the user.
 
         Raises
         ------
@@ -365,27 +471,87 @@ class Registry:
         """
         record = self.get_run(run_id)
         model_dir = record.model_dir
+        owned = self._owned_model_dir(model_dir)
         parked: Path | None = None
-        if (model_dir / MODEL_NAME).is_file() and (model_dir / CARD_NAME).is_file():
-            parked = model_dir.with_name(f".{model_dir.name}.deleting-{uuid.uuid4().hex[:6]}")
+        if owned is not None:
+            parked = owned.with_name(f".{owned.name}.deleting-{uuid.uuid4().hex[:6]}")
             try:
-                os.rename(model_dir, parked)
+                os.rename(owned, parked)
             except OSError as exc:
                 raise RegistryError(
                     f"cannot delete the model directory {model_dir}: {exc.strerror or exc}; "
                     "check its permissions. The run was kept."
                 ) from exc
+        stored_hash = record.stored_dataset_hash
         try:
             with self._session("delete the run") as session:
                 row = session.get(_Run, run_id)
                 if row is not None:
                     session.delete(row)
+                session.flush()
+                # Runs recorded earlier point at their whole table by its hash, newer ones at
+                # their own columns: the file is in use while any remaining run points at it.
+                remaining = session.scalars(select(_Run).where(_Run.id != run_id))
+                others = [_record(r) for r in remaining]
+                in_use = any(r.stored_dataset_hash == stored_hash for r in others)
         except BaseException:
-            if parked is not None:
-                os.rename(parked, model_dir)
+            if parked is not None and owned is not None:
+                os.rename(parked, owned)
             raise
         if parked is not None:
             shutil.rmtree(parked, ignore_errors=True)
+        dataset_deleted = False if in_use else self._delete_dataset(stored_hash)
+        return DeletedRun(
+            run_id=run_id,
+            model_dir=model_dir,
+            model_deleted=owned is not None,
+            dataset_deleted=dataset_deleted,
+            note=self._deletion_note(run_id, model_dir, owned is not None, dataset_deleted),
+        )
+
+    def _owned_model_dir(self, model_dir: Path) -> Path | None:
+        """The resolved model directory when medimg made it inside the workspace, else None."""
+        if model_dir.is_symlink() or not model_dir.is_dir():
+            return None
+        try:
+            resolved = model_dir.resolve(strict=True)
+            home = self.home.resolve(strict=True)
+        except OSError:
+            return None
+        if resolved == home or not resolved.is_relative_to(home):
+            return None
+        if not ((resolved / MODEL_NAME).is_file() and (resolved / CARD_NAME).is_file()):
+            return None
+        return resolved
+
+    def _delete_dataset(self, stored_hash: str) -> bool:
+        if not _HASH.match(stored_hash):
+            return False
+        deleted = False
+        # The stored table may carry a further suffix (an encrypted copy): every file named
+        # "<hash>.<suffix>" in the dataset store is that table.
+        for path in self.datasets_dir.glob(f"{stored_hash}.*"):
+            if path.is_file() and not path.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                deleted = True
+        return deleted
+
+    @staticmethod
+    def _deletion_note(run_id: str, model_dir: Path, model_deleted: bool, dataset: bool) -> str:
+        if model_deleted:
+            note = f"Run {run_id} and its model files were deleted."
+        elif model_dir.exists():
+            note = (
+                f"Run {run_id} was removed from the list of runs. Its model folder {model_dir} "
+                "is outside medimg's workspace (or was not written by medimg), so it was left "
+                "untouched: delete it yourself if it is no longer needed."
+            )
+        else:
+            note = f"Run {run_id} was removed from the list of runs (its model folder was gone)."
+        if dataset:
+            note += " The copy of its training data was deleted too: no other run used it."
+        return note
 
 
 def _parquet_ready(df: pd.DataFrame) -> pd.DataFrame:
@@ -406,6 +572,45 @@ def _text_or_missing(value: Any) -> Any:
     if value is None or (isinstance(value, float) and value != value):
         return None
     return str(value)
+
+
+def engine_url(url: str) -> URL:
+    """The SQLAlchemy URL medimg opens for a user's database URL.
+
+    ``postgresql://`` (and the older ``postgres://``) URLs name no driver; they get psycopg 3, the
+    driver medimg installs, where SQLAlchemy would otherwise look for psycopg2. Any URL that
+    names a driver (``postgresql+psycopg2://``) is kept as it is.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _json_text(value: Any) -> str:
+    """JSON text every database accepts: NaN and infinities become null, as in the model card.
+
+    PostgreSQL's JSON type rejects ``NaN``, which Python writes for a metric that could not be
+    computed; SQLite would keep it. Storing null on both shows "n/a" the same everywhere.
+    """
+    return json.dumps(_jsonable(value), allow_nan=False)
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = engine_url(url)
+    options: dict[str, Any] = {"json_serializer": _json_text}
+    if parsed.get_backend_name() != "sqlite":
+        # A server database may restart under a long-running dashboard: test connections
+        # before use instead of failing the next page.
+        options["pool_pre_ping"] = True
+    else:
+        options["connect_args"] = SQLITE_CONNECT_ARGS
+    return create_engine(parsed, **options)
+
+
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+"""Wait up to a minute for another process's write lock (SQLite's default is 5 s, too short for
+several CLI runs, dashboard sessions and the audit trail writing to one file on a busy server)."""
 
 
 def _safe_url(url: str) -> str:

@@ -142,6 +142,33 @@ def test_runs_says_choosing_by_the_test_set_is_a_selection_step(
     assert "report the chosen run on new data" in out
 
 
+def test_train_summary_says_what_data_is_kept(trained: Trained) -> None:
+    assert (
+        "Kept for reproducing this run: the label (diagnosis), 30 feature column(s) and the "
+        "patient ID (case_id) as a keyed pseudonym" in trained.stdout
+    )
+
+
+def test_runs_delete_unregisters_a_model_saved_outside_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
+    monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
+    outside = tmp_path / "elsewhere" / "model"
+    assert run(["train", "sample:wdbc", *FAST, "-o", str(outside)])[0] == 0
+    with Registry() as registry:
+        (record,) = registry.list_runs()
+    status, out, err = run(["runs", "--delete", record.id])
+    assert status == 0, err
+    assert f"Run {record.id} was removed from the list of runs" in out
+    assert "left untouched" in out
+    assert (outside / "model.skops").is_file() and (outside / "card.json").is_file()
+    assert "copy of its training data was deleted" in out
+    with Registry() as registry:
+        assert registry.list_runs() == []
+    assert not list((tmp_path / "ws" / "datasets").iterdir())
+
+
 def test_runs_on_an_empty_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDIMG_HOME", str(tmp_path))
     status, out, _ = run(["runs"])

@@ -44,7 +44,7 @@ from medimg_core.reporting.summaries import (
     split_frame,
     threshold_origin,
 )
-from medimg_core.store.persistence import build_card
+from medimg_core.store.persistence import build_card, save_model
 from medimg_core.store.registry import RunRecord
 from medimg_core.tables.cleaning import clean
 from medimg_core.tables.loading import load_sample
@@ -208,6 +208,26 @@ def test_card_tables_name_the_class_of_numeric_codes() -> None:
     assert card_positive_text(unnamed) == "0"
     assert "Sensitivity for 0" in card_summary_frame(unnamed).index
     assert card_positive_text({"positive_class": None}) is None
+
+
+def test_card_facts_say_what_is_encrypted_at_rest(tmp_path: Path) -> None:
+    frame = load_sample().frame.iloc[:120]
+    roles = Roles(label="diagnosis", id="case_id")
+    result = train(
+        frame,
+        roles,
+        config=ModelConfig(model="logreg"),
+        validation=ValidationConfig(cv=3, n_boot=20),
+        positive="malignant",
+    )
+    target = save_model(result, tmp_path / "m", dataset_name="wdbc")
+    card = json.loads((target / "card.json").read_text())
+    stored = card_facts(card)["Encryption at rest"]
+    assert stored.startswith("model.skops, ood.skops encrypted at rest (AES-256-GCM)")
+    assert stored.endswith("not encrypted: card.json and the run registry")
+    older = {k: v for k, v in card.items() if k != "encryption"}
+    assert "saved in clear" in card_facts(older)["Encryption at rest"]
+    assert "medimg keys rotate" in card_facts(older)["Encryption at rest"]
 
 
 def test_reader_comparison_table_from_the_card() -> None:
