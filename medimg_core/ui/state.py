@@ -30,6 +30,7 @@ ACTIVE = (
 THRESHOLD = "threshold"  # operating threshold chosen on the Evaluate page
 THRESHOLD_SOURCE = "threshold_source"  # partition viewed when THRESHOLD was moved, else None
 IMAGES = "images"  # image-set context (issue 4): feature settings and image sources
+ACTOR = "actor"  # medimg_core.access.Actor: the signed-in user (None: the local single user)
 
 
 @dataclass(frozen=True)
