@@ -25,3 +25,9 @@ def test_the_signed_in_user_acts() -> None:
     alice = Actor("alice", Role.VIEWER, frozenset({"breast"}), "breast")
     st.session_state[state.ACTOR] = alice
     assert current_actor() == alice
+
+
+def test_the_client_address_is_local_outside_a_browser_session() -> None:
+    from medimg_core.ui.auth import client_address
+
+    assert client_address() == "local"
