@@ -24,6 +24,7 @@ import psycopg
 from _common import load_line
 from sqlalchemy.engine import make_url
 
+from medimg_core.access import SINGLE_USER
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import train
 from medimg_core.store.persistence import CARD_NAME, save_model
@@ -37,7 +38,8 @@ def measure(label: str, url: str, home: Path, model_dir: Path, n: int, result, d
     with Registry(url=url, home=home) as registry:
         start = time.perf_counter()
         ids = [
-            registry.record_run(result, data=data, card=card, model_dir=model_dir) for _ in range(n)
+            registry.record_run(SINGLE_USER, result, data=data, card=card, model_dir=model_dir)
+            for _ in range(n)
         ]
         recorded = time.perf_counter() - start
     start = time.perf_counter()
@@ -46,12 +48,12 @@ def measure(label: str, url: str, home: Path, model_dir: Path, n: int, result, d
     opened = (time.perf_counter() - start) / 10
     with Registry(url=url, home=home) as registry:
         start = time.perf_counter()
-        runs = registry.list_runs()
+        runs = registry.list_runs(SINGLE_USER)
         listed = time.perf_counter() - start
         assert len(runs) == n
         start = time.perf_counter()
         for run_id in ids:
-            registry.get_run(run_id)
+            registry.get_run(SINGLE_USER, run_id)
         got = time.perf_counter() - start
     print(
         f"{label:<10} record {n}: {recorded:6.2f} s ({1000 * recorded / n:5.1f} ms/run)   "

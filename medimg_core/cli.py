@@ -5,6 +5,11 @@ accepted wherever a table is: their features are extracted on the way in, and a 
 images keeps the extraction settings in its card so that evaluate and predict re-extract new
 images identically.
 
+Every command acts as a user (:func:`cli_actor`): with local accounts configured, the account
+named by the global ``--user NAME`` option or ``MEDIMG_USER`` (``--project`` chooses the
+project), else the single local user. What that user's role or projects do not allow is refused
+in the core, as one line; every action is recorded in the audit trail with client "cli".
+
 Exit status: 0 on success; 2 for a problem with the input or options (a :class:`MedimgError`,
 printed as one line ``medimg: error: <message>`` on stderr, and argparse usage errors); 1 when
 ``medimg audit verify`` finds the audit trail broken, and otherwise only for bugs, which keep
@@ -34,9 +39,9 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from medimg_core.access import Role
+from medimg_core.access import DEFAULT_PROJECT, SINGLE_USER, Action, Actor, Role, require
 from medimg_core.encryption import current_key_info
-from medimg_core.errors import ConfigError, DataError, MedimgError
+from medimg_core.errors import ConfigError, DataError, MedimgError, PermissionDenied
 from medimg_core.imaging.feature_table import (
     IMAGE_ID_COLUMNS,
     ImageTable,
@@ -56,7 +61,6 @@ from medimg_core.modelling.image_prediction import image_predictions
 from medimg_core.modelling.models import MedimgModel, ModelConfig, label_key
 from medimg_core.modelling.prediction import (
     Abstention,
-    evaluate_model,
     predict,
     stamp_export,
 )
@@ -66,6 +70,7 @@ from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.privacy import to_safe_csv
 from medimg_core.reporting.comparison import selection_note
 from medimg_core.reporting.summaries import card_metric, stored_data_text
+from medimg_core.store import guarded
 from medimg_core.store.accounts import Accounts
 from medimg_core.store.audit import ACTIONS, AuditFilter, AuditTrail, audit_csv
 from medimg_core.store.keys import rotate_workspace_key
@@ -77,7 +82,7 @@ from medimg_core.tables.loading import LoadedTable, read_data
 from medimg_core.tables.roles import Roles, parse_class_names, propose_roles
 from medimg_core.workspace import workspace_path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "cli_actor", "main"]
 
 MODEL_CHOICES = ("auto", "logreg", "svm", "svm_linear", "rf", "hgb", "knn", "mlp", "seed")
 SUMMARY_METRICS = (
@@ -606,7 +611,15 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
     frame = table.frame
     roles = _resolve_roles(frame, args, table.name, notes, need_label=False)
     plan = _plan_for(frame, roles, args)
-    report = clean(frame, roles, plan, require_label=roles.label is not None)
+    report = guarded.clean(
+        args.actor,
+        frame,
+        roles,
+        plan,
+        client="cli",
+        content_hash=table.content_hash,
+        require_label=roles.label is not None,
+    )
     payload = {
         "dataset": {"name": table.name, "hash": table.content_hash},
         "roles": roles.to_dict(),
@@ -681,8 +694,17 @@ def _reader_roles(roles: Roles, reader: Sequence[str], frame: pd.DataFrame, name
 
 
 def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
-    # Refuse a bad output directory before minutes of training, not after.
+    actor: Actor = args.actor
+    # Refuse a bad output directory, or a user who may not train, before minutes of training.
     _refuse_foreign_target(Path(args.output).expanduser().absolute())
+    with guarded.audited(actor, Action.TRAIN, client="cli") as entry:
+        return _train_as(actor, args, notes, entry)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the block always returns)
+
+
+def _train_as(
+    actor: Actor, args: argparse.Namespace, notes: list[str], entry: guarded.AuditHandle
+) -> int:
     dataset = _load_training_data(args, notes)
     frame = dataset.frame
     if dataset.image_settings is not None:
@@ -741,6 +763,7 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
     finally:
         progress.finish()
     saved = save_run(
+        actor,
         result,
         Path(args.output),
         data=data,
@@ -750,17 +773,33 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
         image_settings=dataset.image_settings,
     )
     model_dir, run_id = saved.model_dir, saved.run_id
+    entry.object = run_id
     print(_train_summary(result, report, dataset.name, args.threshold, model_dir, run_id))
+    print(_actor_line(actor))
     print(_encryption_line())
     return 0
+
+
+def _actor_line(actor: Actor) -> str:
+    project = actor.project or DEFAULT_PROJECT
+    if actor == SINGLE_USER:
+        return (
+            f"Recorded in project {project!r} as the single local user (no local accounts are "
+            "configured)."
+        )
+    return (
+        f"Recorded in project {project!r} with {actor.username} as owner; members of that "
+        "project can open it."
+    )
 
 
 def _encryption_line() -> str:
     info = current_key_info(create=False)
     where = "not yet created" if info is None else info.describe()
     return (
-        "Encrypted at rest: the model files, the stored cases and the stored copy of the "
-        f"training table ({where}). Not encrypted: card.json and the run registry."
+        "Encrypted at rest: the model files, the stored cases, the stored copy of the "
+        f"training table and images unpacked from a ZIP ({where}). Not encrypted: card.json "
+        "and the run registry."
     )
 
 
@@ -810,6 +849,8 @@ def _load_scoring_data(
 
 
 def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
+    # Refused (and audited) before the data are read; the validation is audited when done.
+    guarded.check(args.actor, Action.EXTERNAL_VALIDATION, client="cli")
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
     table = _load_scoring_data(args, loaded.card, notes, need_labels=True)
@@ -834,7 +875,15 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
         frame = frame[frame[label].notna()]
     for warning in check_schema(model, frame).warnings:
         notes.append(f"warning: {warning}")
-    evaluation = evaluate_model(model, frame, n_boot=args.n_boot, seed=model.config.seed)
+    evaluation = guarded.evaluate_external(
+        args.actor,
+        model,
+        frame,
+        client="cli",
+        run_id=_run_id_of(loaded.directory, args.actor),
+        n_boot=args.n_boot,
+        seed=model.config.seed,
+    )
     calibration = calibration_card(evaluation)
     departures = departure_warnings(
         {key: card_metric(loaded.card, "cv", key) for key in ("sensitivity", "specificity")},
@@ -875,7 +924,14 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
+    with guarded.audited(args.actor, Action.PREDICT, client="cli") as entry:
+        return _predict_as(args, notes, entry)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.AuditHandle) -> int:
     loaded = load_model(Path(args.model_dir))
+    entry.object = run_id = _run_id_of(loaded.directory, args.actor)
     model = loaded.model
     table = _load_scoring_data(args, loaded.card, notes, need_labels=False)
     abstain = Abstention(ood=args.abstain_ood, band=args.abstain_band)
@@ -889,7 +945,7 @@ def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
         notes.append(f"warning: {warning}")
     exported = stamp_export(
         predictions.frame,
-        run_id=_run_id_of(loaded.directory),
+        run_id=run_id,
         model_sha256=loaded.card.get("model_sha256"),
         threshold=predictions.threshold if model.is_binary else None,
         positive_class=predictions.positive_class,
@@ -909,8 +965,9 @@ def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
     return 0
 
 
-def _run_id_of(model_dir: Path) -> str | None:
-    """The registry run whose model is saved in ``model_dir`` (None when not recorded)."""
+def _run_id_of(model_dir: Path, actor: Actor) -> str | None:
+    """The run of ``actor``'s current project whose model is saved in ``model_dir`` (None when
+    not recorded there)."""
     target = model_dir.expanduser().absolute()
     if (
         not os.environ.get("MEDIMG_DATABASE_URL")
@@ -919,7 +976,7 @@ def _run_id_of(model_dir: Path) -> str | None:
         return None  # no registry yet: do not create one just to look
     try:
         with Registry() as registry:
-            runs = registry.list_runs()
+            runs = registry.list_runs(actor)
     except MedimgError:
         return None
     return next((r.id for r in runs if Path(r.model_dir).absolute() == target), None)
@@ -941,8 +998,16 @@ def _band(text: str) -> tuple[float, float]:
 
 
 def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
+    # Reading an image set into medimg is an upload: refused before any image is read.
+    with guarded.audited(args.actor, Action.UPLOAD, client="cli") as entry:
+        return _features_as(args, notes, entry)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _features_as(args: argparse.Namespace, notes: list[str], entry: guarded.AuditHandle) -> int:
     output = Path(args.output).expanduser().absolute()
     images = _extract(args.images, args, notes, min_classes=0)
+    entry.object = images.image_set.content_hash
     features = images.features
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -975,17 +1040,21 @@ def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
+    actor: Actor = args.actor
     if args.delete is not None:
-        with Registry() as registry:
-            deleted = registry.delete_run(args.delete)
+        deleted = guarded.delete_run(actor, args.delete, client="cli")
         print(deleted.note)
         return 0
     with Registry() as registry:
-        runs = registry.list_runs()
+        runs = registry.list_runs(actor)
         url = registry.url
     if not runs:
-        print(f"No runs recorded yet in {url}. Train one with `medimg train`.")
+        print(
+            f"No runs recorded yet in project {actor.project!r} in {url}. Train one with "
+            "`medimg train`."
+        )
         return 0
+    print(f"Runs of project {actor.project!r}, newest first:")
     rows = [r.summary() for r in runs]
     headers = list(rows[0])
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
@@ -1103,6 +1172,7 @@ def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
 
 
 def _cmd_audit_verify(args: argparse.Namespace, notes: list[str]) -> int:
+    require(args.actor, Action.READ_AUDIT)
     with AuditTrail() as trail:
         result = trail.verify()
     print(result.message)
@@ -1122,6 +1192,7 @@ def _cmd_audit_verify(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_audit_list(args: argparse.Namespace, notes: list[str]) -> int:
+    require(args.actor, Action.READ_AUDIT)
     filters = AuditFilter(user=args.user, action=args.action, since=args.since, until=args.until)
     with AuditTrail() as trail:
         frame = trail.entries(filters)
@@ -1191,25 +1262,34 @@ def _add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_keys_rotate(args: argparse.Namespace, notes: list[str]) -> int:
+    actor: Actor = args.actor
+    try:
+        require(actor, Action.CHANGE_SETTINGS)
+    except PermissionDenied:
+        _record_cli_action(actor, "key rotation", "refused", notes)
+        raise
     try:
         summary = rotate_workspace_key().summary()
     except MedimgError:
-        _record_cli_action("key rotation", "failed", notes)
+        _record_cli_action(actor, "key rotation", "failed", notes)
         raise
     print(summary)
-    _record_cli_action("key rotation", "ok", notes)
+    _record_cli_action(actor, "key rotation", "ok", notes)
     return 0
 
 
-def _record_cli_action(action: str, outcome: str, notes: list[str]) -> None:
-    """Add an audit entry for a command run at this machine, as its operating-system user."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = "unknown local user"
+def _record_cli_action(actor: Actor, action: str, outcome: str, notes: list[str]) -> None:
+    """Add an audit entry for a command run at this machine by ``actor``."""
     try:
         with AuditTrail() as trail:
-            trail.append(user=user, action=action, outcome=outcome, client="cli")
+            trail.append(
+                user=actor.username,
+                role=actor.role.value,
+                project=actor.project,
+                action=action,
+                outcome=outcome,
+                client="cli",
+            )
     except MedimgError as exc:
         # The work is done (or already failed); say that it went unrecorded rather than hide it.
         notes.append(f"this {action} could not be recorded in the audit trail: {exc}")
@@ -1285,13 +1365,16 @@ def _membership_text(name: str, projects: Sequence[str]) -> str:
 def _cmd_users_add(args: argparse.Namespace, notes: list[str]) -> int:
     password = _read_password(args)
     with Accounts() as accounts:
-        user = accounts.add_user(args.name, password, args.role, projects=args.project)
+        user = accounts.add_user(
+            args.name, password, args.role, projects=args.project, by=args.actor
+        )
     membership = _membership_text(user.username, user.projects)
     print(f"Added {user.username} ({user.role.value}), {membership}.")
     return 0
 
 
 def _cmd_users_list(args: argparse.Namespace, notes: list[str]) -> int:
+    require(args.actor, Action.MANAGE_USERS)
     with Accounts() as accounts:
         users = accounts.list_users()
         url = accounts.url
@@ -1323,21 +1406,21 @@ def _cmd_users_list(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _cmd_users_disable(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        user = accounts.disable(args.name)
+        user = accounts.disable(args.name, by=args.actor)
     print(f"Disabled {user.username}: they can no longer sign in; their runs stay.")
     return 0
 
 
 def _cmd_users_enable(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        user = accounts.enable(args.name)
+        user = accounts.enable(args.name, by=args.actor)
     print(f"Enabled {user.username}: they can sign in again (any lock-out is lifted).")
     return 0
 
 
 def _cmd_users_set_role(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        user = accounts.set_role(args.name, args.role)
+        user = accounts.set_role(args.name, args.role, by=args.actor)
     print(f"{user.username} is now {user.role.value}; it applies from their next sign-in.")
     return 0
 
@@ -1345,7 +1428,7 @@ def _cmd_users_set_role(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_users_set_password(args: argparse.Namespace, notes: list[str]) -> int:
     password = _read_password(args)
     with Accounts() as accounts:
-        accounts.set_password(args.name, password)
+        accounts.set_password(args.name, password, by=args.actor)
         name = accounts.get_user(args.name).username
     print(f"Changed the password of {name} (any lock-out is lifted).")
     return 0
@@ -1353,7 +1436,7 @@ def _cmd_users_set_password(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _cmd_projects_add(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        project = accounts.add_project(args.name)
+        project = accounts.add_project(args.name, by=args.actor)
     print(
         f"Added project {project.name}. Add members with "
         f"`medimg projects add-member {project.name!r} USER`."
@@ -1362,6 +1445,7 @@ def _cmd_projects_add(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_projects_list(args: argparse.Namespace, notes: list[str]) -> int:
+    require(args.actor, Action.MANAGE_PROJECTS)
     with Accounts() as accounts:
         projects = accounts.list_projects()
     _print_table(
@@ -1372,7 +1456,7 @@ def _cmd_projects_list(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _cmd_projects_add_member(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        project = accounts.add_member(args.project, args.user)
+        project = accounts.add_member(args.project, args.user, by=args.actor)
     members = ", ".join(project.members)
     print(f"Project {project.name} now has {len(project.members)} member(s): {members}.")
     return 0
@@ -1380,7 +1464,7 @@ def _cmd_projects_add_member(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _cmd_projects_remove_member(args: argparse.Namespace, notes: list[str]) -> int:
     with Accounts() as accounts:
-        project = accounts.remove_member(args.project, args.user)
+        project = accounts.remove_member(args.project, args.user, by=args.actor)
     left = ", ".join(project.members) or "none"
     print(f"Removed {args.user} from {project.name} (their runs stay in it). Members: {left}.")
     return 0
@@ -1401,29 +1485,29 @@ def _add_account_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="an existing project the user joins; repeatable",
     )
     _add_password_options(q)
-    q.set_defaults(handler=_cmd_users_add)
+    q.set_defaults(handler=_cmd_users_add, audit_as="user change")
     q = users.add_parser("list", help="list users: role, projects, disabled, locked")
     q.set_defaults(handler=_cmd_users_list)
     q = users.add_parser("disable", help="stop a user from signing in")
     q.add_argument("name", metavar="NAME")
-    q.set_defaults(handler=_cmd_users_disable)
+    q.set_defaults(handler=_cmd_users_disable, audit_as="user change")
     q = users.add_parser("enable", help="let a disabled or locked-out user sign in again")
     q.add_argument("name", metavar="NAME")
-    q.set_defaults(handler=_cmd_users_enable)
+    q.set_defaults(handler=_cmd_users_enable, audit_as="user change")
     q = users.add_parser("set-role", help="change a user's role")
     q.add_argument("name", metavar="NAME")
     q.add_argument("role", metavar="ROLE", choices=roles, help=f"one of {', '.join(roles)}")
-    q.set_defaults(handler=_cmd_users_set_role)
+    q.set_defaults(handler=_cmd_users_set_role, audit_as="role change")
     q = users.add_parser("set-password", help="change a user's password")
     q.add_argument("name", metavar="NAME")
     _add_password_options(q)
-    q.set_defaults(handler=_cmd_users_set_password)
+    q.set_defaults(handler=_cmd_users_set_password, audit_as="user change")
 
     p = sub.add_parser("projects", help="projects and their members")
     projects = p.add_subparsers(dest="projects_command", required=True, metavar="ACTION")
     q = projects.add_parser("add", help="add a project")
     q.add_argument("name", metavar="NAME")
-    q.set_defaults(handler=_cmd_projects_add)
+    q.set_defaults(handler=_cmd_projects_add, audit_as="project change")
     q = projects.add_parser("list", help="list projects and their members")
     q.set_defaults(handler=_cmd_projects_list)
     for action, handler, verb in (
@@ -1433,7 +1517,92 @@ def _add_account_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         q = projects.add_parser(action, help=verb)
         q.add_argument("project", metavar="PROJECT")
         q.add_argument("user", metavar="USER")
-        q.set_defaults(handler=handler)
+        q.set_defaults(handler=handler, audit_as="project change")
+
+
+def _audited_account_change(
+    args: argparse.Namespace,
+    notes: list[str],
+    handler: Callable[[argparse.Namespace, list[str]], int],
+    action: str,
+) -> int:
+    """Run a users/projects command and record it (refused, failed or done) in the audit trail."""
+    try:
+        status = handler(args, notes)
+    except PermissionDenied:
+        _record_cli_action(args.actor, action, "refused", notes)
+        raise
+    except MedimgError:
+        _record_cli_action(args.actor, action, "failed", notes)
+        raise
+    _record_cli_action(args.actor, action, "ok", notes)
+    return status
+
+
+def cli_actor(name: str | None, project: str | None) -> Actor:
+    """The user the command line acts as.
+
+    Parameters
+    ----------
+    name : ``--user``; defaults to ``MEDIMG_USER``.
+    project : ``--project``; defaults to the user's only project, else "default".
+
+    Returns
+    -------
+    Actor
+        With no local accounts configured, the single local user (an admin of "default", as
+        the dashboard's single-user mode) under the operating-system user's name, so the audit
+        trail says who ran the command. Otherwise the named, enabled account with its role and
+        projects from the accounts store.
+
+    Raises
+    ------
+    PermissionDenied
+        When accounts exist and no user is named, the account is disabled or locked, or the
+        user is not a member of the project asked for.
+    ConfigError
+        When the named user does not exist, or the project cannot be chosen.
+    """
+    name = name or os.environ.get("MEDIMG_USER") or None
+    with Accounts() as accounts:
+        users = accounts.list_users()
+    if not users:
+        try:
+            local = getpass.getuser()
+        except (OSError, KeyError):
+            local = SINGLE_USER.username
+        single = dataclasses.replace(SINGLE_USER, username=local)
+        return single if project is None else single.in_project(project)
+    if name is None:
+        raise PermissionDenied(
+            "local accounts are configured, so the command line must act as one of them: add "
+            "--user NAME (before the command) or set MEDIMG_USER."
+        )
+    record = next((u for u in users if u.username.casefold() == name.strip().casefold()), None)
+    if record is None:
+        raise ConfigError(
+            f"there is no local account {name!r}; list them with `medimg users list` (as an "
+            "admin) or ask an admin to add you."
+        )
+    if record.disabled or record.locked():
+        state = "disabled" if record.disabled else "locked after failed sign-ins"
+        raise PermissionDenied(
+            f"the account {record.username!r} is {state}; ask an admin to enable it "
+            "(`medimg users enable`)."
+        )
+    projects = frozenset(record.projects)
+    if project is None:
+        if len(projects) == 1:
+            (project,) = projects
+        elif DEFAULT_PROJECT in projects or not projects:
+            project = DEFAULT_PROJECT if projects else None
+        else:
+            listed = ", ".join(sorted(projects, key=str.casefold))
+            raise ConfigError(
+                f"{record.username} is a member of several projects ({listed}); choose one "
+                "with --project PROJECT (before the command)."
+            )
+    return Actor(record.username, record.role, projects, project)
 
 
 def _version() -> str:
@@ -1454,6 +1623,20 @@ def build_parser() -> argparse.ArgumentParser:
         "image.",
     )
     parser.add_argument("--version", action="version", version=f"medimg {_version()}")
+    parser.add_argument(
+        "--user",
+        dest="acting_user",
+        metavar="NAME",
+        default=None,
+        help="act as this local account (default: $MEDIMG_USER); needed once accounts exist",
+    )
+    parser.add_argument(
+        "--project",
+        dest="acting_project",
+        metavar="PROJECT",
+        default=None,
+        help="the project to work in (default: the user's only project, else 'default')",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("clean", help="clean a table and report every removed row")
@@ -1590,7 +1773,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     notes: list[str] = []
     try:
-        status = handler(args, notes)
+        args.actor = cli_actor(args.acting_user, args.acting_project)
+        audit_as: str | None = getattr(args, "audit_as", None)
+        if audit_as is None:
+            status = handler(args, notes)
+        else:
+            status = _audited_account_change(args, notes, handler, audit_as)
     except MedimgError as exc:
         message = " ".join(str(exc).split())
         print(f"medimg: error: {message}", file=sys.stderr)

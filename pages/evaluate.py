@@ -7,6 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from medimg_core.access import Action
 from medimg_core.errors import MedimgError
 from medimg_core.modelling.calibration import predictive_values_at, recalibration_check
 from medimg_core.modelling.evaluation import (
@@ -29,14 +30,16 @@ from medimg_core.reporting.figures.evaluation import (
     roc_figure,
     threshold_figure,
 )
-from medimg_core.store.registry import Registry
+from medimg_core.store import guarded
 from medimg_core.ui import state, workflow
+from medimg_core.ui.auth import current_actor
 from medimg_core.ui.session import ActiveModel
 
 st.title("Evaluate")
 workflow.require("evaluate")
 
 active: ActiveModel = state.get(state.ACTIVE)
+workflow.audit_once(Action.EVALUATE, object=active.run_id, key=f"evaluate:{active.run_id}")
 model = active.model
 card = active.card
 evaluations = [ev for ev in (active.cv, active.test) if ev is not None]
@@ -433,7 +436,7 @@ with robust_tab:
     )
 with compare_tab:
     try:
-        runs = Registry().list_runs()
+        runs = guarded.list_runs(current_actor())
     except MedimgError as exc:
         runs = []
         st.warning(f"The saved runs cannot be listed: {exc}", icon=":material/warning:")

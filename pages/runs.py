@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medimg_core.errors import RegistryError
+from medimg_core.access import Action, allowed, roles_allowed
+from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import format_metric
 from medimg_core.reporting import comparison, summaries
-from medimg_core.store.registry import Registry
+from medimg_core.store import guarded
 from medimg_core.ui import state, widgets, workflow
+from medimg_core.ui.auth import client_address, current_actor
 
 PAGES = {step.key: step for step in state.STEPS}
 
@@ -23,10 +25,10 @@ notice = st.session_state.pop("runs_notice", None)
 if notice:
     st.success(notice, icon=":material/check_circle:")
 
+actor = current_actor()
 try:
-    registry = Registry()
-    runs = registry.list_runs()
-except RegistryError as exc:
+    runs = guarded.list_runs(actor)
+except MedimgError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 if not runs:
@@ -48,7 +50,7 @@ for column, partition in (("CV AUC", "cv"), ("test AUC", "test")):
     ]
 overview.insert(0, "in use", ["●" if r.id == active_id else "" for r in runs])
 overview = overview[
-    ["in use", "created", "model", "dataset", "CV AUC", "test AUC", "threshold", "id"]
+    ["in use", "created", "owner", "model", "dataset", "CV AUC", "test AUC", "threshold", "id"]
 ]
 st.dataframe(
     overview,
@@ -62,6 +64,9 @@ st.dataframe(
             help="The model the Evaluate, Explain and Predict pages use now.",
         ),
         "created": st.column_config.TextColumn("Created"),
+        "owner": st.column_config.TextColumn(
+            "Owner", help="Who trained it ('unknown' for runs saved before owners were kept)."
+        ),
         "model": st.column_config.TextColumn("Model"),
         "dataset": st.column_config.TextColumn("Data"),
         "CV AUC": st.column_config.TextColumn(
@@ -106,7 +111,12 @@ with st.container(border=True):
     with st.expander("The full model card (JSON)"):
         st.json(card, expanded=1)
         widgets.download_json(
-            card, f"medimg-card-{record.id}.json", "Download the model card", key="runs_card_dl"
+            card,
+            f"medimg-card-{record.id}.json",
+            "Download the model card",
+            key="runs_card_dl",
+            on_click=workflow.record_export,
+            args=(record.id,),
         )
 
 st.markdown("**Use this run**")
@@ -123,8 +133,12 @@ for column, (step_key, label) in zip(
     if column.button(
         label, key=f"runs_open_{step_key}", icon=PAGES[step_key].icon, width="stretch"
     ):
-        workflow.open_run(record.id)
-        st.switch_page(PAGES[step_key].path)
+        try:
+            workflow.open_run(record.id)
+        except MedimgError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.switch_page(PAGES[step_key].path)
 
 with st.expander("Delete this run"):
     st.caption(
@@ -132,17 +146,36 @@ with st.expander("Delete this run"):
         "medimg saved them in its workspace; a model folder elsewhere is left untouched. The "
         "copy of the training data is deleted with the last run that uses it."
     )
+    may_delete = allowed(actor, Action.DELETE_OWN_RUN, owner=record.owner, project=record.project)
+    if not may_delete:
+        who = (
+            f"Only {record.owner}, who trained it, or an admin"
+            if record.owner
+            else "Only an admin (its owner is not recorded)"
+        )
+        st.caption(
+            f"{who} can delete this run; you are signed in as {actor.describe()}.",
+            help=", ".join(f"{r.value}s" for r in roles_allowed(Action.DELETE_ANY_RUN))
+            + " may delete any run of their projects; analysts only their own.",
+        )
     confirmed = st.checkbox(
-        f"Yes, delete run {record.id}", key=f"runs_confirm_{record.id}", value=False
+        f"Yes, delete run {record.id}",
+        key=f"runs_confirm_{record.id}",
+        value=False,
+        disabled=not may_delete,
     )
     if st.button(
         "Delete run",
         key="runs_delete",
         type="primary",
-        disabled=not confirmed,
+        disabled=not (confirmed and may_delete),
         icon=":material/delete:",
     ):
-        deleted = registry.delete_run(record.id)
+        try:
+            deleted = guarded.delete_run(actor, record.id, client=client_address())
+        except MedimgError as exc:
+            st.error(str(exc), icon=":material/error:")
+            st.stop()
         if record.id == active_id:
             state.clear_from(state.TRAINING)
         st.session_state.pop("runs_pick", None)

@@ -8,6 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from medimg_core.access import Action
 from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import METRIC_HELP
 from medimg_core.modelling.guards import repeated_patients_warning
@@ -16,9 +17,11 @@ from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
 from medimg_core.reporting.figures.evaluation import leaderboard_figure
+from medimg_core.store import guarded
 from medimg_core.tables.loading import frame_hash
 from medimg_core.tables.roles import Roles, feature_columns
-from medimg_core.ui import cache, images, state, workflow
+from medimg_core.ui import cache, images, state, widgets, workflow
+from medimg_core.ui.auth import client_address, current_actor
 from medimg_core.ui.classes import positive_text
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -307,7 +310,18 @@ with st.container(border=True):
             )
         )
 
-if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow:"):
+actor = current_actor()
+train_refusal = widgets.refusal_note(actor, Action.TRAIN)
+may_train = train_refusal is None
+if train_refusal is not None:
+    st.caption(f"{train_refusal} Saved runs can be opened on the Runs page.")
+if st.button(
+    "Train",
+    type="primary",
+    key="train_go",
+    icon=":material/play_arrow:",
+    disabled=not may_train,
+):
     config = ModelConfig(
         model=kind,  # type: ignore[arg-type]
         scaling=scaling,  # type: ignore[arg-type]
@@ -330,6 +344,8 @@ if st.button("Train", type="primary", key="train_go", icon=":material/play_arrow
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
 
     try:
+        # Refused before minutes of fitting; the finished run is audited when it is saved.
+        guarded.check(actor, Action.TRAIN, client=client_address())
         result = train(
             data,
             roles,

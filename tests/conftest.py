@@ -12,6 +12,7 @@ import base64
 import os
 import secrets
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,17 @@ def encryption_key_file(
     monkeypatch.setenv("MEDIMG_KEY_FILE", str(path))
     monkeypatch.delenv("MEDIMG_ENCRYPTION_KEY", raising=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module() -> Iterator[None]:
+    """Put back ``sys.modules["__main__"]`` after each test.
+
+    Streamlit's AppTest runs ``app.py`` as ``__main__`` and leaves it there; a later test in
+    the same pytest-xdist worker that starts a process with the "spawn" or "forkserver" method
+    would then run ``app.py`` in the child (multiprocessing re-imports the parent's main module
+    there) and the child dies before doing its work.
+    """
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

@@ -43,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, Role, require, same_user
 from medimg_core.errors import AuthenticationError, ConfigError, RegistryError
-from medimg_core.store.registry import SQLITE_CONNECT_ARGS, engine_url
+from medimg_core.store.database import SQLITE_CONNECT_ARGS, create_tables, engine_url
 from medimg_core.workspace import workspace_home
 
 __all__ = [
@@ -341,7 +341,7 @@ class Accounts:
         self._engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
         try:
-            _Base.metadata.create_all(engine)
+            create_tables(engine, _Base.metadata)
         except SQLAlchemyError as exc:
             raise RegistryError(_open_failed(self.url, exc)) from exc
         self._ensure_default_project()

@@ -94,7 +94,5 @@ def rotate_workspace_key(
     """
     root = Path(home).expanduser().absolute() if home is not None else workspace_home()
     with Registry(home=root) as registry:
-        outside = tuple(
-            run.model_dir for run in registry.list_runs() if not run.model_dir.is_relative_to(root)
-        )
+        outside = tuple(d for d in registry.model_dirs() if not d.is_relative_to(root))
     return rotate_key(protected_files(root, model_dirs=outside), on_file=on_file)

@@ -25,16 +25,28 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
 from medimg_core.encryption import is_encrypted, read_decrypted, write_encrypted
 from medimg_core.errors import RegistryError
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
+from medimg_core.store.database import SQLITE_CONNECT_ARGS, create_tables, engine_url
 from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
@@ -71,6 +83,60 @@ class _Run(_Base):
     seed: Mapped[int] = mapped_column(Integer)
     model_dir: Mapped[str] = mapped_column(Text)
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Added by issue 9; databases made before get them from _migrate (old runs: "default",
+    # owner unknown).
+    project: Mapped[str] = mapped_column(
+        String(128), index=True, default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT
+    )
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class _Dataset(_Base):
+    """Which project stored which table (a content-addressed file may serve several)."""
+
+    __tablename__ = "datasets"
+
+    hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring a registry made by an older medimg up to date: add the runs' ``project`` and
+    ``owner`` columns (old runs belong to "default", owner unknown) and record the tables those
+    runs stored as belonging to "default". Portable between SQLite and PostgreSQL; safe when
+    two processes migrate at once."""
+    columns = {c["name"] for c in inspect(engine).get_columns("runs")}
+    added = False
+    for name, ddl in (
+        ("project", f"VARCHAR(128) NOT NULL DEFAULT '{DEFAULT_PROJECT}'"),
+        ("owner", "VARCHAR(128)"),
+    ):
+        if name in columns:
+            continue
+        guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {guard}{name} {ddl}")
+        except SQLAlchemyError:
+            # Another process added it between the look and the change.
+            if name not in {c["name"] for c in inspect(engine).get_columns("runs")}:
+                raise
+        added = added or name == "project"
+    if not added:
+        return
+    with Session(engine) as session, session.begin():
+        known = set(session.scalars(select(_Dataset.hash)))
+        for row in session.scalars(select(_Run)):
+            stored = _record(row).stored_dataset_hash
+            if stored not in known:
+                known.add(stored)
+                session.add(
+                    _Dataset(
+                        hash=stored, project=row.project, owner=None, created_at=row.created_at
+                    )
+                )
 
 
 @dataclass(frozen=True)
@@ -88,6 +154,8 @@ class RunRecord:
     config, plan, versions : model configuration, cleaning plan and library versions.
     model_dir : the saved model directory.
     card : the full model card.
+    project : the project the run belongs to ("default" for runs recorded before projects).
+    owner : the user who trained it (None for runs recorded before owners were kept).
     """
 
     id: str
@@ -105,6 +173,8 @@ class RunRecord:
     seed: int
     model_dir: Path
     card: dict[str, Any]
+    project: str = DEFAULT_PROJECT
+    owner: str | None = None
 
     @property
     def stored_dataset_hash(self) -> str:
@@ -125,10 +195,11 @@ class RunRecord:
         return (self.metrics.get(partition) or {}).get(name)
 
     def summary(self) -> dict[str, Any]:
-        """One table row: id, created, dataset, model, CV AUC, test AUC, threshold."""
+        """One table row: id, created, owner, dataset, model, CV AUC, test AUC, threshold."""
         return {
             "id": self.id,
             "created": self.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "owner": self.owner or "unknown",
             "dataset": self.dataset_name or self.dataset_hash[:12],
             "model": self.model_kind,
             "CV AUC": _format_metric(self.metric("cv", "roc_auc")),
@@ -168,6 +239,8 @@ def _record(row: _Run) -> RunRecord:
         seed=row.seed,
         model_dir=Path(row.model_dir),
         card=dict(row.card or {}),
+        project=row.project or DEFAULT_PROJECT,
+        owner=row.owner,
     )
 
 
@@ -265,7 +338,8 @@ class Registry:
             ) from exc
         try:
             self._engine: Engine = _create_engine(url)
-            _Base.metadata.create_all(self._engine)
+            create_tables(self._engine, _Base.metadata)
+            _migrate(self._engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise RegistryError(
                 f"cannot open the run registry at {_safe_url(url)}: {_first_line(exc)}; check "
@@ -298,8 +372,9 @@ class Registry:
     def datasets_dir(self) -> Path:
         return self.home / "datasets"
 
-    def store_dataset(self, df: pd.DataFrame) -> Path:
-        """Keep a copy of a table as ``<home>/datasets/<content hash>.parquet``.
+    def store_dataset(self, actor: Actor, df: pd.DataFrame) -> Path:
+        """Keep a copy of a table as ``<home>/datasets/<content hash>.parquet``, recorded as a
+        table of ``actor``'s current project.
 
         The Parquet bytes are made in memory, encrypted (:mod:`medimg_core.encryption`) and
         written atomically; the plaintext never touches the disk. Skipped when a table with the
@@ -307,6 +382,7 @@ class Registry:
 
         Parameters
         ----------
+        actor : who stores it; needs the right to upload data in their current project.
         df : the table.
 
         Returns
@@ -316,13 +392,17 @@ class Registry:
 
         Raises
         ------
+        PermissionDenied
+            When ``actor`` may not upload data in their current project.
         RegistryError
             When the dataset store cannot be written.
         EncryptionError
             When the encryption key is malformed or its file unsafe.
         """
+        require(actor, Action.UPLOAD)
         digest = frame_hash(df)
         target = self.datasets_dir / f"{digest}.parquet"
+        self._record_dataset(actor, digest)
         if is_encrypted(target):
             return target
         buffer = io.BytesIO()
@@ -337,13 +417,29 @@ class Registry:
             ) from exc
         return target
 
-    def load_dataset(self, dataset_hash: str) -> pd.DataFrame:
-        """The stored table with this content hash.
+    def _record_dataset(self, actor: Actor, digest: str) -> None:
+        project = actor.project or DEFAULT_PROJECT
+        with self._session("record the data set") as session:
+            if session.get(_Dataset, (digest, project)) is None:
+                session.add(
+                    _Dataset(
+                        hash=digest,
+                        project=project,
+                        owner=actor.username,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+
+    def load_dataset(self, actor: Actor, dataset_hash: str) -> pd.DataFrame:
+        """The stored table with this content hash, when it belongs to one of ``actor``'s
+        projects.
 
         Raises
         ------
         RegistryError
-            When the hash is malformed, no table with it is stored, or the file is damaged.
+            When the hash is malformed, no table with it is stored in the actor's projects (a
+            table of another project is reported the same way, never revealed), or the file is
+            damaged.
         EncryptionError
             When the file is encrypted with a key that is not at hand.
         """
@@ -353,10 +449,20 @@ class Registry:
                 "a run record."
             )
         path = self.datasets_dir / f"{dataset_hash}.parquet"
-        if not path.is_file():
+        with self._session("read a data set") as session:
+            projects = set(
+                session.scalars(select(_Dataset.project).where(_Dataset.hash == dataset_hash))
+            )
+        # A table stored before projects existed (no record at all) belongs to "default", as
+        # the runs of that time do.
+        readable = [p for p in projects or {DEFAULT_PROJECT} if p in actor.projects]
+        if readable:
+            require(actor, Action.OPEN_RUN, project=readable[0])
+        if not readable or not path.is_file():
             raise RegistryError(
-                f"no stored dataset with hash {dataset_hash[:12]}… in {self.datasets_dir}; it "
-                "was deleted or recorded in another workspace (check MEDIMG_HOME)."
+                f"no stored dataset with hash {dataset_hash[:12]}… in your projects in "
+                f"{self.datasets_dir}; it was deleted, belongs to a project you are not a member "
+                "of, or was recorded in another workspace (check MEDIMG_HOME)."
             )
         try:
             return pd.read_parquet(io.BytesIO(read_decrypted(path, what="The stored data set")))
@@ -368,6 +474,7 @@ class Registry:
 
     def record_run(
         self,
+        actor: Actor,
         result: TrainingResult,
         *,
         data: pd.DataFrame,
@@ -378,6 +485,7 @@ class Registry:
 
         Parameters
         ----------
+        actor : who trained it: the run belongs to their current project, with them as owner.
         result : the training outcome.
         data : the table the model was trained on (after cleaning).
         card : the model card (as written by :func:`~medimg_core.store.persistence.save_model`).
@@ -388,6 +496,11 @@ class Registry:
         str
             The new run id.
 
+        Raises
+        ------
+        PermissionDenied
+            When ``actor`` may not train in their current project.
+
         Notes
         -----
         Only :func:`reproducible_table` of ``data`` is stored (features, label, pseudonymised
@@ -395,10 +508,17 @@ class Registry:
         the same data are recognised as such, and the card gains a ``stored_dataset`` section
         with the stored table's hash and column mapping.
         """
+        require(actor, Action.TRAIN)
+        project = actor.project or DEFAULT_PROJECT
         model = result.model
         table, mapping = reproducible_table(model, data)
-        stored = self.store_dataset(table)
-        card = {**card, STORED_DATASET: {"hash": stored.stem, **mapping}}
+        stored = self.store_dataset(actor, table)
+        card = {
+            **card,
+            STORED_DATASET: {"hash": stored.stem, **mapping},
+            "project": project,
+            "owner": actor.username,
+        }
         now = datetime.now(UTC)
         metrics = card.get("metrics") or {
             "cv": result.cv.to_dict(),
@@ -421,35 +541,61 @@ class Registry:
             seed=model.config.seed,
             model_dir=str(Path(model_dir).expanduser().absolute()),
             card=card,
+            project=project,
+            owner=actor.username,
         )
         with self._session("record the run") as session:
             session.add(row)
         return run_id
 
-    def list_runs(self) -> list[RunRecord]:
-        """Every recorded run, newest first."""
-        with self._session("list runs") as session:
-            rows = session.scalars(select(_Run).order_by(_Run.created_at.desc(), _Run.id.desc()))
-            return [_record(r) for r in rows]
+    def list_runs(self, actor: Actor) -> list[RunRecord]:
+        """The runs of ``actor``'s current project, newest first.
 
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id.
+        Raises
+        ------
+        PermissionDenied
+            When ``actor`` has no current project or is not a member of it.
+        """
+        require(actor, Action.OPEN_RUN)
+        query = (
+            select(_Run)
+            .where(_Run.project == actor.project)
+            .order_by(_Run.created_at.desc(), _Run.id.desc())
+        )
+        with self._session("list runs") as session:
+            return [_record(r) for r in session.scalars(query)]
+
+    def model_dirs(self) -> list[Path]:
+        """Every recorded run's model directory, in every project.
+
+        For workspace maintenance only (key rotation must re-encrypt every model file); it
+        gives no run's data or metrics, so it takes no acting user: the command that calls it
+        checks the permission.
+        """
+        with self._session("list model folders") as session:
+            return [Path(d) for d in session.scalars(select(_Run.model_dir))]
+
+    def get_run(self, actor: Actor, run_id: str) -> RunRecord:
+        """The run with this id, when it belongs to one of ``actor``'s projects.
 
         Raises
         ------
         RegistryError
-            When no such run is recorded.
+            When no such run is recorded in the actor's projects. A run of another project is
+            reported exactly as a missing one, so its existence is not revealed.
         """
         with self._session("read a run") as session:
             row = session.get(_Run, run_id)
-            if row is not None:
-                return _record(row)
+            record = _record(row) if row is not None else None
+        if record is not None and record.project in actor.projects:
+            require(actor, Action.OPEN_RUN, project=record.project)
+            return record
         raise RegistryError(
-            f"no run with id {run_id!r} in the registry at {self.url}; list the recorded runs "
-            "with `medimg runs` or on the Runs page."
+            f"no such run in your projects: {run_id!r} is not recorded in a project you are a "
+            "member of; list your runs with `medimg runs` or on the Runs page."
         )
 
-    def delete_run(self, run_id: str) -> DeletedRun:
+    def delete_run(self, actor: Actor, run_id: str) -> DeletedRun:
         """Delete a run's record, its model directory when medimg made it here, and its stored
         table when no other run uses it.
 
@@ -459,6 +605,8 @@ class Registry:
         model directory is left untouched: the run is only unregistered, and the returned note
         says so.
 
+        Analysts delete only the runs they own; admins any run of their projects.
+
         Returns
         -------
         DeletedRun
@@ -466,10 +614,14 @@ class Registry:
 
         Raises
         ------
+        PermissionDenied
+            When ``actor`` may not delete this run.
         RegistryError
-            When no such run is recorded, or the record or directory cannot be removed.
+            When no such run is recorded in the actor's projects, or the record or directory
+            cannot be removed.
         """
-        record = self.get_run(run_id)
+        record = self.get_run(actor, run_id)
+        require(actor, Action.DELETE_OWN_RUN, owner=record.owner, project=record.project)
         model_dir = record.model_dir
         owned = self._owned_model_dir(model_dir)
         parked: Path | None = None
@@ -527,6 +679,8 @@ class Registry:
     def _delete_dataset(self, stored_hash: str) -> bool:
         if not _HASH.match(stored_hash):
             return False
+        with self._session("forget the data set") as session:
+            session.execute(delete(_Dataset).where(_Dataset.hash == stored_hash))
         deleted = False
         # The stored table may carry a further suffix (an encrypted copy): every file named
         # "<hash>.<suffix>" in the dataset store is that table.
@@ -574,19 +728,6 @@ def _text_or_missing(value: Any) -> Any:
     return str(value)
 
 
-def engine_url(url: str) -> URL:
-    """The SQLAlchemy URL medimg opens for a user's database URL.
-
-    ``postgresql://`` (and the older ``postgres://``) URLs name no driver; they get psycopg 3, the
-    driver medimg installs, where SQLAlchemy would otherwise look for psycopg2. Any URL that
-    names a driver (``postgresql+psycopg2://``) is kept as it is.
-    """
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
 def _json_text(value: Any) -> str:
     """JSON text every database accepts: NaN and infinities become null, as in the model card.
 
@@ -606,11 +747,6 @@ def _create_engine(url: str) -> Engine:
     else:
         options["connect_args"] = SQLITE_CONNECT_ARGS
     return create_engine(parsed, **options)
-
-
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
-"""Wait up to a minute for another process's write lock (SQLite's default is 5 s, too short for
-several CLI runs, dashboard sessions and the audit trail writing to one file on a busy server)."""
 
 
 def _safe_url(url: str) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from medimg_core.errors import RegistryError
+from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
+from medimg_core.errors import ModelFileError, RegistryError
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import cases
@@ -48,6 +49,7 @@ class SavedRun:
 
 
 def save_run(
+    actor: Actor,
     result: TrainingResult,
     model_dir: str | os.PathLike[str],
     *,
@@ -63,6 +65,8 @@ def save_run(
 
     Parameters
     ----------
+    actor : who trained it; needs the right to train in their current project, checked before
+        anything is written. The run belongs to that project, with the actor as owner.
     result : the training outcome.
     model_dir : the model directory to create or replace (written atomically).
     data : the cleaned table the model was developed and tested on.
@@ -82,11 +86,14 @@ def save_run(
 
     Raises
     ------
+    PermissionDenied
+        When ``actor`` may not train in their current project (nothing is written).
     ModelFileError
         When the model directory cannot be written.
     RegistryError
         When the run cannot be recorded and ``strict_registry`` is set.
     """
+    require(actor, Action.TRAIN)
     case_frame = cases.build_cases(result, data)
     development = case_frame[case_frame[cases.PARTITION] == cases.DEVELOPMENT]
     directory = save_model(
@@ -100,12 +107,12 @@ def save_run(
         feature_descriptions=feature_descriptions,
     )
     cases.save_cases(directory, case_frame, id_column=result.model.roles.id)
-    card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))
+    card = _stamp_card(directory, actor)
     warnings = tuple(result.warnings)
     run_id: str | None
     try:
         with Registry() as registry:
-            run_id = registry.record_run(result, data=data, card=card, model_dir=directory)
+            run_id = registry.record_run(actor, result, data=data, card=card, model_dir=directory)
     except RegistryError as exc:
         if strict_registry:
             raise RegistryError(f"the model was saved to {directory}, but {exc}") from exc
@@ -114,3 +121,22 @@ def save_run(
     return SavedRun(
         model_dir=directory, card=card, cases=case_frame, run_id=run_id, warnings=warnings
     )
+
+
+def _stamp_card(directory: Path, actor: Actor) -> dict[str, Any]:
+    """The saved card with the run's project and owner added (written back atomically), so
+    that whoever reads the card alone knows whose model it is and where it belongs."""
+    path = directory / CARD_NAME
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["project"] = actor.project or DEFAULT_PROJECT
+    card["owner"] = actor.username
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(card, indent=2, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except (OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelFileError(
+            f"cannot write the model card {path}: {exc}; check that the folder is writable."
+        ) from exc
+    return card

@@ -101,6 +101,9 @@ class ActiveModel:
     warnings : guard messages from training.
     images : the image set the model was trained on in this session (None for table models
         and for runs reopened from the registry).
+    ids_pseudonymous : the ID column of ``cases`` and the evaluations' row IDs already hold
+        keyed pseudonyms (a run reopened from its ``cases.parquet``, or a model prepared for
+        display by :func:`medimg_core.ui.explaining.displayed_active`).
     """
 
     model: MedimgModel
@@ -112,6 +115,7 @@ class ActiveModel:
     leaderboard: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
     images: ImageContext | None = None
+    ids_pseudonymous: bool = False
 
     @property
     def key(self) -> str:

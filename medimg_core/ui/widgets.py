@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from medimg_core.access import Action, Actor, allowed, roles_allowed
 from medimg_core.privacy import to_safe_csv
 
 __all__ = [
@@ -20,8 +21,28 @@ __all__ = [
     "notes",
     "paged_dataframe",
     "ranges_editor",
+    "refusal_note",
     "without_columns",
 ]
+
+
+def refusal_note(actor: Actor, action: Action) -> str | None:
+    """The caption under a disabled control: who may do ``action`` and who the user is; None
+    when ``actor`` may do it (in their current project).
+
+    Only a hint: the core refuses the action whatever the page shows.
+    """
+    if allowed(actor, action):
+        return None
+    roles = [f"{r.value}s" for r in roles_allowed(action)]
+    who = roles[0] if len(roles) == 1 else ", ".join(roles[:-1]) + " and " + roles[-1]
+    if actor.role in roles_allowed(action):
+        return (
+            f"Choose one of your projects to {action.description}; you are signed in as "
+            f"{actor.describe()}."
+        )
+    return f"Only {who} can {action.description}; you are signed in as {actor.describe()}."
+
 
 _ROW_HEIGHT = 35
 _HEADER_HEIGHT = 38

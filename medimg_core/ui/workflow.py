@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import streamlit as st
 
-from medimg_core.errors import ConfigError, ModelFileError
+from medimg_core.access import Action
+from medimg_core.errors import ConfigError, MedimgError, ModelFileError
 from medimg_core.tables import cleaning
 from medimg_core.tables.cleaning import CleaningReport
 from medimg_core.tables.loading import LoadedTable, frame_hash
@@ -129,10 +130,18 @@ def handle_upload(data: bytes, name: str) -> LoadedTable:
 
     Raises
     ------
+    PermissionDenied
+        When the session's user may not upload data (audited as refused; nothing is read).
     DataError
         The file is not a usable table (the message says why and what to do).
     """
-    table = cache.uploaded_table(data, name)
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
+
+    with guarded.audited(current_actor(), Action.UPLOAD, client=client_address()) as entry:
+        table = cache.uploaded_table(data, name)
+        entry.object = table.content_hash
     set_table(table)
     st.session_state.pop(JOIN_RESULT, None)
     return table
@@ -295,12 +304,26 @@ def run_cleaning(plan: cleaning.CleaningPlan | None = None) -> CleaningReport:
     The report is stored only when it differs from the one in the session, so rerunning a page
     with unchanged settings keeps the trained model that depends on it.
 
+    The session's user must be allowed to clean data; each new cleaning (not each rerun of the
+    page) is recorded in the audit trail.
+
     Returns
     -------
     CleaningReport
+
+    Raises
+    ------
+    PermissionDenied
+        When the session's user may not clean data (audited as refused).
     """
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
+
     table: LoadedTable = state.get(state.TABLE)
     roles: Roles = state.get(state.ROLES)
+    actor, client = current_actor(), client_address()
+    guarded.check(actor, Action.CLEAN, client=client, object=table.content_hash)
     if plan is None:
         plan = suggested_plan()
     report = cache.cleaned(
@@ -308,7 +331,8 @@ def run_cleaning(plan: cleaning.CleaningPlan | None = None) -> CleaningReport:
     )
     current: CleaningReport | None = state.get(state.CLEANING)
     if current is None or current.plan != report.plan or current.n_input != report.n_input:
-        state.put(state.CLEANING, report)
+        with guarded.audited(actor, Action.CLEAN, client=client, object=table.content_hash):
+            state.put(state.CLEANING, report)
     return report
 
 
@@ -411,16 +435,20 @@ def activate_training(
 
     Raises
     ------
+    PermissionDenied
+        When the session's user (:func:`medimg_core.ui.auth.current_actor`) may not train.
     ModelFileError
         When the model directory cannot be written.
     RegistryError
         When the workspace cannot be created.
     """
     # Deferred for start-up speed (see the note at the top of this module).
-    from medimg_core.store import runs
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
 
     images = current_images()
-    saved = runs.save_run(
+    saved = guarded.save_run(
+        current_actor(),
         result,
         workspace_home() / "models" / uuid.uuid4().hex,
         data=data,
@@ -429,6 +457,7 @@ def activate_training(
         validation=validation,
         strict_registry=False,
         image_settings=images.settings if images is not None else None,
+        client=client_address(),
     )
     card, case_frame, run_id, warnings = saved.card, saved.cases, saved.run_id, saved.warnings
     active = ActiveModel(
@@ -468,15 +497,16 @@ def open_run(run_id: str) -> ActiveModel:
     Raises
     ------
     RegistryError
-        When no such run is recorded.
+        When no such run is recorded in the session user's projects.
     ModelFileError
         When the model files are missing, damaged or fail verification.
     """
     # Deferred for start-up speed (see the note at the top of this module).
-    from medimg_core.store import cases, registry
+    from medimg_core.store import cases, guarded
     from medimg_core.store.persistence import load_model
+    from medimg_core.ui.auth import client_address, current_actor
 
-    record = registry.Registry().get_run(run_id)
+    record = guarded.open_run(current_actor(), run_id, client=client_address())
     loaded = load_model(record.model_dir)
     card = loaded.card
     warnings = [str(w) for w in card.get("warnings") or []]
@@ -501,11 +531,67 @@ def open_run(run_id: str) -> ActiveModel:
         cases=case_frame,
         leaderboard=tuple(card.get("leaderboard") or ()),
         warnings=tuple(warnings),
+        # cases.parquet stores keyed pseudonyms, never the uploaded IDs.
+        ids_pseudonymous=True,
     )
     state.put(state.TRAINING, None)
     state.put(state.RUN_ID, record.id)
     state.put(state.ACTIVE, active)
+    # Reopening a run starts new work: evaluating or explaining it is recorded again.
+    st.session_state.pop(_AUDITED, None)
     return active
+
+
+_AUDITED = "_medimg_audited"
+"""Session key of what this session has already recorded (see :func:`audit_once`)."""
+
+
+def audit_once(action: Action, *, object: str | None, key: str) -> None:
+    """Check ``action`` for the session's user and record it in the audit trail, once per
+    session and ``key`` (a page rerun is not a new action); stop the page with the refusal.
+
+    Parameters
+    ----------
+    action : what the page is about to show (evaluate, explain, predict).
+    object : the run ID acted on (None for a model that was not recorded).
+    key : what makes it a new action: the run, and the case for an explanation.
+    """
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
+
+    actor = current_actor()
+    marker = (actor.username, actor.project, str(action), key)
+    done: set[tuple[str, str | None, str, str]] = st.session_state.setdefault(_AUDITED, set())
+    if marker in done:
+        return
+    try:
+        with guarded.audited(actor, action, client=client_address(), object=object):
+            pass
+    except MedimgError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    done.add(marker)
+
+
+def record_export(run_id: str | None) -> None:
+    """``on_click`` of a download button: record the export (of the run's model card,
+    predictions or a case report) in the audit trail, as the session's user."""
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
+
+    try:
+        with guarded.audited(
+            current_actor(),
+            Action.OPEN_RUN,
+            client=client_address(),
+            object=run_id,
+            audit_action="export",
+        ):
+            pass
+    except MedimgError as exc:
+        st.error(str(exc), icon=":material/error:")
 
 
 def require(step_key: str) -> None:
@@ -543,7 +629,12 @@ def require(step_key: str) -> None:
             runs = _PAGES["runs"]
             st.page_link(runs.path, label="Open a saved run", icon=runs.icon)
         if st.button(SAMPLE_BUTTON, key=f"guard_sample_{step_key}", type="primary"):
-            use_sample(until)
+            try:
+                use_sample(until)
+            except MedimgError as exc:
+                # A viewer may open saved runs but not clean or train, even on the sample.
+                st.error(str(exc), icon=":material/error:")
+                st.stop()
             st.rerun()
     st.stop()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
+from medimg_core.access import Actor, Role
 from medimg_core.tables.profile import HIDDEN_SUMMARY
 from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
@@ -182,3 +183,17 @@ def test_a_feature_can_be_marked_as_a_reader_assessment(open_app: Callable[..., 
     roles = at.session_state[state.ROLES]
     assert roles.reader == ("mean radius",)
     assert "mean radius" not in roles.non_feature_columns()
+
+
+def test_a_viewer_sees_the_uploaders_disabled_with_who_may(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = open_app(PAGE)
+    at.session_state[state.ACTOR] = Actor("vera", Role.VIEWER, frozenset({"default"}), "default")
+    at.run()
+    assert not at.exception
+    note = "Only analysts and admins can upload data; you are signed in as vera (viewer)."
+    assert note in [c.value for c in at.caption]
+    at.radio(key="data_kind").set_value("images").run()
+    assert not at.exception
+    assert note in [c.value for c in at.caption]

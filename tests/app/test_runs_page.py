@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medimg_core import access
+from medimg_core.access import SINGLE_USER, Actor, Role
 from medimg_core.cli import main as cli_main
 from medimg_core.reporting import summaries
+from medimg_core.store.audit import AuditTrail
 from medimg_core.store.cases import CASES_NAME
 from medimg_core.store.registry import Registry
 from medimg_core.ui import state
@@ -96,7 +99,7 @@ def test_opening_a_run_makes_it_active_and_switches_page(
 
 def test_a_run_without_cases_opens_with_card_metrics(open_app: Callable[..., AppTest]) -> None:
     at = with_a_run(open_app)
-    record = Registry().list_runs()[0]
+    record = Registry().list_runs(SINGLE_USER)[0]
     (record.model_dir / CASES_NAME).unlink()
     at.button(key="runs_open_evaluate").click().run()
     assert not at.exception
@@ -108,13 +111,13 @@ def test_a_run_without_cases_opens_with_card_metrics(open_app: Callable[..., App
 def test_delete_needs_confirmation(open_app: Callable[..., AppTest], app_env: Path) -> None:
     at = with_a_run(open_app)
     run_id = at.session_state[state.ACTIVE].run_id
-    model_dir = Registry().get_run(run_id).model_dir
+    model_dir = Registry().get_run(SINGLE_USER, run_id).model_dir
     assert at.button(key="runs_delete").disabled
     at.checkbox(key=f"runs_confirm_{run_id}").check().run()
     assert not at.button(key="runs_delete").disabled
     at.button(key="runs_delete").click().run()
     assert not at.exception
-    assert Registry().list_runs() == []
+    assert Registry().list_runs(SINGLE_USER) == []
     assert not model_dir.exists()
     assert any(run_id in s.value for s in at.success)
     assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
@@ -128,12 +131,12 @@ def test_deleting_a_run_saved_outside_the_workspace_keeps_its_files(
     argv = ["train", "sample:wdbc", "--model", "logreg", "--cv", "3", "--n-boot", "50"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli_main([*argv, "-o", str(outside)]) == 0
-    (record,) = Registry().list_runs()
+    (record,) = Registry().list_runs(SINGLE_USER)
     at = open_app(PAGE)
     at.checkbox(key=f"runs_confirm_{record.id}").check().run()
     at.button(key="runs_delete").click().run()
     assert not at.exception
-    assert Registry().list_runs() == []
+    assert Registry().list_runs(SINGLE_USER) == []
     assert (outside / "model.skops").is_file() and (outside / "card.json").is_file()
     notice = " ".join(s.value for s in at.success)
     assert f"Run {record.id} was removed from the list of runs" in notice
@@ -160,3 +163,62 @@ def test_the_card_says_when_auto_chose_the_model() -> None:
     assert summaries.card_facts(card)["Model"] == summaries.card_model_text(card)
     one = {"pipeline": {"kind": "logreg"}, "leaderboard": []}
     assert "auto" not in summaries.card_model_text(one)
+
+
+def test_a_viewer_cannot_delete_and_the_core_refuses_even_a_forced_click(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = with_a_run(open_app)
+    run_id = at.session_state[state.ACTIVE].run_id
+    at.session_state[state.ACTOR] = Actor("vera", Role.VIEWER, frozenset({"default"}), "default")
+    at.run()
+    assert not at.exception
+    assert at.dataframe[0].value["owner"].iloc[0] == SINGLE_USER.username
+    assert at.button(key="runs_delete").disabled
+    assert at.checkbox(key=f"runs_confirm_{run_id}").disabled
+    assert (
+        f"Only {SINGLE_USER.username}, who trained it, or an admin can delete this run; you are "
+        "signed in as vera (viewer)."
+    ) in [c.value for c in at.caption]
+    # The page only hides the way; the core decides: with the page's check switched off (as a
+    # page that forgot it would be), the click reaches the core, which refuses.
+    monkeypatch.setattr(access, "allowed", lambda *args, **kwargs: True)
+    at.run()
+    at.checkbox(key=f"runs_confirm_{run_id}").check().run()
+    assert not at.button(key="runs_delete").disabled
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "vera (viewer) may not delete their own runs: only analysts and admins can; ask an "
+        "admin if your role should change."
+    ]
+    assert [r.id for r in Registry().list_runs(SINGLE_USER)] == [run_id]
+
+
+def test_a_member_of_another_project_sees_none_of_its_runs(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = with_a_run(open_app)
+    at.session_state[state.ACTOR] = Actor("bea", Role.ADMIN, frozenset({"b"}), "b")
+    at.run()
+    assert not at.exception
+    assert "No runs are saved yet" in at.info[0].value
+    assert not at.dataframe
+
+
+def test_opening_and_evaluating_a_run_are_audited_once(open_app: Callable[..., AppTest]) -> None:
+    at = with_a_run(open_app)
+    run_id = at.session_state[state.ACTIVE].run_id
+    with Registry() as registry:
+        before = len(AuditTrail(registry).entries())
+    at.button(key="runs_open_evaluate").click().run()
+    assert not at.exception and at.title[0].value == "Evaluate"
+    at.run()  # a rerun of the page is not a new evaluation
+    with Registry() as registry:
+        entries = AuditTrail(registry).entries().iloc[before:]
+    assert entries[
+        ["user", "project", "action", "object", "outcome", "client"]
+    ].values.tolist() == [
+        [SINGLE_USER.username, "default", "open run", run_id, "ok", "local"],
+        [SINGLE_USER.username, "default", "evaluate", run_id, "ok", "local"],
+    ]

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medimg_core.access import SINGLE_USER, Actor, Role
+from medimg_core.store.audit import AuditTrail
 from medimg_core.store.cases import CASES_NAME, load_cases
 from medimg_core.store.registry import Registry
-from medimg_core.ui import state
+from medimg_core.ui import state, widgets
 from medimg_core.ui.workflow import SAMPLE_BUTTON
 
 PAGE = "pages/train.py"
@@ -67,7 +69,7 @@ def test_training_on_the_sample_activates_and_records_the_run(
     assert any("Model in use: Logistic regression" in s.value for s in at.subheader)
     assert any("Go to Evaluate" in link.label for link in at.get("page_link"))
 
-    runs = Registry().list_runs()
+    runs = Registry().list_runs(SINGLE_USER)
     assert [r.id for r in runs] == [active.run_id]
     model_dir = runs[0].model_dir
     assert (model_dir / CASES_NAME).is_file()
@@ -154,3 +156,34 @@ def test_near_identical_rows_without_an_id_are_named_before_training(
     warnings = [w.value for w in at.warning]
     assert any(w.startswith("30 row(s) are near-identical") for w in warnings), warnings
     assert at.button(key="train_go")
+
+
+def test_a_viewer_cannot_train_and_the_core_refuses_before_fitting(
+    open_app: Callable[..., AppTest], app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = sample_ready(open_app)
+    at.session_state[state.ACTOR] = Actor("vera", Role.VIEWER, frozenset({"default"}), "default")
+    at.run()
+    assert not at.exception
+    assert at.button(key="train_go").disabled
+    assert (
+        "Only analysts and admins can train a model; you are signed in as vera (viewer). Saved "
+        "runs can be opened on the Runs page."
+    ) in [c.value for c in at.caption]
+    # With the page's check switched off, the click reaches the core, which refuses it.
+    monkeypatch.setattr(widgets, "refusal_note", lambda *args, **kwargs: None)
+    at.run()
+    at = train_fast(at)
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "vera (viewer) may not train a model: only analysts and admins can; ask an admin if "
+        "your role should change."
+    ]
+    assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
+    assert Registry().list_runs(SINGLE_USER) == []
+    with Registry() as registry:
+        entries = AuditTrail(registry).entries()
+    assert entries[["user", "action", "outcome", "client"]].values.tolist() == [
+        [SINGLE_USER.username, "clean", "ok", "local"],  # the sample, cleaned by the guard
+        ["vera", "train", "refused", "local"],
+    ]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medimg_core.access import SINGLE_USER
 from medimg_core.cli import _ProgressLine, main
 from medimg_core.store.persistence import load_model
 from medimg_core.store.registry import Registry
@@ -100,15 +101,16 @@ def test_train_saves_records_and_summarises(trained: Trained) -> None:
     assert "mean |SHAP value| in log-odds of malignant" in card["top_features_measure"]
     assert 0.97 < card["metrics"]["cv"]["roc_auc"]["value"] <= 1.0
     with Registry(home=trained.home) as registry:
-        runs = registry.list_runs()
+        runs = registry.list_runs(SINGLE_USER)
     assert len(runs) == 1 and runs[0].model_dir == trained.model_dir
 
 
 def test_runs_lists_newest_first(home: Path, trained: Trained) -> None:
     status, out, _ = run(["runs"])
     assert status == 0
-    header, *rows = out.strip().splitlines()
-    assert header.split()[:4] == ["id", "created", "dataset", "model"]
+    title, header, *rows = out.strip().splitlines()
+    assert title == "Runs of project 'default', newest first:"
+    assert header.split()[:5] == ["id", "created", "owner", "dataset", "model"]
     assert len(rows) == 1 and "logreg" in rows[0] and "wdbc" in rows[0]
 
 
@@ -157,7 +159,7 @@ def test_runs_delete_unregisters_a_model_saved_outside_the_workspace(
     outside = tmp_path / "elsewhere" / "model"
     assert run(["train", "sample:wdbc", *FAST, "-o", str(outside)])[0] == 0
     with Registry() as registry:
-        (record,) = registry.list_runs()
+        (record,) = registry.list_runs(SINGLE_USER)
     status, out, err = run(["runs", "--delete", record.id])
     assert status == 0, err
     assert f"Run {record.id} was removed from the list of runs" in out
@@ -165,7 +167,7 @@ def test_runs_delete_unregisters_a_model_saved_outside_the_workspace(
     assert (outside / "model.skops").is_file() and (outside / "card.json").is_file()
     assert "copy of its training data was deleted" in out
     with Registry() as registry:
-        assert registry.list_runs() == []
+        assert registry.list_runs(SINGLE_USER) == []
     assert not list((tmp_path / "ws" / "datasets").iterdir())
 
 
@@ -1000,7 +1002,9 @@ def test_predict_csv_is_stamped_flags_unusual_cases_and_abstains(
     assert status == 0, err
     written = pd.read_csv(target)
     with Registry() as registry:
-        run_ids = [r.id for r in registry.list_runs() if r.model_dir == trained.model_dir]
+        run_ids = [
+            r.id for r in registry.list_runs(SINGLE_USER) if r.model_dir == trained.model_dir
+        ]
     card = json.loads((trained.model_dir / "card.json").read_text())
     assert written["run_id"].unique().tolist() == run_ids[:1] and run_ids
     assert written["model_sha256"].unique().tolist() == [card["model_sha256"]]

@@ -39,6 +39,21 @@ def run(
     return status, out, err
 
 
+ROOT = ("--user", "root")
+"""Once accounts exist, the command line acts as a named account: here the admin "root"."""
+
+
+def add_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Add the admin account "root" (in no project) while no account exists yet."""
+    status, _, err = run(
+        monkeypatch,
+        capsys,
+        *("users", "add", "root", "--role", "admin", "--password-stdin"),
+        stdin=PASSWORD + "\n",
+    )
+    assert (status, err) == (0, "")
+
+
 def test_add_user_reads_the_password_from_stdin(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,11 +147,12 @@ def test_list_disable_enable_and_set_role(
         run(
             monkeypatch,
             capsys,
+            *(ROOT if name != "root" else ()),
             *("users", "add", name, "--role", role, "--project", "default", "--password-stdin"),
             stdin=PASSWORD + "\n",
         )
-    assert run(monkeypatch, capsys, "users", "disable", "alice")[0] == 0
-    status, out, _ = run(monkeypatch, capsys, "users", "list")
+    assert run(monkeypatch, capsys, *ROOT, "users", "disable", "alice")[0] == 0
+    status, out, _ = run(monkeypatch, capsys, *ROOT, "users", "list")
     lines = out.splitlines()
     assert lines[0].split() == [
         "name",
@@ -152,13 +168,13 @@ def test_list_disable_enable_and_set_role(
     assert PASSWORD not in out and "argon2" not in out
     with Accounts() as acc, pytest.raises(AuthenticationError):
         acc.authenticate("alice", PASSWORD)
-    status, out, _ = run(monkeypatch, capsys, "users", "enable", "alice")
+    status, out, _ = run(monkeypatch, capsys, *ROOT, "users", "enable", "alice")
     assert out.startswith("Enabled alice")
-    status, out, _ = run(monkeypatch, capsys, "users", "set-role", "alice", "analyst")
+    status, out, _ = run(monkeypatch, capsys, *ROOT, "users", "set-role", "alice", "analyst")
     assert out.strip() == "alice is now analyst; it applies from their next sign-in."
     with Accounts() as acc:
         assert acc.authenticate("alice", PASSWORD).role is Role.ANALYST
-    status, _, err = run(monkeypatch, capsys, "users", "set-role", "alice", "owner")
+    status, _, err = run(monkeypatch, capsys, *ROOT, "users", "set-role", "alice", "owner")
     assert status == 2
     assert "invalid choice: 'owner'" in err
 
@@ -166,9 +182,11 @@ def test_list_disable_enable_and_set_role(
 def test_list_shows_a_locked_account(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    add_root(monkeypatch, capsys)
     run(
         monkeypatch,
         capsys,
+        *ROOT,
         *("users", "add", "alice", "--role", "viewer", "--password-stdin"),
         stdin=PASSWORD + "\n",
     )
@@ -178,7 +196,7 @@ def test_list_shows_a_locked_account(
                 acc.authenticate("alice", "wrong password!")
         until = acc.get_user("alice").locked_until
     assert until is not None and until > datetime.now(UTC)
-    _, out, _ = run(monkeypatch, capsys, "users", "list")
+    _, out, _ = run(monkeypatch, capsys, *ROOT, "users", "list")
     assert f"until {until:%Y-%m-%d %H:%M} UTC" in out.splitlines()[1]
 
 
@@ -192,7 +210,7 @@ def test_set_password(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     status, out, _ = run(
         monkeypatch,
         capsys,
-        *("users", "set-password", "ALICE", "--password-stdin"),
+        *("--user", "alice", "users", "set-password", "ALICE", "--password-stdin"),
         stdin="another long passphrase\r\n",
     )
     assert status == 0
@@ -212,21 +230,25 @@ def test_projects_add_list_and_members(
     status, _, err = run(monkeypatch, capsys, "projects", "add", "oncology")
     assert status == 2
     assert "a project named 'oncology' already exists" in err
+    add_root(monkeypatch, capsys)
     run(
         monkeypatch,
         capsys,
+        *ROOT,
         *("users", "add", "alice", "--role", "viewer", "--password-stdin"),
         stdin=PASSWORD + "\n",
     )
-    status, out, _ = run(monkeypatch, capsys, "projects", "add-member", "oncology", "alice")
+    status, out, _ = run(monkeypatch, capsys, *ROOT, "projects", "add-member", "oncology", "alice")
     assert out.strip() == "Project Oncology now has 1 member(s): alice."
-    _, out, _ = run(monkeypatch, capsys, "projects", "list")
+    _, out, _ = run(monkeypatch, capsys, *ROOT, "projects", "list")
     assert [line.split() for line in out.splitlines()] == [
         ["project", "members"],
         ["default", "(none)"],
         ["Oncology", "alice"],
     ]
-    status, out, _ = run(monkeypatch, capsys, "projects", "remove-member", "Oncology", "alice")
+    status, out, _ = run(
+        monkeypatch, capsys, *ROOT, "projects", "remove-member", "Oncology", "alice"
+    )
     assert status == 0
     assert "Members: none." in out
     with Accounts() as acc:

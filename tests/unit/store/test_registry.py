@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medimg_core.access import SINGLE_USER
 from medimg_core.encryption import MAGIC, is_encrypted, read_decrypted
 from medimg_core.errors import EncryptionError, RegistryError
 from medimg_core.modelling.training import TrainingResult
@@ -43,7 +44,9 @@ def _record(
     model_dir = save_model(result, tmp_path / name, dataset_name=name)
     card = build_card(result, cleaning=None, dataset_name=name)
     card.update(card_changes or {})
-    return registry.record_run(result, data=wdbc_frame(), card=card, model_dir=model_dir)
+    return registry.record_run(
+        SINGLE_USER, result, data=wdbc_frame(), card=card, model_dir=model_dir
+    )
 
 
 def test_default_database_is_sqlite_in_the_workspace(home: Path) -> None:
@@ -61,11 +64,11 @@ def test_database_url_from_env(
 ) -> None:
     monkeypatch.setenv("MEDIMG_DATABASE_URL", database_url)
     with Registry() as reg:
-        assert reg.list_runs() == []
+        assert reg.list_runs(SINGLE_USER) == []
         run_id = _record(reg, result, tmp_path, "m")
         assert reg.url.split("://")[0] in ("sqlite", "postgresql+psycopg")
     with Registry() as reg:
-        assert [r.id for r in reg.list_runs()] == [run_id]
+        assert [r.id for r in reg.list_runs(SINGLE_USER)] == [run_id]
     assert not (home / "registry.db").exists()  # nothing went to the default SQLite file
 
 
@@ -86,7 +89,7 @@ def test_postgresql_url_as_users_write_it(
     assert postgres_database_url.startswith("postgresql://")
     with Registry(url=postgres_database_url) as reg:
         run_id = _record(reg, result, tmp_path, "m")
-        assert reg.get_run(run_id).dataset_name == "m"
+        assert reg.get_run(SINGLE_USER, run_id).dataset_name == "m"
         shown = reg.url
     assert shown == engine_url(postgres_database_url).render_as_string(hide_password=True)
     assert shown.startswith("postgresql+psycopg://")
@@ -110,10 +113,10 @@ def test_record_list_get_delete(
     tmp_path = home / "models"
     first = _record(registry, result, tmp_path, "first")
     second = _record(registry, result, tmp_path, "second")
-    runs = registry.list_runs()
+    runs = registry.list_runs(SINGLE_USER)
     assert [r.id for r in runs] == [second, first]
     assert second > first
-    run = registry.get_run(first)
+    run = registry.get_run(SINGLE_USER, first)
     assert isinstance(run, RunRecord)
     assert run.dataset_name == "first"
     assert run.dataset_hash == frame_hash(wdbc_frame())
@@ -131,12 +134,23 @@ def test_record_list_get_delete(
     assert run.threshold == pytest.approx(0.42)
 
     summary = run.summary()
-    assert list(summary) == ["id", "created", "dataset", "model", "CV AUC", "test AUC", "threshold"]
+    assert list(summary) == [
+        "id",
+        "created",
+        "owner",
+        "dataset",
+        "model",
+        "CV AUC",
+        "test AUC",
+        "threshold",
+    ]
+    assert summary["owner"] == SINGLE_USER.username
+    assert (run.project, run.owner) == ("default", SINGLE_USER.username)
     assert summary["CV AUC"] == "0.900 (0.850–0.950)"
     assert summary["threshold"] == "0.420"
 
-    registry.delete_run(first)
-    assert [r.id for r in registry.list_runs()] == [second]
+    registry.delete_run(SINGLE_USER, first)
+    assert [r.id for r in registry.list_runs(SINGLE_USER)] == [second]
     assert not (tmp_path / "first").exists()
     assert (tmp_path / "second").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -148,7 +162,7 @@ def test_runs_persist_across_instances(
     with Registry(url=database_url) as reg:
         run_id = _record(reg, result, tmp_path, "m")
     with Registry(url=database_url) as reg:
-        assert reg.get_run(run_id).dataset_name == "m"
+        assert reg.get_run(SINGLE_USER, run_id).dataset_name == "m"
 
 
 def test_metrics_that_could_not_be_computed_are_stored_as_missing(
@@ -161,11 +175,11 @@ def test_metrics_that_could_not_be_computed_are_stored_as_missing(
         "test": {"roc_auc": {"value": 0.91, "ci95": [0.88, float("-inf")]}},
     }
     run_id = _record(registry, result, tmp_path, "m", {"metrics": metrics})
-    run = registry.get_run(run_id)
+    run = registry.get_run(SINGLE_USER, run_id)
     assert run.metrics["cv"]["roc_auc"] == {"value": None, "ci95": [None, None]}
     assert run.metrics["test"]["roc_auc"] == {"value": 0.91, "ci95": [0.88, None]}
     assert run.card["metrics"]["cv"]["roc_auc"]["value"] is None
-    summary = registry.list_runs()[0].summary()
+    summary = registry.list_runs(SINGLE_USER)[0].summary()
     assert summary["CV AUC"] == "n/a"
     assert summary["test AUC"] == "0.910"
 
@@ -177,8 +191,10 @@ def test_long_names_are_kept_whole(
     name = "scan export " * 60 + "é"
     model_dir = save_model(result, tmp_path / ("d" * 200) / ("e" * 200), dataset_name=name)
     card = build_card(result, cleaning=None, dataset_name=name)
-    run_id = registry.record_run(result, data=wdbc_frame(), card=card, model_dir=model_dir)
-    run = registry.get_run(run_id)
+    run_id = registry.record_run(
+        SINGLE_USER, result, data=wdbc_frame(), card=card, model_dir=model_dir
+    )
+    run = registry.get_run(SINGLE_USER, run_id)
     assert run.dataset_name == name
     assert run.model_dir == model_dir
 
@@ -194,8 +210,8 @@ def test_times_are_utc_whatever_the_server_time_zone(
     before = datetime.now(UTC)
     with Registry(url=auckland.render_as_string(hide_password=False)) as reg:
         run_id = _record(reg, result, tmp_path, "m")
-        run = reg.get_run(run_id)
-        listed = reg.list_runs()[0]
+        run = reg.get_run(SINGLE_USER, run_id)
+        listed = reg.list_runs(SINGLE_USER)[0]
     assert run.created_at.tzinfo is UTC
     assert listed.created_at.tzinfo is UTC
     assert before - timedelta(seconds=1) <= run.created_at <= datetime.now(UTC)
@@ -209,19 +225,22 @@ def test_many_runs_listed_newest_first(
     card = build_card(result, cleaning=None, dataset_name="m")
     data = wdbc_frame()
     ids = [
-        registry.record_run(result, data=data, card=card, model_dir=model_dir) for _ in range(20)
+        registry.record_run(SINGLE_USER, result, data=data, card=card, model_dir=model_dir)
+        for _ in range(20)
     ]
-    runs = registry.list_runs()
+    runs = registry.list_runs(SINGLE_USER)
     assert [r.id for r in runs] == sorted(ids, reverse=True)
     assert [r.created_at for r in runs] == sorted((r.created_at for r in runs), reverse=True)
     assert all(r.created_at.tzinfo is UTC and r.threshold == pytest.approx(0.42) for r in runs)
 
 
 def test_unknown_run(registry: Registry) -> None:
-    with pytest.raises(RegistryError, match=r"no run with id 'nope' .*`medimg runs`"):
-        registry.get_run("nope")
-    with pytest.raises(RegistryError, match=r"no run with id 'nope'"):
-        registry.delete_run("nope")
+    with pytest.raises(
+        RegistryError, match=r"no such run in your projects: 'nope' .*`medimg runs`"
+    ):
+        registry.get_run(SINGLE_USER, "nope")
+    with pytest.raises(RegistryError, match=r"no such run in your projects: 'nope'"):
+        registry.delete_run(SINGLE_USER, "nope")
 
 
 def test_delete_keeps_a_directory_that_is_not_a_model(
@@ -232,27 +251,27 @@ def test_delete_keeps_a_directory_that_is_not_a_model(
     for child in model_dir.iterdir():
         child.unlink()
     (model_dir / "notes.txt").write_text("mine")
-    registry.delete_run(run_id)
+    registry.delete_run(SINGLE_USER, run_id)
     assert (model_dir / "notes.txt").exists()
-    assert registry.list_runs() == []
+    assert registry.list_runs(SINGLE_USER) == []
 
 
 def test_store_dataset_is_content_addressed(registry: Registry, home: Path) -> None:
     frame = wdbc_frame()
-    path = registry.store_dataset(frame)
+    path = registry.store_dataset(SINGLE_USER, frame)
     assert path == home / "datasets" / f"{frame_hash(frame)}.parquet"
     mtime = path.stat().st_mtime_ns
-    assert registry.store_dataset(frame.copy()) == path
+    assert registry.store_dataset(SINGLE_USER, frame.copy()) == path
     assert path.stat().st_mtime_ns == mtime
-    back = registry.load_dataset(path.stem)
+    back = registry.load_dataset(SINGLE_USER, path.stem)
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
     assert [p.name for p in (home / "datasets").iterdir()] == [path.name]
 
 
 def test_store_dataset_with_mixed_object_column(registry: Registry) -> None:
     frame = pd.DataFrame({"a": pd.Series([1, "x", None], dtype=object), "b": [1.0, 2.0, np.nan]})
-    path = registry.store_dataset(frame)
-    back = registry.load_dataset(path.stem)
+    path = registry.store_dataset(SINGLE_USER, frame)
+    back = registry.load_dataset(SINGLE_USER, path.stem)
     assert back["a"].tolist()[:2] == ["1", "x"]
     assert pd.isna(back["a"].iloc[2])
 
@@ -261,7 +280,7 @@ def test_stored_dataset_is_encrypted_on_disk(
     registry: Registry, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     frame = wdbc_frame()
-    path = registry.store_dataset(frame)
+    path = registry.store_dataset(SINGLE_USER, frame)
     stored = path.read_bytes()
     assert stored.startswith(MAGIC)
     assert b"PAR1" not in stored and b"mean radius" not in stored
@@ -273,7 +292,7 @@ def test_stored_dataset_is_encrypted_on_disk(
     with pytest.raises(
         EncryptionError, match=r"The stored data set .*\.parquet was encrypted with another key"
     ):
-        registry.load_dataset(path.stem)
+        registry.load_dataset(SINGLE_USER, path.stem)
 
 
 def test_a_dataset_stored_in_clear_by_an_older_medimg_is_read_then_encrypted(
@@ -283,17 +302,21 @@ def test_a_dataset_stored_in_clear_by_an_older_medimg_is_read_then_encrypted(
     path = home / "datasets" / f"{frame_hash(frame)}.parquet"
     path.parent.mkdir(parents=True)
     frame.to_parquet(path)
-    pd.testing.assert_frame_equal(registry.load_dataset(path.stem), frame, check_dtype=False)
-    assert registry.store_dataset(frame) == path
+    pd.testing.assert_frame_equal(
+        registry.load_dataset(SINGLE_USER, path.stem), frame, check_dtype=False
+    )
+    assert registry.store_dataset(SINGLE_USER, frame) == path
     assert is_encrypted(path)
-    pd.testing.assert_frame_equal(registry.load_dataset(path.stem), frame, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        registry.load_dataset(SINGLE_USER, path.stem), frame, check_dtype=False
+    )
 
 
 def test_load_dataset_errors(registry: Registry) -> None:
     with pytest.raises(RegistryError, match=r"'\.\./etc' is not a dataset hash"):
-        registry.load_dataset("../etc")
+        registry.load_dataset(SINGLE_USER, "../etc")
     with pytest.raises(RegistryError, match=r"no stored dataset with hash abababababab"):
-        registry.load_dataset("ab" * 32)
+        registry.load_dataset(SINGLE_USER, "ab" * 32)
 
 
 def test_unusable_database_url(home: Path) -> None:
@@ -331,8 +354,8 @@ def test_a_run_outside_the_workspace_is_unregistered_not_deleted(
 ) -> None:
     elsewhere = tmp_path / "elsewhere"  # as `medimg train -o /elsewhere` would write it
     run_id = _record(registry, result, elsewhere, "m")
-    deleted = registry.delete_run(run_id)
-    assert registry.list_runs() == []
+    deleted = registry.delete_run(SINGLE_USER, run_id)
+    assert registry.list_runs(SINGLE_USER) == []
     assert (elsewhere / "m" / "model.skops").is_file()
     assert (elsewhere / "m" / "card.json").is_file()
     assert not deleted.model_deleted
@@ -344,7 +367,7 @@ def test_a_run_inside_the_workspace_is_deleted_with_its_files(
     registry: Registry, result: TrainingResult, home: Path
 ) -> None:
     run_id = _record(registry, result, home / "models", "m")
-    deleted = registry.delete_run(run_id)
+    deleted = registry.delete_run(SINGLE_USER, run_id)
     assert deleted.model_deleted
     assert not (home / "models" / "m").exists()
     assert deleted.note.startswith(f"Run {run_id} and its model files were deleted.")
@@ -358,8 +381,8 @@ def test_a_link_into_the_workspace_from_outside_is_not_followed(
     link = home / "models" / "m"
     link.symlink_to(real, target_is_directory=True)
     card = build_card(result, cleaning=None, dataset_name="m")
-    run_id = registry.record_run(result, data=wdbc_frame(), card=card, model_dir=link)
-    assert not registry.delete_run(run_id).model_deleted
+    run_id = registry.record_run(SINGLE_USER, result, data=wdbc_frame(), card=card, model_dir=link)
+    assert not registry.delete_run(SINGLE_USER, run_id).model_deleted
     assert (real / "model.skops").is_file()
 
 
@@ -369,9 +392,9 @@ def test_stored_dataset_keeps_no_identifying_column(
     data = identifying_frame()
     model_dir = save_model(result, home / "models" / "m", dataset_name="m")
     card = build_card(result, cleaning=None, dataset_name="m")
-    run_id = registry.record_run(result, data=data, card=card, model_dir=model_dir)
-    record = registry.get_run(run_id)
-    stored = registry.load_dataset(record.stored_dataset_hash)
+    run_id = registry.record_run(SINGLE_USER, result, data=data, card=card, model_dir=model_dir)
+    record = registry.get_run(SINGLE_USER, run_id)
+    stored = registry.load_dataset(SINGLE_USER, record.stored_dataset_hash)
     assert list(stored.columns) == ["case_id", "diagnosis", *result.model.feature_columns]
     for column, value in IDENTIFYING.items():
         assert column not in stored.columns
@@ -404,25 +427,25 @@ def test_the_stored_dataset_goes_with_its_last_run(
 ) -> None:
     first = _record(registry, result, home / "models", "first")
     second = _record(registry, result, home / "models", "second")
-    stored = registry.get_run(first).stored_dataset_hash
-    assert registry.get_run(second).stored_dataset_hash == stored
+    stored = registry.get_run(SINGLE_USER, first).stored_dataset_hash
+    assert registry.get_run(SINGLE_USER, second).stored_dataset_hash == stored
 
-    assert not registry.delete_run(first).dataset_deleted
-    registry.load_dataset(stored)  # still there for the other run
+    assert not registry.delete_run(SINGLE_USER, first).dataset_deleted
+    registry.load_dataset(SINGLE_USER, stored)  # still there for the other run
 
-    last = registry.delete_run(second)
+    last = registry.delete_run(SINGLE_USER, second)
     assert last.dataset_deleted
     assert "copy of its training data was deleted" in last.note
     assert not list((home / "datasets").glob(f"{stored}*"))
     with pytest.raises(RegistryError, match="no stored dataset"):
-        registry.load_dataset(stored)
+        registry.load_dataset(SINGLE_USER, stored)
 
 
 def test_only_run_deleted_removes_its_dataset(
     registry: Registry, result: TrainingResult, tmp_path: Path, home: Path
 ) -> None:
     run_id = _record(registry, result, tmp_path / "elsewhere", "m")
-    stored = registry.get_run(run_id).stored_dataset_hash
-    assert registry.delete_run(run_id).dataset_deleted
+    stored = registry.get_run(SINGLE_USER, run_id).stored_dataset_hash
+    assert registry.delete_run(SINGLE_USER, run_id).dataset_deleted
     assert not list((home / "datasets").iterdir())
     assert stored

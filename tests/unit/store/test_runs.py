@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from medimg_core.access import SINGLE_USER
 from medimg_core.errors import RegistryError
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import train
@@ -37,6 +38,7 @@ def test_save_run_writes_everything_and_records(
     monkeypatch.delenv("MEDIMG_DATABASE_URL", raising=False)
     result, report, validation = trained
     saved = save_run(
+        SINGLE_USER,
         result,
         tmp_path / "model",
         data=report.data,
@@ -52,7 +54,7 @@ def test_save_run_writes_everything_and_records(
     assert len(load_cases(saved.model_dir)) == report.n_kept
     assert load_model(saved.model_dir).card["model_sha256"] == saved.card["model_sha256"]
     with Registry() as registry:
-        assert [r.id for r in registry.list_runs()] == [saved.run_id]
+        assert [r.id for r in registry.list_runs(SINGLE_USER)] == [saved.run_id]
 
 
 def test_registry_failure_is_strict_on_request(
@@ -63,8 +65,8 @@ def test_registry_failure_is_strict_on_request(
     result, report, _ = trained
     kwargs = {"data": report.data, "cleaning": report, "dataset_name": "s"}
     with pytest.raises(RegistryError, match="the model was saved to"):
-        save_run(result, tmp_path / "strict", **kwargs)
-    soft = save_run(result, tmp_path / "soft", strict_registry=False, **kwargs)
+        save_run(SINGLE_USER, result, tmp_path / "strict", **kwargs)
+    soft = save_run(SINGLE_USER, result, tmp_path / "soft", strict_registry=False, **kwargs)
     assert soft.run_id is None
     assert any("not recorded" in w for w in soft.warnings)
     assert (soft.model_dir / "model.skops").exists()
@@ -86,7 +88,12 @@ def test_card_top_features_are_the_explain_page_ranking(
         validation=validation,
     )
     saved = save_run(
-        result, tmp_path / "model", data=report.data, cleaning=report, dataset_name="sample:wdbc"
+        SINGLE_USER,
+        result,
+        tmp_path / "model",
+        data=report.data,
+        cleaning=report,
+        dataset_name="sample:wdbc",
     )
     # What the Explain page computes for the saved run: its development cases, read back.
     cases = load_cases(saved.model_dir)
@@ -114,6 +121,7 @@ def test_saved_cases_and_stored_data_hold_pseudonyms_not_patient_ids(
     id_column = result.model.roles.id
     assert id_column is not None
     saved = save_run(
+        SINGLE_USER,
         result,
         tmp_path / "model",
         data=report.data,
@@ -127,8 +135,8 @@ def test_saved_cases_and_stored_data_hold_pseudonyms_not_patient_ids(
     assert not set(on_disk) & set(raw_ids)
     assert set(on_disk) == set(pseudonymise_ids(raw_ids, key))
     with Registry() as registry:
-        record = registry.get_run(str(saved.run_id))
-        stored = registry.load_dataset(record.stored_dataset_hash)
+        record = registry.get_run(SINGLE_USER, str(saved.run_id))
+        stored = registry.load_dataset(SINGLE_USER, record.stored_dataset_hash)
     assert set(stored[id_column]) == set(on_disk)
     assert set(stored.columns) == {
         id_column,
