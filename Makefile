@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python 3.11:
-#   make run   - virtual environment + medimg, then the dashboard on http://localhost:8501
+#   make run   - virtual environment + medimg, then the dashboard on http://localhost:8501 (this computer only)
 #   make test  - test dependencies, then format check, lint, layer contracts, types and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,8 +21,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Listens on localhost only: single-user mode (no sign-in) is allowed only there. To serve other
+# computers, configure sign-in (README, "Who can use the dashboard") and run streamlit with
+# --server.address 0.0.0.0 yourself.
 run: $(VENV)/.installed
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT)
 
 test: $(VENV)/.installed-test lint types pytest
 

@@ -46,8 +46,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from medimg_core._messages import quote_list
+from medimg_core.access import Action, Actor, require
 from medimg_core.errors import ConfigError, PrivacyError, RegistryError
 from medimg_core.privacy import to_safe_csv
+from medimg_core.store.database import SCHEMA_LOCK
 from medimg_core.store.registry import Registry
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "VerifyResult",
     "audit_csv",
     "entry_hash",
+    "read_entries",
+    "verify_trail",
 ]
 
 ACTIONS: tuple[str, ...] = (
@@ -157,7 +161,6 @@ _POSTGRES_TRIGGERS = (
 )
 # Any fixed number: serialises the creation of the table, function and triggers between
 # processes starting at once, which PostgreSQL would otherwise let collide.
-_POSTGRES_SCHEMA_LOCK = 7_202_611
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,7 @@ class AuditTrail:
         try:
             with self._schema_transaction() as conn:
                 if self._dialect == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POSTGRES_SCHEMA_LOCK})")
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
                 _metadata.create_all(conn)
                 triggers = _SQLITE_TRIGGERS if self._dialect == "sqlite" else _POSTGRES_TRIGGERS
                 for statement in triggers:
@@ -518,6 +521,49 @@ class AuditTrail:
         if broken is None:
             return VerifyResult(True, n_entries, None, None, prev_hash)
         return VerifyResult(False, n_entries, broken[0], broken[1], prev_hash)
+
+
+def read_entries(
+    actor: Actor, filters: AuditFilter | None = None, *, trail: AuditTrail | None = None
+) -> pd.DataFrame:
+    """The entries matching ``filters``, for someone allowed to read the audit trail.
+
+    Parameters
+    ----------
+    actor : who reads; needs ``Action.READ_AUDIT`` (admins).
+    filters : which entries; all of them by default.
+    trail : the trail to read; by default the one in the registry database.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :meth:`AuditTrail.entries`.
+
+    Raises
+    ------
+    PermissionDenied
+        When ``actor`` may not read the audit trail (checked before the database is opened).
+    """
+    require(actor, Action.READ_AUDIT)
+    if trail is not None:
+        return trail.entries(filters)
+    with AuditTrail() as own:
+        return own.entries(filters)
+
+
+def verify_trail(actor: Actor, *, trail: AuditTrail | None = None) -> VerifyResult:
+    """:meth:`AuditTrail.verify`, for someone allowed to read the audit trail.
+
+    Raises
+    ------
+    PermissionDenied
+        When ``actor`` may not read the audit trail.
+    """
+    require(actor, Action.READ_AUDIT)
+    if trail is not None:
+        return trail.verify()
+    with AuditTrail() as own:
+        return own.verify()
 
 
 def _first_fault(entry: AuditEntry, expected_seq: int, prev_hash: str) -> tuple[int, str] | None:

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from medimg_core.access import SINGLE_USER
 from medimg_core.errors import ConfigError, PrivacyError, RegistryError
 from medimg_core.store.audit import (
     ACTIONS,
@@ -492,7 +493,7 @@ def test_by_default_the_trail_lives_in_the_registry_database(home: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "audit"} <= tables
     with Registry() as registry:
-        assert registry.list_runs() == []
+        assert registry.list_runs(SINGLE_USER) == []
         assert AuditTrail(registry).verify().n_entries == 1
 
 
@@ -501,3 +502,42 @@ def test_an_unreachable_database_is_a_registry_error(home: Path, tmp_path: Path)
     blocker.write_text("")
     with pytest.raises(RegistryError, match="cannot open the run registry"):
         AuditTrail(Registry(url=f"sqlite:///{blocker}/sub/registry.db", home=home))
+
+
+def test_only_those_allowed_read_or_verify_the_trail(trail: AuditTrail) -> None:
+    from medimg_core.access import Actor, Role
+    from medimg_core.errors import PermissionDenied
+    from medimg_core.store.audit import read_entries, verify_trail
+
+    _fill(trail, 3)
+    for role in (Role.VIEWER, Role.ANALYST):
+        actor = Actor("vic", role, frozenset({"default"}), "default")
+        with pytest.raises(PermissionDenied, match="may not read the audit trail"):
+            read_entries(actor, trail=trail)
+        with pytest.raises(PermissionDenied, match="may not read the audit trail"):
+            verify_trail(actor, trail=trail)
+    admin = Actor("ada", Role.ADMIN)
+    assert len(read_entries(admin, trail=trail)) == 3
+    assert len(read_entries(admin, AuditFilter(action="train"), trail=trail)) == len(
+        trail.entries(AuditFilter(action="train"))
+    )
+    result = verify_trail(admin, trail=trail)
+    assert result.ok and result.n_entries == 3
+
+
+def test_a_viewer_is_refused_before_the_database_is_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from medimg_core.access import Actor, Role
+    from medimg_core.errors import PermissionDenied
+    from medimg_core.store import audit
+
+    def no_database(*_a: object, **_k: object) -> None:
+        raise AssertionError("the database was opened for a refused reader")
+
+    monkeypatch.setattr(audit, "AuditTrail", no_database)
+    viewer = Actor("vic", Role.VIEWER)
+    with pytest.raises(PermissionDenied):
+        audit.read_entries(viewer)
+    with pytest.raises(PermissionDenied):
+        audit.verify_trail(viewer)
