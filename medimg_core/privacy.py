@@ -152,12 +152,24 @@ def pseudonymise_ids(series: pd.Series, key: bytes) -> pd.Series:
     return out.where(series.notna(), None)
 
 
-def pseudonymise_ids_on_display() -> bool:
+def pseudonymise_ids_on_display(*, sign_in: bool = False) -> bool:
     """Whether patient IDs are shown as keyed pseudonyms on screen and in exports.
 
     Stored data (the dataset kept for a run, ``cases.parquet``) always hold pseudonyms; this
-    setting is about what people see. ``MEDIMG_PSEUDONYMISE_IDS`` = ``1``/``on`` or
-    ``0``/``off``; unset, it is off (it will default to on once sign-in is configured).
+    setting is about what people see outside the upload itself (case lists, predictions and
+    their CSV, case reports).
+
+    Parameters
+    ----------
+    sign_in : whether the dashboard runs with sign-in (local accounts or single sign-on). Then
+        several people share the server, and IDs are shown as pseudonyms unless the setting
+        says otherwise; in single-user mode they are shown as uploaded.
+
+    Returns
+    -------
+    bool
+        ``MEDIMG_PSEUDONYMISE_IDS`` = ``1``/``on`` or ``0``/``off`` when set; otherwise
+        ``sign_in``.
 
     Raises
     ------
@@ -166,7 +178,7 @@ def pseudonymise_ids_on_display() -> bool:
     """
     raw = os.environ.get(PSEUDONYMISE_IDS_ENV, "").strip().lower()
     if not raw:
-        return False
+        return sign_in
     if raw in _ON:
         return True
     if raw in _OFF:

@@ -36,13 +36,21 @@ if kind == "table":
     with st.container(border=True):
         upload_col, sample_col = st.columns([3, 2], gap="large")
         with upload_col:
+            # Deferred: the accounts behind the acting user load the modelling stack.
+            from medimg_core.access import Action
+            from medimg_core.ui.auth import current_actor
+
+            upload_refusal = widgets.refusal_note(current_actor(), Action.UPLOAD)
             upload = st.file_uploader(
                 "Upload a table: CSV, TSV, Excel (.xlsx) or Parquet",
                 type=TABLE_TYPES,
                 key="upload",
                 help="The file is read on this server only. Missing-value tokens (NA, ?, null, -) "
                 "become missing; mostly numeric columns become numbers.",
+                disabled=upload_refusal is not None,
             )
+            if upload_refusal is not None:
+                st.caption(upload_refusal)
         with sample_col:
             st.markdown("**No file at hand?**")
             st.caption(SAMPLES[workflow.SAMPLE_NAME])
@@ -58,7 +66,12 @@ if kind == "table":
 else:
     with st.container(border=True):
         source_col, size_col = st.columns([3, 2], gap="large")
-        roots = images.folder_roots()
+        # Deferred: the accounts behind the acting user load the modelling stack, which the
+        # first page does not need for tables.
+        from medimg_core.ui.auth import current_actor
+
+        # Only analysts and admins may read server folders (the core refuses the others too).
+        roots = images.folder_roots() if images.may_open_folders(current_actor()) else ()
         source = source_col.radio(
             "Where are the images?",
             ["upload", "folder"] if roots else ["upload"],
@@ -80,6 +93,9 @@ else:
             f"at most {images.MAX_AUTO_SIDE} px. Larger sizes keep finer texture and take longer.",
         )
         if source == "upload":
+            from medimg_core.access import Action
+
+            images_refusal = widgets.refusal_note(current_actor(), Action.UPLOAD)
             image_upload = st.file_uploader(
                 "ZIP with one sub-folder per class, or images + labels.csv; or a MedMNIST .npz",
                 type=images.ARCHIVE_TYPES,
@@ -88,9 +104,13 @@ else:
                 "a labels.csv (columns file, label, optional patient_id and clinical columns). "
                 "An optional masks/ folder with the same file names restricts the features to "
                 "each region and adds its shape. PNG, JPEG, TIFF or DICOM (de-identified on "
-                "reading). A .npz in the MedMNIST layout keeps its own splits: its test split "
-                "becomes the held-out test set.",
+                "reading). What is unpacked is stored encrypted on the server, and removed when "
+                "you replace the upload or your session ends. A .npz in the MedMNIST layout "
+                "keeps its own splits: its test split becomes the held-out test set.",
+                disabled=images_refusal is not None,
             )
+            if images_refusal is not None:
+                st.caption(images_refusal)
             failed = st.session_state.get("data_images_failed") or (None, "")
             if image_upload is not None and image_upload.file_id == failed[0]:
                 # The same rejected file is still in the uploader: say why again, without
@@ -126,7 +146,7 @@ else:
                 "Read the folder", key="images_folder_go", icon=":material/folder_open:"
             ):
                 try:
-                    images.load_folder(folder, size_choice)
+                    images.load_folder(folder, size_choice, current_actor())
                 except MedimgError as exc:
                     st.error(str(exc), icon=":material/error:")
 

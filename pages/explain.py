@@ -6,6 +6,7 @@ from functools import partial
 
 import streamlit as st
 
+from medimg_core.access import Action
 from medimg_core.modelling.evaluation import PARTITION_LABELS
 from medimg_core.modelling.explain import (
     contribution_label,
@@ -19,7 +20,7 @@ from medimg_core.reporting.figures.explanation import (
     importance_figure,
     waterfall_figure,
 )
-from medimg_core.ui import explaining, images, state, widgets, workflow
+from medimg_core.ui import explaining, images, widgets, workflow
 
 OUTCOME_HELP = {
     "TP": "True positive: called positive, and it is.",
@@ -35,7 +36,8 @@ WHAT_IF_FEATURES = 5
 st.title("Explain")
 workflow.require("explain")
 
-active = state.get(state.ACTIVE)
+# Patient IDs as keyed pseudonyms when that is on (by default with sign-in).
+active = explaining.displayed_active()
 model = active.model
 positive_name = model.display_name(model.positive_class)
 binary = model.is_binary
@@ -98,6 +100,8 @@ widgets.download_csv(
     "medimg-shap-values.csv",
     "Download these SHAP values (CSV)",
     key="explain_shap_csv",
+    on_click=workflow.record_export,
+    args=(active.run_id,),
     help=f"One row per case and feature; contributions in {overall.unit}"
     + (", with their standard errors." if overall.standard_errors is not None else "."),
 )
@@ -113,6 +117,8 @@ if not evaluations or active.cases is None:
     st.stop()
 
 id_column = model.roles.id if model.roles.id and model.roles.id in active.cases else None
+if id_column is not None and active.ids_pseudonymous:
+    st.caption(explaining.PSEUDONYM_NOTE)
 pick_options = ["FN", "FP", "uncertain", PICK_BY_ID] if binary else ["wrong", "uncertain", "id"]
 pick_names = {**review.PICK_KINDS, PICK_BY_ID: "any case by ID"}
 
@@ -167,6 +173,7 @@ row_key = case_col.selectbox(
     help="P is the probability the model gave the case "
     + (f"of {positive_name}." if binary else "of its predicted class."),
 )
+workflow.audit_once(Action.EXPLAIN, object=active.run_id, key=f"explain:{active.run_id}:{row_key}")
 
 case_class = class_index
 if not binary:
@@ -316,7 +323,7 @@ with st.container(border=True):
             waterfall_figure(edited.case, threshold=line), key="explain_whatif_waterfall"
         )
 
-reference = explaining.report_reference(view.label)
+reference = explaining.report_reference(view.label, pseudonymous=active.ids_pseudonymous)
 download_col, note_col = st.columns([1, 2], vertical_alignment="center")
 download_col.download_button(
     "Download this case's report (HTML)",
@@ -329,9 +336,14 @@ download_col.download_button(
     help="A self-contained page with the figures, values and method; no identifying data.",
 )
 note_col.caption(
-    f"The report names the case **{reference}**, a keyed pseudonym of {view.label}: the same "
-    "case always gets the same reference on this installation, and the report holds only the "
-    "model's feature values."
+    (
+        f"The report names the case **{reference}**, after its pseudonymous ID shown above (a "
+        "keyed pseudonym of the uploaded ID, the same as in the run's stored cases)"
+        if active.ids_pseudonymous
+        else f"The report names the case **{reference}**, a keyed pseudonym of {view.label}"
+    )
+    + ": the same case always gets the same reference on this installation, and the report "
+    "holds only the model's feature values."
 )
 
 workflow.next_step("explain")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from medimg_core.access import Action
 from medimg_core.errors import MedimgError
 from medimg_core.reporting import review, summaries
 from medimg_core.reporting.figures.data import distribution_figure
@@ -16,7 +17,8 @@ TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
 st.title("Predict")
 workflow.require("predict")
 
-active = state.get(state.ACTIVE)
+# Patient IDs as keyed pseudonyms when that is on (by default with sign-in).
+active = explaining.displayed_active()
 model = active.model
 positive_name = model.display_name(model.positive_class)
 cut = explaining.threshold(active) if model.is_binary else None
@@ -117,6 +119,9 @@ with st.expander("No decision for some cases (abstention)", icon=":material/fron
         band = (float(low), float(high))
 
 try:
+    workflow.audit_once(
+        Action.PREDICT, object=active.run_id, key=f"predict:{active.run_id}:{table.content_hash}"
+    )
     scored = explaining.scored_cases(active, table, abstain_ood=abstain_ood, band=band)
 except MedimgError as exc:
     st.error(str(exc), icon=":material/error:")
@@ -186,6 +191,8 @@ if scored.n_scored and image_ctx is not None:
 
 if scored.n_scored:
     st.markdown("**Predictions**")
+    if model.roles.id and model.roles.id in scored.table.columns and explaining.ids_as_pseudonyms():
+        st.caption(explaining.PSEUDONYM_NOTE)
     widgets.paged_dataframe(
         explaining.prediction_view(scored),
         key="predict_table",
@@ -208,6 +215,8 @@ if scored.n_scored:
             "medimg-predictions.csv",
             "Download predictions (CSV)",
             key="predict_download",
+            on_click=workflow.record_export,
+            args=(active.run_id,),
             help="Safe to open in a spreadsheet (no cell runs as a formula). Every row carries "
             "the run ID, the threshold and the positive class. Identifying columns are never "
             "included.",

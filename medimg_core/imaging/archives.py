@@ -3,8 +3,10 @@
 ZIP archives are extracted only inside the workspace (``<workspace>/uploads/<hash>/``), after every
 member has been checked (no ``..``, absolute paths, drive letters or symlinks; total unpacked size
 and compression ratio capped), and DICOM members are de-identified before they are written.
-Members are written to a temporary folder that is moved into place with a completion marker, so
-the same archive uploaded again is checked but not unpacked twice.
+Every member is written encrypted (:mod:`medimg_core.imaging.stored`): what lies on disk shows no
+pixel, header value or label in clear. Members are written to a temporary folder that is moved
+into place with a completion marker, so the same archive uploaded again is checked but not
+unpacked twice; a folder unpacked in clear by an older medimg is unpacked again, encrypted.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from typing import Any
 from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging import dicom
 from medimg_core.imaging.pixels import ImageLimits, ImageProblem
+from medimg_core.imaging.stored import store_upload_file
 
-__all__ = ["SKIP_NAMES", "extract_zip"]
+__all__ = ["SKIP_NAMES", "extract_zip", "is_upload_folder", "remove_upload"]
 
 SKIP_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 """System files and folders (macOS, Windows) left out of archives and folders, as are dot files."""
 
 _COMPLETE_MARKER = ".medimg-complete"
+# The marker's content says how the members were stored; it never holds the archive's name,
+# which may carry a patient's.
+_MARKER_TEXT = "members encrypted (medimg uploads v2)\n"
 _BOMB_MIN_BYTES = 1 << 20
 
 
@@ -79,6 +85,8 @@ def extract_zip(
         password (refused before anything is written).
     LimitError
         Too many members, too large once unpacked, or a member that looks like a zip bomb.
+    EncryptionError
+        When the encryption key is malformed or its file unsafe (nothing is left behind).
     """
     uploads = home / "uploads"
     dest = uploads / digest[:16]
@@ -88,14 +96,14 @@ def extract_zip(
         raise ImageError(f"'{display}' is not a valid ZIP archive ({exc}).") from exc
     with zf:
         members = _checked_members(zf, display, limits)
-        if (dest / _COMPLETE_MARKER).exists():
+        if _complete(dest):
             return dest, []
         uploads.mkdir(parents=True, exist_ok=True)
         tmp = uploads / f".tmp-{digest[:16]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             problems = _write_members(zf, members, tmp, key)
-            (tmp / _COMPLETE_MARKER).write_text(display, encoding="utf-8")
+            (tmp / _COMPLETE_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
@@ -103,6 +111,51 @@ def extract_zip(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return dest, problems
+
+
+def is_upload_folder(folder: Path, home: Path) -> bool:
+    """Whether ``folder`` is one upload medimg unpacked: ``<home>/uploads/<hash>`` (a ZIP) or
+    ``<home>/uploads/single/<hash>`` (one image uploaded for prediction), not a link."""
+    uploads = home / "uploads"
+    parent = folder.parent
+    if folder.is_symlink() or folder.name.startswith(".") or folder.name == "single":
+        return False
+    return parent == uploads or parent == uploads / "single"
+
+
+def remove_upload(folder: Path, home: Path) -> bool:
+    """Delete what one upload left in the workspace, once no session uses it any more.
+
+    Parameters
+    ----------
+    folder : the upload's folder (the ``root`` of its image set may lie below it, when the
+        archive wrapped its contents in a folder).
+    home : the workspace.
+
+    Returns
+    -------
+    bool
+        True when a folder was removed; False when ``folder`` is not an upload folder of
+        ``home`` (anything else is never deleted) or is already gone.
+    """
+    if not is_upload_folder(folder, home) or not folder.is_dir():
+        return False
+    # Renamed first, so that a reader never sees half a folder and a new upload of the same
+    # archive unpacks afresh; the dot name also keeps it out of key rotation meanwhile.
+    parked = folder.with_name(f".{folder.name}.removing-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(folder, parked)
+    except OSError:
+        return False
+    shutil.rmtree(parked, ignore_errors=True)
+    return True
+
+
+def _complete(dest: Path) -> bool:
+    try:
+        return (dest / _COMPLETE_MARKER).read_text(encoding="utf-8") == _MARKER_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _checked_members(
@@ -173,11 +226,9 @@ def _write_members(
                     except ImageError as exc:
                         problems.append(ImageProblem(member.as_posix(), str(exc)))
                         continue
-                    target.write_bytes(clean)
+                    store_upload_file(target, clean, atomic=False)
                     continue
-                with target.open("wb") as out:
-                    out.write(head)
-                    shutil.copyfileobj(src, out, 1 << 20)
+                store_upload_file(target, head + src.read(), atomic=False)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             problems.append(
                 ImageProblem(

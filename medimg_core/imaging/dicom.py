@@ -36,7 +36,9 @@ from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
-from medimg_core.errors import ImageError
+from medimg_core.encryption import MAGIC, read_decrypted
+from medimg_core.errors import EncryptionError, ImageError
+from medimg_core.imaging.stored import plaintext
 from medimg_core.privacy import pseudonym_key, pseudonymise
 
 __all__ = [
@@ -259,6 +261,13 @@ def is_dicom(source: DicomSource) -> bool:
             head = fh.read(132)
     except OSError:
         return False
+    if head.startswith(MAGIC):
+        # An uploaded file stored encrypted: the marker is inside the ciphertext.
+        try:
+            data = read_decrypted(path, what="The uploaded file")
+        except (OSError, EncryptionError):
+            return False
+        return data[128:132] == b"DICM"
     return head[128:132] == b"DICM"
 
 
@@ -443,6 +452,8 @@ def read_dicom_header(
     ImageError
         When the file is not readable as DICOM.
     """
+    name = _name(source, name)
+    source = plaintext(source)
     ds = _read(source, name=name, header_only=True)
     # stop_before_pixels leaves the pixel element out; its tag position tells whether it exists.
     has_pixels = _has_pixels(ds) or _file_has_pixel_tag(source)
@@ -507,7 +518,8 @@ def read_dicom(
         data cannot be decoded.
     """
     label = _name(source, name)
-    ds = _read(source, name=name, header_only=False)
+    source = plaintext(source)
+    ds = _read(source, name=label, header_only=False)
     patient_key = deidentify_dataset(ds, key=key if key is not None else pseudonym_key())
     header = _header(ds, patient_key, has_pixels=_has_pixels(ds))
     if not header.has_pixels:
@@ -571,6 +583,8 @@ def deidentified_bytes(source: DicomSource, *, key: bytes, name: str | None = No
     ImageError
         When the file is not readable as DICOM.
     """
+    name = _name(source, name)
+    source = plaintext(source)
     ds = _read(source, name=name, header_only=False)
     deidentify_dataset(ds, key=key)
     out = io.BytesIO()

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medimg_core.errors import ConfigError, ImageError, LimitError
 from medimg_core.imaging import dicom
+from medimg_core.imaging.stored import plaintext
 
 __all__ = [
     "GRAY_MODES",
@@ -152,7 +153,10 @@ def load_image(
         without pixel data; the message names the file.
     """
     label = _display(source, name)
-    if dicom.is_dicom(source):
+    # Checked on the path first: a .dcm name decides, whatever the file is stored as.
+    is_dicom = dicom.is_dicom(source)
+    source = plaintext(source)
+    if is_dicom:
         img = dicom.read_dicom(source, frame=frame, name=label)
         return LoadedImage(
             pixels=img.pixels,

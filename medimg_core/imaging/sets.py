@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from medimg_core.access import Action, Actor, require
 from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging import dicom
 from medimg_core.imaging.archives import SKIP_NAMES, extract_zip
@@ -59,6 +60,7 @@ from medimg_core.imaging.pixels import (
     resize_mask,
 )
 from medimg_core.imaging.roots import inside_roots, resolve_image_folder
+from medimg_core.imaging.stored import plaintext, readable
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.loading import load_table
 from medimg_core.workspace import workspace_home
@@ -311,6 +313,7 @@ def open_image_set(
 def open_server_folder(
     path: str | os.PathLike[str],
     *,
+    actor: Actor,
     roots: Sequence[Path],
     limits: ImageLimits = _DEFAULT_LIMITS,
     min_classes: int = 2,
@@ -321,9 +324,11 @@ def open_server_folder(
     Parameters
     ----------
     path : the folder, absolute or relative to an image root.
+    actor : who asks; only analysts and admins may open server folders
+        (:attr:`~medimg_core.access.Action.OPEN_IMAGE_FOLDER`), checked before the file system
+        is touched.
     roots : the folders an administrator allowed, normally
-        :func:`medimg_core.imaging.roots.image_roots`. The caller decides who may open folders
-        at all (analysts and admins) and passes the roots only then.
+        :func:`medimg_core.imaging.roots.image_roots`.
     limits, min_classes, key : as for :func:`open_image_set`.
 
     Returns
@@ -335,11 +340,15 @@ def open_server_folder(
 
     Raises
     ------
+    PermissionDenied
+        When ``actor`` is a viewer (or not a member of a project): nothing is read.
     ImageError
         No root is configured, or the folder (with ``..`` and links resolved) is not inside a
         root; the message says nothing about folders outside the roots. Otherwise as
         :func:`open_image_set`.
     """
+    # Before any path is resolved: a refused user learns nothing about the server's folders.
+    require(actor, Action.OPEN_IMAGE_FOLDER)
     allowed = tuple(Path(r).resolve() for r in roots)
     folder = resolve_image_folder(path, allowed)
     key = key if key is not None else _key(None)
@@ -592,7 +601,7 @@ def _probe(
                 patient_id=header.patient_key,
             )
             return row
-        with Image.open(path) as im:
+        with Image.open(readable(path)) as im:
             fmt = check_format(im, rel, limits)
             width, height = im.size
             colour = im.mode not in GRAY_MODES
@@ -652,6 +661,10 @@ def _read_labels(
 ) -> tuple[pd.DataFrame, str]:
     if isinstance(table, pd.DataFrame):
         return table.copy(), "labels table"
+    if not isinstance(table, bytes):
+        # A labels table unpacked from an upload is stored encrypted: read it in memory.
+        loaded = load_table(plaintext(table), name=Path(table).name)
+        return loaded.frame, loaded.name
     loaded = load_table(table)
     return loaded.frame, loaded.name
 

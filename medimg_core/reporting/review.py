@@ -35,6 +35,7 @@ from medimg_core.modelling.prediction import (
     predict,
 )
 from medimg_core.modelling.schema import SchemaReport, check_schema
+from medimg_core.privacy import pseudonymise_ids
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "expected_columns",
     "feature_table",
     "prediction_plan",
+    "pseudonymous_cases",
     "reason_text",
     "review_table",
     "score_new_cases",
@@ -149,6 +151,50 @@ def review_table(
     labels = case_labels(cases, id_column)
     table.insert(0, "label", labels.loc[table.index].to_numpy())
     return table
+
+
+def pseudonymous_cases(
+    cases: pd.DataFrame | None,
+    evaluations: tuple[Evaluation | None, ...],
+    *,
+    id_column: str | None,
+    key: bytes,
+) -> tuple[pd.DataFrame | None, tuple[Evaluation | None, ...]]:
+    """A model's cases and evaluations with each patient ID replaced by its keyed pseudonym.
+
+    The pseudonyms are those :func:`medimg_core.store.cases.save_cases` writes to
+    ``cases.parquet`` (:func:`medimg_core.privacy.pseudonymise_ids` with the same key), so what
+    is shown matches what is stored, and a patient's rows keep one shared name.
+
+    Parameters
+    ----------
+    cases : the model's cases (None when it has none).
+    evaluations : evaluations whose ``row_ids`` are the ID column's values (training passes the
+        patient IDs as row IDs when there is an ID column).
+    id_column : the ID column; without one nothing identifies a patient and nothing changes.
+    key : the pseudonymisation key, :func:`medimg_core.privacy.pseudonym_key`.
+
+    Returns
+    -------
+    cases, evaluations
+        Copies (the inputs are left as they are).
+    """
+    if id_column is None or cases is None or id_column not in cases.columns:
+        return cases, evaluations
+    shown = cases.copy()
+    shown[id_column] = pseudonymise_ids(cases[id_column], key)
+    renamed = tuple(
+        None
+        if ev is None
+        else replace(
+            ev,
+            row_ids=pseudonymise_ids(pd.Series(ev.row_ids, dtype=object), key).to_numpy(
+                dtype=object
+            ),
+        )
+        for ev in evaluations
+    )
+    return shown, renamed
 
 
 def select_cases(
@@ -433,6 +479,7 @@ def score_new_cases(
     threshold: float | None = None,
     explain_top: int = 3,
     abstain: Abstention | None = None,
+    id_key: bytes | None = None,
 ) -> ScoredCases:
     """Check, clean and score new cases, with each case's top reasons.
 
@@ -449,6 +496,9 @@ def score_new_cases(
     explain_top : reasons per case (0 for none).
     abstain : when to give no decision (cases unlike the training data, an uncertainty band
         around the threshold); see :class:`medimg_core.modelling.prediction.Abstention`.
+    id_key : when given, the ID column of ``table`` and ``not_scored`` holds the keyed
+        pseudonym of each uploaded ID (:func:`medimg_core.privacy.pseudonymise_ids` with this
+        key) instead of the ID itself.
 
     Returns
     -------
@@ -492,11 +542,15 @@ def score_new_cases(
     report = clean(framed[keep], roles, plan, require_label=False)
     kept = report.data
     keys = kept[id_column] if id_column else pd.Series(kept.index, index=kept.index)
+    removed_keys = (
+        report.removed[id_column] if id_column else pd.Series(report.removed.index.to_numpy())
+    )
+    if id_column and id_key is not None:
+        keys = pseudonymise_ids(keys, id_key)
+        removed_keys = pseudonymise_ids(removed_keys, id_key)
     not_scored = pd.DataFrame(
         {
-            key_column: report.removed[id_column].to_numpy()
-            if id_column
-            else report.removed.index.to_numpy(),
+            key_column: removed_keys.to_numpy(),
             "reason": report.removed[report.reason_column].astype(str).to_numpy(),
         }
     )

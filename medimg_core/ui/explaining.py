@@ -8,13 +8,14 @@ checksum) and the class explained, so two users' models never share an entry.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from medimg_core.authmode import SignInMode
 from medimg_core.errors import DataError
 from medimg_core.modelling import models
 from medimg_core.modelling.explain import (
@@ -26,23 +27,25 @@ from medimg_core.modelling.explain import (
     development_explanation,
 )
 from medimg_core.modelling.prediction import Abstention, stamp_export
-from medimg_core.privacy import pseudonym_key, pseudonymise
+from medimg_core.privacy import pseudonym_key, pseudonymise, pseudonymise_ids_on_display
 from medimg_core.reporting import review, summaries
 from medimg_core.reporting.case_report import anonymous_case, case_report_html
 from medimg_core.reporting.figures.evaluation import case_probability_figure
 from medimg_core.reporting.figures.explanation import waterfall_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
-from medimg_core.ui import cache, state
+from medimg_core.ui import auth, cache, state
 from medimg_core.ui.session import ActiveModel
 
 __all__ = [
     "GLOBAL_SAMPLE",
     "HELD_OUT_DEMO_ROWS",
     "NEW_CASES",
+    "PSEUDONYM_NOTE",
     "CaseView",
     "case_report",
     "case_view",
     "development_rows",
+    "displayed_active",
     "explainer",
     "explainers_for",
     "export_table",
@@ -50,6 +53,7 @@ __all__ = [
     "global_explanation",
     "handle_prediction_upload",
     "held_out_cases",
+    "ids_as_pseudonyms",
     "input_step",
     "markdown_text",
     "model_name",
@@ -72,6 +76,47 @@ NEW_CASES = "predict_new_cases"
 
 HELD_OUT_DEMO_ROWS = 20
 """Held-out cases offered as a one-click demo on the Predict page."""
+
+HELD_OUT_FORMAT = "held-out"
+"""``LoadedTable.format`` of the held-out demo: its IDs are already as the model's cases show
+them, so scoring never pseudonymises them a second time."""
+
+_SIGNED_IN_MODES = frozenset(
+    {SignInMode.LOCAL.value, SignInMode.OIDC.value, SignInMode.REFUSED.value}
+)
+
+
+def ids_as_pseudonyms() -> bool:
+    """Whether patient IDs are shown as keyed pseudonyms (case lists, predictions, reports).
+
+    ``MEDIMG_PSEUDONYMISE_IDS`` decides when set; otherwise it is on when this session runs
+    with sign-in (local accounts or single sign-on, the mode :func:`medimg_core.ui.auth.gate`
+    recorded) and off in single-user mode.
+
+    Raises
+    ------
+    PrivacyError
+        When the setting is neither on nor off.
+    """
+    return pseudonymise_ids_on_display(sign_in=state.get(auth.MODE) in _SIGNED_IN_MODES)
+
+
+def displayed_active() -> ActiveModel:
+    """The session's active model as the pages show it: when IDs are shown as pseudonyms, its
+    cases and evaluations carry the keyed pseudonyms that ``cases.parquet`` stores.
+
+    Raises
+    ------
+    PrivacyError
+        When the setting is neither on nor off, or the pseudonymisation key is unusable.
+    """
+    active: ActiveModel = state.get(state.ACTIVE)
+    if active is None or active.ids_pseudonymous or not ids_as_pseudonyms():
+        return active
+    cases, (cv, test) = review.pseudonymous_cases(
+        active.cases, (active.cv, active.test), id_column=active.model.roles.id, key=pseudonym_key()
+    )
+    return replace(active, cases=cases, cv=cv, test=test, ids_pseudonymous=True)
 
 
 def threshold(active: ActiveModel) -> float:
@@ -206,8 +251,26 @@ def case_view(
     )
 
 
-def report_reference(label: str) -> str:
-    """A keyed pseudonym for a case, printed in reports instead of its ID."""
+PSEUDONYM_NOTE = (
+    "Patient IDs are shown as keyed pseudonyms (16 characters), the same ones the run's stored "
+    "cases hold: a patient keeps one pseudonym everywhere, and nobody without this "
+    "installation's key can recover the ID."
+)
+"""Caption of the case lists and predictions when IDs are shown as pseudonyms."""
+
+
+def report_reference(label: str, *, pseudonymous: bool = False) -> str:
+    """How a case's report names it, never by its uploaded ID.
+
+    Parameters
+    ----------
+    label : the case's name on screen (:func:`medimg_core.reporting.review.case_labels`).
+    pseudonymous : the label already holds the keyed pseudonym (IDs shown as pseudonyms, or a
+        reopened run): the report then uses it as it is, so the reference matches the case list
+        and ``cases.parquet``; otherwise the label is pseudonymised.
+    """
+    if pseudonymous:
+        return "case-" + label.replace(" · row ", "-row-").replace(" ", "-")
     return "case-" + pseudonymise(label, pseudonym_key())
 
 
@@ -226,7 +289,7 @@ def case_report(active: ActiveModel, view: CaseView, note: str, cut: float | Non
     str
         A self-contained HTML document (see :func:`medimg_core.reporting.case_report.case_report_html`).
     """
-    reference = report_reference(view.label)
+    reference = report_reference(view.label, pseudonymous=active.ids_pseudonymous)
     case = anonymous_case(view.case, reference)
     figures: list[go.Figure] = [waterfall_figure(case, threshold=cut)]
     if cut is not None:
@@ -390,7 +453,7 @@ def held_out_cases(active: ActiveModel, n: int = HELD_OUT_DEMO_ROWS) -> LoadedTa
         content_hash=frame_hash(frame),
         encoding=None,
         delimiter=None,
-        format="sample",
+        format=HELD_OUT_FORMAT,
         notes=(),
         coercion_failures={},
     )
@@ -421,6 +484,7 @@ def _scored(
     cut: float | None,
     abstain_ood: bool,
     band: tuple[float, float] | None,
+    pseudonymise: bool,
     _active: ActiveModel,
     _frame: pd.DataFrame,
 ) -> review.ScoredCases:
@@ -431,6 +495,7 @@ def _scored(
         threshold=cut,
         explain_top=3,
         abstain=Abstention(ood=abstain_ood, band=band),
+        id_key=pseudonym_key() if pseudonymise else None,
     )
 
 
@@ -457,7 +522,11 @@ def scored_cases(
         When ``band`` does not contain the threshold.
     """
     cut = threshold(active) if active.model.is_binary else None
-    return _scored(active.key, table.content_hash, cut, abstain_ood, band, active, table.frame)
+    # Uploaded IDs are shown as pseudonyms when that is on; the held-out demo's already are.
+    pseudonymise = ids_as_pseudonyms() and table.format != HELD_OUT_FORMAT
+    return _scored(
+        active.key, table.content_hash, cut, abstain_ood, band, pseudonymise, active, table.frame
+    )
 
 
 def threshold_source(active: ActiveModel) -> str:

@@ -22,14 +22,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from medimg_core.access import Action, Actor, allowed
+from medimg_core.encryption import is_encrypted
 from medimg_core.errors import ConfigError, ImageError
 from medimg_core.imaging import feature_table
+from medimg_core.imaging.archives import is_upload_folder, remove_upload
 from medimg_core.imaging.feature_table import ImageTable
 from medimg_core.imaging.features import extract_features
 from medimg_core.imaging.occlusion import OcclusionMap
 from medimg_core.imaging.roots import image_roots
 from medimg_core.imaging.sets import ImageSet, open_image_set, open_server_folder
+from medimg_core.imaging.stored import store_upload_file
 from medimg_core.reporting.figures.images import image_figure, occlusion_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal
@@ -62,6 +68,7 @@ __all__ = [
     "is_table_file",
     "load_folder",
     "load_upload",
+    "may_open_folders",
     "occlusion",
     "open_archive",
     "open_folder",
@@ -70,6 +77,7 @@ __all__ = [
     "prediction_context",
     "prediction_images",
     "progress_bar",
+    "release_uploads",
     "set_image_table",
     "set_key",
     "show_case_image",
@@ -141,8 +149,9 @@ def progress_bar(start: str) -> Iterator[Callable[[float, str], None]]:
 
 
 @st.cache_resource(show_spinner="Unpacking and checking the images…", max_entries=8)
-def open_archive(digest: str, name: str, _data: bytes) -> ImageSet:
-    """Open an uploaded ZIP or ``.npz`` (cached on the sha256 ``digest`` of its bytes)."""
+def open_archive(digest: str, name: str, home: str, _data: bytes) -> ImageSet:
+    """Open an uploaded ZIP or ``.npz`` (cached on the sha256 ``digest`` of its bytes and the
+    workspace ``home`` it is unpacked into: a cached set never points into another workspace)."""
     return open_image_set(_data, name=name)
 
 
@@ -152,16 +161,24 @@ def folder_roots() -> tuple[Path, ...]:
     return image_roots()
 
 
-def open_folder(path: str) -> ImageSet:
-    """Open a folder on the server as an image set, only inside the configured image roots.
+def may_open_folders(actor: Actor) -> bool:
+    """Whether ``actor`` may open image folders on the server (analysts and admins)."""
+    return allowed(actor, Action.OPEN_IMAGE_FOLDER)
+
+
+def open_folder(path: str, actor: Actor) -> ImageSet:
+    """Open a folder on the server as an image set, only inside the configured image roots and
+    only for analysts and admins (the core checks ``actor``).
 
     Raises
     ------
+    PermissionDenied
+        When ``actor`` may not open server folders (a viewer).
     ImageError
         When no image root is configured, the folder is not inside one, or it holds no
         readable image.
     """
-    return open_server_folder(path, roots=folder_roots())
+    return open_server_folder(path, actor=actor, roots=folder_roots())
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)
@@ -250,16 +267,32 @@ def set_image_table(images: ImageTable, name: str) -> ImageContext:
 
 
 def load_upload(data: bytes, name: str, choice: Any) -> ImageContext:
-    """Open an uploaded ZIP / npz, extract its features and make them the working table."""
-    image_set = open_archive(hashlib.sha256(data).hexdigest(), name, data)
-    return set_image_table(extract(image_set, working_size(image_set, choice)), name)
+    """Open an uploaded ZIP / npz, extract its features and make them the working table; what
+    the upload it replaces left in the workspace is removed when no session uses it.
+
+    Refused (and audited) before anything is unpacked when the session's user may not upload.
+    """
+    # Deferred: the audit trail loads the modelling stack, which the first page does not need.
+    from medimg_core.access import Action
+    from medimg_core.store import guarded
+    from medimg_core.ui.auth import client_address, current_actor
+
+    digest = hashlib.sha256(data).hexdigest()
+    with guarded.audited(current_actor(), Action.UPLOAD, client=client_address(), object=digest):
+        image_set = open_archive(digest, name, str(workspace_home()), data)
+    _hold(image_set)
+    ctx = set_image_table(extract(image_set, working_size(image_set, choice)), name)
+    release_uploads()
+    return ctx
 
 
-def load_folder(path: str, choice: Any) -> ImageContext:
-    """Open a server folder, extract its features and make them the working table."""
+def load_folder(path: str, choice: Any, actor: Actor) -> ImageContext:
+    """Open a server folder as ``actor``, extract its features and make them the working table."""
     with st.spinner("Reading the folder and checking every image…"):
-        image_set = open_folder(path)
-    return set_image_table(extract(image_set, working_size(image_set, choice)), image_set.name)
+        image_set = open_folder(path, actor)
+    ctx = set_image_table(extract(image_set, working_size(image_set, choice)), image_set.name)
+    release_uploads()
+    return ctx
 
 
 def context() -> ImageContext | None:
@@ -513,14 +546,14 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
 
 
 def _write_single(data: bytes, name: str) -> Path:
-    """A single uploaded image, stored in the workspace under its content hash."""
+    """A single uploaded image, stored encrypted in the workspace under its content hash."""
     digest = hashlib.sha256(data).hexdigest()
     folder = workspace_home() / "uploads" / "single" / digest
     folder.mkdir(parents=True, exist_ok=True)
     safe = Path(name).name or "image"
     path = folder / safe
-    if not path.exists():
-        path.write_bytes(data)
+    if not is_encrypted(path):
+        store_upload_file(path, data)
     return path
 
 
@@ -581,6 +614,7 @@ def take_prediction_images(uploaded: Any, active: ActiveModel) -> None:
         return
     st.session_state[_PREDICT_SEEN] = seen
     images = prediction_images(active, uploaded.getvalue(), uploaded.name)
+    _hold(images.image_set)
     frame = images.frame
     table = LoadedTable(
         frame=frame,
@@ -593,6 +627,104 @@ def take_prediction_images(uploaded: Any, active: ActiveModel) -> None:
     )
     explaining.set_new_cases(table)
     st.session_state[PREDICTION_IMAGES] = image_context(images, table.content_hash, uploaded.name)
+    release_uploads()
+
+
+@st.cache_resource(show_spinner=False)
+def _upload_holds() -> tuple[threading.Lock, dict[str, set[Path]], set[Path]]:
+    """Shared by every session: the upload folders each session uses, and every upload folder
+    a session of this server has used (only those are ever removed)."""
+    return threading.Lock(), {}, set()
+
+
+def _upload_folder(image_set: ImageSet | None, home: Path) -> Path | None:
+    """The workspace folder an uploaded image set was unpacked into (None for a server folder
+    or an npz, which leave nothing on disk)."""
+    root = None if image_set is None else image_set.root
+    if root is None:
+        return None
+    root = root.resolve()
+    base = home.resolve()
+    for candidate in (root, *root.parents):
+        if is_upload_folder(candidate, base):
+            return candidate
+        if candidate == base:
+            break
+    return None
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "bare"
+
+
+def _session_alive(session: str) -> bool:
+    try:
+        return not Runtime.exists() or bool(Runtime.instance().is_active_session(session))
+    except Exception:  # the runtime's internals changed: keep the folders rather than guess
+        return True
+
+
+def _contexts_in_session() -> list[ImageContext]:
+    active = state.get(state.ACTIVE)
+    found = [
+        state.get(state.IMAGES),
+        getattr(active, "images", None),
+        st.session_state.get(PREDICTION_IMAGES),
+    ]
+    return [ctx for ctx in found if isinstance(ctx, ImageContext)]
+
+
+def _hold(image_set: ImageSet) -> None:
+    """Mark an upload's folder as used by this session before its features are extracted, so
+    that another session's clean-up cannot remove it meanwhile."""
+    home = workspace_home()
+    folder = _upload_folder(image_set, home)
+    if folder is None:
+        return
+    lock, holds, known = _upload_holds()
+    with lock:
+        holds.setdefault(_session_id(), set()).add(folder)
+        known.add(folder)
+
+
+def release_uploads() -> tuple[Path, ...]:
+    """Remove what uploads left in the workspace once no session uses them.
+
+    A session uses the images of its working table, of its active model (for the case images
+    on Explain) and of its new cases on Predict. An upload is removed when every session that
+    used it has replaced it or has ended (sessions that ended are noticed at the next upload by
+    anyone). Only folders unpacked for sessions of this server are removed, never one the
+    command line is using.
+
+    Returns
+    -------
+    tuple of Path
+        The folders removed.
+    """
+    home = workspace_home()
+    mine = {f for ctx in _contexts_in_session() if (f := _upload_folder(ctx.table.image_set, home))}
+    lock, holds, known = _upload_holds()
+    session = _session_id()
+    with lock:
+        holds[session] = mine
+        known.update(mine)
+        for other in [s for s in holds if s != session and not _session_alive(s)]:
+            del holds[other]
+        in_use: set[Path] = set().union(*holds.values())
+        unused = sorted(known - in_use)
+        removed = tuple(f for f in unused if remove_upload(f, home.resolve()))
+        known.difference_update(unused)
+    if removed:
+        # Cached image sets of a removed folder would point at nothing: forget them.
+        open_archive.clear()
+        plock, store = _prediction_store()
+        with plock:
+            for key in [
+                k for k, t in store.items() if _upload_folder(t.image_set, home) in removed
+            ]:
+                del store[key]
+    return removed
 
 
 def prediction_context(table: LoadedTable | None) -> ImageContext | None:

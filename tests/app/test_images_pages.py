@@ -330,3 +330,47 @@ def test_image_context_matches_rows_to_images(tmp_path: Path) -> None:
     cases.loc[3, "intensity_mean"] += 0.5
     assert ctx.position(3, cases) is None
     assert ctx.position(999) is None
+
+
+def uploaded_folders(home: Path) -> set[str]:
+    uploads = home / "uploads"
+    if not uploads.is_dir():
+        return set()
+    return {p.name for p in uploads.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def test_a_replaced_image_upload_is_removed_from_the_workspace(
+    open_app: Callable[..., AppTest], app_env: Path
+) -> None:
+    first = image_zip(n=6, seed=11)
+    at = images_data_page(open_app, first, "first.zip")
+    assert not at.exception
+    held = uploaded_folders(app_env)
+    assert len(held) == 1
+    upload(at, image_zip(n=6, seed=12), "second.zip", key="upload_images")
+    assert not at.exception
+    now = uploaded_folders(app_env)
+    # The first archive's images are gone; the second's are in use.
+    assert len(now) == 1 and not (now & held)
+    assert at.session_state[state.IMAGES].table.image_set.load(0).pixels.shape == (16, 16)
+
+
+def test_the_images_of_the_active_model_stay_while_new_images_come_and_go(
+    open_app: Callable[..., AppTest], app_env: Path, study_zip: bytes
+) -> None:
+    at = walk_to_model(images_data_page(open_app, study_zip, "study.zip"))
+    trained_on = uploaded_folders(app_env)
+    assert len(trained_on) == 1
+    at.switch_page("pages/predict.py")
+    at.run()
+    upload(at, image_zip(n=3, seed=5, labelled=False), "new.zip", key="predict_upload")
+    assert not at.exception and not at.error
+    first_new = uploaded_folders(app_env) - trained_on
+    assert len(first_new) == 1
+    upload(at, image_zip(n=3, seed=6, labelled=False), "newer.zip", key="predict_upload")
+    assert not at.exception and not at.error
+    now = uploaded_folders(app_env)
+    # The replaced new images are removed; the model's own (Explain shows them) are kept.
+    assert trained_on <= now and not (first_new & now) and len(now) == 2
+    assert at.session_state[state.ACTIVE].images.table.image_set.load(0).pixels.shape == (16, 16)
+    assert element_count(at, "image") == 6

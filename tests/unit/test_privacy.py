@@ -206,3 +206,14 @@ def test_pseudonymised_display_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, "sometimes")
     with pytest.raises(PrivacyError, match="MEDIMG_PSEUDONYMISE_IDS is 'sometimes'"):
         privacy.pseudonymise_ids_on_display()
+
+
+def test_pseudonymised_display_defaults_to_on_with_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(privacy.PSEUDONYMISE_IDS_ENV, raising=False)
+    assert privacy.pseudonymise_ids_on_display(sign_in=True) is True
+    assert privacy.pseudonymise_ids_on_display(sign_in=False) is False
+    # The setting, when given, wins over the default in both modes.
+    monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, "0")
+    assert privacy.pseudonymise_ids_on_display(sign_in=True) is False
+    monkeypatch.setenv(privacy.PSEUDONYMISE_IDS_ENV, "1")
+    assert privacy.pseudonymise_ids_on_display(sign_in=False) is True

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from medimg_core.errors import ImageError
+from medimg_core.access import DEFAULT_PROJECT, Actor, Role
+from medimg_core.errors import ImageError, PermissionDenied
 from medimg_core.imaging.roots import IMAGE_ROOTS_ENV, image_roots, resolve_image_folder
 from medimg_core.imaging.sets import open_server_folder
 from tests.unit.imaging.synthetic import gradient, save
 
 KEY = b"images-test-key-0123456789abcdef"
+ANALYST = Actor("ana", Role.ANALYST, frozenset({DEFAULT_PROJECT}), DEFAULT_PROJECT)
+VIEWER = Actor("vic", Role.VIEWER, frozenset({DEFAULT_PROJECT}), DEFAULT_PROJECT)
+ADMIN = Actor("ada", Role.ADMIN, frozenset({DEFAULT_PROJECT}), DEFAULT_PROJECT)
 REFUSED = "not an image folder medimg may read"
 
 
@@ -49,14 +53,14 @@ def test_image_roots_come_from_the_setting(tmp_path: Path, monkeypatch: pytest.M
 def test_without_roots_the_core_refuses(layout: tuple[Path, Path]) -> None:
     root, _ = layout
     with pytest.raises(ImageError, match=r"no image folder is configured.*MEDIMG_IMAGE_ROOTS"):
-        open_server_folder(root / "study", roots=(), key=KEY)
+        open_server_folder(root / "study", actor=ANALYST, roots=(), key=KEY)
 
 
 def test_a_folder_inside_a_root_opens_by_full_or_relative_path(layout: tuple[Path, Path]) -> None:
     root, _ = layout
-    by_path = open_server_folder(root / "study", roots=(root,), key=KEY)
+    by_path = open_server_folder(root / "study", actor=ANALYST, roots=(root,), key=KEY)
     assert by_path.class_counts == {"normal": 2, "pneumonia": 2}
-    by_name = open_server_folder("study", roots=(root,), key=KEY)
+    by_name = open_server_folder("study", actor=ANALYST, roots=(root,), key=KEY)
     assert by_name.root == by_path.root == (root / "study").resolve()
 
 
@@ -66,7 +70,7 @@ def test_dot_dot_out_of_the_root_is_refused_without_naming_anything(
     root, private = layout
     for asked in (root / "study" / ".." / ".." / "private", "../private", str(private)):
         with pytest.raises(ImageError, match=REFUSED) as caught:
-            open_server_folder(asked, roots=(root,), key=KEY)
+            open_server_folder(asked, actor=ANALYST, roots=(root,), key=KEY)
         assert "jane" not in str(caught.value)
         assert "benign" not in str(caught.value)
 
@@ -87,7 +91,7 @@ def test_a_link_out_of_the_root_is_refused(layout: tuple[Path, Path]) -> None:
     root, private = layout
     (root / "shortcut").symlink_to(private, target_is_directory=True)
     with pytest.raises(ImageError, match=REFUSED) as caught:
-        open_server_folder(root / "shortcut", roots=(root,), key=KEY)
+        open_server_folder(root / "shortcut", actor=ANALYST, roots=(root,), key=KEY)
     assert "jane" not in str(caught.value)
 
 
@@ -95,7 +99,7 @@ def test_files_linking_out_of_the_root_are_left_out_unnamed(layout: tuple[Path, 
     root, private = layout
     (root / "study" / "normal" / "borrowed.png").symlink_to(private / "benign" / "benign_0.png")
     (root / "study" / "labels-elsewhere").symlink_to(private, target_is_directory=True)
-    image_set = open_server_folder(root / "study", roots=(root,), key=KEY)
+    image_set = open_server_folder(root / "study", actor=ANALYST, roots=(root,), key=KEY)
     assert image_set.class_counts == {"normal": 2, "pneumonia": 2}
     assert not any(str(private) in str(s) for s in image_set.records["source"])
     assert any("1 file(s) that link to places outside" in n for n in image_set.notes)
@@ -106,6 +110,37 @@ def test_a_labels_table_linking_out_of_the_root_is_not_read(layout: tuple[Path, 
     root, private = layout
     (private / "labels.csv").write_text("name,dob\nJane Doe,1950-01-01\n")
     (root / "study" / "labels.csv").symlink_to(private / "labels.csv")
-    image_set = open_server_folder(root / "study", roots=(root,), key=KEY)
+    image_set = open_server_folder(root / "study", actor=ANALYST, roots=(root,), key=KEY)
     assert image_set.layout == "class-folders"
     assert "Jane Doe" not in " ".join(image_set.notes)
+
+
+def test_a_viewer_may_not_open_a_server_folder(
+    layout: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = layout
+    touched: list[object] = []
+    real = Path.resolve
+
+    def spy(self: Path, strict: bool = False) -> Path:
+        touched.append(self)
+        return real(self, strict=strict)
+
+    monkeypatch.setattr(Path, "resolve", spy)
+    with pytest.raises(PermissionDenied, match=r"vic \(viewer\) may not open an image folder"):
+        open_server_folder(root / "study", actor=VIEWER, roots=(root,), key=KEY)
+    # Refused before the file system was looked at: not even the roots were resolved.
+    assert touched == []
+    monkeypatch.undo()
+    for actor in (ANALYST, ADMIN):
+        image_set = open_server_folder(root / "study", actor=actor, roots=(root,), key=KEY)
+        assert image_set.class_counts == {"normal": 2, "pneumonia": 2}
+
+
+def test_an_analyst_outside_every_project_may_not_open_a_server_folder(
+    layout: tuple[Path, Path],
+) -> None:
+    root, _ = layout
+    stranger = Actor("sam", Role.ANALYST)
+    with pytest.raises(PermissionDenied, match="no project is chosen"):
+        open_server_folder(root / "study", actor=stranger, roots=(root,), key=KEY)

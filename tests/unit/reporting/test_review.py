@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ from medimg_core.modelling import training
 from medimg_core.modelling.explain import ModelExplainer
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.validation import ValidationConfig
+from medimg_core.privacy import pseudonymise_ids
 from medimg_core.reporting import review
 from medimg_core.tables import cleaning, loading
 from medimg_core.tables.cleaning import CleaningPlan
@@ -230,3 +231,46 @@ def test_feature_table_adds_the_standard_error_of_permutation_estimates() -> Non
     ]
     assert list(table["Feature"]) == ["b", "c", "a"]
     assert list(table["Standard error (probability)"]) == [0.02, 0.005, 0.001]
+
+
+def test_scoring_can_name_cases_by_their_pseudonyms(trained: Trained) -> None:
+    model = trained.result.model
+    data = new_cases(trained, 6)
+    key = b"review-test-key-0123456789abcdef"
+    plain = review.score_new_cases(model, data, explain_top=0)
+    hidden = review.score_new_cases(model, data, explain_top=0, id_key=key)
+    expected = list(pseudonymise_ids(data["case_id"], key))
+    assert list(plain.table["case_id"]) == list(data["case_id"])
+    assert list(hidden.table["case_id"]) == expected
+    assert not set(hidden.table["case_id"]) & set(data["case_id"])
+    # Everything else is the same scoring.
+    pd.testing.assert_frame_equal(
+        plain.table.drop(columns="case_id"), hidden.table.drop(columns="case_id")
+    )
+    # Rows the cleaning removed are named by their pseudonyms too.
+    strict = replace(model, plan=replace(model.plan, missing="drop"))
+    gappy = data.copy()
+    gappy.loc[2, "mean texture"] = np.nan
+    removed = review.score_new_cases(strict, gappy, explain_top=0, id_key=key)
+    assert list(removed.not_scored["case_id"]) == [expected[2]]
+
+
+def test_pseudonymous_cases_match_the_stored_ids_and_keep_patients_together(
+    trained: Trained,
+) -> None:
+    key = b"review-test-key-0123456789abcdef"
+    cases = trained.cases.copy()
+    cases.loc[cases.index[:2], "case_id"] = "SAME-PATIENT"
+    cv = replace(
+        trained.result.cv, row_ids=cases.loc[:, "case_id"].to_numpy()[: trained.result.cv.n]
+    )
+    shown, (shown_cv, none) = review.pseudonymous_cases(
+        cases, (cv, None), id_column="case_id", key=key
+    )
+    assert shown is not None and shown_cv is not None and none is None
+    assert list(shown["case_id"]) == list(pseudonymise_ids(cases["case_id"], key))
+    assert shown["case_id"].iloc[0] == shown["case_id"].iloc[1]
+    assert list(shown_cv.row_ids) == list(pseudonymise_ids(pd.Series(cv.row_ids), key))
+    assert list(cases["case_id"]) != list(shown["case_id"])  # the input is left alone
+    same, evaluations = review.pseudonymous_cases(cases, (cv,), id_column=None, key=key)
+    assert same is cases and evaluations == (cv,)

@@ -10,15 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from medimg_core import encryption
+from medimg_core.access import SINGLE_USER
 from medimg_core.cli import main
 from medimg_core.encryption import MAGIC, is_encrypted
+from medimg_core.imaging.pixels import ImageProblem
+from medimg_core.imaging.sets import open_image_set
 from medimg_core.store.cases import load_cases
 from medimg_core.store.keys import protected_files, rotate_workspace_key
 from medimg_core.store.persistence import load_model
 from medimg_core.store.registry import Registry
+from tests.unit.imaging.synthetic import gradient, png_bytes, zip_bytes
 
 FAST = ["--model", "knn", "--cv", "3", "--n-boot", "50"]
 SENTINEL_ID = "ZQXJ7SENTINEL"
@@ -103,6 +109,49 @@ def test_no_plaintext_of_a_sentinel_value_appears_anywhere_under_the_workspace(
         assert path.read_bytes().startswith(MAGIC), path
 
 
+def sentinel_image_archive() -> bytes:
+    """A ZIP of PNGs and a DICOM file with a labels table: the sentinel is in a DICOM tag that
+    de-identification keeps (Manufacturer), and in the table's patient IDs and a note."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Manufacturer = f"{SENTINEL_ID} SCANNERS"
+    dcm = io.BytesIO()
+    ds.save_as(dcm)
+    members = {"scan.dcm": dcm.getvalue()}
+    rows = ["file,label,patient_id,referral"]
+    for i in range(6):
+        members[f"img_{i}.png"] = png_bytes(gradient(16, 16, seed=i))
+        rows.append(
+            f"img_{i}.png,{'ab' if i % 2 else 'normal'},{SENTINEL_ID}-{i},from {SENTINEL_ID}"
+        )
+    rows.append(f"scan.dcm,normal,{SENTINEL_ID}-9,from {SENTINEL_ID}")
+    members["labels.csv"] = ("\n".join(rows) + "\n").encode()
+    return zip_bytes(members)
+
+
+def test_no_plaintext_of_a_sentinel_value_of_an_image_upload_appears_under_the_workspace(
+    home: Path,
+) -> None:
+    image_set = open_image_set(sentinel_image_archive(), name="upload.zip", workspace=home)
+    assert image_set.layout == "labels-table" and len(image_set) == 7
+    assert all(not isinstance(p, ImageProblem) for _, p in image_set.iter_images())
+    stored = [p for p in (home / "uploads").rglob("*") if p.is_file()]
+    members = {p.name for p in stored}
+    assert {"scan.dcm", "labels.csv", "img_0.png"} <= members
+    # The sentinel is on disk (de-identification keeps Manufacturer), but only encrypted.
+    dcm = next(p for p in stored if p.name == "scan.dcm")
+    assert SENTINEL_ID.encode() in encryption.read_decrypted(dcm)
+    needles = [SENTINEL_ID.encode(), SENTINEL_ID.encode("utf-16-le")]
+    leaks = [
+        p.relative_to(home).as_posix()
+        for p in home.rglob("*")
+        if p.is_file() and any(n in p.read_bytes() for n in needles)
+    ]
+    assert leaks == []
+    assert all(is_encrypted(p) for p in stored if not p.name.startswith("."))
+    # Encrypted uploads are brought under a new key with everything else.
+    assert set(stored) - {p for p in stored if p.name.startswith(".")} <= set(protected_files(home))
+
+
 def test_protected_files_lists_model_files_cases_and_datasets_but_not_hidden_ones(
     home: Path,
 ) -> None:
@@ -147,8 +196,8 @@ def test_rotation_covers_the_workspace_and_recorded_runs_outside_it(
         assert load_model(directory).model.kind == "knn"
         assert len(load_cases(directory)) == 120
     with Registry() as registry:
-        run_record = registry.list_runs()[0]
-        assert len(registry.load_dataset(run_record.stored_dataset_hash)) == 120
+        run_record = registry.list_runs(SINGLE_USER)[0]
+        assert len(registry.load_dataset(SINGLE_USER, run_record.stored_dataset_hash)) == 120
 
 
 def test_an_interrupted_rotation_is_finished_by_running_it_again(
@@ -190,7 +239,7 @@ def test_rotation_encrypts_files_left_in_clear_by_an_older_medimg(home: Path) ->
     rotation = rotate_workspace_key(home)
     assert rotation.encrypted == 1 and is_encrypted(path)
     with Registry() as registry:
-        pd.testing.assert_frame_equal(registry.load_dataset(path.stem), frame)
+        pd.testing.assert_frame_equal(registry.load_dataset(SINGLE_USER, path.stem), frame)
 
 
 def test_a_wrong_key_is_one_line_on_the_command_line(
