@@ -7,21 +7,24 @@ here). Without it these tests skip with the reason; CI installs it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
@@ -303,3 +306,271 @@ def assert_no_exception(page: Page) -> None:
     exceptions = page.locator("[data-testid=stException]")
     assert exceptions.count() == 0, exceptions.first.inner_text()
     assert "Traceback" not in page.content()
+
+
+# Sign-in: a real OpenID Connect provider (oidc-provider-mock) and medimg servers configured
+# for it or for local accounts. The browser reaches medimg as ``localhost`` because that is
+# the host of the redirect URI, where Streamlit sets its sign-in cookie.
+
+
+def medimg_cli(env: Mapping[str, str], *args: str, password: str | None = None) -> str:
+    """Run ``medimg ARGS`` in the workspace of ``env`` (a password goes to standard input)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "medimg_core", *args],
+        cwd=ROOT,
+        env=dict(env),
+        input=None if password is None else f"{password}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"medimg {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def workspace_env(
+    home: Path, key_file: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a medimg server and its CLI: its own workspace and key, nothing
+    inherited that would point it at the developer's database, key or user name."""
+    extra = extra or {}
+    env = {
+        **os.environ,
+        "MEDIMG_HOME": str(home),
+        "MEDIMG_RAISE": "1",
+        "MEDIMG_KEY_FILE": str(key_file),
+        **extra,
+    }
+    for name in ("MEDIMG_DATABASE_URL", "MEDIMG_ENCRYPTION_KEY", "MEDIMG_USER"):
+        if name not in extra:
+            env.pop(name, None)
+    return env
+
+
+@contextlib.contextmanager
+def medimg_server(
+    env: Mapping[str, str],
+    port: int,
+    *,
+    secrets_file: Path | None = None,
+    clock_file: Path | None = None,
+) -> Iterator[str]:
+    """Start ``streamlit run app.py`` on ``port`` with ``env``; yield its ``localhost`` URL.
+
+    ``secrets_file`` replaces the secrets Streamlit would look for (``.streamlit/secrets.toml``
+    of the app folder and of the home folder) through its ``secrets.files`` option.
+    ``clock_file``: the sign-in clock runs ahead by the minutes written there
+    (``tests/e2e/shifted_clock.py``).
+    """
+    home = Path(env["MEDIMG_HOME"])
+    if clock_file is not None:
+        env = {**env, "MEDIMG_E2E_CLOCK_FILE": str(clock_file)}
+        streamlit = [str(Path(__file__).with_name("shifted_clock.py"))]
+    else:
+        streamlit = ["-m", "streamlit"]
+    command = [
+        sys.executable,
+        *streamlit,
+        "run",
+        str(ROOT / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    if secrets_file is not None:
+        command += ["--secrets.files", str(secrets_file)]
+    log = (home / "server.log").open("wb")
+    proc = subprocess.Popen(command, cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield f"http://localhost:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """The local OpenID Connect provider: its URL, and the users' claims it hands out."""
+
+    url: str
+
+    def _send(self, method: str, path: str, body: object) -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.url}/.well-known/openid-configuration"
+
+    def register_client(self, redirect_uri: str) -> tuple[str, str]:
+        """Register medimg as a client (dynamic registration); return (client ID, secret)."""
+        client = json.loads(
+            self._send("POST", "/oauth2/clients", {"redirect_uris": [redirect_uri]})
+        )
+        return str(client["client_id"]), str(client["client_secret"])
+
+    def set_user(self, sub: str, claims: Mapping[str, object]) -> None:
+        """The claims the provider puts in the ID token of ``sub`` (who is typed at its form)."""
+        self._send("PUT", f"/users/{sub}", dict(claims))
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """oidc-provider-mock on a free local port, in a thread: it accepts only registered clients,
+    requires a nonce (as Streamlit sends), and signs in whoever is typed at its form."""
+    from oidc_provider_mock import run_server_in_thread
+
+    with run_server_in_thread(require_client_registration=True, require_nonce=True) as provider:
+        yield OidcProvider(f"http://localhost:{provider.server_port}")
+
+
+@dataclass(frozen=True)
+class SignInServer:
+    """A medimg server with sign-in: its URL and the environment of its workspace (for the CLI)."""
+
+    url: str
+    env: Mapping[str, str] = field(repr=False)  # the developer's environment stays out of logs
+    clock_file: Path | None = None
+
+    def cli(self, *args: str, password: str | None = None) -> str:
+        return medimg_cli(self.env, *args, password=password)
+
+    @contextlib.contextmanager
+    def shifted_clock(self) -> Iterator[Callable[[float], None]]:
+        """Yield a function that sets how many minutes ahead the server's sign-in clock runs;
+        the clock is put right afterwards."""
+        if self.clock_file is None:
+            raise RuntimeError("this server was started without a movable clock")
+        clock_file = self.clock_file
+
+        def shift(minutes: float) -> None:
+            clock_file.write_text(f"{minutes}\n")
+
+        try:
+            yield shift
+        finally:
+            shift(0)
+
+
+# Groups of the identity provider mapped to medimg roles (the site's MEDIMG_ROLE_MAP).
+ROLE_MAP = "medimg-viewers=viewer,medimg-analysts=analyst,medimg-admins=admin"
+PROJECTS = ("breast", "chest")
+
+
+def _fresh_workspace(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    extra: Mapping[str, str],
+    projects: Sequence[str] = (),
+) -> dict[str, str]:
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    key_file = tmp_path_factory.mktemp(f"{name}-key") / "key"
+    env = workspace_env(home, key_file, extra)
+    for project in projects:
+        medimg_cli(env, "projects", "add", project)
+    return env
+
+
+@pytest.fixture(scope="session")
+def oidc_server(
+    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProvider
+) -> Iterator[SignInServer]:
+    """medimg with single sign-on through ``oidc_provider``: an ``[auth]`` section in a
+    temporary secrets file, roles from the ``groups`` claim through ``MEDIMG_ROLE_MAP``, and
+    projects from the ``projects`` claim alone (no local project or account exists)."""
+    port = _free_port()
+    client_id, client_secret = oidc_provider.register_client(
+        f"http://localhost:{port}/oauth2callback"
+    )
+    env = _fresh_workspace(tmp_path_factory, "oidc", {"MEDIMG_ROLE_MAP": ROLE_MAP})
+    secrets_file = tmp_path_factory.mktemp("oidc-secrets") / "secrets.toml"
+    secrets_file.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_urlsafe(32)}"\n'
+        f'client_id = "{client_id}"\n'
+        f'client_secret = "{client_secret}"\n'
+        f'server_metadata_url = "{oidc_provider.metadata_url}"\n'
+    )
+    secrets_file.chmod(0o600)
+    with medimg_server(env, port, secrets_file=secrets_file) as url:
+        yield SignInServer(url, env)
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
+    """Open pages in browser contexts of their own (separate cookies: separate users)."""
+    contexts: list[BrowserContext] = []
+
+    def make() -> Page:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, accept_downloads=True
+        )
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+# Local accounts of the ``local_server`` workspace: name -> (role, project). Each test signs in
+# as its own user, so that one test's failed attempts never lock another's account.
+LOCAL_PASSWORD = "e2e-correct-horse-battery"
+LOCAL_USERS = {
+    "ada": ("admin", "breast"),  # added first; the command line then acts as her
+    "nora": ("analyst", "breast"),
+    "otto": ("viewer", "chest"),
+}
+LOCKOUT_ATTEMPTS = 2
+IDLE_MINUTES = 5
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInServer]:
+    """medimg with local accounts (created with ``medimg users add --password-stdin``); an
+    account locks after ``LOCKOUT_ATTEMPTS`` failed sign-ins in a row, a session ends after
+    ``IDLE_MINUTES`` without activity, and the server's sign-in clock can be moved forward
+    (:meth:`SignInServer.shift_clock`)."""
+    env = _fresh_workspace(
+        tmp_path_factory,
+        "local",
+        {
+            "MEDIMG_LOCKOUT_ATTEMPTS": str(LOCKOUT_ATTEMPTS),
+            "MEDIMG_LOCKOUT_MINUTES": "15",
+            "MEDIMG_SESSION_IDLE_MINUTES": str(IDLE_MINUTES),
+        },
+        PROJECTS,
+    )
+    for name, (role, project) in LOCAL_USERS.items():
+        medimg_cli(
+            env,
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--project",
+            project,
+            "--password-stdin",
+            password=LOCAL_PASSWORD,
+        )
+        env.setdefault("MEDIMG_USER", name)
+    clock_file = Path(env["MEDIMG_HOME"]) / "clock-shift-minutes"
+    with medimg_server(env, _free_port(), clock_file=clock_file) as url:
+        yield SignInServer(url, env, clock_file)
