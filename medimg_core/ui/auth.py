@@ -302,14 +302,17 @@ def refusal_page() -> None:
 
 def sign_in_page() -> None:
     """Sign in: a form for local accounts, a button per identity provider for single sign-on."""
-    st.title("Sign in")
-    notice = state.get(NOTICE)
-    if notice:
-        st.info(notice, icon=":material/info:")
-    if server_mode().mode is SignInMode.OIDC:
-        _oidc_sign_in()
-    else:
-        _local_sign_in()
+    # A narrow column: a sign-in form across a wide screen reads like a data-entry page.
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle:
+        st.title("Sign in")
+        notice = state.get(NOTICE)
+        if notice:
+            st.info(notice, icon=":material/info:")
+        if server_mode().mode is SignInMode.OIDC:
+            _oidc_sign_in()
+        else:
+            _local_sign_in()
 
 
 def _oidc_sign_in() -> None:
