@@ -51,6 +51,7 @@ __all__ = [
     "current_key_info",
     "decrypt_bytes",
     "encrypt_bytes",
+    "fsync_dir",
     "is_encrypted",
     "key_file_path",
     "read_decrypted",
@@ -239,7 +240,7 @@ def _write_key_file(path: Path, secret: bytes, *, replace: bool) -> bool:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise EncryptionError(
             f"The encryption key file {path} could not be written ({exc.strerror or exc}). "
@@ -400,8 +401,8 @@ def read_decrypted(path: str | os.PathLike[str], *, what: str = "The file") -> b
     return _decrypt_with(_reading_keys(), blob, f"{what} {file}")
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename durable; not every platform allows opening a directory.
+def fsync_dir(path: Path) -> None:
+    """Make renames into ``path`` durable (not every platform allows opening a directory)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -423,7 +424,7 @@ def _write_blob(path: Path, blob: bytes) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
@@ -508,7 +509,7 @@ def rotate_key(files: Iterable[Path], *, on_file: Callable[[Path], None] | None 
         if on_file is not None:
             on_file(file)
     old_path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return Rotation(
         key_file=path,
         old_key_id=None if old is None else old.key_id.hex(),

@@ -35,7 +35,7 @@ import pandas as pd
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from medimg_core.encryption import CIPHER, read_decrypted, write_encrypted
+from medimg_core.encryption import CIPHER, fsync_dir, read_decrypted, write_encrypted
 from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
 from medimg_core.modelling.calibration import INTERCEPT_LIMIT, calibration_card
@@ -465,16 +465,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the renames durable; not every platform allows opening a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _is_model_dir(path: Path) -> bool:
     return (path / MODEL_NAME).is_file() and (path / CARD_NAME).is_file()
 
@@ -567,7 +557,7 @@ def save_model(
         card_path = staging / CARD_NAME
         card_path.write_text(json.dumps(card, indent=2, allow_nan=False), encoding="utf-8")
         _fsync_file(card_path)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             old.rmdir()
@@ -579,7 +569,7 @@ def save_model(
                 os.rename(old, target)
                 old = None
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelFileError(
