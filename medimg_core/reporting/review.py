@@ -630,7 +630,10 @@ def _reasons(
         targets = np.ones(len(features), dtype=int)
     else:
         # The most probable class (the decision may be "abstained").
-        proba = predictions[[f"p_{c}" for c in model.classes]].to_numpy(dtype=float)
+        # Predictions name their probability columns by the classes' display names.
+        proba = predictions[[f"p_{model.display_name(c)}" for c in model.classes]].to_numpy(
+            dtype=float
+        )
         targets = proba.argmax(axis=1).astype(int)
     reasons: list[list[str]] = [[""] * len(features) for _ in range(k)]
     for target in np.unique(targets):

@@ -274,3 +274,23 @@ def test_pseudonymous_cases_match_the_stored_ids_and_keep_patients_together(
     assert list(cases["case_id"]) != list(shown["case_id"])  # the input is left alone
     same, evaluations = review.pseudonymous_cases(cases, (cv,), id_column=None, key=key)
     assert same is cases and evaluations == (cv,)
+
+
+def test_named_multiclass_cases_are_explained_for_their_predicted_class() -> None:
+    # The predictions name their probability columns by the classes' names, not their codes.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(150, 3))
+    frame = pd.DataFrame(features, columns=["a", "b", "c"])
+    frame["y"] = (features[:, 0] > 0.5).astype(int) + (features[:, 1] > 0.5).astype(int)
+    roles = Roles(label="y", class_names=(("0", "zero"), ("1", "one"), ("2", "two")))
+    result = training.train(
+        frame,
+        roles,
+        config=ModelConfig(model="logreg"),
+        validation=ValidationConfig(cv=3, n_boot=20),
+    )
+    development = frame.drop(columns="y")
+    explainers = {i: ModelExplainer(result.model, development, class_index=i) for i in range(3)}
+    scored = review.score_new_cases(result.model, development.head(5), explainers=explainers)
+    assert len(scored.table) == 5
+    assert scored.table["reason_1"].str.len().gt(0).all()
