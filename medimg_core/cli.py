@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -1055,12 +1055,7 @@ def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
         )
         return 0
     print(f"Runs of project {actor.project!r}, newest first:")
-    rows = [r.summary() for r in runs]
-    headers = list(rows[0])
-    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
-    print("  ".join(h.ljust(widths[h]) for h in headers).rstrip())
-    for row in rows:
-        print("  ".join(str(row[h]).ljust(widths[h]) for h in headers).rstrip())
+    _print_table([r.summary() for r in runs])
     note = selection_note(runs)
     if note is not None:
         print(f"\nNote: {note}")
@@ -1345,12 +1340,13 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
+def _print_table(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Print ``rows`` (all with the same keys, in order) as left-aligned columns under a header."""
     headers = list(rows[0])
-    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
+    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
     print("  ".join(h.ljust(widths[h]) for h in headers).rstrip())
     for row in rows:
-        print("  ".join(row[h].ljust(widths[h]) for h in headers).rstrip())
+        print("  ".join(str(row[h]).ljust(widths[h]) for h in headers).rstrip())
 
 
 def _membership_text(name: str, projects: Sequence[str]) -> str:

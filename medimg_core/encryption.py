@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import logging
 import os
@@ -39,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from medimg_core.errors import EncryptionError
-from medimg_core.workspace import workspace_path
+from medimg_core.workspace import fsync_dir, workspace_path, write_private_file
 
 __all__ = [
     "CIPHER",
@@ -51,7 +50,6 @@ __all__ = [
     "current_key_info",
     "decrypt_bytes",
     "encrypt_bytes",
-    "fsync_dir",
     "is_encrypted",
     "key_file_path",
     "read_decrypted",
@@ -221,33 +219,13 @@ def _write_key_file(path: Path, secret: bytes, *, replace: bool) -> bool:
     """Write a key file with mode 0600; returns False when ``replace`` is off and one exists."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(_encode_key(secret))
-                handle.flush()
-                os.fsync(handle.fileno())
-            if replace:
-                os.replace(temporary, path)
-            else:
-                try:
-                    # A hard link never replaces a file: if another process created the key
-                    # meanwhile, its key wins and every writer ends up with the same key.
-                    os.link(temporary, path)
-                except FileExistsError:
-                    return False
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-        fsync_dir(path.parent)
+        return write_private_file(path, _encode_key(secret), replace=replace)
     except OSError as exc:
         raise EncryptionError(
             f"The encryption key file {path} could not be written ({exc.strerror or exc}). "
             f"Make {path.parent} writable, or set {KEY_FILE_ENV} to a writable path outside "
             "the workspace."
         ) from exc
-    return True
 
 
 def _current_key(*, create: bool) -> tuple[_Key | None, bool]:
@@ -399,16 +377,6 @@ def read_decrypted(path: str | os.PathLike[str], *, what: str = "The file") -> b
     if not blob.startswith(MAGIC):
         return blob
     return _decrypt_with(_reading_keys(), blob, f"{what} {file}")
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames into ``path`` durable (not every platform allows opening a directory)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_blob(path: Path, blob: bytes) -> Path:

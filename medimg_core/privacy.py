@@ -8,7 +8,6 @@ file while nobody without the key can recompute (or confirm a guess of) the orig
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -20,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from medimg_core.errors import PrivacyError
-from medimg_core.workspace import workspace_path
+from medimg_core.workspace import workspace_path, write_private_file
 
 __all__ = [
     "FORMULA_PREFIXES",
@@ -245,25 +244,8 @@ def _defuse_series(column: pd.Series) -> pd.Series:
 def _create_key(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(secrets.token_bytes(_KEY_BYTES))
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                # A hard link never replaces an existing file: if another process created the
-                # key meanwhile, its key wins and every caller ends up with the same key.
-                os.link(temporary, path)
-            except FileExistsError:
-                pass
-            except OSError:
-                if not path.exists():
-                    os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        # When another process created the key meanwhile, its key wins.
+        write_private_file(path, secrets.token_bytes(_KEY_BYTES), replace=False)
     except OSError as exc:
         raise PrivacyError(
             f"The pseudonymisation key file '{path}' could not be created ({exc.strerror}). "

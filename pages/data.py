@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from medimg_core.access import Action
 from medimg_core.errors import MedimgError
 from medimg_core.reporting.figures.data import class_balance_figure
 from medimg_core.tables.integration import join_tables
 from medimg_core.tables.loading import SAMPLES
 from medimg_core.tables.profile import column_role, hidden_columns
 from medimg_core.ui import cache, images, state, widgets, workflow
+from medimg_core.ui.auth import current_actor
 from medimg_core.ui.classes import class_inputs, id_like_inputs, known_dataset, with_classes
 
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]
@@ -36,10 +38,6 @@ if kind == "table":
     with st.container(border=True):
         upload_col, sample_col = st.columns([3, 2], gap="large")
         with upload_col:
-            # Deferred: the accounts behind the acting user load the modelling stack.
-            from medimg_core.access import Action
-            from medimg_core.ui.auth import current_actor
-
             upload_refusal = widgets.refusal_note(current_actor(), Action.UPLOAD)
             upload = st.file_uploader(
                 "Upload a table: CSV, TSV, Excel (.xlsx) or Parquet",
@@ -66,10 +64,6 @@ if kind == "table":
 else:
     with st.container(border=True):
         source_col, size_col = st.columns([3, 2], gap="large")
-        # Deferred: the accounts behind the acting user load the modelling stack, which the
-        # first page does not need for tables.
-        from medimg_core.ui.auth import current_actor
-
         # Only analysts and admins may read server folders (the core refuses the others too).
         roots = images.folder_roots() if images.may_open_folders(current_actor()) else ()
         source = source_col.radio(
@@ -93,8 +87,6 @@ else:
             f"at most {images.MAX_AUTO_SIDE} px. Larger sizes keep finer texture and take longer.",
         )
         if source == "upload":
-            from medimg_core.access import Action
-
             images_refusal = widgets.refusal_note(current_actor(), Action.UPLOAD)
             image_upload = st.file_uploader(
                 "ZIP with one sub-folder per class, or images + labels.csv; or a MedMNIST .npz",

@@ -18,7 +18,6 @@ from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
 from medimg_core.reporting.figures.evaluation import leaderboard_figure
 from medimg_core.store import guarded
-from medimg_core.tables.loading import frame_hash
 from medimg_core.tables.roles import Roles, feature_columns
 from medimg_core.ui import cache, images, state, widgets, workflow
 from medimg_core.ui.auth import client_address, current_actor
@@ -50,8 +49,9 @@ def _saved_choice(
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def repeated_patients(data_hash: str, _data: Any, roles_json: str) -> str | None:
-    """The near-identical-rows warning for the table whose content hash is ``data_hash``."""
+def repeated_patients(table_hash: str, _data: Any, roles_json: str, plan_json: str) -> str | None:
+    """The near-identical-rows warning for the cleaned data, keyed like its cleaning (the table's
+    content hash, roles and plan) so that no rerun hashes the whole cleaned table again."""
     return repeated_patients_warning(_data, Roles.from_dict(json.loads(roles_json)))
 
 
@@ -272,7 +272,9 @@ with st.container(border=True):
                 ":material/warning: No patient ID column was chosen, so splits are by row. If a "
                 "patient has several rows, choose the ID on the Data page to avoid leakage."
             )
-            repeats = repeated_patients(frame_hash(data), data, cache.as_json(roles))
+            repeats = repeated_patients(
+                table.content_hash, data, cache.as_json(roles), cache.as_json(report.plan)
+            )
             if repeats:
                 st.warning(repeats, icon=":material/content_copy:")
     with threshold_col:

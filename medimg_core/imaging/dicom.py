@@ -592,7 +592,7 @@ def deidentified_bytes(source: DicomSource, *, key: bytes, name: str | None = No
         ds.save_as(out, enforce_file_format=False)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ImageError(
-            f"'{_name(source, name)}' could not be re-written after de-identification ({exc}); "
+            f"'{name}' could not be re-written after de-identification ({exc}); "
             "export it again from the archive, or remove it."
         ) from exc
     return out.getvalue()

@@ -31,7 +31,7 @@ import os
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -188,16 +188,7 @@ class ImageSet:
         if size is None:
             return img
         target = parse_size(size)
-        return LoadedImage(
-            pixels=resize_image(img.pixels, target),
-            original_size=img.original_size,
-            bit_depth=img.bit_depth,
-            was_rgb=img.was_rgb,
-            format=img.format,
-            frame=img.frame,
-            dicom=img.dicom,
-            notes=img.notes,
-        )
+        return replace(img, pixels=resize_image(img.pixels, target))
 
     def load_mask(
         self, position: int, *, size: int | tuple[int, int] | None = None

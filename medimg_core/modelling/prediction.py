@@ -222,7 +222,9 @@ def predict(
         abstain.check(cut if model.is_binary else None)
     schema = check_schema(model, data)
     schema.raise_for_errors()
-    proba = model.predict_proba(data)
+    # Prepared once: the probabilities, the flags and the reasons all read the same features.
+    X = model.prepare_features(data)
+    proba = np.asarray(model.pipeline.predict_proba(X), dtype=float)
     id_col = model.roles.id if model.roles.id and model.roles.id in data.columns else None
     columns: dict[str, Any] = {}
     if id_col:
@@ -241,7 +243,7 @@ def predict(
             columns[f"p_{cls}"] = proba[:, j]
         columns["decision"] = np.asarray(shown, dtype=object)[proba.argmax(axis=1)]
     frame = pd.DataFrame(columns, index=data.index)
-    flags = case_flags(model, data)
+    flags = _flags(model, X)
     if abstain is not None and abstain.active:
         decision, referred = _abstain(
             frame["decision"].to_numpy(dtype=object),
@@ -254,7 +256,7 @@ def predict(
     for column in FLAG_COLUMNS:
         frame[column] = flags[column].to_numpy()
     if explain_top > 0 and len(data):
-        cases = model.prepare_features(data).reset_index(drop=True)
+        cases = X.reset_index(drop=True)
         reference = (
             _typical_case(model)
             if background is None
@@ -300,7 +302,11 @@ def case_flags(model: MedimgModel, data: pd.DataFrame) -> pd.DataFrame:
         Indexed like ``data``: ``ood_range`` (bool), ``ood_features`` (text, "" when none),
         ``ood_distance`` (float, NaN when unavailable) and ``ood_flag`` (bool: either check).
     """
-    X = model.prepare_features(data)
+    return _flags(model, model.prepare_features(data))
+
+
+def _flags(model: MedimgModel, X: pd.DataFrame) -> pd.DataFrame:
+    """:func:`case_flags` of features already prepared (``model.prepare_features``)."""
     named: list[list[str]] = [[] for _ in range(len(X))]
     for column, (low, high) in model.feature_ranges.items():
         if column not in X.columns:
@@ -331,7 +337,7 @@ def case_flags(model: MedimgModel, data: pd.DataFrame) -> pd.DataFrame:
             "ood_distance": distance,
             "ood_flag": ~in_range | far,
         },
-        index=data.index,
+        index=X.index,
     )
 
 

@@ -54,6 +54,19 @@ _SIMPLICITY = ("logreg", "svm_linear", "knn", "svm", "rf", "hgb", "mlp")
 """``auto``'s preference among candidates that tie within one standard error, simplest first."""
 
 
+def _simplicity_rank(kind: str) -> int:
+    """Position of ``kind`` in ``_SIMPLICITY`` (unknown kinds last)."""
+    return _SIMPLICITY.index(kind) if kind in _SIMPLICITY else 99
+
+
+def _unit_codes(groups: np.ndarray | None, n: int) -> np.ndarray:
+    """The bootstrap's resampled unit of each row: its patient when grouped, else the row."""
+    if groups is None:
+        return np.arange(n)
+    codes, _ = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+    return codes
+
+
 @dataclass(frozen=True)
 class LeaderboardRow:
     """One ``auto`` candidate: its cross-validated ROC AUC with a 95% interval, fit time."""
@@ -146,7 +159,7 @@ def one_standard_error_choice(
     tied = [
         c for c, (auc, _) in scored if np.isfinite(auc.value) and auc.value >= top_auc - tolerance
     ]
-    return min(tied, key=lambda c: _SIMPLICITY.index(c.kind) if c.kind in _SIMPLICITY else 99)
+    return min(tied, key=lambda c: _simplicity_rank(c.kind))
 
 
 def make_pipeline(
@@ -177,7 +190,7 @@ def calibration_splits(
     """
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-    codes, _ = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+    codes = _unit_codes(groups, len(groups))
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     k = min(int(n_splits), n_groups)
     if k < 2:
@@ -339,10 +352,7 @@ def bootstrap_auc_acc(
         nan = (float("nan"), float("nan"))
         return MetricValue(point_auc, nan), MetricValue(point_acc, nan)
     rng = np.random.default_rng(seed)
-    if groups is None:
-        codes = np.arange(len(y))
-    else:
-        codes, _ = pd.factorize(pd.Series(groups), use_na_sentinel=False)
+    codes = _unit_codes(groups, len(y))
     n_units = int(codes.max()) + 1
     drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
     weights = drawn[:, codes].astype(float)
@@ -519,15 +529,10 @@ def selection_free_auc(
     n = len(y)
     if n_boot <= 0 or not candidates or n == 0:
         return MetricValue(nan, (nan, nan), method=SELECTION_FREE_METHOD)
-    if groups_dev is None:
-        codes = np.arange(n)
-    else:
-        codes, _ = pd.factorize(pd.Series(groups_dev, dtype=object), use_na_sentinel=False)
+    codes = _unit_codes(groups_dev, n)
     n_units = int(codes.max()) + 1
     validation = [np.asarray(va) for _, va in folds]
-    simplicity = np.asarray(
-        [_SIMPLICITY.index(c.kind) if c.kind in _SIMPLICITY else 99 for c in candidates]
-    )
+    simplicity = np.asarray([_simplicity_rank(c.kind) for c in candidates])
     classes = np.unique(y)
     rng = np.random.default_rng(seed)
     chunk = max(1, _BBC_CHUNK_CELLS // max(n, n_units))

@@ -194,6 +194,7 @@ def train(
         y, groups, task.labels_by_code, validation, config.seed, task.label_column
     )
     folds = cv_folds(y, groups, dev, task.labels_by_code, validation.cv, config.seed)
+    y_dev, groups_dev = y[dev], _part(groups, dev)
     # 3. Every candidate on the same folds; the simplest within one standard error of the best.
     n_steps = len(kinds) * len(folds) + 2
     development = Development(X, y, dev, folds, features, plan, groups=groups)
@@ -201,7 +202,7 @@ def train(
         kinds, config, development, progress=lambda done, message: report(done / n_steps, message)
     )
     best, leaderboard = choose_model(
-        comparison, y[dev], _part(groups, dev), config=config, n_boot=validation.n_boot
+        comparison, y_dev, groups_dev, config=config, n_boot=validation.n_boot
     )
     compared = best
     best = cross_validate_deployed(
@@ -211,16 +212,16 @@ def train(
         leaderboard,
         compared,
         best,
-        y[dev],
-        _part(groups, dev),
+        y_dev,
+        groups_dev,
         validation=validation,
         config=config,
     )
     selection_free = (
         selection_free_auc(
             comparison,
-            y[dev],
-            _part(groups, dev),
+            y_dev,
+            groups_dev,
             folds,
             n_boot=validation.n_boot,
             seed=config.seed,
@@ -229,11 +230,9 @@ def train(
         else None
     )
     # 4. Threshold from out-of-fold predictions; the deployed model sees every development row.
-    threshold = choose_development_threshold(task, y[dev], best.oof, validation)
+    threshold = choose_development_threshold(task, y_dev, best.oof, validation)
     report((n_steps - 2) / n_steps, f"refitting {best.kind} on all development rows")
-    model = refit(
-        untrained, best.kind, X.iloc[dev], y[dev], threshold=threshold, groups=_part(groups, dev)
-    )
+    model = refit(untrained, best.kind, X.iloc[dev], y_dev, threshold=threshold, groups=groups_dev)
 
     # 5. Cross-validated scores, and the test rows scored once.
     report((n_steps - 1) / n_steps, "evaluating")
@@ -395,7 +394,12 @@ def compare_without_reader(
     candidate = cross_validate(config, replace(development, X=X, features=reduced))
     dev, y = development.dev, development.y
     threshold = choose_development_threshold(task, y[dev], candidate.oof, validation)
-    model = refit(base, kind, X.iloc[dev], y[dev], threshold=threshold, groups=_part(groups, dev))
+    # The refitted model only scores the test rows: without them, the out-of-fold figures suffice.
+    model = (
+        refit(base, kind, X.iloc[dev], y[dev], threshold=threshold, groups=_part(groups, dev))
+        if len(test)
+        else replace(base, kind=kind, threshold=threshold)
+    )
     cv_eval, test_eval = score(
         model,
         X,
@@ -570,26 +574,22 @@ def score(
         "n_boot": validation.n_boot,
         "seed": model.config.seed,
     }
-    cv_eval = evaluate_scores(
-        y[dev],
-        oof[:, 1] if model.is_binary else oof,
-        groups=_part(groups, dev),
-        row_ids=row_ids[dev],
-        partition="cv",
-        **common,
-    )
+
+    def evaluate(rows: np.ndarray, proba: np.ndarray, partition: str) -> Evaluation:
+        return evaluate_scores(
+            y[rows],
+            proba[:, 1] if model.is_binary else proba,
+            groups=_part(groups, rows),
+            row_ids=row_ids[rows],
+            partition=partition,
+            **common,
+        )
+
+    cv_eval = evaluate(dev, oof, "cv")
     if not len(test):
         return cv_eval, None
     proba_test = np.asarray(model.pipeline.predict_proba(X.iloc[test]), dtype=float)
-    test_eval = evaluate_scores(
-        y[test],
-        proba_test[:, 1] if model.is_binary else proba_test,
-        groups=_part(groups, test),
-        row_ids=row_ids[test],
-        partition="test",
-        **common,
-    )
-    return cv_eval, test_eval
+    return cv_eval, evaluate(test, proba_test, "test")
 
 
 def summarise_split(

@@ -21,10 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -34,7 +33,6 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
-    create_engine,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -43,8 +41,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, Role, require, same_user
 from medimg_core.errors import AuthenticationError, ConfigError, RegistryError
-from medimg_core.store.database import SQLITE_CONNECT_ARGS, create_tables, engine_url
-from medimg_core.workspace import workspace_home
+from medimg_core.store.database import (
+    create_tables,
+    database_url,
+    first_line,
+    open_engine,
+    safe_url,
+    session_scope,
+)
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -314,28 +318,9 @@ class Accounts:
         self._owns_engine = engine is None
         if engine is None:
             # The same rule as the run registry, so both live in one database.
-            home_dir = Path(home).expanduser().absolute() if home is not None else None
-            if url is None and not os.environ.get("MEDIMG_DATABASE_URL"):
-                home_dir = home_dir or workspace_home()
-                try:
-                    home_dir.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise RegistryError(
-                        f"cannot create the medimg workspace {home_dir}: {exc.strerror or exc}; "
-                        "set MEDIMG_HOME to a writable directory."
-                    ) from exc
-            url = (
-                url or os.environ.get("MEDIMG_DATABASE_URL") or f"sqlite:///{home_dir}/registry.db"
-            )
+            url = database_url(url, home)
             try:
-                parsed = engine_url(url)
-                # A server database may restart under a long-running dashboard.
-                pre_ping = parsed.get_backend_name() != "sqlite"
-                engine = create_engine(
-                    parsed,
-                    pool_pre_ping=pre_ping,
-                    connect_args={} if pre_ping else SQLITE_CONNECT_ARGS,
-                )
+                engine = open_engine(url)
             except (SQLAlchemyError, ImportError) as exc:
                 raise RegistryError(_open_failed(url, exc)) from exc
         self._engine = engine
@@ -357,18 +342,13 @@ class Accounts:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        try:
-            with Session(self._engine) as session, session.begin():
-                yield session
-        except IntegrityError:
-            raise
-        except SQLAlchemyError as exc:
-            raise RegistryError(
-                f"cannot {action} in the account database at {self.url}: {_first_line(exc)}; "
-                "check that the database is reachable and writable."
-            ) from exc
+    def _session(self, action: str) -> contextlib.AbstractContextManager[Session]:
+        # A unique-key clash is the caller's to explain (a name already taken).
+        return session_scope(
+            self._engine,
+            f"{action} in the account database at {self.url}",
+            passthrough=(IntegrityError,),
+        )
 
     def _ensure_default_project(self) -> None:
         with contextlib.suppress(IntegrityError), self._session("create the default project") as s:
@@ -760,17 +740,8 @@ def _user_record(row: _User, projects: list[str]) -> UserRecord:
     )
 
 
-def _safe_url(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _open_failed(url: str, exc: BaseException) -> str:
     return (
-        f"cannot open the account database at {_safe_url(url)}: {_first_line(exc)}; check "
+        f"cannot open the account database at {safe_url(url)}: {first_line(exc)}; check "
         "MEDIMG_DATABASE_URL (or unset it to use the SQLite file in the workspace)."
     )

@@ -46,10 +46,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from medimg_core._messages import quote_list
-from medimg_core.access import Action, Actor, require
+from medimg_core.access import Action, Actor, Role, require
 from medimg_core.errors import ConfigError, PrivacyError, RegistryError
 from medimg_core.privacy import to_safe_csv
-from medimg_core.store.database import SCHEMA_LOCK
+from medimg_core.store.database import schema_lock, sqlite_write_transaction
 from medimg_core.store.registry import Registry
 
 __all__ = [
@@ -93,7 +93,7 @@ ACTIONS: tuple[str, ...] = (
 OUTCOMES: tuple[str, ...] = ("ok", "refused", "failed")
 """``refused``: not permitted; ``failed``: permitted but did not complete."""
 
-ROLES: tuple[str, ...] = ("viewer", "analyst", "admin")
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 
 CLIENT_WORDS: tuple[str, ...] = ("cli", "local")
 """Clients that are not a network address: the command line, and the machine itself."""
@@ -333,12 +333,9 @@ class AuditTrail:
         self.close()
 
     def _create_schema(self) -> None:
-        # Two processes opening a fresh database at once must not both create the table: the
-        # schema is created under the same lock as appends (an advisory lock in PostgreSQL).
+        # Two processes opening a fresh database at once must not both create the table.
         try:
-            with self._schema_transaction() as conn:
-                if self._dialect == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+            with schema_lock(self._engine) as conn:
                 _metadata.create_all(conn)
                 triggers = _SQLITE_TRIGGERS if self._dialect == "sqlite" else _POSTGRES_TRIGGERS
                 for statement in triggers:
@@ -355,31 +352,12 @@ class AuditTrail:
         )
 
     @contextlib.contextmanager
-    def _schema_transaction(self) -> Iterator[Connection]:
-        if self._dialect == "sqlite":
-            with self._append_transaction() as conn:
-                yield conn
-        else:
-            with self._engine.begin() as conn:
-                yield conn
-
-    @contextlib.contextmanager
     def _append_transaction(self) -> Iterator[Connection]:
         """A transaction that no other append can interleave with."""
         if self._dialect == "sqlite":
-            with self._engine.connect() as conn:
-                # The driver would otherwise open a deferred transaction itself; BEGIN IMMEDIATE
-                # takes the write lock before the last hash is read.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.exec_driver_sql("PRAGMA busy_timeout = 60000")
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    with contextlib.suppress(SQLAlchemyError):
-                        conn.exec_driver_sql("ROLLBACK")
-                    raise
-                conn.exec_driver_sql("COMMIT")
+            # The write lock is taken before the last hash is read.
+            with sqlite_write_transaction(self._engine) as conn:
+                yield conn
         else:
             with self._engine.begin() as conn:
                 # EXCLUSIVE blocks other writers until commit and still lets readers read.

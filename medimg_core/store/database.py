@@ -8,13 +8,32 @@ the modelling stack (scikit-learn) that the registry needs for training results.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, create_engine
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-__all__ = ["SCHEMA_LOCK", "SQLITE_CONNECT_ARGS", "create_tables", "engine_url", "schema_lock"]
+from medimg_core.errors import RegistryError
+from medimg_core.workspace import workspace_home
+
+__all__ = [
+    "SCHEMA_LOCK",
+    "SQLITE_CONNECT_ARGS",
+    "create_tables",
+    "database_url",
+    "engine_url",
+    "first_line",
+    "open_engine",
+    "safe_url",
+    "schema_lock",
+    "session_scope",
+    "sqlite_write_transaction",
+]
 
 SCHEMA_LOCK = 7_202_611
 """PostgreSQL advisory-lock key under which every medimg table is created (registry, accounts,
@@ -38,26 +57,96 @@ def engine_url(url: str) -> URL:
     return parsed
 
 
+def database_url(url: str | None, home: str | os.PathLike[str] | None = None) -> str:
+    """The database URL medimg uses: ``url``, else ``MEDIMG_DATABASE_URL``, else
+    ``sqlite:///<home>/registry.db`` (the workspace folder created when that file is used).
+
+    Raises
+    ------
+    RegistryError
+        When the workspace folder cannot be created.
+    """
+    url = url or os.environ.get("MEDIMG_DATABASE_URL")
+    return url or f"sqlite:///{workspace_home(home)}/registry.db"
+
+
+def open_engine(url: str, **options: Any) -> Engine:
+    """An engine for a user's database URL (see :func:`engine_url`), with medimg's options.
+
+    A server database may restart under a long-running dashboard: its connections are tested
+    before use instead of failing the next page. SQLite waits for other writers (see
+    :data:`SQLITE_CONNECT_ARGS`). ``options`` go to :func:`sqlalchemy.create_engine` as well.
+    """
+    parsed = engine_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        options["pool_pre_ping"] = True
+    else:
+        options["connect_args"] = SQLITE_CONNECT_ARGS
+    return create_engine(parsed, **options)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def session_scope(
+    engine: Engine, what: str, *, passthrough: tuple[type[Exception], ...] = ()
+) -> Iterator[Session]:
+    """A session in one transaction, committed at the end.
+
+    A database error raises :class:`~medimg_core.errors.RegistryError` ("cannot <what>: ..."),
+    except those of the ``passthrough`` types, which the caller handles.
+    """
+    try:
+        with Session(engine) as session, session.begin():
+            yield session
+    except passthrough:
+        raise
+    except SQLAlchemyError as exc:
+        raise RegistryError(
+            f"cannot {what}: {first_line(exc)}; check that the database is reachable and writable."
+        ) from exc
+
+
+@contextlib.contextmanager
+def sqlite_write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A SQLite transaction that holds the database's write lock from its start.
+
+    ``BEGIN IMMEDIATE`` (the driver would otherwise open a deferred transaction itself, and take
+    the lock only at the first write), waited for as long as :data:`SQLITE_CONNECT_ARGS` allows.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_CONNECT_ARGS['timeout'] * 1000}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
 @contextlib.contextmanager
 def schema_lock(engine: Engine) -> Iterator[Connection]:
     """A transaction no other process can create tables in at the same time.
 
     PostgreSQL: an advisory transaction lock (two ``CREATE TABLE``s of one name otherwise fail
     with a unique violation on ``pg_type``). SQLite: ``BEGIN IMMEDIATE``, the database's write
-    lock, waited for as long as :data:`SQLITE_CONNECT_ARGS` allows.
+    lock (:func:`sqlite_write_transaction`).
     """
     if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_CONNECT_ARGS['timeout'] * 1000}")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    conn.exec_driver_sql("ROLLBACK")
-                raise
-            conn.exec_driver_sql("COMMIT")
+        with sqlite_write_transaction(engine) as conn:
+            yield conn
         return
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

@@ -35,7 +35,7 @@ import pandas as pd
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from medimg_core.encryption import CIPHER, fsync_dir, read_decrypted, write_encrypted
+from medimg_core.encryption import CIPHER, read_decrypted, write_encrypted
 from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
 from medimg_core.modelling.calibration import INTERCEPT_LIMIT, calibration_card
@@ -52,6 +52,7 @@ from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 from medimg_core.tables.roles import Roles
+from medimg_core.workspace import fsync_dir
 
 __all__ = [
     "CARD_FORMAT",

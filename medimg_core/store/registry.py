@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
     delete,
     inspect,
     select,
@@ -46,7 +44,14 @@ from medimg_core.errors import RegistryError
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
-from medimg_core.store.database import SQLITE_CONNECT_ARGS, create_tables, engine_url
+from medimg_core.store.database import (
+    create_tables,
+    database_url,
+    first_line,
+    open_engine,
+    safe_url,
+    session_scope,
+)
 from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
@@ -327,22 +332,15 @@ class Registry:
     """
 
     def __init__(self, url: str | None = None, home: str | os.PathLike[str] | None = None) -> None:
-        self.home = Path(home).expanduser().absolute() if home is not None else workspace_home()
-        url = url or os.environ.get("MEDIMG_DATABASE_URL") or f"sqlite:///{self.home}/registry.db"
+        self.home = workspace_home(home)
+        url = database_url(url, self.home)
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RegistryError(
-                f"cannot create the medimg workspace {self.home}: {exc.strerror or exc}; set "
-                "MEDIMG_HOME to a writable directory."
-            ) from exc
-        try:
-            self._engine: Engine = _create_engine(url)
+            self._engine: Engine = open_engine(url, json_serializer=_json_text)
             create_tables(self._engine, _Base.metadata)
             _migrate(self._engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise RegistryError(
-                f"cannot open the run registry at {_safe_url(url)}: {_first_line(exc)}; check "
+                f"cannot open the run registry at {safe_url(url)}: {first_line(exc)}; check "
                 "MEDIMG_DATABASE_URL (or unset it to use the SQLite file in the workspace)."
             ) from exc
         self.url = self._engine.url.render_as_string(hide_password=True)
@@ -357,16 +355,8 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        try:
-            with Session(self._engine) as session, session.begin():
-                yield session
-        except SQLAlchemyError as exc:
-            raise RegistryError(
-                f"cannot {action} in the run registry at {self.url}: {_first_line(exc)}; check "
-                "that the database is reachable and writable."
-            ) from exc
+    def _session(self, action: str) -> contextlib.AbstractContextManager[Session]:
+        return session_scope(self._engine, f"{action} in the run registry at {self.url}")
 
     @property
     def datasets_dir(self) -> Path:
@@ -735,24 +725,3 @@ def _json_text(value: Any) -> str:
     computed; SQLite would keep it. Storing null on both shows "n/a" the same everywhere.
     """
     return json.dumps(_jsonable(value), allow_nan=False)
-
-
-def _create_engine(url: str) -> Engine:
-    parsed = engine_url(url)
-    options: dict[str, Any] = {"json_serializer": _json_text}
-    if parsed.get_backend_name() != "sqlite":
-        # A server database may restart under a long-running dashboard: test connections
-        # before use instead of failing the next page.
-        options["pool_pre_ping"] = True
-    else:
-        options["connect_args"] = SQLITE_CONNECT_ARGS
-    return create_engine(parsed, **options)
-
-
-def _safe_url(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

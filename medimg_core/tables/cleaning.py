@@ -1040,13 +1040,20 @@ def _label_conflicts(
         return _empty_conflicts(df, group_column)
     subset = df.iloc[candidates]
     groups = _group_ids([feature_hash[candidates], *(subset[c] for c in feature_cols)])
-    labels = pd.Series(pd.factorize(subset[label])[0])
+    return _mixed_label_groups(subset, groups, label, group_column)
+
+
+def _mixed_label_groups(
+    rows: pd.DataFrame, groups: npt.NDArray[np.int64], label: str, group_column: str
+) -> pd.DataFrame:
+    """The rows whose group holds more than one label, with the groups numbered from 0."""
+    labels = pd.Series(pd.factorize(rows[label])[0])
     n_labels = labels.groupby(groups).nunique().to_numpy()
-    in_conflict = n_labels[groups] > 1
-    conflicts = subset[in_conflict].copy()
-    numbered, _ = pd.factorize(groups[in_conflict])
-    conflicts[group_column] = pd.Series(numbered, index=conflicts.index, dtype="int64")
-    return conflicts
+    mixed = n_labels[groups] > 1
+    out = rows[mixed].copy()
+    numbered, _ = pd.factorize(groups[mixed])
+    out[group_column] = pd.Series(numbered, index=out.index, dtype="int64")
+    return out
 
 
 def _contradictions(
@@ -1062,12 +1069,7 @@ def _contradictions(
     if not len(with_id):
         return conflicts.iloc[:0]
     groups = _group_ids([with_id[id_column], *(with_id[c] for c in feature_cols)])
-    labels = pd.Series(pd.factorize(with_id[label])[0])
-    n_labels = labels.groupby(groups).nunique().to_numpy()
-    out = with_id[n_labels[groups] > 1].copy()
-    numbered, _ = pd.factorize(groups[n_labels[groups] > 1])
-    out[group_column] = pd.Series(numbered, index=out.index, dtype="int64")
-    return out
+    return _mixed_label_groups(with_id, groups, label, group_column)
 
 
 def _n_contradicting_ids(contradictions: pd.DataFrame) -> int:

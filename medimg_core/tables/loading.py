@@ -17,7 +17,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -852,16 +852,7 @@ def _finish(
 def _with_notes(loaded: LoadedTable, notes: tuple[str, ...]) -> LoadedTable:
     if not notes:
         return loaded
-    return LoadedTable(
-        frame=loaded.frame,
-        name=loaded.name,
-        content_hash=loaded.content_hash,
-        encoding=loaded.encoding,
-        delimiter=loaded.delimiter,
-        format=loaded.format,
-        notes=(*notes, *loaded.notes),
-        coercion_failures=loaded.coercion_failures,
-    )
+    return replace(loaded, notes=(*notes, *loaded.notes))
 
 
 def _as_text(series: pd.Series) -> pd.Series | None:

@@ -325,14 +325,17 @@ def propose_positive_class(values: pd.Series | Sequence[Any]) -> Any:
     DataError
         There are no non-missing values.
     """
-    series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    present = series.dropna()
+    present = _present(values)
     if present.empty:
         raise DataError(
             "The label has no values (all missing), so there is no positive class to propose. "
             "Choose a label column that has values."
         )
-    classes = [_plain(v) for v in pd.unique(present)]
+    return _propose_positive(present, _classes(present))
+
+
+def _propose_positive(present: pd.Series, classes: list[Any]) -> Any:
+    """:func:`propose_positive_class` given the label's non-missing values and its classes."""
     keys = {_key(c): c for c in classes}
     numbers = [n for n in (_as_number(c) for c in classes) if n is not None]
     if len(classes) == 2 and len(numbers) == 2:
@@ -413,9 +416,23 @@ def is_numeric_codes(values: pd.Series | Sequence[Any]) -> bool:
     Such codes do not say which class is the disease, so the positive class must be named.
     Booleans are not codes: True names the condition of the column.
     """
+    return _numeric_codes(_classes(_present(values)))
+
+
+def _present(values: pd.Series | Sequence[Any]) -> pd.Series:
+    """The non-missing values of a label."""
     series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    classes = {_key(_plain(v)): _plain(v) for v in pd.unique(series.dropna())}
-    return len(classes) == 2 and all(_as_number(v) is not None for v in classes.values())
+    return series.dropna()
+
+
+def _classes(present: pd.Series) -> list[Any]:
+    """The distinct values of a label's non-missing values, as plain Python scalars."""
+    return [_plain(v) for v in pd.unique(present)]
+
+
+def _numeric_codes(classes: list[Any]) -> bool:
+    keyed = {_key(c): c for c in classes}
+    return len(keyed) == 2 and all(_as_number(v) is not None for v in keyed.values())
 
 
 def choose_positive_class(
@@ -448,13 +465,12 @@ def choose_positive_class(
     PositiveChoice or None
         None for numeric codes no rule decides, and for labels without two classes.
     """
-    series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    present = series.dropna()
-    classes = [_plain(v) for v in pd.unique(present)]
+    present = _present(values)
+    classes = _classes(present)
     if len({_key(c) for c in classes}) != 2:
         return None
-    if not is_numeric_codes(present):
-        value = propose_positive_class(present)
+    if not _numeric_codes(classes):
+        value = _propose_positive(present, classes)
         other = next(c for c in classes if _key(c) != _key(value))
         if _key(value) in _POSITIVE_WORDS or _key(other) in _NEGATIVE_WORDS:
             return PositiveChoice(value, f"'{value}' reads as the disease class of the label")

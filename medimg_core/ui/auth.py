@@ -233,12 +233,12 @@ def _oidc_actor() -> Actor | None:
     if not st.user.is_logged_in:
         st.session_state.pop(state.ACTOR, None)
         return None
-    claims = st.user.to_dict()
     actor = state.get(state.ACTOR)
     if isinstance(actor, Actor):
         return actor
     if state.has(OIDC_REFUSED):
         return None
+    claims = st.user.to_dict()
     try:
         settings = OidcSettings.from_env()
         username = username_from_claims(claims, settings)

@@ -40,6 +40,7 @@ from medimg_core.reporting.figures.images import image_figure, occlusion_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal
 from medimg_core.ui import cache, state, workflow
+from medimg_core.ui.auth import client_address, current_actor
 from medimg_core.ui.session import ActiveModel, ImageContext, image_context
 from medimg_core.workspace import workspace_home
 
@@ -273,9 +274,7 @@ def load_upload(data: bytes, name: str, choice: Any) -> ImageContext:
     Refused (and audited) before anything is unpacked when the session's user may not upload.
     """
     # Deferred: the audit trail loads the modelling stack, which the first page does not need.
-    from medimg_core.access import Action
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     digest = hashlib.sha256(data).hexdigest()
     with guarded.audited(current_actor(), Action.UPLOAD, client=client_address(), object=digest):

@@ -20,6 +20,7 @@ from medimg_core.tables.cleaning import CleaningReport
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal, Roles
 from medimg_core.ui import cache, state
+from medimg_core.ui.auth import client_address, current_actor
 from medimg_core.ui.session import ActiveModel, ImageContext
 from medimg_core.workspace import workspace_home
 
@@ -137,7 +138,6 @@ def handle_upload(data: bytes, name: str) -> LoadedTable:
     """
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     with guarded.audited(current_actor(), Action.UPLOAD, client=client_address()) as entry:
         table = cache.uploaded_table(data, name)
@@ -318,7 +318,6 @@ def run_cleaning(plan: cleaning.CleaningPlan | None = None) -> CleaningReport:
     """
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     table: LoadedTable = state.get(state.TABLE)
     roles: Roles = state.get(state.ROLES)
@@ -444,7 +443,6 @@ def activate_training(
     """
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     images = current_images()
     saved = guarded.save_run(
@@ -504,7 +502,6 @@ def open_run(run_id: str) -> ActiveModel:
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import cases, guarded
     from medimg_core.store.persistence import load_model
-    from medimg_core.ui.auth import client_address, current_actor
 
     record = guarded.open_run(current_actor(), run_id, client=client_address())
     loaded = load_model(record.model_dir)
@@ -558,7 +555,6 @@ def audit_once(action: Action, *, object: str | None, key: str) -> None:
     """
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     actor = current_actor()
     marker = (actor.username, actor.project, str(action), key)
@@ -579,7 +575,6 @@ def record_export(run_id: str | None) -> None:
     predictions or a case report) in the audit trail, as the session's user."""
     # Deferred for start-up speed (see the note at the top of this module).
     from medimg_core.store import guarded
-    from medimg_core.ui.auth import client_address, current_actor
 
     try:
         with guarded.audited(

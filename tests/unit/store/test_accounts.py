@@ -23,7 +23,8 @@ from medimg_core.store.accounts import (
     check_password,
     session_expired,
 )
-from medimg_core.store.registry import Registry, engine_url
+from medimg_core.store.database import engine_url
+from medimg_core.store.registry import Registry
 
 # Cheap parameters keep the tests fast; the library's defaults are measured in the benchmark.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -18,8 +18,9 @@ from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import guarded
 from medimg_core.store.accounts import Accounts
 from medimg_core.store.audit import AuditTrail
+from medimg_core.store.database import engine_url
 from medimg_core.store.persistence import build_card, save_model
-from medimg_core.store.registry import Registry, engine_url
+from medimg_core.store.registry import Registry
 from medimg_core.store.runs import save_run
 from medimg_core.tables.cleaning import CleaningPlan, clean
 from medimg_core.tables.loading import frame_hash, load_sample

@@ -15,8 +15,9 @@ from medimg_core.access import SINGLE_USER
 from medimg_core.encryption import MAGIC, is_encrypted, read_decrypted
 from medimg_core.errors import EncryptionError, RegistryError
 from medimg_core.modelling.training import TrainingResult
+from medimg_core.store.database import engine_url
 from medimg_core.store.persistence import build_card, save_model
-from medimg_core.store.registry import Registry, RunRecord, engine_url
+from medimg_core.store.registry import Registry, RunRecord
 from medimg_core.tables.loading import frame_hash
 from tests.unit.store.test_persistence import make_result, wdbc_frame
 
