@@ -304,7 +304,10 @@ with notes_col:
         help="The plan and the counts per rule; no row data.",
     )
 
-balance_col, missing_col = st.columns(2, gap="large")
+# The class balance has a column per rule that removed rows: it takes the full width; the
+# missing values (two columns) sit under it.
+balance_col = st.container()
+missing_col, _ = st.columns(2, gap="large")
 with balance_col:
     st.markdown(
         "**Class balance before and after cleaning**",
