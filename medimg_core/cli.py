@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import pandas as pd
 
+from medimg_core import compute
 from medimg_core.access import DEFAULT_PROJECT, SINGLE_USER, Action, Actor, Role, require
 from medimg_core.encryption import current_key_info
 from medimg_core.errors import ConfigError, DataError, MedimgError, PermissionDenied
@@ -1608,6 +1609,26 @@ def _version() -> str:
         return "(not installed)"
 
 
+SCHEDULER_HELP = (
+    "where heavy steps run: tcp://HOST:PORT (a Dask cluster), local:N (N worker processes on "
+    "this machine); default $MEDIMG_SCHEDULER, else this process"
+)
+
+
+class _SubcommandsWithParents:
+    """``add_parser`` that gives every sub-command the same shared options."""
+
+    def __init__(self, action: Any, parents: list[argparse.ArgumentParser]) -> None:
+        self._action = action
+        self._parents = parents
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", [])
+        kwargs["parents"] = [*kwargs["parents"], *self._parents]
+        parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medimg`` argument parser (one sub-command per step)."""
     parser = argparse.ArgumentParser(
@@ -1633,7 +1654,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the project to work in (default: the user's only project, else 'default')",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help=SCHEDULER_HELP,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # --scheduler is accepted after the command too ("medimg train --scheduler local:2 ...").
+    scheduler_option = argparse.ArgumentParser(add_help=False)
+    scheduler_option.add_argument(
+        "--scheduler", metavar="ADDRESS", default=argparse.SUPPRESS, help=SCHEDULER_HELP
+    )
+    sub = cast(Any, _SubcommandsWithParents(sub, [scheduler_option]))
 
     p = sub.add_parser("clean", help="clean a table and report every removed row")
     p.add_argument("data", metavar="DATA")
@@ -1771,10 +1804,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.actor = cli_actor(args.acting_user, args.acting_project)
         audit_as: str | None = getattr(args, "audit_as", None)
-        if audit_as is None:
-            status = handler(args, notes)
-        else:
-            status = _audited_account_change(args, notes, handler, audit_as)
+        with compute.running_on(args.scheduler):
+            if audit_as is None:
+                status = handler(args, notes)
+            else:
+                status = _audited_account_change(args, notes, handler, audit_as)
     except MedimgError as exc:
         message = " ".join(str(exc).split())
         print(f"medimg: error: {message}", file=sys.stderr)

@@ -17,13 +17,15 @@ with status 2. Anything that is not a ``MedimgError`` is a bug.
     ├── PrivacyError                      an operation would expose identifying data
     ├── EncryptionError                   an encrypted file cannot be read or written with the key at hand
     ├── PermissionDenied                  the signed-in user's role or projects do not allow it
-    └── AuthenticationError               sign-in failed (wrong name or password, locked, disabled)
+    ├── AuthenticationError               sign-in failed (wrong name or password, locked, disabled)
+    └── Cancelled                         the user stopped a long run (nothing half-written is kept)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "Cancelled",
     "ConfigError",
     "DataError",
     "EncryptionError",
@@ -84,3 +86,7 @@ class PermissionDenied(MedimgError):
 
 class AuthenticationError(MedimgError):
     """Sign-in failed: wrong name or password, a locked or a disabled account."""
+
+
+class Cancelled(MedimgError):
+    """The user stopped a long run; nothing it would have written was kept."""

@@ -1,0 +1,442 @@
+"""Where medimg's heavy work runs: this process, a local Dask cluster, or a remote one.
+
+This is the only module that knows whether a cluster is in use. Every heavy step (image
+features, large-table cleaning, cross-validation fits, bootstrap replicates, batch prediction)
+hands its work to :func:`current` as a list of independent tasks::
+
+    from medimg_core import compute
+
+    results = compute.current().map(fit_one_fold, folds, shared={"X": X, "y": y})
+
+The choice is made once, by whoever starts the work:
+
+* nothing set (the default): tasks run in this process, exactly as medimg always has (image
+  features may still use a local process pool, see ``workers``);
+* ``MEDIMG_SCHEDULER=tcp://host:8786`` or ``medimg --scheduler tcp://host:8786``: tasks go to an
+  existing Dask cluster; its workers need medimg installed and must see any file paths given;
+* ``local:N``: a Dask ``LocalCluster`` of N worker processes on this machine.
+
+Results never depend on where tasks ran: every task carries its own inputs and seed, task
+boundaries never depend on the number of workers, and results are gathered in task order.
+A worker that dies mid-run has its tasks run again elsewhere (Dask's own retry).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import multiprocessing
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from medimg_core.errors import Cancelled, ConfigError
+
+__all__ = [
+    "SCHEDULER_ENV",
+    "Engine",
+    "Scheduler",
+    "current",
+    "default_workers",
+    "parse_scheduler",
+    "running_on",
+]
+
+SCHEDULER_ENV = "MEDIMG_SCHEDULER"
+MAX_LOCAL_WORKERS = 256
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_ADDRESS = re.compile(
+    r"^(?P<proto>tcp|tls|ws|wss|inproc)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)"
+    r"(?::(?P<port>\d{1,5}))?/?$"
+)
+_BARE = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+):(?P<port>\d{1,5})$")
+_HOW = (
+    "use tcp://HOST:PORT for a Dask cluster, local:N for N worker processes on this machine, "
+    "or leave it empty to run in this process"
+)
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """Where heavy work runs.
+
+    Attributes
+    ----------
+    address : a Dask scheduler address (``tcp://host:8786``), or None.
+    local_workers : N for ``local:N`` (a ``LocalCluster`` started by medimg), or None.
+    Both None: this process (the default).
+    """
+
+    address: str | None = None
+    local_workers: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"inline"``, ``"local"`` or ``"cluster"``."""
+        if self.address is not None:
+            return "cluster"
+        return "local" if self.local_workers is not None else "inline"
+
+    @property
+    def distributed(self) -> bool:
+        return self.kind != "inline"
+
+    def describe(self) -> str:
+        """One line for pages, notes and model cards."""
+        if self.address is not None:
+            return f"the Dask cluster at {self.address}"
+        if self.local_workers is not None:
+            n = self.local_workers
+            return f"a local Dask cluster of {n} worker process{'es' if n != 1 else ''}"
+        return "this process"
+
+    def __str__(self) -> str:
+        if self.address is not None:
+            return self.address
+        if self.local_workers is not None:
+            return f"local:{self.local_workers}"
+        return ""
+
+
+INLINE = Scheduler()
+
+
+def parse_scheduler(text: str | None) -> Scheduler:
+    """Read ``--scheduler`` / ``MEDIMG_SCHEDULER``.
+
+    Accepts an empty value (this process), ``local`` (one worker per core), ``local:N`` and a
+    Dask address (``tcp://host:port``; a bare ``host:port`` means tcp).
+
+    Raises
+    ------
+    ConfigError
+        When the value is none of these; the message says what is accepted.
+    """
+    value = (text or "").strip()
+    if value.lower() in ("", "none", "inline", "off"):
+        return INLINE
+    if value.lower() == "local":
+        return Scheduler(local_workers=default_workers())
+    if value.lower().startswith("local:"):
+        count = value.split(":", 1)[1].strip()
+        if not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
+            raise ConfigError(
+                f"Scheduler {value!r}: local:N needs a whole number of workers from 1 to "
+                f"{MAX_LOCAL_WORKERS}, e.g. local:2."
+            )
+        return Scheduler(local_workers=int(count))
+    match = _ADDRESS.match(value) or _BARE.match(value)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        raise ConfigError(f"Scheduler {value!r} is not a scheduler address: {_HOW}.")
+    if "://" not in value:
+        value = f"tcp://{value}"
+    return Scheduler(address=value.rstrip("/"))
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _pool_context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+        # A single-threaded process (command line, scripts, benchmarks) forks safely: workers
+        # start at once with everything already imported and need no __main__ guard.
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        # Threaded hosts (Streamlit) must not fork: workers come from a fork server that has
+        # already imported medimg's task code, so each still starts fast.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["medimg_core.imaging.features"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _call(fn: Callable[..., R], item: Any, shared: Mapping[str, Any]) -> R:
+    return fn(item, **shared)
+
+
+class Engine:
+    """Runs lists of independent tasks; see the module docstring.
+
+    Use :func:`current` rather than building one: the engine in force is chosen by whoever
+    started the work (:func:`running_on`, ``MEDIMG_SCHEDULER``).
+    """
+
+    def __init__(self, scheduler: Scheduler = INLINE, client: Any = None) -> None:
+        self.scheduler = scheduler
+        self._client = client
+
+    @property
+    def distributed(self) -> bool:
+        """True when tasks go to a Dask cluster."""
+        return self._client is not None
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` (for the few Dask-native steps, such as dataframes)."""
+        if self._client is None:
+            raise RuntimeError("This engine runs in this process; it has no Dask client.")
+        return self._client
+
+    def describe(self) -> str:
+        if self._client is not None:
+            n = len(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+            return f"{self.scheduler.describe()} ({n} worker{'s' if n != 1 else ''} now)"
+        return self.scheduler.describe()
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        items: Sequence[Any],
+        *,
+        shared: Mapping[str, Any] | None = None,
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        name: str | None = None,
+    ) -> list[R]:
+        """``[fn(item, **shared) for item in items]``, run where this engine runs.
+
+        Parameters
+        ----------
+        fn : a module-level function (tasks are sent by reference to worker processes).
+        items : one task each; keep them small (paths, index arrays, seeds).
+        shared : large inputs every task needs (tables, labels); sent to the cluster once.
+        workers : in this process only: above 1, a local pool of that many processes (image
+            features); ignored on a cluster, which has its own workers.
+        progress : ``progress(done, total)`` as each task finishes (in completion order).
+        cancelled : polled as tasks finish; when it returns True the remaining tasks are
+            cancelled and :class:`~medimg_core.errors.Cancelled` is raised.
+        name : a label for the cluster's dashboard (Dask task-name prefix).
+
+        Returns
+        -------
+        list
+            The results in the order of ``items``, whatever order tasks finished in.
+        """
+        shared = dict(shared or {})
+        n = len(items)
+        if n == 0:
+            return []
+        if self._client is not None:
+            return self._map_cluster(fn, items, shared, progress, cancelled, name)
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}; use 1 to run inline.")
+        if workers is not None and workers > 1 and n > 1:
+            return self._map_pool(fn, items, shared, workers, progress, cancelled)
+        results: list[R] = []
+        for i, item in enumerate(items, start=1):
+            if cancelled is not None and cancelled():
+                raise Cancelled("Stopped at your request; nothing was saved.")
+            results.append(fn(item, **shared))
+            if progress is not None:
+                progress(i, n)
+        return results
+
+    def _map_pool(
+        self,
+        fn: Callable[..., R],
+        items: Sequence[Any],
+        shared: Mapping[str, Any],
+        workers: int,
+        progress: Callable[[int, int], None] | None,
+        cancelled: Callable[[], bool] | None,
+    ) -> list[R]:
+        n = len(items)
+        out: dict[int, R] = {}
+        # At most two tasks per worker in flight: inputs stay small in the queue and no worker
+        # holds more than one task's data at a time.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            pending: dict[Future[R], int] = {}
+
+            def drain(until: int) -> None:
+                nonlocal pending
+                while len(pending) > until:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        out[pending.pop(future)] = future.result()
+                        if progress is not None:
+                            progress(len(out), n)
+                    if cancelled is not None and cancelled():
+                        for future in pending:
+                            future.cancel()
+                        raise Cancelled("Stopped at your request; nothing was saved.")
+
+            for i, item in enumerate(items):
+                pending[pool.submit(_call, fn, item, shared)] = i
+                drain(2 * workers - 1)
+            drain(0)
+        return [out[i] for i in range(n)]
+
+    def _map_cluster(
+        self,
+        fn: Callable[..., R],
+        items: Sequence[Any],
+        shared: Mapping[str, Any],
+        progress: Callable[[int, int], None] | None,
+        cancelled: Callable[[], bool] | None,
+        name: str | None,
+    ) -> list[R]:
+        from distributed import as_completed
+
+        client = self._client
+        n = len(items)
+        scattered = {
+            key: client.scatter(value, broadcast=False, hash=False) for key, value in shared.items()
+        }
+        prefix = name or getattr(fn, "__name__", "medimg-task")
+        futures = [
+            client.submit(_call, fn, item, scattered, key=f"{prefix}-{_token()}-{i}", pure=False)
+            for i, item in enumerate(items)
+        ]
+        index = {future.key: i for i, future in enumerate(futures)}
+        out: dict[int, R] = {}
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                out[index[future.key]] = future.result()
+                if progress is not None:
+                    progress(len(out), n)
+                if cancelled is not None and cancelled() and len(out) < n:
+                    raise Cancelled("Stopped at your request; nothing was saved.")
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+            del scattered
+        return [out[i] for i in range(n)]
+
+
+def _token() -> str:
+    return os.urandom(6).hex()
+
+
+_active: ContextVar[Engine | None] = ContextVar("medimg_engine", default=None)
+_from_env: dict[str, Engine] = {}
+_env_lock = threading.Lock()
+_INLINE_ENGINE = Engine()
+
+
+def _inside_worker() -> bool:
+    if "distributed" not in sys.modules:
+        return False
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ValueError, ImportError):
+        return False
+    return True
+
+
+def current() -> Engine:
+    """The engine in force: the one :func:`running_on` set, else ``MEDIMG_SCHEDULER``'s.
+
+    Inside a Dask worker this is always this process: a task never starts a cluster of its
+    own. ``MEDIMG_SCHEDULER`` is read on first use and its cluster kept for the life of the
+    process (a server shares it between sessions).
+    """
+    engine = _active.get()
+    if engine is not None:
+        return engine
+    spec = parse_scheduler(os.environ.get(SCHEDULER_ENV))
+    if not spec.distributed or _inside_worker():
+        return _INLINE_ENGINE
+    key = str(spec)
+    with _env_lock:
+        if key not in _from_env:
+            _from_env[key] = _start(spec)[0]
+        return _from_env[key]
+
+
+def _start(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
+    if not spec.distributed:
+        return _INLINE_ENGINE, lambda: None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise ConfigError(
+            f"Running on {spec.describe()} needs Dask's 'distributed' package: pip install "
+            "'distributed'."
+        ) from exc
+    if spec.address is not None:
+        try:
+            client = Client(spec.address, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"Could not reach the Dask scheduler at {spec.address} ({exc}). Check the "
+                f"address and that 'dask scheduler' is running there, or unset "
+                f"{SCHEDULER_ENV} / --scheduler to run in this process."
+            ) from exc
+
+        def close_remote() -> None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+        return Engine(spec, client), close_remote
+    assert spec.local_workers is not None
+    cluster = LocalCluster(
+        n_workers=spec.local_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+        silence_logs=40,
+    )
+    client = Client(cluster, set_as_default=False)
+
+    def close_local() -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+        with contextlib.suppress(Exception):
+            cluster.close()
+
+    atexit.register(close_local)
+    return Engine(spec, client), close_local
+
+
+@contextlib.contextmanager
+def running_on(scheduler: Scheduler | str | None) -> Iterator[Engine]:
+    """Run the heavy steps inside the block on ``scheduler``; connect or start it, and close
+    what was started here when the block ends.
+
+    ``None`` keeps whatever is in force (``MEDIMG_SCHEDULER`` or this process).
+
+    Raises
+    ------
+    ConfigError
+        When the scheduler cannot be parsed or reached.
+    """
+    if scheduler is None:
+        yield current()
+        return
+    spec = scheduler if isinstance(scheduler, Scheduler) else parse_scheduler(scheduler)
+    engine, close = _start(spec)
+    token = _active.set(engine)
+    try:
+        yield engine
+    finally:
+        _active.reset(token)
+        close()
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """Fixed task boundaries over ``n`` items: ``size`` each (never depends on worker count)."""
+    size = max(1, int(size))
+    return [range(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def chunk_size(n: int, *, target_tasks: int = 64, cap: int = 128) -> int:
+    """A task size for ``n`` items that depends on ``n`` only (identical results anywhere)."""
+    return max(1, min(cap, math.ceil(n / target_tasks)))
