@@ -247,6 +247,67 @@ class Engine:
                 progress(i, n)
         return results
 
+    def imap(
+        self,
+        fn: Callable[..., R],
+        items: Sequence[Any],
+        *,
+        shared: Mapping[str, Any] | None = None,
+        max_in_flight: int = 4,
+        cancelled: Callable[[], bool] | None = None,
+        name: str | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """Like :meth:`map`, but yields ``(index, result)`` as tasks finish, with at most
+        ``max_in_flight`` tasks submitted and not yet consumed: memory stays bounded by a few
+        tasks' results (batch prediction writes each partition as it arrives).
+        """
+        shared = dict(shared or {})
+        n = len(items)
+        if n == 0:
+            return
+        if self._client is None:
+            for i, item in enumerate(items):
+                if cancelled is not None and cancelled():
+                    raise Cancelled("Stopped at your request; nothing was saved.")
+                yield i, fn(item, **shared)
+            return
+        from distributed import as_completed
+
+        client = self._client
+        scattered = {
+            key: client.scatter(value, broadcast=False, hash=False) for key, value in shared.items()
+        }
+        prefix = name or getattr(fn, "__name__", "medimg-task")
+        token = _token()
+
+        def submit(i: int) -> Any:
+            return client.submit(
+                _call, fn, items[i], scattered, key=f"{prefix}-{token}-{i}", pure=False
+            )
+
+        limit = max(1, int(max_in_flight))
+        first = [submit(i) for i in range(min(limit, n))]
+        index = {future.key: i for i, future in enumerate(first)}
+        following = min(limit, n)
+        queue = as_completed(first, loop=client.loop)
+        live = set(first)
+        try:
+            for future in queue:
+                live.discard(future)
+                i = index.pop(future.key)
+                result = future.result()
+                if following < n:
+                    nxt = submit(following)
+                    index[nxt.key] = following
+                    live.add(nxt)
+                    queue.add(nxt)
+                    following += 1
+                yield i, result
+                if cancelled is not None and cancelled() and (live or following < n):
+                    raise Cancelled("Stopped at your request; nothing was saved.")
+        finally:
+            client.cancel([f for f in live if not f.done()])
+
     def _map_pool(
         self,
         fn: Callable[..., R],
@@ -314,7 +375,6 @@ class Engine:
                     raise Cancelled("Stopped at your request; nothing was saved.")
         finally:
             client.cancel([f for f in futures if not f.done()])
-            del scattered
         return [out[i] for i in range(n)]
 
 
