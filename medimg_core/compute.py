@@ -23,8 +23,10 @@ A worker that dies mid-run has its tasks run again elsewhere (Dask's own retry).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import functools
 import math
 import multiprocessing
 import os
@@ -37,16 +39,20 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from medimg_core.errors import Cancelled, ConfigError
+from medimg_core.errors import Cancelled, ClusterError, ConfigError
 
 __all__ = [
+    "JOB_MEMORY_ENV",
+    "JOB_WORKERS_ENV",
     "SCHEDULER_ENV",
     "Engine",
     "Scheduler",
     "current",
     "default_workers",
+    "job_scheduler",
     "parse_scheduler",
     "running_on",
+    "start_job_cluster",
 ]
 
 SCHEDULER_ENV = "MEDIMG_SCHEDULER"
@@ -208,6 +214,7 @@ class Engine:
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         name: str | None = None,
+        on_result: Callable[[int, R], None] | None = None,
     ) -> list[R]:
         """``[fn(item, **shared) for item in items]``, run where this engine runs.
 
@@ -217,11 +224,14 @@ class Engine:
         items : one task each; keep them small (paths, index arrays, seeds).
         shared : large inputs every task needs (tables, labels); sent to the cluster once.
         workers : in this process only: above 1, a local pool of that many processes (image
-            features); ignored on a cluster, which has its own workers.
+            features); ignored on a cluster, which has its own workers, and inside a Dask
+            worker (a daemonic process may not start processes).
         progress : ``progress(done, total)`` as each task finishes (in completion order).
         cancelled : polled as tasks finish; when it returns True the remaining tasks are
             cancelled and :class:`~medimg_core.errors.Cancelled` is raised.
         name : a label for the cluster's dashboard (Dask task-name prefix).
+        on_result : ``on_result(index, result)``, called in this process as each task
+            finishes and before ``progress`` (progress counted in what tasks did, e.g. images).
 
         Returns
         -------
@@ -233,16 +243,20 @@ class Engine:
         if n == 0:
             return []
         if self._client is not None:
-            return self._map_cluster(fn, items, shared, progress, cancelled, name)
+            return self._map_cluster(fn, items, shared, progress, cancelled, name, on_result)
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}; use 1 to run inline.")
-        if workers is not None and workers > 1 and n > 1:
-            return self._map_pool(fn, items, shared, workers, progress, cancelled)
+        # A daemonic process (a Dask worker running a whole job) may not start a pool: inline.
+        daemon = multiprocessing.current_process().daemon
+        if workers is not None and workers > 1 and n > 1 and not daemon:
+            return self._map_pool(fn, items, shared, workers, progress, cancelled, on_result)
         results: list[R] = []
         for i, item in enumerate(items, start=1):
             if cancelled is not None and cancelled():
                 raise Cancelled("Stopped at your request; nothing was saved.")
             results.append(fn(item, **shared))
+            if on_result is not None:
+                on_result(i - 1, results[-1])
             if progress is not None:
                 progress(i, n)
         return results
@@ -256,10 +270,15 @@ class Engine:
         max_in_flight: int = 4,
         cancelled: Callable[[], bool] | None = None,
         name: str | None = None,
+        ordered: bool = False,
     ) -> Iterator[tuple[int, R]]:
         """Like :meth:`map`, but yields ``(index, result)`` as tasks finish, with at most
         ``max_in_flight`` tasks submitted and not yet consumed: memory stays bounded by a few
         tasks' results (batch prediction writes each partition as it arrives).
+
+        ``ordered=True`` yields in item order instead (a task that finishes early waits on
+        the cluster, still at most ``max_in_flight`` of them), for consumers that number
+        what they write.
         """
         shared = dict(shared or {})
         n = len(items)
@@ -274,18 +293,24 @@ class Engine:
         from distributed import as_completed
 
         client = self._client
-        scattered = {
-            key: client.scatter(value, broadcast=False, hash=False) for key, value in shared.items()
-        }
+        inputs = _SharedInputs(client, shared)
         prefix = name or getattr(fn, "__name__", "medimg-task")
         token = _token()
 
-        def submit(i: int) -> Any:
+        def submit(i: int, again: bool = False) -> Any:
             return client.submit(
-                _call, fn, items[i], scattered, key=f"{prefix}-{token}-{i}", pure=False
+                _call,
+                fn,
+                items[i],
+                inputs.futures(),
+                key=f"{prefix}-{_token() if again else token}-{i}",
+                pure=False,
             )
 
         limit = max(1, int(max_in_flight))
+        if ordered:
+            yield from _imap_ordered(client, submit, n, limit, cancelled)
+            return
         first = [submit(i) for i in range(min(limit, n))]
         index = {future.key: i for i, future in enumerate(first)}
         following = min(limit, n)
@@ -295,7 +320,7 @@ class Engine:
             for future in queue:
                 live.discard(future)
                 i = index.pop(future.key)
-                result = future.result()
+                result = _result(future, functools.partial(submit, i, again=True))
                 if following < n:
                     nxt = submit(following)
                     index[nxt.key] = following
@@ -316,6 +341,7 @@ class Engine:
         workers: int,
         progress: Callable[[int, int], None] | None,
         cancelled: Callable[[], bool] | None,
+        on_result: Callable[[int, R], None] | None = None,
     ) -> list[R]:
         n = len(items)
         out: dict[int, R] = {}
@@ -329,7 +355,10 @@ class Engine:
                 while len(pending) > until:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        out[pending.pop(future)] = future.result()
+                        i = pending.pop(future)
+                        out[i] = future.result()
+                        if on_result is not None:
+                            on_result(i, out[i])
                         if progress is not None:
                             progress(len(out), n)
                     if cancelled is not None and cancelled():
@@ -351,24 +380,28 @@ class Engine:
         progress: Callable[[int, int], None] | None,
         cancelled: Callable[[], bool] | None,
         name: str | None,
+        on_result: Callable[[int, R], None] | None = None,
     ) -> list[R]:
         from distributed import as_completed
 
         client = self._client
         n = len(items)
-        scattered = {
-            key: client.scatter(value, broadcast=False, hash=False) for key, value in shared.items()
-        }
+        inputs = _SharedInputs(client, shared)
         prefix = name or getattr(fn, "__name__", "medimg-task")
-        futures = [
-            client.submit(_call, fn, item, scattered, key=f"{prefix}-{_token()}-{i}", pure=False)
-            for i, item in enumerate(items)
-        ]
+
+        def submit(i: int) -> Any:
+            key = f"{prefix}-{_token()}-{i}"
+            return client.submit(_call, fn, items[i], inputs.futures(), key=key, pure=False)
+
+        futures = [submit(i) for i in range(n)]
         index = {future.key: i for i, future in enumerate(futures)}
         out: dict[int, R] = {}
         try:
             for future in as_completed(futures, loop=client.loop):
-                out[index[future.key]] = future.result()
+                i = index[future.key]
+                out[i] = _result(future, functools.partial(submit, i))
+                if on_result is not None:
+                    on_result(i, out[i])
                 if progress is not None:
                     progress(len(out), n)
                 if cancelled is not None and cancelled() and len(out) < n:
@@ -376,6 +409,90 @@ class Engine:
         finally:
             client.cancel([f for f in futures if not f.done()])
         return [out[i] for i in range(n)]
+
+
+def _imap_ordered(
+    client: Any,
+    submit: Callable[..., Any],
+    n: int,
+    limit: int,
+    cancelled: Callable[[], bool] | None,
+) -> Iterator[tuple[int, Any]]:
+    """:meth:`Engine.imap` in item order: ``limit`` tasks ahead of the one awaited."""
+    window = [submit(i) for i in range(min(limit, n))]
+    following = len(window)
+    try:
+        for i in range(n):
+            result = _result(window.pop(0), functools.partial(submit, i, True))
+            if following < n:
+                window.append(submit(following))
+                following += 1
+            yield i, result
+            if cancelled is not None and cancelled() and i + 1 < n:
+                raise Cancelled("Stopped at your request; nothing was saved.")
+    finally:
+        client.cancel([f for f in window if not f.done()])
+
+
+def _scatter(client: Any, shared: Mapping[str, Any]) -> dict[str, Any]:
+    # One future per value: scatter() splits a dict or list into one future per entry, and a
+    # dict's entries keep the dict's own keys, which a later call would share and release.
+    # broadcast: a copy on every worker (each would fetch one for its first task anyway), so a
+    # worker that dies mid-run takes no input with it and Dask reruns its tasks elsewhere.
+    return {
+        key: client.scatter([value], broadcast=True, hash=False)[0] for key, value in shared.items()
+    }
+
+
+class _SharedInputs:
+    """A map's shared inputs on the cluster, scattered again when the cluster lost them.
+
+    Dask cannot recompute scattered data: when every worker holding a copy dies (its
+    memory manager keeps a single copy once few tasks still need it), the tasks that need it
+    are cancelled. They are then submitted again with a fresh copy (see :func:`_result`).
+    """
+
+    def __init__(self, client: Any, values: Mapping[str, Any]) -> None:
+        self._client = client
+        self._values = values
+        self._futures = _scatter(client, values)
+
+    def futures(self) -> dict[str, Any]:
+        if any(f.status != "finished" for f in self._futures.values()):
+            self._futures = _scatter(self._client, self._values)
+        return self._futures
+
+
+_RESUBMITS = 3
+"""Times a task whose inputs the cluster lost is submitted again before giving up."""
+
+
+def _result(future: Any, again: Callable[[], Any] | None = None) -> Any:
+    """A task's result. A task the cluster cancelled because it lost its inputs (the workers
+    holding them died) is submitted again with ``again()``; a cluster that keeps losing them,
+    or a task that killed every worker that ran it, is said in plain words
+    (:class:`~medimg_core.errors.ClusterError`)."""
+    from distributed import CancelledError
+    from distributed.scheduler import KilledWorker
+
+    for attempt in range(_RESUBMITS + 1):
+        try:
+            return future.result()
+        except KilledWorker as exc:
+            raise ClusterError(
+                f"Every Dask worker that ran task {future.key} died (most often it ran out of "
+                "memory); nothing was saved. Give the workers more memory or use smaller "
+                "batches, then run it again."
+            ) from exc
+        except CancelledError as exc:
+            if again is None or attempt == _RESUBMITS:
+                raise ClusterError(
+                    f"The Dask cluster lost the work of task {future.key} (the workers holding "
+                    "its inputs left, or the scheduler restarted); nothing was saved. Check the "
+                    "cluster's workers and run it again."
+                ) from exc
+            future = again()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _token() -> str:
@@ -420,6 +537,13 @@ def current() -> Engine:
         return _from_env[key]
 
 
+_QUIET_LOCAL_CLUSTER = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
 def _start(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
     if not spec.distributed:
         return _INLINE_ENGINE, lambda: None
@@ -446,14 +570,20 @@ def _start(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
 
         return Engine(spec, client), close_remote
     assert spec.local_workers is not None
-    cluster = LocalCluster(
-        n_workers=spec.local_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        silence_logs=40,
-    )
+    import dask
+
+    # medimg shows no Dask dashboard, so its workers need not sample their own stacks for the
+    # dashboard's profiler nor time their event loop 50 times a second: on image features this
+    # cut the CPU of a worker process by about a quarter (benchmarks/bench_distributed.py).
+    with dask.config.set(_QUIET_LOCAL_CLUSTER):
+        cluster = LocalCluster(
+            n_workers=spec.local_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=40,
+        )
     client = Client(cluster, set_as_default=False)
 
     def close_local() -> None:
@@ -489,6 +619,114 @@ def running_on(scheduler: Scheduler | str | None) -> Iterator[Engine]:
     finally:
         _active.reset(token)
         close()
+
+
+JOB_WORKERS_ENV = "MEDIMG_JOB_WORKERS"
+JOB_MEMORY_ENV = "MEDIMG_JOB_MEMORY"
+
+
+def job_scheduler() -> Scheduler:
+    """Where the dashboard's jobs run unless an admin chose otherwise.
+
+    The cluster of ``MEDIMG_SCHEDULER`` when it names one; else a local cluster of
+    ``MEDIMG_JOB_WORKERS`` worker processes (default two, one on a one-core machine), so that a
+    server never runs more heavy jobs at once than its cores can carry.
+
+    Raises
+    ------
+    ConfigError
+        When ``MEDIMG_SCHEDULER`` or ``MEDIMG_JOB_WORKERS`` cannot be read.
+    """
+    spec = parse_scheduler(os.environ.get(SCHEDULER_ENV))
+    if spec.distributed:
+        return spec
+    text = os.environ.get(JOB_WORKERS_ENV, "").strip()
+    if not text:
+        return Scheduler(local_workers=min(2, default_workers()))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LOCAL_WORKERS:
+        raise ConfigError(
+            f"{JOB_WORKERS_ENV}={text!r}: the number of job workers must be a whole number from "
+            f"1 to {MAX_LOCAL_WORKERS}, e.g. 2; unset it for the default."
+        )
+    return Scheduler(local_workers=int(text))
+
+
+def start_job_cluster(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
+    """Start (``local:N``) or connect (an address) the cluster that runs the dashboard's jobs.
+
+    The cluster of ``MEDIMG_SCHEDULER`` is shared with :func:`current` rather than started
+    twice. A local cluster's workers each get a memory limit: ``MEDIMG_JOB_MEMORY`` (e.g.
+    ``2GB``), by default this machine's memory / (N + 1), so that N workers at their limit
+    still leave a share for the server; a worker above it is restarted by Dask.
+
+    Its scheduler and workers are fresh interpreters (``python -m dask spec``), not processes
+    spawned from this one: a spawned process first re-runs the parent's ``__main__`` file,
+    which in a Streamlit server is the app script.
+
+    Returns
+    -------
+    (Engine, close)
+        ``close()`` closes what this call started (nothing for a shared cluster).
+
+    Raises
+    ------
+    ConfigError
+        When the scheduler cannot be reached or ``MEDIMG_JOB_MEMORY`` cannot be read.
+    """
+    if not spec.distributed:
+        raise ConfigError(f"Jobs need a Dask cluster: {_HOW.split(', or')[0]}.")
+    if spec == parse_scheduler(os.environ.get(SCHEDULER_ENV)):
+        return current(), lambda: None
+    if spec.local_workers is None:
+        return _start(spec)
+    from dask.utils import parse_bytes
+    from distributed.system import MEMORY_LIMIT
+
+    text = os.environ.get(JOB_MEMORY_ENV, "").strip()
+    try:
+        limit = parse_bytes(text) if text else int(MEMORY_LIMIT / (spec.local_workers + 1))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{JOB_MEMORY_ENV}={text!r} is not an amount of memory; write it like 2GB or "
+            "1500MB, or unset it for the default."
+        ) from exc
+    from distributed import Client
+    from distributed.deploy.subprocess import SubprocessCluster
+
+    cluster = SubprocessCluster(
+        n_workers=spec.local_workers,
+        threads_per_worker=1,
+        dashboard_address=None,  # type: ignore[arg-type]  # None: no dashboard (its docs)
+        scheduler_kwargs={"preload": [__name__]},
+        worker_kwargs={"memory_limit": int(limit), "preload_nanny": [__name__]},
+        silence_logs=40,
+    )
+    client = Client(cluster, set_as_default=False)
+
+    def close_local() -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+        with contextlib.suppress(Exception):
+            cluster.close()
+
+    atexit.register(close_local)
+    return Engine(spec, client), close_local
+
+
+def dask_setup(server: Any) -> None:
+    """Dask's preload hook, run in the job cluster's scheduler and nanny processes: close them
+    once the process that started them is gone (a server killed without its exit handlers
+    would otherwise leave its cluster running)."""
+    from tornado.ioloop import PeriodicCallback
+
+    parent = os.getppid()
+    closing: list[asyncio.Future[Any]] = []
+
+    def check() -> None:
+        if os.getppid() != parent and not closing:
+            closing.append(asyncio.ensure_future(server.close()))
+
+    server.periodic_callbacks["medimg-parent"] = PeriodicCallback(check, 2000)
 
 
 def chunks(n: int, size: int) -> list[range]:

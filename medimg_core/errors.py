@@ -18,7 +18,8 @@ with status 2. Anything that is not a ``MedimgError`` is a bug.
     ├── EncryptionError                   an encrypted file cannot be read or written with the key at hand
     ├── PermissionDenied                  the signed-in user's role or projects do not allow it
     ├── AuthenticationError               sign-in failed (wrong name or password, locked, disabled)
-    └── Cancelled                         the user stopped a long run (nothing half-written is kept)
+    ├── Cancelled                         the user stopped a long run (nothing half-written is kept)
+    └── ClusterError                      the Dask cluster lost a step's work (workers gone)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "Cancelled",
+    "ClusterError",
     "ConfigError",
     "DataError",
     "EncryptionError",
@@ -90,3 +92,8 @@ class AuthenticationError(MedimgError):
 
 class Cancelled(MedimgError):
     """The user stopped a long run; nothing it would have written was kept."""
+
+
+class ClusterError(MedimgError):
+    """The Dask cluster lost a step's work (the workers holding it left, or a task kept
+    killing its workers); nothing half-written is kept."""

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medimg_core import compute
-from medimg_core.errors import Cancelled, ConfigError, DataError
+from medimg_core.errors import Cancelled, ClusterError, ConfigError, DataError
 
 
 def square_plus(item: int, *, offset: np.ndarray) -> int:
@@ -219,3 +219,29 @@ def test_cluster_cancel_stops_the_rest(cluster: compute.Engine) -> None:
             square_plus, list(range(30)), shared={"offset": np.ones(1)}, cancelled=cancelled
         )
     assert calls.is_set()
+
+
+def test_cluster_inputs_lost_are_sent_again_and_the_task_resubmitted(
+    cluster: compute.Engine,
+) -> None:
+    """A worker that dies takes its copy of the shared inputs; tests/cluster kills one."""
+    client = cluster.client
+    inputs = compute._SharedInputs(client, {"offset": np.arange(5)})
+    first = inputs.futures()["offset"]
+    client.cancel([first])  # what the cluster does to data it lost
+    again = inputs.futures()["offset"]
+    assert again.key != first.key and again.status == "finished"
+
+    def submit() -> object:
+        return client.submit(square_plus, 3, offset=inputs.futures()["offset"], pure=False)
+
+    lost = submit()
+    client.cancel([lost])
+    assert compute._result(lost, submit) == 12
+
+
+def test_cluster_lost_task_is_one_clear_error(cluster: compute.Engine) -> None:
+    future = cluster.client.submit(pid_of, 1, pure=False)
+    cluster.client.cancel([future])
+    with pytest.raises(ClusterError, match=r"lost the work of task .* run it again"):
+        compute._result(future)
