@@ -26,23 +26,22 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from medimg_core import compute
+from medimg_core.encryption import is_encrypted, read_decrypted
 from medimg_core.errors import ConfigError, ImageError, LimitError
+from medimg_core.imaging import dicom
 from medimg_core.imaging.pixels import (
     ImageProblem,
-    load_mask,
-    load_task_image,
+    array_to_image,
+    load_image,
     parse_size,
     resize_image,
     resize_mask,
@@ -768,57 +767,136 @@ def _resolve_settings(
     return replace(s, size=common), note
 
 
-def _extract_one(
-    source: Any,
-    mask_path: str | None,
-    name: str,
-    frame: int | None,
-    s: FeatureSettings,
-    with_mask: bool,
-) -> dict[str, float]:
-    assert s.size is not None
-    img = load_task_image(source, name=name, frame=frame)
-    pixels = resize_image(img.pixels, s.size)
-    mask = None
-    if mask_path is not None:
-        mask = resize_mask(load_mask(mask_path, name=f"mask of {name}"), s.size)
-    return compute_features(pixels, mask=mask, settings=s, with_mask=with_mask)
+@dataclass(frozen=True, slots=True)
+class _File:
+    """An image or mask the worker reads from ``path``, where this process saw it.
+
+    ``size`` and ``mtime_ns`` are what this process saw: a worker that finds no file there, or
+    one of another size or date, reports it as not visible instead of reading another file
+    (None when this process could not see the file either: decoding then reports why).
+    """
+
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    dicom: bool
 
 
-def _extract_chunk(
-    chunk: list[tuple[int, tuple[Any, str | None, str, int | None]]],
-    settings: dict[str, Any],
-    with_mask: bool,
-) -> list[tuple[int, dict[str, float] | None, str | None]]:
+@dataclass(frozen=True, slots=True)
+class _Bytes:
+    """The (decrypted) contents of an image or mask file, read by this process."""
+
+    data: bytes
+    dicom: bool
+
+
+_Source = np.ndarray | _File | _Bytes
+_Entry = tuple[int, _Source, _File | _Bytes | None, str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One task's images: ``(position, image, mask, name, frame)`` each. One object, so that
+    Dask passes it through without walking every entry in search of futures."""
+
+    entries: tuple[_Entry, ...]
+
+
+_Outcome = tuple[int, dict[str, float] | None, str | None]
+
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+_THROWAWAY_KEY = bytes(32)
+"""DICOM headers are de-identified as they are read; features need the pixels only, so workers
+pseudonymise with this throwaway key instead of reading (or creating) a workspace's key."""
+_WINDOW_BYTES = 256 * 2**20
+"""File contents and arrays held by tasks not yet finished, at most (plus one chunk)."""
+
+
+def _visible_here(file: _File) -> bool:
+    if file.size is None:
+        return True
+    try:
+        stat = os.stat(file.path)
+    except OSError:
+        return False
+    return stat.st_size == file.size and stat.st_mtime_ns == file.mtime_ns
+
+
+def _pixels(source: _Source, name: str, frame: int | None) -> np.ndarray:
+    """Decode as :func:`~medimg_core.imaging.pixels.load_task_image` would, from any source."""
+    if isinstance(source, np.ndarray):
+        return array_to_image(source, name=name).pixels
+    data: str | bytes = source.path if isinstance(source, _File) else source.data
+    if source.dicom or dicom.is_dicom(data):
+        return dicom.read_dicom(data, frame=frame, key=_THROWAWAY_KEY, name=name).pixels
+    return load_image(data, frame=frame, name=name).pixels
+
+
+def _mask(source: _File | _Bytes, name: str) -> np.ndarray:
+    label = f"mask of {name}"
+    region = _pixels(source, label, None) > 0
+    if not region.any():
+        raise ImageError(
+            f"The mask '{label}' marks no pixel; draw the region (non-zero pixels) or remove "
+            "the mask to use the whole image."
+        )
+    return region
+
+
+def _extract_chunk(chunk: _Chunk, *, settings: dict[str, Any], with_mask: bool) -> list[_Outcome]:
+    """Features of one task's images: ``(position, row, None)`` per image, ``(position, None,
+    reason)`` when it cannot be decoded, ``(position, None, None)`` when a file is not visible
+    where this task runs (the caller sends its contents instead).
+    """
     s = FeatureSettings.from_dict(settings)
-    out: list[tuple[int, dict[str, float] | None, str | None]] = []
-    for position, (source, mask_path, name, frame) in chunk:
+    assert s.size is not None
+    out: list[_Outcome] = []
+    for position, source, mask, name, frame in chunk.entries:
+        files = [f for f in (source, mask) if isinstance(f, _File)]
+        if not all(_visible_here(f) for f in files):
+            out.append((position, None, None))
+            continue
         try:
-            out.append((position, _extract_one(source, mask_path, name, frame, s, with_mask), None))
+            pixels = resize_image(_pixels(source, name, frame), s.size)
+            region = None if mask is None else resize_mask(_mask(mask, name), s.size)
+            row = compute_features(pixels, mask=region, settings=s, with_mask=with_mask)
         except (ImageError, LimitError) as exc:
             out.append((position, None, str(exc)))
+        else:
+            out.append((position, row, None))
     return out
 
 
-def _default_workers() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+def _file(path: str, *, contents: bool) -> _File | _Bytes:
+    """How a task gets one file: by path when it is in clear, else (or when ``contents``) by
+    its decrypted bytes, read here (the key never leaves this process)."""
+    is_dicom = path.lower().endswith(_DICOM_SUFFIXES)
+    try:
+        stat = os.stat(path)
+        if contents or is_encrypted(path):
+            return _Bytes(read_decrypted(path, what="The uploaded file"), is_dicom)
+    except OSError:
+        # Gone since the set was opened: decoding the path reports it as any unreadable file.
+        return _File(path, None, None, is_dicom)
+    return _File(path, stat.st_size, stat.st_mtime_ns, is_dicom)
 
 
-def _pool_context() -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
-        # A single-threaded process (command line, scripts, benchmarks) forks safely: workers
-        # start at once with everything already imported and need no __main__ guard.
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        # Threaded hosts (Streamlit) must not fork: workers come from a fork server that has
-        # already imported the feature code, so each still starts fast.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["medimg_core.imaging.features"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+def _chunk(image_set: ImageSet, positions: Sequence[int], *, contents: bool) -> tuple[_Chunk, int]:
+    """One task's images, and the bytes the task carries (file contents and arrays)."""
+    entries: list[_Entry] = []
+    carried = 0
+    for position, (source, mask_path, name, frame) in zip(
+        positions, image_set.tasks(positions), strict=True
+    ):
+        image = source if isinstance(source, np.ndarray) else _file(str(source), contents=contents)
+        mask = None if mask_path is None else _file(mask_path, contents=contents)
+        for part in (image, mask):
+            if isinstance(part, np.ndarray):
+                carried += part.nbytes
+            elif isinstance(part, _Bytes):
+                carried += len(part.data)
+        entries.append((position, image, mask, name, frame))
+    return _Chunk(tuple(entries)), carried
 
 
 def extract_features(
@@ -828,8 +906,31 @@ def extract_features(
     settings: FeatureSettings | Mapping[str, Any] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> FeatureTable:
     """Extract the named features of every image, streaming and in parallel.
+
+    The images are cut into tasks of a fixed number of images (from the set's size only, never
+    from the number of workers) run by :func:`medimg_core.compute.current`: in this process, a
+    local pool of ``workers`` processes, or the Dask cluster in force. Each image's features
+    are computed from that image alone, so the table is identical wherever the tasks ran.
+
+    What a task carries, per kind of image:
+
+    * ``.npz`` images: their pixel arrays (the set holds them in memory here).
+    * files in clear (a folder given on the command line or opened from an image root): their
+      path. A worker reads the file where this process saw it; when it finds no file there,
+      or one of another size or modification time (a cluster that does not mount the folder
+      at the same path), it says so and the file's contents are sent to it instead (a note
+      counts them).
+    * encrypted files (images and masks of an uploaded ZIP, kept encrypted in the workspace):
+      decrypted here and sent as bytes. Workers never need, read or receive the encryption
+      key; on a cluster beyond this machine use a ``tls://`` scheduler address so that the
+      decrypted images are encrypted in transit.
+
+    Tasks that carry bytes are sent in windows of at most about 256 MiB, so memory stays
+    bounded on large uploads. An image that cannot be decoded (``ImageError`` / ``LimitError``
+    where the task ran) is left out and reported, as without a cluster.
 
     Parameters
     ----------
@@ -837,11 +938,13 @@ def extract_features(
     size : working size (N or (height, width)); default the set's most common size.
     settings : saved settings (a model card's ``features.image_settings``) to re-extract exactly
         as at training time; their size wins (a different ``size`` is an error).
-    workers : processes; default all cores available; 1 runs in this process. A
-        single-threaded caller forks its workers; a threaded host (Streamlit) starts them from a
-        fork server instead, and then a calling script needs the usual
-        ``if __name__ == "__main__":`` guard.
-    progress : ``progress(fraction, message)`` callback, called as chunks complete.
+    workers : processes in this process's local pool; default all cores available; 1 runs in
+        this process. A single-threaded caller forks its workers; a threaded host (Streamlit)
+        starts them from a fork server instead, and then a calling script needs the usual
+        ``if __name__ == "__main__":`` guard. Ignored on a Dask cluster, which has its own.
+    progress : ``progress(fraction, message)`` callback, called as each task finishes.
+    cancelled : polled as tasks finish; True stops the extraction
+        (:class:`~medimg_core.errors.Cancelled`).
 
     Returns
     -------
@@ -853,34 +956,59 @@ def extract_features(
         When no image could be decoded.
     ConfigError
         When ``size`` conflicts with ``settings`` or is out of range, or ``workers`` < 1.
+    EncryptionError
+        When an uploaded file cannot be decrypted (missing key, altered file).
+    Cancelled
+        When ``cancelled`` returned True.
     """
     s, size_note = _resolve_settings(image_set, size, settings)
-    n_workers = _default_workers() if workers is None else int(workers)
+    n_workers = compute.default_workers() if workers is None else int(workers)
     if n_workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}; use 1 to run inline.")
+    engine = compute.current()
     with_mask = image_set.has_masks
     payload = s.to_dict()
-    tasks = list(enumerate(image_set.tasks()))
-    n = len(tasks)
+    n = len(image_set.records)
     results: dict[int, dict[str, float]] = {}
     failures: dict[int, str] = {}
+    unseen: list[int] = []
 
-    def collect(part: list[tuple[int, dict[str, float] | None, str | None]]) -> None:
+    def collect(_: int, part: list[_Outcome]) -> None:
         for position, row, error in part:
-            if row is None:
-                failures[position] = str(error)
-            else:
+            if row is not None:
                 results[position] = row
+            elif error is not None:
+                failures[position] = error
+            else:
+                unseen.append(position)
         if progress is not None:
             done = len(results) + len(failures)
             progress(done / max(n, 1), f"Extracted features from {done} of {n} images")
 
-    if n_workers == 1 or n < 2:
-        step = max(1, min(64, n // 50 or 1))
-        for start in range(0, n, step):
-            collect(_extract_chunk(tasks[start : start + step], payload, with_mask))
-    else:
-        _run_pool(tasks, payload, with_mask, n_workers, collect)
+    def run(positions: Sequence[int], *, contents: bool) -> None:
+        window: list[_Chunk] = []
+        carried = 0
+        for part in compute.chunks(len(positions), compute.chunk_size(len(positions))):
+            chunk, size_ = _chunk(image_set, [positions[i] for i in part], contents=contents)
+            window.append(chunk)
+            carried += size_
+            if carried >= _WINDOW_BYTES or part.stop == len(positions):
+                engine.map(
+                    _extract_chunk,
+                    window,
+                    shared={"settings": payload, "with_mask": with_mask},
+                    workers=n_workers,
+                    cancelled=cancelled,
+                    name="image-features",
+                    on_result=collect,
+                )
+                window, carried = [], 0
+
+    run(range(n), contents=False)
+    resent = sorted(unseen)
+    if resent:
+        unseen.clear()
+        run(resent, contents=True)
 
     ordered = [i for i in range(n) if i in results]
     if not ordered:
@@ -903,6 +1031,14 @@ def extract_features(
         + (", region shape (masks)" if with_mask else "")
         + "."
     )
+    if engine.distributed:
+        notes.append(f"Image features were computed on {engine.describe()}.")
+    if resent:
+        notes.append(
+            f"{len(resent)} image file(s) were not visible to the workers at the path this "
+            "computer reads them from; medimg sent their contents instead. Put the images on "
+            "a folder every worker mounts at the same path to avoid this transfer."
+        )
     if decode_problems:
         notes.append(
             f"{len(decode_problems)} image(s) could not be decoded and were left out: "
@@ -916,27 +1052,3 @@ def extract_features(
         notes=(*image_set.notes, *notes),
         problems=(*image_set.problems, *decode_problems),
     )
-
-
-def _run_pool(
-    tasks: list[tuple[int, tuple[Any, str | None, str, int | None]]],
-    payload: dict[str, Any],
-    with_mask: bool,
-    n_workers: int,
-    collect: Callable[[list[tuple[int, dict[str, float] | None, str | None]]], None],
-) -> None:
-    n = len(tasks)
-    chunk = max(1, min(128, math.ceil(n / (n_workers * 8))))
-    chunks = (tasks[i : i + chunk] for i in range(0, n, chunk))
-    # At most two chunks per worker in flight: paths (or npz slices) stay small in the queue and
-    # no worker ever holds more than one chunk of decoded images.
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context()) as pool:
-        pending: set[Future[list[tuple[int, dict[str, float] | None, str | None]]]] = set()
-        for part in chunks:
-            pending.add(pool.submit(_extract_chunk, part, payload, with_mask))
-            if len(pending) >= 2 * n_workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    collect(future.result())
-        for future in pending:
-            collect(future.result())

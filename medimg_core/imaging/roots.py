@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medimg_core.errors import ImageError
+from medimg_core.tables.sources import configured_roots, inside_roots
 
 __all__ = ["IMAGE_ROOTS_ENV", "image_roots", "inside_roots", "resolve_image_folder"]
 
@@ -34,26 +35,10 @@ def image_roots() -> tuple[Path, ...]:
         The existing folders named in ``MEDIMG_IMAGE_ROOTS``, resolved (links followed), in
         the order given, without duplicates; empty when nothing usable is configured (a root
         that does not exist is ignored rather than trusted later, when it might be created by
-        someone else).
+        someone else). The same rules as the data roots
+        (:func:`medimg_core.tables.sources.configured_roots`).
     """
-    raw = os.environ.get(IMAGE_ROOTS_ENV, "")
-    roots: list[Path] = []
-    for part in raw.split(os.pathsep):
-        text = part.strip()
-        if not text:
-            continue
-        try:
-            root = Path(text).expanduser().resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
-        if root.is_dir() and root not in roots:
-            roots.append(root)
-    return tuple(roots)
-
-
-def inside_roots(path: Path, roots: Sequence[Path]) -> bool:
-    """Whether a resolved ``path`` is one of ``roots`` or lies inside one of them."""
-    return any(path == root or path.is_relative_to(root) for root in roots)
+    return configured_roots(IMAGE_ROOTS_ENV)
 
 
 def resolve_image_folder(path: str | os.PathLike[str], roots: Sequence[Path]) -> Path:

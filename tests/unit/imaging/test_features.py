@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import io
 import math
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.filters import sobel
 from skimage.measure import regionprops
 
+from medimg_core import compute
+from medimg_core.encryption import is_encrypted
 from medimg_core.errors import ConfigError, ImageError
+from medimg_core.imaging import features as features_module
 from medimg_core.imaging.features import (
     FEATURE_DESCRIPTIONS,
     FEATURE_VERSION,
     FeatureSettings,
     FeatureTable,
+    _Bytes,
+    _Chunk,
+    _extract_chunk,
+    _File,
     compute_features,
     describe_feature,
     extract_features,
@@ -42,6 +54,20 @@ def texture(h: int = 24, w: int = 24, seed: int = 0) -> np.ndarray:
 def save(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(path)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
 
 
 def image_folder(root: Path, n: int = 3) -> Path:
@@ -293,3 +319,106 @@ def test_features_from_pixels_resizes_to_the_settings_size() -> None:
     assert list(frame.iloc[0]) == pytest.approx(list(direct.values()))
     with pytest.raises(ConfigError, match=r"needs settings with a size"):
         features_from_pixels(batch, settings=FeatureSettings())
+
+
+def test_pool_progress_counts_images_as_each_task_finishes(tmp_path: Path) -> None:
+    s = open_image_set(image_folder(tmp_path, n=5), key=KEY)
+    calls: list[tuple[float, str]] = []
+    extract_features(s, workers=2, progress=lambda f, m: calls.append((f, m)))
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and len(calls) == 10
+    assert calls[-1] == (1.0, "Extracted features from 10 of 10 images")
+
+
+def test_task_boundaries_do_not_depend_on_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = open_image_set(image_folder(tmp_path, n=4), key=KEY)
+    seen: list[list[int]] = []
+    original = compute.Engine.map
+
+    def recording(self: compute.Engine, fn: Any, items: Any, **kwargs: Any) -> Any:
+        seen.append([len(chunk.entries) for chunk in items])
+        return original(self, fn, items, **kwargs)
+
+    monkeypatch.setattr(compute.Engine, "map", recording)
+    extract_features(s, workers=1)
+    extract_features(s, workers=2)
+    assert seen[0] == seen[1] == [1] * 8
+
+
+def test_a_file_not_visible_where_the_task_runs_is_reported_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    save(path, texture())
+    stat = path.stat()
+    settings = FeatureSettings(size=(16, 16)).to_dict()
+    here = _File(str(path), stat.st_size, stat.st_mtime_ns, False)
+    moved = _File(str(tmp_path / "elsewhere.png"), stat.st_size, stat.st_mtime_ns, False)
+    other = _File(str(path), stat.st_size + 1, stat.st_mtime_ns, False)
+    sent = _Bytes(path.read_bytes(), False)
+    out = _extract_chunk(
+        _Chunk(
+            (
+                (0, here, None, "a.png", None),
+                (1, moved, None, "a.png", None),
+                (2, other, None, "a.png", None),
+                (3, sent, None, "a.png", None),
+            )
+        ),
+        settings=settings,
+        with_mask=False,
+    )
+    assert [(p, row is None, error) for p, row, error in out] == [
+        (0, False, None),
+        (1, True, None),
+        (2, True, None),
+        (3, False, None),
+    ]
+    assert out[0][1] == out[3][1]
+
+
+def test_dicom_sent_as_bytes_is_read_as_from_its_path_and_no_key_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMG_HOME", str(tmp_path / "ws"))
+    monkeypatch.delenv("MEDIMG_PSEUDONYM_KEY", raising=False)
+    bare = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    bare.preamble = None
+    path = tmp_path / "bare.dcm"
+    bare.save_as(path, enforce_file_format=False)
+    settings = FeatureSettings(size=(32, 32)).to_dict()
+    stat = path.stat()
+    by_path = _File(str(path), stat.st_size, stat.st_mtime_ns, True)
+    by_bytes = _Bytes(path.read_bytes(), True)
+    out = _extract_chunk(
+        _Chunk(((0, by_path, None, "bare.dcm", None), (1, by_bytes, None, "bare.dcm", None))),
+        settings=settings,
+        with_mask=False,
+    )
+    assert out[0][1] is not None and out[0][1] == out[1][1]
+    assert not (tmp_path / "ws").exists()  # tasks never read or create a pseudonym key
+
+
+def test_uploaded_images_travel_decrypted_in_bounded_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = {
+        f"{label}/{label}_{i}.png": png_bytes(texture(seed=10 * k + i))
+        for k, label in enumerate(("normal", "pneumonia"))
+        for i in range(4)
+    }
+    s = open_image_set(zip_bytes(members), workspace=tmp_path / "ws", key=KEY)
+    assert all(is_encrypted(p) for p in s.records["source"])
+    whole = extract_features(s, workers=1)
+    windows: list[int] = []
+    original = compute.Engine.map
+
+    def recording(self: compute.Engine, fn: Any, items: Any, **kwargs: Any) -> Any:
+        windows.append(len(items))
+        return original(self, fn, items, **kwargs)
+
+    monkeypatch.setattr(compute.Engine, "map", recording)
+    monkeypatch.setattr(features_module, "_WINDOW_BYTES", 1)
+    pooled = extract_features(s, workers=2)
+    assert windows == [1] * 8
+    pd.testing.assert_frame_equal(whole.frame, pooled.frame, check_exact=True)
