@@ -30,6 +30,7 @@ import pandas as pd
 from scipy.special import expit, logit
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from medimg_core import compute
 from medimg_core.errors import ConfigError, DataError
 
 __all__ = [
@@ -116,6 +117,30 @@ THRESHOLD_METHODS: tuple[str, ...] = ("0.5", "youden", "sensitivity")
 _CALIBRATION_BINS = 10
 # Bounds the (replicates x rows) weight matrix of one bootstrap chunk to about 16 MB of float64.
 _CHUNK_CELLS = 2_000_000
+# Replicates per bootstrap task. Each block of replicates draws from its own generator, seeded
+# by (seed, block number); the blocks depend on the replicate count only, so the intervals are
+# the same to the last digit whether the blocks run here or on any number of Dask workers.
+_BOOT_BLOCK = 100
+
+
+def _boot_blocks(n_boot: int) -> list[tuple[int, int]]:
+    """``(block number, replicates)`` of every bootstrap task for ``n_boot`` replicates."""
+    return [(b, len(r)) for b, r in enumerate(compute.chunks(max(0, int(n_boot)), _BOOT_BLOCK))]
+
+
+def _block_rng(seed: int, block: int) -> np.random.Generator:
+    """The generator of one block of bootstrap replicates (independent streams per block)."""
+    return np.random.default_rng([int(seed), int(block)])
+
+
+def _sub_chunks(n_rep: int, cells_per_replicate: int) -> list[int]:
+    """Replicates per memory-bounded piece of a block (``_CHUNK_CELLS`` weights at most).
+
+    A generator's draws do not depend on how they are split into calls, so neither do the
+    replicates: this only bounds memory.
+    """
+    size = max(1, _CHUNK_CELLS // max(1, cells_per_replicate))
+    return [len(r) for r in compute.chunks(n_rep, size)]
 
 
 @dataclass(frozen=True)
@@ -485,6 +510,12 @@ def _confusion_fn(y: np.ndarray, pred: np.ndarray, k: int) -> Callable[[np.ndarr
     return confusion
 
 
+def _weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``weights @ values`` without BLAS, whose sums may be ordered by its thread count: a
+    bootstrap replicate must be the same here and on a one-thread Dask worker."""
+    return np.einsum("ij,j->i", weights, values)
+
+
 def _binary_stats_fn(y: np.ndarray, s: np.ndarray, threshold: float) -> _Stats:
     """Metrics per weight row and the class totals; cases must be in :func:`_layout` order."""
     confusion = _confusion_fn(y, (s >= threshold).astype(np.int64), 2)
@@ -496,7 +527,7 @@ def _binary_stats_fn(y: np.ndarray, s: np.ndarray, threshold: float) -> _Stats:
         (tn, fp), (fn, tp) = conf[:, 0].T, conf[:, 1].T
         out = _binary_rates(tn, fp, fn, tp)
         out["roc_auc"], out["pr_auc"] = _auc_ap(weights, rk)
-        out["brier"] = _div(weights @ sq_err, conf.sum(axis=(1, 2)))
+        out["brier"] = _div(_weighted_sum(weights, sq_err), conf.sum(axis=(1, 2)))
         return out, conf.sum(axis=2)
 
     return stats
@@ -534,7 +565,7 @@ def _multiclass_stats_fn(
         n_total = totals.sum(axis=1)
         macro["accuracy"] = _div(conf.diagonal(axis1=1, axis2=2).sum(axis=1), n_total)
         macro["balanced_accuracy"] = macro["sensitivity"]
-        macro["brier"] = _div(weights @ sq_err, n_total)
+        macro["brier"] = _div(_weighted_sum(weights, sq_err), n_total)
         return macro, totals
 
     return stats, per_class
@@ -813,28 +844,72 @@ def _norm_isf(tail: float) -> float:
     return float(norm.isf(tail))
 
 
+def _stats_fn(y: np.ndarray, s: np.ndarray, threshold: float) -> _Stats:
+    """The metrics-per-replicate function for cases in :func:`_layout` order."""
+    return _binary_stats_fn(y, s, threshold) if s.ndim == 1 else _multiclass_stats_fn(y, s)[0]
+
+
+def _bootstrap_block(
+    block: tuple[int, int],
+    *,
+    y: np.ndarray,
+    s: np.ndarray,
+    threshold: float,
+    present: np.ndarray,
+    codes: np.ndarray | None,
+    n_groups: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """One bootstrap task: the metrics of the block's replicates that kept every ``present``
+    class (a replicate that lost a class the data has is degenerate: skipped for every metric).
+    """
+    number, n_rep = block
+    n = len(y)
+    stats = _stats_fn(y, s, threshold)
+    rng = _block_rng(seed, number)
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in METRIC_KEYS}
+    for size in _sub_chunks(n_rep, n):
+        values, totals = stats(_boot_weights(rng, size, n, codes, n_groups))
+        valid = (totals[:, present] > 0).all(axis=1)
+        for key in METRIC_KEYS:
+            parts[key].append(values[key][valid])
+    return {key: np.concatenate(v) for key, v in parts.items()}
+
+
 def _bootstrap(
-    stats: _Stats,
-    n: int,
+    y: np.ndarray,
+    s: np.ndarray,
+    threshold: float,
     present: np.ndarray,
     codes: np.ndarray | None,
     n_groups: int,
     n_boot: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Metric values over the replicates that kept every ``present`` class, and their count."""
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // n)
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in METRIC_KEYS}
-    used = 0
-    for start in range(0, n_boot, chunk):
-        values, totals = stats(_boot_weights(rng, min(chunk, n_boot - start), n, codes, n_groups))
-        # A replicate that lost a class the data has is degenerate: skip it for every metric.
-        valid = (totals[:, present] > 0).all(axis=1)
-        used += int(valid.sum())
-        for key in METRIC_KEYS:
-            parts[key].append(values[key][valid])
-    return {key: np.concatenate(v) if v else np.empty(0) for key, v in parts.items()}, used
+    """Metric values over the replicates that kept every ``present`` class, and their count.
+
+    The replicates run as tasks of :data:`_BOOT_BLOCK` on the engine in force
+    (:func:`medimg_core.compute.current`), gathered in block order.
+    """
+    blocks = compute.current().map(
+        _bootstrap_block,
+        _boot_blocks(n_boot),
+        shared={
+            "y": y,
+            "s": s,
+            "threshold": float(threshold),
+            "present": present,
+            "codes": codes,
+            "n_groups": n_groups,
+            "seed": seed,
+        },
+        name="medimg-bootstrap",
+    )
+    values = {
+        key: np.concatenate([b[key] for b in blocks]) if blocks else np.empty(0)
+        for key in METRIC_KEYS
+    }
+    return values, len(values[METRIC_KEYS[0]])
 
 
 def evaluate_scores(
@@ -918,7 +993,9 @@ def evaluate_scores(
         stats, per_class_fn = _multiclass_stats_fn(ly, ls)
     point, totals = stats(np.ones((1, n)))
     boot_codes = None if codes is None else codes[layout]
-    boot, used = _bootstrap(stats, n, totals[0] > 0, boot_codes, n_groups, int(n_boot), seed)
+    boot, used = _bootstrap(
+        ly, ls, float(threshold), totals[0] > 0, boot_codes, n_groups, int(n_boot), seed
+    )
     confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
     unit = "patients" if codes is not None else "cases"
     boot_method = f"percentile bootstrap ({used} resamples of {unit})"

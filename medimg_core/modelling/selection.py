@@ -8,7 +8,7 @@ simplest one within one standard error of the best.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,8 +17,9 @@ import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from threadpoolctl import threadpool_limits
 
+from medimg_core import compute
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import MetricValue
+from medimg_core.modelling.evaluation import MetricValue, _block_rng, _boot_blocks, _sub_chunks
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig, build_pipeline
 from medimg_core.modelling.task import FeatureSpec
 from medimg_core.modelling.validation import Folds
@@ -30,6 +31,8 @@ __all__ = [
     "Candidate",
     "Comparison",
     "Development",
+    "FoldFit",
+    "FoldTask",
     "LeaderboardRow",
     "binary_roc_auc",
     "bootstrap_auc_acc",
@@ -40,6 +43,7 @@ __all__ = [
     "cross_validate",
     "cross_validate_candidates",
     "fit",
+    "fit_fold",
     "make_pipeline",
     "one_standard_error_choice",
     "roc_auc",
@@ -210,6 +214,16 @@ def fit(pipeline: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None
     computed by :func:`calibration_splits` so one patient's rows are never on both sides,
     and the integer fold count is restored afterwards (the saved model keeps no row indices).
     """
+    # One thread per native pool (OpenMP, BLAS): histogram gradient boosting and the MLP
+    # otherwise start a thread per core, and on a busy machine the oversubscription makes
+    # them many times slower than serial. The folds are small; serial is fast enough. It also
+    # makes a fit here compute exactly what it computes on a one-thread Dask worker.
+    with threadpool_limits(limits=1):
+        _fit(pipeline, X, y, groups)
+
+
+def _fit(pipeline: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None) -> None:
+    """:func:`fit` without the thread limit, which the caller holds."""
     model = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else None
     splits = None
     folds: Any = None
@@ -217,18 +231,14 @@ def fit(pipeline: Any, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None
         folds = model.cv
         if isinstance(folds, int):
             splits = calibration_splits(np.asarray(y), np.asarray(groups), folds)
-    # One thread per native pool (OpenMP, BLAS): histogram gradient boosting and the MLP
-    # otherwise start a thread per core, and on a busy machine the oversubscription makes
-    # them many times slower than serial. The folds are small; serial is fast enough.
-    with threadpool_limits(limits=1):
-        if splits is None or model is None:
-            pipeline.fit(X, y)
-            return
-        model.set_params(cv=splits)
-        try:
-            pipeline.fit(X, y)
-        finally:
-            model.set_params(cv=folds)
+    if splits is None or model is None:
+        pipeline.fit(X, y)
+        return
+    model.set_params(cv=splits)
+    try:
+        pipeline.fit(X, y)
+    finally:
+        model.set_params(cv=folds)
 
 
 @dataclass(frozen=True)
@@ -255,39 +265,164 @@ class Development:
     groups: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class FoldTask:
+    """One cross-validation fit: a candidate's configuration on one fold.
+
+    Attributes
+    ----------
+    config : the candidate's configuration.
+    fold : the fold's number, from 1.
+    train, validation : positions into the development rows.
+    """
+
+    config: ModelConfig
+    fold: int
+    train: np.ndarray
+    validation: np.ndarray
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """What one :class:`FoldTask` gave: the validation rows' probabilities and the fold's scores,
+    or the reason the candidate could not be fitted on that fold (``error``, with no scores)."""
+
+    proba: np.ndarray | None
+    auc: float
+    score: float
+    seconds: float
+    error: ValueError | None = None
+
+
+def fit_fold(
+    task: FoldTask,
+    *,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    features: FeatureSpec,
+    plan: CleaningPlan,
+    n_classes: int,
+) -> FoldFit:
+    """Fit the task's pipeline on its fold's training rows and predict its validation rows.
+
+    One task of :func:`cross_validate_candidates`, run wherever the engine in force runs tasks
+    (this process or a Dask worker); the pipeline (imputer, scaler, PCA, model) sees the
+    training rows only. A candidate that cannot be fitted (scikit-learn's ``ValueError``) is
+    returned as ``error``, not raised, so the other candidates' tasks are kept.
+
+    Parameters
+    ----------
+    task : the configuration and the fold's positions.
+    X, y, groups : features, encoded labels and patient IDs (or None) of the development rows.
+    features, plan : the feature columns and the cleaning plan the pipeline is built from.
+    n_classes : the number of encoded classes (columns of the probabilities).
+    """
+    started = time.perf_counter()
+    tr, va = task.train, task.validation
+    try:
+        # Predicting too under one thread: a BLAS product may sum in another order with
+        # several threads, and the probabilities must not depend on where the task ran.
+        with threadpool_limits(limits=1):
+            pipeline = make_pipeline(task.config, features, plan, len(tr))
+            _fit(pipeline, X.iloc[tr], y[tr], None if groups is None else groups[tr])
+            proba = np.asarray(pipeline.predict_proba(X.iloc[va]), dtype=float)
+        if proba.shape != (len(va), n_classes):
+            raise ValueError(
+                f"the training rows of fold {task.fold} hold {proba.shape[-1]} of the "
+                f"{n_classes} classes"
+            )
+        auc = roc_auc(y[va], proba)
+    except ValueError as exc:
+        nan = float("nan")
+        return FoldFit(None, nan, nan, time.perf_counter() - started, error=exc)
+    score = auc if n_classes == 2 else float(np.mean(proba.argmax(axis=1) == y[va]))
+    return FoldFit(proba, auc, score, time.perf_counter() - started)
+
+
+def _cross_validate_each(
+    configs: Sequence[ModelConfig],
+    development: Development,
+    fold_done: Callable[[int, int, FoldFit], None] | None = None,
+) -> list[Candidate | ValueError]:
+    """Every (configuration x fold) fit as one task on the engine in force.
+
+    Returns, in the order of ``configs``, each one's :class:`Candidate`, or the ``ValueError``
+    of its first fold (in fold order) that could not be fitted. ``fold_done(config index, fold,
+    fit)`` is called as each task finishes (in completion order).
+    """
+    X, y, dev, folds = development.X, development.y, development.dev, development.folds
+    tasks = [
+        FoldTask(config, f, np.asarray(tr), np.asarray(va))
+        for config in configs
+        for f, (tr, va) in enumerate(folds, start=1)
+    ]
+    k = int(y.max()) + 1
+    # Only the development rows go to the tasks: the test rows never leave this process.
+    shared = {
+        "X": X.iloc[dev],
+        "y": y[dev],
+        "groups": development.groups[dev] if development.groups is not None else None,
+        "features": development.features,
+        "plan": development.plan,
+        "n_classes": k,
+    }
+    n_folds = len(folds)
+
+    def finished(i: int, fold_fit: FoldFit) -> None:
+        if fold_done is not None:
+            fold_done(i // n_folds, tasks[i].fold, fold_fit)
+
+    fits = compute.current().map(
+        fit_fold, tasks, shared=shared, name="medimg-cv-fit", on_result=finished
+    )
+    out: list[Candidate | ValueError] = []
+    for c, config in enumerate(configs):
+        mine = [(tasks[i], fits[i]) for i in range(c * n_folds, (c + 1) * n_folds)]
+        error = next((f.error for _, f in mine if f.error is not None), None)
+        if error is not None:
+            out.append(error)
+            continue
+        oof = np.zeros((len(dev), k))
+        for task, f in mine:
+            oof[task.validation] = f.proba
+        out.append(
+            Candidate(
+                kind=str(config.model),
+                oof=oof,
+                fold_scores=tuple(f.score for _, f in mine),
+                fold_aucs=tuple(f.auc for _, f in mine),
+                seconds=sum(f.seconds for _, f in mine),
+            )
+        )
+    return out
+
+
 def cross_validate(
     config: ModelConfig,
     development: Development,
     fold_done: Callable[[int], None] | None = None,
 ) -> Candidate:
     """Out-of-fold probabilities: every fold's pipeline (imputer, scaler, PCA, model) is fitted
-    on that fold's training rows only."""
-    started = time.perf_counter()
-    X, y, dev, folds = development.X, development.y, development.dev, development.folds
-    X_dev = X.iloc[dev]
-    y_dev = y[dev]
-    groups_dev = development.groups[dev] if development.groups is not None else None
-    k = int(y.max()) + 1
-    oof = np.zeros((len(dev), k))
-    fold_scores: list[float] = []
-    fold_aucs: list[float] = []
-    for f, (tr, va) in enumerate(folds, start=1):
-        pipeline = make_pipeline(config, development.features, development.plan, len(tr))
-        fit(pipeline, X_dev.iloc[tr], y_dev[tr], None if groups_dev is None else groups_dev[tr])
-        proba = np.asarray(pipeline.predict_proba(X_dev.iloc[va]), dtype=float)
-        oof[va] = proba
-        auc = roc_auc(y_dev[va], proba)
-        fold_aucs.append(auc)
-        fold_scores.append(auc if k == 2 else float(np.mean(proba.argmax(axis=1) == y_dev[va])))
+    on that fold's training rows only, each fold as a task (:func:`fit_fold`).
+
+    ``fold_done(fold)`` is called as each fold finishes. ``Candidate.seconds`` is the summed
+    fitting time of the folds.
+
+    Raises
+    ------
+    ValueError
+        When a fold cannot be fitted (scikit-learn's message).
+    """
+
+    def done(c: int, fold: int, fold_fit: FoldFit) -> None:
         if fold_done is not None:
-            fold_done(f)
-    return Candidate(
-        kind=str(config.model),
-        oof=oof,
-        fold_scores=tuple(fold_scores),
-        fold_aucs=tuple(fold_aucs),
-        seconds=time.perf_counter() - started,
-    )
+            fold_done(fold)
+
+    (result,) = _cross_validate_each([config], development, done)
+    if isinstance(result, ValueError):
+        raise result
+    return result
 
 
 def _weighted_binary_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -336,6 +471,36 @@ def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(_weighted_auc(y, proba, np.ones((1, len(y))))[0])
 
 
+def _auc_acc_block(
+    item: tuple[int, int, int],
+    *,
+    y: np.ndarray,
+    probas: tuple[np.ndarray, ...],
+    codes: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One bootstrap task of :func:`bootstrap_auc_acc`: for ``(candidate, block number,
+    replicates)``, the candidate's AUC and accuracy in each replicate of the block that kept two
+    classes. The block draws from its own generator, seeded by ``(seed, block number)``, so the
+    replicates are the same wherever the block runs (and the same for every candidate)."""
+    candidate, number, n_rep = item
+    proba = probas[candidate]
+    rng = _block_rng(seed, number)
+    n_units = int(codes.max()) + 1
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    classes = np.unique(y)
+    aucs: list[np.ndarray] = []
+    accs: list[np.ndarray] = []
+    for size in _sub_chunks(n_rep, max(len(y), n_units)):
+        drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=size)
+        weights = drawn[:, codes].astype(float)
+        has_both = np.stack([(weights[:, y == j] > 0).any(axis=1) for j in classes]).sum(axis=0)
+        weights = weights[has_both >= 2]
+        aucs.append(_weighted_auc(y, proba, weights))
+        accs.append((weights * correct).sum(axis=1) / weights.sum(axis=1))
+    return np.concatenate(aucs), np.concatenate(accs)
+
+
 def bootstrap_auc_acc(
     y: np.ndarray, proba: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int
 ) -> tuple[MetricValue, MetricValue]:
@@ -344,31 +509,52 @@ def bootstrap_auc_acc(
     Replicates are row weights (how often each row, or each patient's rows, was drawn), which
     keeps ``auto`` fast: seven candidates times ``n_boot`` replicates. Replicates with a
     single class are skipped, as in :func:`medimg_core.modelling.evaluation.evaluate_scores`.
+    The replicates run in fixed blocks, as tasks on the engine in force, each block with its
+    own random stream: the intervals do not depend on where the blocks ran.
     """
-    correct = (proba.argmax(axis=1) == y).astype(float)
-    point_auc = roc_auc(y, proba)
-    point_acc = float(correct.mean())
+    return _bootstrap_auc_acc_each(y, [proba], groups, n_boot, seed)[0]
+
+
+def _bootstrap_auc_acc_each(
+    y: np.ndarray,
+    probas: Sequence[np.ndarray],
+    groups: np.ndarray | None,
+    n_boot: int,
+    seed: int,
+) -> list[tuple[MetricValue, MetricValue]]:
+    """:func:`bootstrap_auc_acc` of several candidates' probabilities in one set of tasks."""
+    corrects = [(proba.argmax(axis=1) == y).astype(float) for proba in probas]
+    points = [(roc_auc(y, p), float(c.mean())) for p, c in zip(probas, corrects, strict=True)]
+    nan = (float("nan"), float("nan"))
     if n_boot <= 0:
-        nan = (float("nan"), float("nan"))
-        return MetricValue(point_auc, nan), MetricValue(point_acc, nan)
-    rng = np.random.default_rng(seed)
-    codes = _unit_codes(groups, len(y))
-    n_units = int(codes.max()) + 1
-    drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
-    weights = drawn[:, codes].astype(float)
-    has_both = np.stack([(weights[:, y == j] > 0).any(axis=1) for j in np.unique(y)]).sum(axis=0)
-    weights = weights[has_both >= 2]
-    aucs = _weighted_auc(y, proba, weights)
-    accs = (weights * correct).sum(axis=1) / weights.sum(axis=1)
+        return [(MetricValue(auc, nan), MetricValue(acc, nan)) for auc, acc in points]
+    blocks = _boot_blocks(n_boot)
+    results = compute.current().map(
+        _auc_acc_block,
+        [(c, number, n_rep) for c in range(len(probas)) for number, n_rep in blocks],
+        shared={
+            "y": y,
+            "probas": tuple(probas),
+            "codes": _unit_codes(groups, len(y)),
+            "seed": seed,
+        },
+        name="medimg-bootstrap-auc",
+    )
 
     def interval(values: np.ndarray) -> tuple[float, float]:
         finite = values[np.isfinite(values)]
         if not finite.size:
-            return (float("nan"), float("nan"))
+            return nan
         lo, hi = np.percentile(finite, [2.5, 97.5])
         return (float(lo), float(hi))
 
-    return MetricValue(point_auc, interval(aucs)), MetricValue(point_acc, interval(accs))
+    out = []
+    for c, (auc, acc) in enumerate(points):
+        mine = results[c * len(blocks) : (c + 1) * len(blocks)]
+        aucs = np.concatenate([a for a, _ in mine])
+        accs = np.concatenate([a for _, a in mine])
+        out.append((MetricValue(auc, interval(aucs)), MetricValue(acc, interval(accs))))
+    return out
 
 
 @dataclass(frozen=True)
@@ -387,12 +573,17 @@ def cross_validate_candidates(
 ) -> Comparison:
     """Cross-validate each kind on the same folds of the development rows.
 
+    Every (kind x fold) fit is one task (:func:`fit_fold`) on the engine in force
+    (:func:`medimg_core.compute.current`); the results are assembled in kind and fold order,
+    so the candidates, their scores and the failures do not depend on where the tasks ran.
+
     Parameters
     ----------
     kinds : from :func:`candidate_kinds`.
     config : the user's configuration; each kind runs with :func:`comparison_config`.
     development : the rows, folds and preprocessing every kind shares.
-    progress : ``progress(folds_done, message)``, ``folds_done`` counted over all kinds.
+    progress : ``progress(folds_done, message)`` as each fit finishes, ``folds_done`` counted
+        over all kinds (a fold that could not be fitted counts as done).
 
     Returns
     -------
@@ -406,26 +597,31 @@ def cross_validate_candidates(
         When no candidate could be fitted; the message lists why for each.
     """
     report = progress or (lambda done, message: None)
+    n_folds = len(development.folds)
+    finished = 0
+
+    def fold_done(i: int, f: int, fold_fit: FoldFit) -> None:
+        nonlocal finished
+        finished += 1
+        outcome = "done" if fold_fit.error is None else "could not be fitted"
+        report(
+            finished,
+            f"{kinds[i]}: fold {f} of {n_folds} {outcome}"
+            + (f" (model {i + 1} of {len(kinds)})" if len(kinds) > 1 else ""),
+        )
+
+    results = _cross_validate_each(
+        [comparison_config(config, kind) for kind in kinds], development, fold_done
+    )
     candidates: list[Candidate] = []
     failures: list[str] = []
-    n_folds = len(development.folds)
-    for i, kind in enumerate(kinds):
-
-        def fold_done(f: int, kind: str = kind, i: int = i) -> None:
-            report(
-                i * n_folds + f,
-                f"{kind}: fold {f} of {n_folds} done"
-                + (f" (model {i + 1} of {len(kinds)})" if len(kinds) > 1 else ""),
-            )
-
-        try:
-            candidates.append(
-                cross_validate(comparison_config(config, kind), development, fold_done)
-            )
-        except ValueError as exc:
-            if len(kinds) == 1:
-                raise
-            failures.append(f"Model {kind!r} was left out of the comparison: {exc}")
+    for kind, result in zip(kinds, results, strict=True):
+        if isinstance(result, Candidate):
+            candidates.append(result)
+        elif len(kinds) == 1:
+            raise result
+        else:
+            failures.append(f"Model {kind!r} was left out of the comparison: {result}")
     if not candidates:
         raise DataError(" ".join(failures))
     return Comparison(tuple(candidates), tuple(failures))
@@ -447,10 +643,10 @@ def choose_model(
         The chosen candidate, and the leaderboard (best first) when ``config.model`` is
         ``auto`` (empty otherwise).
     """
-    scored = [
-        (c, bootstrap_auc_acc(y_dev, c.oof, groups_dev, n_boot, config.seed))
-        for c in comparison.candidates
-    ]
+    intervals = _bootstrap_auc_acc_each(
+        y_dev, [c.oof for c in comparison.candidates], groups_dev, n_boot, config.seed
+    )
+    scored = list(zip(comparison.candidates, intervals, strict=True))
     scored.sort(key=lambda cs: -np.nan_to_num(cs[1][0].value, nan=-1.0))
     best = one_standard_error_choice(scored)
     if config.model != "auto":
@@ -481,8 +677,60 @@ SELECTION_FREE_NOTE = (
 )
 """Plain-language note shown wherever the selection-free figure is (page, CLI, model card)."""
 
-# Bounds the (replicates x rows) weight matrices of one BBC-CV chunk to about 16 MB of float64.
-_BBC_CHUNK_CELLS = 2_000_000
+
+def _selection_free_block(
+    block: tuple[int, int],
+    *,
+    y: np.ndarray,
+    oofs: tuple[np.ndarray, ...],
+    simplicity: np.ndarray,
+    codes: np.ndarray,
+    validation: tuple[np.ndarray, ...],
+    seed: int,
+) -> np.ndarray:
+    """One bootstrap task of :func:`selection_free_auc`: the out-of-bag AUC of the candidate
+    chosen in each replicate of the block (replicates whose out-of-bag units lack a class are
+    left out). The block draws from its own generator, seeded by ``(seed, block number)``."""
+    number, n_rep = block
+    rng = _block_rng(seed, number)
+    n_units = int(codes.max()) + 1
+    classes = np.unique(y)
+    out: list[np.ndarray] = []
+    # In pieces whose in-bag and out-of-bag weight matrices hold about 16 MB of float64 each.
+    for r in _sub_chunks(n_rep, max(len(y), n_units)):
+        drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=r)
+        in_bag = drawn[:, codes].astype(float)
+        out_bag = (drawn[:, codes] == 0).astype(float)
+        # In-bag AUC of every candidate; per fold only for each replicate's top candidate
+        # (the rule needs no other), and out-of-bag only for the chosen one.
+        pooled = np.column_stack([_weighted_auc(y, oof, in_bag) for oof in oofs])
+        ranked = np.nan_to_num(pooled, nan=-1.0)
+        top = ranked.argmax(axis=1)
+        top_auc = ranked[np.arange(r), top]
+        top_folds = np.full((len(validation), r), np.nan)
+        for j, oof in enumerate(oofs):
+            rows = np.flatnonzero(top == j)
+            if rows.size:
+                for f, va in enumerate(validation):
+                    top_folds[f, rows] = _weighted_auc(y[va], oof[va], in_bag[rows][:, va])
+        finite = np.isfinite(top_folds)
+        count = finite.sum(axis=0)
+        mean = np.where(finite, top_folds, 0.0).sum(axis=0) / np.maximum(count, 1)
+        var = (np.where(finite, top_folds - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count - 1, 1)
+        tolerance = np.sqrt(var / np.maximum(count, 1))
+        tied = ranked >= (top_auc - tolerance)[:, None]
+        tied &= np.isfinite(pooled) & (count >= 2)[:, None]
+        tied[np.arange(r), top] = True
+        # The simplest tied candidate (as one_standard_error_choice; the top one on no tie).
+        chosen = np.where(tied, simplicity[None, :], 10_000).argmin(axis=1)
+        value = np.full(r, np.nan)
+        for j, oof in enumerate(oofs):
+            rows = np.flatnonzero(chosen == j)
+            if rows.size:
+                value[rows] = _weighted_auc(y, oof, out_bag[rows])
+        both = np.stack([(out_bag[:, y == j] > 0).any(axis=1) for j in classes]).all(axis=0)
+        out.append(value[both & np.isfinite(value)])
+    return np.concatenate(out)
 
 
 def selection_free_auc(
@@ -529,49 +777,20 @@ def selection_free_auc(
     n = len(y)
     if n_boot <= 0 or not candidates or n == 0:
         return MetricValue(nan, (nan, nan), method=SELECTION_FREE_METHOD)
-    codes = _unit_codes(groups_dev, n)
-    n_units = int(codes.max()) + 1
-    validation = [np.asarray(va) for _, va in folds]
-    simplicity = np.asarray([_simplicity_rank(c.kind) for c in candidates])
-    classes = np.unique(y)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BBC_CHUNK_CELLS // max(n, n_units))
-    out: list[np.ndarray] = []
-    for start in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - start)
-        drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=r)
-        in_bag = drawn[:, codes].astype(float)
-        out_bag = (drawn[:, codes] == 0).astype(float)
-        # In-bag AUC of every candidate; per fold only for each replicate's top candidate
-        # (the rule needs no other), and out-of-bag only for the chosen one.
-        pooled = np.column_stack([_weighted_auc(y, c.oof, in_bag) for c in candidates])
-        ranked = np.nan_to_num(pooled, nan=-1.0)
-        top = ranked.argmax(axis=1)
-        top_auc = ranked[np.arange(r), top]
-        top_folds = np.full((len(validation), r), np.nan)
-        for j, c in enumerate(candidates):
-            rows = np.flatnonzero(top == j)
-            if rows.size:
-                for f, va in enumerate(validation):
-                    top_folds[f, rows] = _weighted_auc(y[va], c.oof[va], in_bag[rows][:, va])
-        finite = np.isfinite(top_folds)
-        count = finite.sum(axis=0)
-        mean = np.where(finite, top_folds, 0.0).sum(axis=0) / np.maximum(count, 1)
-        var = (np.where(finite, top_folds - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count - 1, 1)
-        tolerance = np.sqrt(var / np.maximum(count, 1))
-        tied = ranked >= (top_auc - tolerance)[:, None]
-        tied &= np.isfinite(pooled) & (count >= 2)[:, None]
-        tied[np.arange(r), top] = True
-        # The simplest tied candidate (as one_standard_error_choice; the top one on no tie).
-        chosen = np.where(tied, simplicity[None, :], 10_000).argmin(axis=1)
-        value = np.full(r, np.nan)
-        for j, c in enumerate(candidates):
-            rows = np.flatnonzero(chosen == j)
-            if rows.size:
-                value[rows] = _weighted_auc(y, c.oof, out_bag[rows])
-        both = np.stack([(out_bag[:, y == j] > 0).any(axis=1) for j in classes]).all(axis=0)
-        out.append(value[both & np.isfinite(value)])
-    values = np.concatenate(out) if out else np.empty(0)
+    blocks = compute.current().map(
+        _selection_free_block,
+        _boot_blocks(n_boot),
+        shared={
+            "y": y,
+            "oofs": tuple(c.oof for c in candidates),
+            "simplicity": np.asarray([_simplicity_rank(c.kind) for c in candidates]),
+            "codes": _unit_codes(groups_dev, n),
+            "validation": tuple(np.asarray(va) for _, va in folds),
+            "seed": seed,
+        },
+        name="medimg-bootstrap-bbc",
+    )
+    values = np.concatenate(blocks) if blocks else np.empty(0)
     if not values.size:
         return MetricValue(nan, (nan, nan), method=SELECTION_FREE_METHOD)
     lo, hi = np.percentile(values, [2.5, 97.5])

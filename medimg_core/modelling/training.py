@@ -6,7 +6,9 @@
 2. split development and test rows, by patient, and make the CV folds
    (:mod:`~medimg_core.modelling.validation`);
 3. cross-validate the candidates on the same folds and choose one
-   (:mod:`~medimg_core.modelling.selection`);
+   (:mod:`~medimg_core.modelling.selection`; every candidate-and-fold fit and every block of
+   bootstrap replicates is a task on the engine in force, :mod:`medimg_core.compute`, with the
+   same results in this process or on a Dask cluster);
 4. choose the threshold on out-of-fold development predictions, refit on every development row
    (:func:`choose_development_threshold`, :func:`refit`);
 5. score the cross-validated predictions and, once, the test rows (:func:`score`);

@@ -126,14 +126,15 @@ def test_a_failing_candidate_is_left_out_with_its_reason(
 ) -> None:
     X, y = small
     spec = FeatureSpec(("a", "b"), ("a", "b"), (), {})
-    real = selection.cross_validate
+    real = selection.make_pipeline
 
-    def knn_fails(config: ModelConfig, *args: object) -> Candidate:
+    def knn_fails(config: ModelConfig, *args: object) -> object:
         if config.model == "knn":
             raise ValueError("Expected n_neighbors <= n_samples")
         return real(config, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(selection, "cross_validate", knn_fails)
+    # Inline, every fold's task looks the pipeline builder up here.
+    monkeypatch.setattr(selection, "make_pipeline", knn_fails)
     development = Development(X, y, np.arange(60), _folds(60), spec, CleaningPlan())
     comparison = cross_validate_candidates(
         ("logreg", "knn"), ModelConfig(model="auto"), development
