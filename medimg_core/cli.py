@@ -51,6 +51,7 @@ from medimg_core.imaging.feature_table import (
     is_image_source,
 )
 from medimg_core.imaging.features import read_feature_settings
+from medimg_core.modelling.batch import FORMATS, PARTITION_ROWS, predict_partitioned
 from medimg_core.modelling.calibration import (
     calibration_card,
     calibration_line,
@@ -608,6 +609,13 @@ def _train_summary(
 
 
 def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.tables.partitioned import partition_reason
+
+    reason = partition_reason(args.data, requested=args.partitioned)
+    if reason is not None:
+        return _clean_partitioned(args, notes, reason)
+    if args.partitioned:
+        notes.append("built-in samples are small: cleaned in memory, written as one file")
     table = _load(args.data, notes)
     frame = table.frame
     roles = _resolve_roles(frame, args, table.name, notes, need_label=False)
@@ -646,6 +654,64 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
     if len(report.flags):
         print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
     print(f"Wrote {out} and {Path(args.report).expanduser().absolute()}.")
+    return 0
+
+
+_ROLE_SAMPLE_ROWS = 20_000
+
+
+def _clean_partitioned(args: argparse.Namespace, notes: list[str], reason: str) -> int:
+    """``medimg clean`` for large tables: partition by partition, kept rows as a Parquet folder."""
+    from medimg_core.tables.partitioned import clean_partitioned, open_partitioned, sample_rows
+
+    table = open_partitioned(args.data)
+    notes.extend(table.notes)
+    sample = sample_rows(table, _ROLE_SAMPLE_ROWS, seed=0).reset_index(drop=True)
+    if len(sample) < table.n_rows and not (args.label and args.id):
+        notes.append(
+            f"column roles were proposed from a random sample of {len(sample):,} of "
+            f"{table.n_rows:,} rows; pass --label and --id to set them yourself"
+        )
+    roles = _resolve_roles(sample, args, table.name, notes, need_label=False)
+    plan = _plan_for(sample, roles, args)
+    with guarded.audited(args.actor, Action.CLEAN, client="cli", object=table.content_hash):
+        result = clean_partitioned(
+            table, roles, plan, Path(args.output), require_label=roles.label is not None
+        )
+    payload = {
+        "dataset": {"name": table.name, "hash": table.content_hash},
+        "roles": roles.to_dict(),
+        **result.to_dict(),
+    }
+    _write_atomic(Path(args.report), _json_bytes(payload))
+    removed = ", ".join(f"{rule} {n}" for rule, n in result.counts.items() if n)
+    print(
+        f"Cleaning {table.name} in {table.n_partitions} partition(s) on {result.where} "
+        f"({reason}): {result.n_input} rows in, {result.n_kept} kept, {result.n_removed} "
+        f"removed" + (f" ({removed})" if removed else "")
+    )
+    report = result.as_report()
+    if report.dropped_columns:
+        dropped = ", ".join(f"{c} ({why})" for c, why in report.dropped_columns.items())
+        print(f"  dropped columns: {dropped}")
+    for line in _cleaning_details(report):
+        print(f"  {line}")
+    missing = {c: n for c, n in report.missing_by_column.items() if n}
+    if missing:
+        shown = ", ".join(
+            f"{c} {n} ({n / max(report.n_input, 1):.0%})"
+            for c, n in sorted(missing.items(), key=lambda item: -item[1])[:8]
+        )
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        fate = "removed" if report.plan.missing == "drop" else "kept; the model imputes"
+        print(f"  missing values per predictor: {shown}{more} ({fate})")
+    if len(report.flags):
+        print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
+    print(
+        f"Wrote the kept rows as a partitioned Parquet folder {result.output_dir} "
+        f"({len(result.parts)} part(s), in input order) and "
+        f"{Path(args.report).expanduser().absolute()}."
+    )
     return 0
 
 
@@ -934,6 +1000,13 @@ def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audit
     loaded = load_model(Path(args.model_dir))
     entry.object = run_id = _run_id_of(loaded.directory, args.actor)
     model = loaded.model
+    if _writes_parts(args):
+        return _predict_in_parts(args, notes, loaded.model, loaded.card, run_id)
+    if args.output_format is not None or args.rows_per_part is not None:
+        raise ConfigError(
+            "--format and --rows-per-part apply to predictions written as a folder of parts; "
+            "end -o with / (or add --partitioned), or leave them out for one CSV file."
+        )
     table = _load_scoring_data(args, loaded.card, notes, need_labels=False)
     abstain = Abstention(ood=args.abstain_ood, band=args.abstain_band)
     if table.images is not None:
@@ -962,6 +1035,96 @@ def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audit
         detail = "most probable class per case"
     print(f"Wrote {n} prediction(s) to {out} ({detail}).")
     for note in predictions.notes:
+        print(f"  {note}")
+    return 0
+
+
+_TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".pq"})
+
+
+def _is_table_collection(spec: str) -> bool:
+    """A glob, or a folder holding only table files (CSV or Parquet parts): read in parts."""
+    if spec.startswith("sample:"):
+        return False
+    if any(ch in spec for ch in "*?["):
+        return True
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return False
+    entries = [p for p in path.iterdir() if not p.name.startswith((".", "_"))]
+    return bool(entries) and all(
+        p.is_file() and p.suffix.lower() in _TABLE_SUFFIXES for p in entries
+    )
+
+
+def _writes_parts(args: argparse.Namespace) -> bool:
+    """Predictions go to a folder of parts: asked for, OUT is a folder, or DATA is several
+    table files."""
+    out = str(args.output)
+    return (
+        args.partitioned
+        or out.endswith(("/", os.sep))
+        or Path(out).expanduser().is_dir()
+        or _is_table_collection(args.data)
+    )
+
+
+def _predict_in_parts(
+    args: argparse.Namespace,
+    notes: list[str],
+    model: MedimgModel,
+    card: Mapping[str, Any],
+    run_id: str | None,
+) -> int:
+    """``medimg predict`` over a large table: one task per partition, a folder of parts."""
+    if args.data.startswith("sample:"):
+        raise ConfigError(
+            f"{args.data} is a built-in sample, not a file; predictions in parts read CSV or "
+            "Parquet files. Give -o PREDICTIONS.csv to score the sample into one file."
+        )
+    if is_image_source(args.data) and not _is_table_collection(args.data):
+        raise ConfigError(
+            f"{args.data} holds images; predictions on images are written to one CSV file. "
+            "Give -o PREDICTIONS.csv (without --partitioned)."
+        )
+    _refuse_image_options(args, args.data)
+    line = _ProgressLine(sys.stderr)
+    try:
+        result = predict_partitioned(
+            model,
+            args.data,
+            args.output,
+            explain_k=args.explain,
+            abstain_ood=args.abstain_ood,
+            abstain_band=args.abstain_band,
+            output_format=args.output_format or "parquet",
+            rows_per_partition=args.rows_per_part or PARTITION_ROWS,
+            run_id=run_id,
+            model_sha256=card.get("model_sha256"),
+            progress=lambda done, total: line(
+                done / total, f"Predicted {done} of {total} partition(s)"
+            ),
+        )
+    finally:
+        line.finish()
+    notes.extend(result.reading_notes)
+    notes.extend(f"warning: {w}" for w in result.schema.warnings)
+    if model.is_binary and result.threshold is not None:
+        detail = (
+            f"{result.positives:,} called {_positive_text(model)} at threshold "
+            f"{result.threshold:.3f}"
+        )
+    else:
+        detail = "most probable class per case"
+    kind = "Parquet" if result.format == "parquet" else "CSV, safe to open in a spreadsheet"
+    print(
+        f"Wrote {result.rows:,} prediction(s) in {len(result.parts)} part(s) ({kind}) to "
+        f"{result.output}{os.sep} ({detail})."
+    )
+    print(
+        f"  Read {result.source} in {result.partitions} partition(s); computed on {result.where}."
+    )
+    for note in result.notes:
         print(f"  {note}")
     return 0
 
@@ -1672,8 +1835,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     _add_role_options(p)
     _add_cleaning_options(p)
-    p.add_argument("-o", "--output", metavar="CLEAN.parquet", required=True)
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="CLEAN.parquet",
+        required=True,
+        help="the cleaned table; a folder of Parquet parts when cleaned in partitions",
+    )
     p.add_argument("--report", metavar="REPORT.json", required=True)
+    p.add_argument(
+        "--partitioned",
+        action="store_true",
+        help="read and clean the table partition by partition (automatic for a folder or glob "
+        "of CSV/Parquet files, a file over 200 MB, or with --scheduler); the output is then a "
+        "folder of Parquet parts",
+    )
     p.set_defaults(handler=_cmd_clean)
 
     p = sub.add_parser("train", help="clean, train and validate a model; save and record it")
@@ -1736,10 +1912,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="score new cases with a saved model")
+    p = sub.add_parser(
+        "predict",
+        help="score new cases with a saved model",
+        description="Score new cases. OUT is one CSV file; or a folder of parts "
+        "(part-00000.parquet ...) when OUT ends with / or is a folder, DATA is a folder or "
+        "glob of CSV/Parquet files, or --partitioned is given: each partition of DATA is then "
+        "one task (on the cluster with --scheduler) and memory stays bounded by a few "
+        "partitions.",
+    )
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("data", metavar="DATA")
-    p.add_argument("-o", "--output", metavar="PREDICTIONS.csv", required=True)
+    p.add_argument("-o", "--output", metavar="OUT", required=True)
+    p.add_argument(
+        "--partitioned",
+        action="store_true",
+        help="write a folder of parts (one per partition of DATA) even for one input file",
+    )
+    p.add_argument(
+        "--format",
+        dest="output_format",
+        choices=FORMATS,
+        default=None,
+        help="format of the parts (default parquet; csv is formula-safe for spreadsheets)",
+    )
+    p.add_argument(
+        "--rows-per-part",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help=f"Parquet row groups read together per task (default {PARTITION_ROWS:,}); a CSV "
+        "file is one part",
+    )
     p.add_argument(
         "--explain", metavar="K", type=_non_negative_int, default=0, help="add K top SHAP reasons"
     )

@@ -12,21 +12,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medimg_core import compute
 from medimg_core._messages import format_value
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
-from medimg_core.modelling.explain import explain
+from medimg_core.modelling.explain import METHOD_PERMUTATION, Explanation, ModelExplainer
 from medimg_core.modelling.models import MedimgModel, class_names_by_code
 from medimg_core.modelling.schema import SchemaReport, check_schema
 
 __all__ = [
     "ABSTAINED",
+    "BLOCK_ROWS",
+    "FLAG_COLUMNS",
     "NO_DISTANCE_CHECK",
     "Abstention",
     "Predictions",
+    "abstention_sentence",
     "abstention_summary",
     "case_flags",
+    "decision_threshold",
     "evaluate_model",
+    "ood_sentence",
     "ood_summary",
     "predict",
     "stamp_export",
@@ -42,6 +48,11 @@ NO_DISTANCE_CHECK = (
     "this model: it was saved before medimg kept the statistics it needs, or trained on too few "
     "cases or no numeric features. Only the range check was done; retrain the model to enable it."
 )
+
+BLOCK_ROWS = 1024
+"""Cases scored together in one call of the model (see ``_score_in_blocks``)."""
+
+_ALIGN_ROWS = 64
 
 FLAG_COLUMNS = ("ood_range", "ood_features", "ood_distance", "ood_flag")
 """Out-of-distribution columns of every prediction table and CSV."""
@@ -187,6 +198,7 @@ def predict(
     background: pd.DataFrame | None = None,
     threshold: float | None = None,
     abstain: Abstention | None = None,
+    first_row: int = 1,
 ) -> Predictions:
     """Score new cases, flag those unlike the training data, and optionally abstain.
 
@@ -203,10 +215,14 @@ def predict(
     threshold : the decision threshold on P(positive) (binary); default the model's.
     abstain : when to give no decision ("abstained", with ``abstain_reason``): cases flagged
         as unlike the training data, and/or P(positive) inside an uncertainty band.
+    first_row : the number of the first case in the ``row`` column (without an ID column):
+        ``data`` is then the part of a larger table starting at that row.
 
     Returns
     -------
     Predictions
+        Each case's numbers depend on that case only: scoring a table whole or in parts gives
+        the same values to the last digit.
 
     Raises
     ------
@@ -215,22 +231,26 @@ def predict(
     ConfigError
         A threshold outside [0, 1] or an uncertainty band that does not contain the threshold.
     """
-    cut = float(model.threshold if threshold is None else threshold)
-    if model.is_binary and not 0.0 <= cut <= 1.0:
-        raise ConfigError(f"The threshold must lie between 0 and 1, got {threshold!r}.")
-    if abstain is not None:
-        abstain.check(cut if model.is_binary else None)
+    cut = decision_threshold(model, threshold, abstain)
     schema = check_schema(model, data)
     schema.raise_for_errors()
     # Prepared once: the probabilities, the flags and the reasons all read the same features.
     X = model.prepare_features(data)
-    proba = np.asarray(model.pipeline.predict_proba(X), dtype=float)
+    explainer = None
+    if explain_top > 0 and len(data):
+        reference = (
+            _typical_case(model)
+            if background is None
+            else model.prepare_features(background).reset_index(drop=True)
+        )
+        explainer = ModelExplainer(model, reference, seed=model.config.seed)
+    proba, flags, explanations = _score_in_blocks(model, X, explainer)
     id_col = model.roles.id if model.roles.id and model.roles.id in data.columns else None
     columns: dict[str, Any] = {}
     if id_col:
         columns[id_col] = data[id_col].to_numpy()
     else:
-        columns["row"] = np.arange(1, len(data) + 1)
+        columns["row"] = np.arange(first_row, first_row + len(data))
     if model.is_binary:
         negative = next(c for c in model.classes if c != model.positive_class)
         positive = model.display_name(model.positive_class)
@@ -243,7 +263,6 @@ def predict(
             columns[f"p_{cls}"] = proba[:, j]
         columns["decision"] = np.asarray(shown, dtype=object)[proba.argmax(axis=1)]
     frame = pd.DataFrame(columns, index=data.index)
-    flags = _flags(model, X)
     if abstain is not None and abstain.active:
         decision, referred = _abstain(
             frame["decision"].to_numpy(dtype=object),
@@ -255,22 +274,12 @@ def predict(
         frame["abstain_reason"] = referred
     for column in FLAG_COLUMNS:
         frame[column] = flags[column].to_numpy()
-    if explain_top > 0 and len(data):
-        cases = X.reset_index(drop=True)
-        reference = (
-            _typical_case(model)
-            if background is None
-            else model.prepare_features(background).reset_index(drop=True)
-        )
-        explanation = explain(model, cases, background=reference, seed=model.config.seed)
+    if explanations:
         k = min(explain_top, len(model.feature_columns))
         reasons: list[list[str]] = [[] for _ in range(k)]
-        for i in range(len(cases)):
-            top = explanation.case(i).top_reasons(k)
-            for j in range(k):
-                reasons[j].append(
-                    _format_reason(*top[j], explanation.output_space) if j < len(top) else ""
-                )
+        for explanation, n_cases in explanations:
+            for j, texts in enumerate(_top_reasons(explanation, n_cases, k)):
+                reasons[j].extend(texts)
         for j in range(k):
             frame[f"reason_{j + 1}"] = reasons[j]
     return Predictions(
@@ -281,6 +290,63 @@ def predict(
         distance_cutoff=model.ood.cutoff if model.ood is not None else None,
         abstention=abstain,
     )
+
+
+def decision_threshold(
+    model: MedimgModel, threshold: float | None, abstain: Abstention | None
+) -> float:
+    """The threshold :func:`predict` applies (default the model's), checked with the
+    abstention rule.
+
+    Raises
+    ------
+    ConfigError
+        A threshold outside [0, 1] or an uncertainty band that does not contain it.
+    """
+    cut = float(model.threshold if threshold is None else threshold)
+    if model.is_binary and not 0.0 <= cut <= 1.0:
+        raise ConfigError(f"The threshold must lie between 0 and 1, got {threshold!r}.")
+    if abstain is not None:
+        abstain.check(cut if model.is_binary else None)
+    return cut
+
+
+def _score_in_blocks(
+    model: MedimgModel, X: pd.DataFrame, explainer: ModelExplainer | None
+) -> tuple[np.ndarray, pd.DataFrame, list[tuple[Explanation, int]]]:
+    """Probabilities, flags and explanations of prepared features, block by block.
+
+    A case's numbers must not depend on which other cases it is scored with (a table scored
+    whole or in parts, on one machine or a cluster, gives the same predictions to the last
+    digit). Linear algebra libraries compute the last rows of a matrix whose height is not a
+    multiple of their vector width with other instructions, which round differently; so every
+    block (``BLOCK_ROWS``) is padded with copies of its last case to a multiple of
+    ``_ALIGN_ROWS`` rows, and the copies' results are dropped.
+    """
+    if not len(X):
+        proba = np.asarray(model.pipeline.predict_proba(X), dtype=float)
+        return proba, _flags(model, X), []
+    probas: list[np.ndarray] = []
+    flags: list[pd.DataFrame] = []
+    explanations: list[tuple[Explanation, int]] = []
+    for block in compute.chunks(len(X), BLOCK_ROWS):
+        n_rows = len(block)
+        positions = np.concatenate(
+            [np.arange(block.start, block.stop), np.full(-n_rows % _ALIGN_ROWS, block.stop - 1)]
+        )
+        # Built afresh column by column: the memory layout the model sees (and with it the
+        # order of its sums) must not depend on how the caller's table was made.
+        padded = pd.DataFrame(
+            {column: X[column].array.take(positions) for column in X.columns}, copy=True
+        )
+        probas.append(np.asarray(model.pipeline.predict_proba(padded), dtype=float)[:n_rows])
+        flags.append(_flags(model, padded).iloc[:n_rows].set_axis(X.index[block], axis=0))
+        if explainer is not None:
+            # The permutation route costs thousands of model calls per case and already
+            # gives each case the same model calls whatever its batch: explain only real cases.
+            cases = padded.iloc[:n_rows] if explainer.method == METHOD_PERMUTATION else padded
+            explanations.append((explainer.explain(cases), n_rows))
+    return np.concatenate(probas), pd.concat(flags), explanations
 
 
 def case_flags(model: MedimgModel, data: pd.DataFrame) -> pd.DataFrame:
@@ -380,9 +446,17 @@ def ood_summary(frame: pd.DataFrame) -> str:
     if "ood_flag" not in frame.columns or n == 0:
         return "No cases were checked against the training data."
     flagged = int(frame["ood_flag"].astype(bool).sum())
+    ranged = int(frame["ood_range"].astype(bool).sum()) if flagged else 0
+    return ood_sentence(n, flagged, ranged)
+
+
+def ood_sentence(n: int, flagged: int, ranged: int) -> str:
+    """:func:`ood_summary` from counts: ``n`` cases, ``flagged`` by either check, ``ranged`` by
+    the range check (a table written in parts is summed part by part)."""
+    if n == 0:
+        return "No cases were checked against the training data."
     if not flagged:
         return f"All {n:,} case(s) are within the training data's range and distance."
-    ranged = int(frame["ood_range"].astype(bool).sum())
     far = flagged - ranged
     parts = []
     if ranged:
@@ -399,6 +473,11 @@ def abstention_summary(frame: pd.DataFrame) -> str:
     """One sentence: how many cases got no decision."""
     n = len(frame)
     abstained = int((frame["decision"].astype(str) == ABSTAINED).sum()) if n else 0
+    return abstention_sentence(n, abstained)
+
+
+def abstention_sentence(n: int, abstained: int) -> str:
+    """:func:`abstention_summary` from counts."""
     return f"{abstained:,} of {n:,} cases got no decision and should be referred to a reader."
 
 
@@ -452,6 +531,32 @@ def _typical_case(model: MedimgModel) -> pd.DataFrame:
             statistics = prep.named_transformers_[name].named_steps["impute"].statistics_
             row.update(zip(columns, statistics, strict=True))
     return model.prepare_features(pd.DataFrame([row]))
+
+
+def _top_reasons(explanation: Explanation, n_cases: int, k: int) -> list[list[str]]:
+    """``reason_1`` .. ``reason_k`` of the first ``n_cases`` cases: the k largest |contributions|
+    of each, ordered exactly as :meth:`CaseExplanation.top_reasons` orders them (pandas'
+    descending sort), without building a Series per case."""
+    magnitude = np.abs(np.asarray(explanation.values[:n_cases], dtype=float))
+    p = magnitude.shape[1]
+    # pandas sorts descending by reversing, sorting ascending (quicksort) and reversing back.
+    order = (p - 1 - np.argsort(magnitude[:, ::-1], axis=1, kind="quicksort"))[:, ::-1][:, :k]
+    data = explanation.data
+    names = list(data.columns)
+    where = [names.index(feature) for feature in explanation.feature_names]
+    unit = explanation.output_space
+    out: list[list[str]] = [[] for _ in range(k)]
+    for i in range(n_cases):
+        for j, column in enumerate(order[i].tolist()):
+            out[j].append(
+                _format_reason(
+                    explanation.feature_names[column],
+                    data.iat[i, where[column]],
+                    float(explanation.values[i, column]),
+                    unit,
+                )
+            )
+    return out
 
 
 def _format_reason(feature: str, value: Any, contribution: float, unit: str) -> str:
