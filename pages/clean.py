@@ -12,7 +12,7 @@ from medimg_core.reporting.figures.data import cleaning_figure
 from medimg_core.tables.cleaning import DEFAULT_ACCEPTABLE_QUALITY, CleaningPlan
 from medimg_core.tables.profile import hidden_columns
 from medimg_core.tables.roles import feature_columns
-from medimg_core.ui import state, widgets, workflow
+from medimg_core.ui import large, state, widgets, workflow
 
 NONE = "(none)"
 FLAG_OR_DROP = {"flag": "Flag them", "drop": "Remove the row"}
@@ -205,10 +205,14 @@ plan = CleaningPlan(
     drop_empty_columns=drop_empty,
     drop_constant_columns=drop_constant,
 )
+big = large.context()
 try:
-    report = workflow.run_cleaning(plan)
+    # A table on the server is cleaned whole, as a job; never its sample, never in this run.
+    report = large.cleaning_panel(plan) if big is not None else workflow.run_cleaning(plan)
 except MedimgError as exc:
     st.error(str(exc), icon=":material/error:")
+    st.stop()
+if report is None:
     st.stop()
 
 n_conflict_groups = report.to_dict()["conflicts"]
@@ -282,20 +286,27 @@ with notes_col:
     stem = Path(table.name).stem or "data"
     clean_data = widgets.without_columns(report.data, hidden, show=show)
     st.markdown("**Downloads**")
-    widgets.download_csv(
-        clean_data,
-        f"{stem}-clean.csv",
-        "Clean data (CSV)",
-        key="download_clean_csv",
-        help="Spreadsheet-safe CSV of the kept rows"
-        + ("." if show else ", without identifying columns."),
-    )
-    widgets.download_parquet(
-        clean_data,
-        f"{stem}-clean.parquet",
-        "Clean data (Parquet)",
-        key="download_clean_parquet",
-    )
+    if big is not None:
+        st.caption(
+            "The cleaned table is not stored or offered for download: it is this table on the "
+            "server with the plan above, re-derived where it is needed. The report below "
+            "covers every row."
+        )
+    else:
+        widgets.download_csv(
+            clean_data,
+            f"{stem}-clean.csv",
+            "Clean data (CSV)",
+            key="download_clean_csv",
+            help="Spreadsheet-safe CSV of the kept rows"
+            + ("." if show else ", without identifying columns."),
+        )
+        widgets.download_parquet(
+            clean_data,
+            f"{stem}-clean.parquet",
+            "Clean data (Parquet)",
+            key="download_clean_parquet",
+        )
     widgets.download_json(
         report.to_dict(),
         f"{stem}-cleaning-report.json",

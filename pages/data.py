@@ -10,7 +10,7 @@ from medimg_core.reporting.figures.data import class_balance_figure
 from medimg_core.tables.integration import join_tables
 from medimg_core.tables.loading import SAMPLES
 from medimg_core.tables.profile import column_role, hidden_columns
-from medimg_core.ui import cache, images, state, widgets, workflow
+from medimg_core.ui import cache, images, jobs, large, state, widgets, workflow
 from medimg_core.ui.auth import current_actor
 from medimg_core.ui.classes import class_inputs, id_like_inputs, known_dataset, with_classes
 
@@ -23,6 +23,7 @@ st.caption(
     "measured on it. Bring a table of features, or images, which medimg turns into named "
     "features. medimg proposes the role of each column; you confirm them."
 )
+jobs.where_work_runs("data")
 
 KINDS = {"table": "A table of features", "images": "Images"}
 kind = st.radio(
@@ -61,6 +62,10 @@ if kind == "table":
             st.session_state["data_upload_id"] = upload.file_id
         except MedimgError as exc:
             st.error(str(exc), icon=":material/error:")
+    # Tables too large to upload: only for analysts and admins, only inside the data folders.
+    server_roots = large.roots() if large.may_open(current_actor()) else ()
+    if server_roots:
+        large.picker(server_roots)
 else:
     with st.container(border=True):
         source_col, size_col = st.columns([3, 2], gap="large")
@@ -254,8 +259,29 @@ table = state.get(state.TABLE)
 frame = table.frame
 proposal = state.get(state.PROPOSAL)
 columns = [str(c) for c in frame.columns]
+big = large.context()
 
-if kind == "table" or table.format != "images":
+if big is not None:
+    summary = big.summary
+    st.markdown(f"**{table.name}** · a table on this server, read where heavy work runs")
+    b1, b2, b3, b4 = st.columns(4)
+    b1.metric("Rows", f"{summary.n_rows:,}")
+    b2.metric("Columns", f"{summary.n_columns:,}")
+    b3.metric(
+        "Partitions",
+        f"{summary.n_partitions:,}",
+        help="Pieces the table is read in (files, row groups or blocks); each is read by one "
+        "task, so no process holds the whole table.",
+    )
+    b4.metric("Size on disk", big.source.describe().split(", ")[-1])
+    st.info(
+        f"{large.sample_note(big)} Roles, the preview and the distributions below use this "
+        "sample; row counts, missing values, minimum, maximum, mean and class counts cover "
+        "every row.",
+        icon=":material/filter_alt:",
+    )
+    widgets.notes(table.notes)
+elif kind == "table" or table.format != "images":
     st.markdown(f"**{table.name}** · {len(frame):,} rows × {frame.shape[1]:,} columns")
     if table.format not in ("sample", "images"):
         widgets.notes(table.notes)
@@ -270,8 +296,14 @@ with st.expander("Join a second table on a key (optional)", expanded=join is not
         "For example clinical data (one row per patient) joined to image features. Each key "
         "may appear only once in the second table."
     )
+    if big is not None:
+        st.caption("Joining is not available for a table on the server: join it before.")
     other_upload = st.file_uploader(
-        "Second table", type=TABLE_TYPES, key="upload_join", label_visibility="collapsed"
+        "Second table",
+        type=TABLE_TYPES,
+        key="upload_join",
+        label_visibility="collapsed",
+        disabled=big is not None,
     )
     other = None
     if other_upload is not None:
@@ -472,13 +504,30 @@ with roles_col:
 
 with balance_col:
     if label is not None and classes:
-        st.plotly_chart(class_balance_figure(frame[label]), key="class_balance")
+        if big is None:
+            st.plotly_chart(class_balance_figure(frame[label]), key="class_balance")
+        else:
+            try:
+                counts = large.label_counts(big, label)
+            except MedimgError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.plotly_chart(
+                    class_balance_figure(large.label_series(counts)), key="class_balance"
+                )
+                st.caption(f"Every one of the {big.n_rows:,} rows counted.")
 
 shown_roles = pending or confirmed or start
 hidden = hidden_columns(shown_roles)
 profile_tab, preview_tab = st.tabs(["Column profile", "Data preview"])
 with profile_tab:
     profile = cache.column_profile(table.content_hash, frame, cache.as_json(shown_roles))
+    if big is not None:
+        profile = large.profile(big, profile, hidden)
+        st.caption(
+            "Missing, minimum, maximum and mean: every row. Type, unique values, summary and "
+            f"distribution: the sample. {large.sample_note(big)}"
+        )
     st.dataframe(
         profile,
         hide_index=True,
@@ -503,8 +552,26 @@ with profile_tab:
             # Narrow columns elsewhere leave the summary room for "median 0.0926 (IQR
             # 0.0649–0.13); range 0.0194–0.345" in a wide layout beside the sidebar.
             "summary": st.column_config.TextColumn("Summary", width=330),
+            "missing": st.column_config.NumberColumn("Missing rows", format="%d", width=80),
+            "min": st.column_config.NumberColumn("Min", format="%.4g", width=70),
+            "max": st.column_config.NumberColumn("Max", format="%.4g", width=70),
+            "mean": st.column_config.NumberColumn("Mean", format="%.4g", width=70),
         },
-        column_order=["column", "role", "type", "missing %", "unique", "distribution", "summary"],
+        column_order=["column", "role", "type", "missing %", "unique", "distribution", "summary"]
+        if big is None
+        else [
+            "column",
+            "role",
+            "type",
+            "missing",
+            "missing %",
+            "min",
+            "max",
+            "mean",
+            "unique",
+            "distribution",
+            "summary",
+        ],
     )
 with preview_tab:
     show = st.checkbox(
@@ -515,6 +582,8 @@ with preview_tab:
     if hidden and not show:
         described = ", ".join(f"{c} ({column_role(c, shown_roles)})" for c in hidden)
         st.caption(f"Hidden: {described}.")
+    if big is not None:
+        st.caption(large.sample_note(big))
     widgets.paged_dataframe(widgets.without_columns(frame, hidden, show=show), key="preview")
 
 if state.has(state.ROLES):

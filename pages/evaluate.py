@@ -31,7 +31,7 @@ from medimg_core.reporting.figures.evaluation import (
     threshold_figure,
 )
 from medimg_core.store import guarded
-from medimg_core.ui import state, workflow
+from medimg_core.ui import large, state, workflow
 from medimg_core.ui.auth import current_actor
 from medimg_core.ui.session import ActiveModel
 
@@ -50,6 +50,9 @@ st.caption(
 )
 for warning in active.warnings:
     st.warning(warning, icon=":material/warning:")
+sampled_cases = large.stored_cases_note(card)
+if sampled_cases:
+    st.info(sampled_cases, icon=":material/filter_alt:")
 
 
 def metric_legend() -> None:

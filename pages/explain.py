@@ -20,7 +20,7 @@ from medimg_core.reporting.figures.explanation import (
     importance_figure,
     waterfall_figure,
 )
-from medimg_core.ui import explaining, images, widgets, workflow
+from medimg_core.ui import explaining, images, large, widgets, workflow
 
 OUTCOME_HELP = {
     "TP": "True positive: called positive, and it is.",
@@ -42,6 +42,9 @@ model = active.model
 positive_name = model.display_name(model.positive_class)
 binary = model.is_binary
 cut = explaining.threshold(active) if binary else None
+sampled_cases = large.stored_cases_note(active.card or {})
+if sampled_cases:
+    st.info(sampled_cases, icon=":material/filter_alt:")
 
 if binary:
     class_index = 1
@@ -68,6 +71,9 @@ with st.container(border=True):
         f"not the model's internal encoding). Background: {overall.background_size:,} "
         "development cases."
     )
+    shap_sampled = large.shap_note(active.card or {}, len(overall.data))
+    if shap_sampled:
+        st.caption(shap_sampled)
     with st.expander("Method details and limits"):
         st.markdown(overall.note)
         st.markdown(

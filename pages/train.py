@@ -13,14 +13,12 @@ from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import METRIC_HELP
 from medimg_core.modelling.guards import repeated_patients_warning
 from medimg_core.modelling.models import CLASS_WEIGHT_IGNORED, ModelConfig
-from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.reporting import summaries
 from medimg_core.reporting.figures.evaluation import leaderboard_figure
-from medimg_core.store import guarded
 from medimg_core.tables.roles import Roles, feature_columns
-from medimg_core.ui import cache, images, state, widgets, workflow
-from medimg_core.ui.auth import client_address, current_actor
+from medimg_core.ui import cache, images, jobs, large, state, widgets, workflow
+from medimg_core.ui.auth import current_actor
 from medimg_core.ui.classes import positive_text
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -72,6 +70,10 @@ positive = state.get(state.POSITIVE)
 active = state.get(state.ACTIVE)
 data = report.data
 predefined_test = images.predefined_test(data)
+# A table on the server: the job trains on every kept row; ``data`` is the sample's kept rows.
+big = large.context()
+model_choices = large.MODEL_CHOICES if big is not None else summaries.MODEL_CHOICES
+default_kind = "hgb" if big is not None else "auto"
 
 # Start from the settings of the model in use, so coming back to this page shows how it was made.
 previous = active.model.config if active is not None else ModelConfig()
@@ -81,7 +83,7 @@ previous_validation = (
 n_features = len(feature_columns(data, roles))
 
 st.caption(
-    f"{len(data):,} cleaned rows · {n_features} feature columns · label **{roles.label}**"
+    f"{report.n_kept:,} cleaned rows · {n_features} feature columns · label **{roles.label}**"
     + (
         f" · positive class **{positive_text(roles, positive)}** (chosen on the Data page)"
         if positive is not None
@@ -95,15 +97,17 @@ with st.container(border=True):
     with model_col:
         kind = st.selectbox(
             "Model",
-            summaries.MODEL_CHOICES,
-            index=summaries.MODEL_CHOICES.index(
-                previous.model if previous.model in summaries.MODEL_CHOICES else "auto"
+            model_choices,
+            index=model_choices.index(
+                previous.model if previous.model in model_choices else default_kind
             ),
             format_func=summaries.model_name,
             key="train_model",
             help="Auto cross-validates every model on the same folds and keeps the best by ROC "
             "AUC (the simplest one when several are within one standard error).",
         )
+        if big is not None:
+            st.caption(large.MODEL_NOTE)
         params: dict[str, object] = {}
         with st.expander("Hyper-parameters", expanded=False):
             same = previous.model == kind
@@ -230,6 +234,8 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.markdown("**Validation**")
+    if big is not None:
+        st.caption(large.validation_note(big))
     split_col, threshold_col = st.columns(2, gap="large")
     with split_col:
         if predefined_test is not None:
@@ -256,7 +262,9 @@ with st.container(border=True):
                 "Cross-validation folds",
                 min_value=2,
                 max_value=20,
-                value=int(previous_validation.get("cv", 5)),
+                value=int(
+                    previous_validation.get("cv", large.DEFAULT_FOLDS if big is not None else 5)
+                ),
                 key="train_folds",
                 help="Stratified folds on the development part; out-of-fold predictions give the "
                 "cross-validated metrics and the threshold.",
@@ -306,7 +314,7 @@ with st.container(border=True):
                 "Bootstrap replicates for the 95% intervals",
                 BOOT_OPTIONS,
                 previous_validation.get("n_boot"),
-                1000,
+                large.DEFAULT_N_BOOT if big is not None else 1000,
                 key="train_n_boot",
                 help="Patients are resampled when grouped. More replicates = steadier intervals.",
             )
@@ -317,12 +325,16 @@ train_refusal = widgets.refusal_note(actor, Action.TRAIN)
 may_train = train_refusal is None
 if train_refusal is not None:
     st.caption(f"{train_refusal} Saved runs can be opened on the Runs page.")
+busy = jobs.training_active()
 if st.button(
     "Train",
     type="primary",
     key="train_go",
     icon=":material/play_arrow:",
-    disabled=not may_train,
+    disabled=not may_train or busy,
+    help="Your previous training job is still queued or running; cancel it below or wait."
+    if busy
+    else None,
 ):
     config = ModelConfig(
         model=kind,  # type: ignore[arg-type]
@@ -340,45 +352,35 @@ if st.button(
         n_boot=n_boot,
         predefined_test=predefined_test,
     )
-    bar = st.progress(0.0, text="Starting…")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
-
     try:
-        # Refused before minutes of fitting; the finished run is audited when it is saved.
-        guarded.check(actor, Action.TRAIN, client=client_address())
-        result = train(
-            data,
-            roles,
-            config=config,
-            validation=validation,
-            positive=positive,
-            plan=report.plan,
-            progress=progress,
-        )
-        active = workflow.activate_training(
-            result,
-            cleaning=report,
-            dataset_name=table.name,
-            data=data,
-            validation=validation,
-        )
+        # Refused before anything is queued; the finished run is audited when it is saved.
+        if big is not None:
+            large.submit_training(
+                config=config, validation=validation, positive=positive, cleaning=report
+            )
+        else:
+            jobs.submit_training(
+                data,
+                roles=roles,
+                config=config,
+                validation=validation,
+                positive=positive,
+                cleaning=report,
+                dataset_name=table.name,
+                table_hash=table.content_hash,
+            )
     except MedimgError as exc:
-        bar.empty()
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    bar.empty()
-    st.toast(
-        f"Compared {len(result.leaderboard)} models in {result.seconds:.1f} s; kept "
-        f"{summaries.model_name(result.model.kind)}"
-        if result.leaderboard
-        else f"Trained {summaries.model_name(result.model.kind)} in {result.seconds:.1f} s"
-    )
+    st.rerun()  # the Train button is disabled while the job runs
+
+showing_job = jobs.training_panel()
+jobs.where_work_runs("train")
 
 
 if active is None:
-    st.info("Choose the settings above and press **Train**.", icon=":material/info:")
+    if not showing_job:
+        st.info("Choose the settings above and press **Train**.", icon=":material/info:")
     st.stop()
 
 card = active.card

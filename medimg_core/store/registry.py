@@ -470,6 +470,8 @@ class Registry:
         data: pd.DataFrame,
         card: dict[str, Any],
         model_dir: str | os.PathLike[str],
+        dataset_hash: str | None = None,
+        n_rows: int | None = None,
     ) -> str:
         """Store the training table and record the run.
 
@@ -480,6 +482,9 @@ class Registry:
         data : the table the model was trained on (after cleaning).
         card : the model card (as written by :func:`~medimg_core.store.persistence.save_model`).
         model_dir : where the model was saved.
+        dataset_hash, n_rows : the hash and row count of the whole training table, when
+            ``data`` is only a sample of it (a table on the server, re-derived from its source
+            and cleaning plan); default: those of ``data``.
 
         Returns
         -------
@@ -519,11 +524,11 @@ class Registry:
             id=run_id,
             created_at=now,
             dataset_name=str((card.get("dataset") or {}).get("name") or ""),
-            dataset_hash=frame_hash(data),
+            dataset_hash=dataset_hash if dataset_hash is not None else frame_hash(data),
             label=model.roles.label,
             model_kind=model.kind,
             positive_class=card.get("positive_class"),
-            n_rows=len(data),
+            n_rows=n_rows if n_rows is not None else len(data),
             metrics=metrics,
             config=model.config.to_dict(),
             plan=model.plan.to_dict(),

@@ -77,7 +77,13 @@ SIGNOUT_KEY = "sidebar_signout"
 _KEEP_ON_SWITCH = frozenset({state.ACTOR, LAST_SEEN, MODE, PROJECT_KEY})
 
 # The action a workflow page exists for; a role without it does not see the page.
-_STEP_ACTION = {"data": Action.UPLOAD, "clean": Action.CLEAN, "train": Action.TRAIN}
+_STEP_ACTION = {
+    "data": Action.UPLOAD,
+    "clean": Action.CLEAN,
+    "train": Action.TRAIN,
+    # Jobs are started by training: whoever may train sees their own jobs (admins see all).
+    "jobs": Action.TRAIN,
+}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -52,6 +52,7 @@ STEPS: tuple[Step, ...] = (
     Step("explain", "Explain", "pages/explain.py", ":material/psychology:", None),
     Step("predict", "Predict", "pages/predict.py", ":material/online_prediction:", None),
     Step("runs", "Runs", "pages/runs.py", ":material/history:", None),
+    Step("jobs", "Jobs", "pages/jobs.py", ":material/work_history:", None),
 )
 
 _ORDER = [

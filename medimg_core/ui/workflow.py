@@ -475,7 +475,7 @@ def activate_training(
     return active
 
 
-def open_run(run_id: str) -> ActiveModel:
+def open_run(run_id: str, *, just_trained: bool = False) -> ActiveModel:
     """Open a saved run as the active model (for Evaluate, Explain and Predict).
 
     The model is loaded and verified, its stored cases are read and the cross-validated and test
@@ -486,6 +486,9 @@ def open_run(run_id: str) -> ActiveModel:
     Parameters
     ----------
     run_id : the registry id of the run.
+    just_trained : the run this session's training job has just saved, opened as the job ends
+        (as a model trained in the page always was): its "train" audit entry already names
+        it, so no "open run" entry is added.
 
     Returns
     -------
@@ -503,7 +506,13 @@ def open_run(run_id: str) -> ActiveModel:
     from medimg_core.store import cases, guarded
     from medimg_core.store.persistence import load_model
 
-    record = guarded.open_run(current_actor(), run_id, client=client_address())
+    if just_trained:
+        from medimg_core.store.registry import Registry
+
+        with Registry() as registry:
+            record = registry.get_run(current_actor(), run_id)
+    else:
+        record = guarded.open_run(current_actor(), run_id, client=client_address())
     loaded = load_model(record.model_dir)
     card = loaded.card
     warnings = [str(w) for w in card.get("warnings") or []]

@@ -12,7 +12,10 @@ from streamlit import config
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+from medimg_core import compute
+from medimg_core.jobs import JobManager
 from medimg_core.tables.loading import load_sample
+from medimg_core.ui import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
@@ -48,6 +51,37 @@ def localhost_server() -> Iterator[None]:
     config.set_option("server.address", "localhost")
     yield
     config.set_option("server.address", before)
+
+
+@pytest.fixture(scope="module")
+def job_manager() -> Iterator[JobManager]:
+    """The server's job manager for a module's tests: a local cluster of two worker processes,
+    started by the module's first job (modules that train nothing start nothing)."""
+    manager = JobManager(compute.Scheduler(local_workers=2))
+    yield manager
+    manager.close()
+
+
+@pytest.fixture(autouse=True)
+def server_jobs(job_manager: JobManager, monkeypatch: pytest.MonkeyPatch) -> JobManager:
+    """Pages reach the module's job manager (``st.cache_resource`` would keep one per process,
+    with a cluster nobody closes)."""
+    monkeypatch.setattr(jobs, "manager", lambda: job_manager)
+    return job_manager
+
+
+def finish_training(at: AppTest) -> AppTest:
+    """After a click on Train: wait for the session's training job, show its outcome, and open
+    its run with the page's "Open this run" (a browser that stays on the page opens it by
+    itself; AppTest has no timer to run the page's follower)."""
+    if jobs.TRAIN_JOB not in at.session_state:  # refused before anything was queued
+        return at
+    job_id = at.session_state[jobs.TRAIN_JOB]
+    jobs.manager().wait(job_id)
+    at.run()
+    if [b for b in at.button if b.key == "train_job_open"]:
+        at.button(key="train_job_open").click().run()
+    return at
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from medimg_core.tables.roles import Roles
 from medimg_core.ui import state
 from medimg_core.ui.session import ActiveModel
 
-from .conftest import as_int
+from .conftest import as_int, finish_training
 
 PAGE = "pages/evaluate.py"
 
@@ -197,7 +197,7 @@ def test_saved_runs_are_compared(open_app: Callable[..., AppTest]) -> None:
     at.selectbox(key="train_model").set_value("knn")
     at.number_input(key="train_folds").set_value(3)
     at.select_slider(key="train_n_boot").set_value(200)
-    at.button(key="train_go").click().run()
+    finish_training(at.button(key="train_go").click().run())
     assert not at.exception
     second = at.session_state[state.ACTIVE].run_id
     at.switch_page(PAGE).run()

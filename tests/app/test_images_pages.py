@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from medimg_core.imaging.feature_table import image_table
 from medimg_core.ui import state
 from medimg_core.ui.session import image_context
-from tests.app.conftest import upload
+from tests.app.conftest import finish_training, upload
 
 CLASSES = ("normal", "pneumonia")
 
@@ -89,7 +89,7 @@ def walk_to_model(at: AppTest) -> AppTest:
     at.selectbox(key="train_model").set_value("logreg")
     at.number_input(key="train_folds").set_value(3)
     at.select_slider(key="train_n_boot").set_value(200)
-    at.button(key="train_go").click().run()
+    finish_training(at.button(key="train_go").click().run())
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     return at

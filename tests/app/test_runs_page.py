@@ -20,6 +20,8 @@ from medimg_core.store.cases import CASES_NAME
 from medimg_core.store.registry import Registry
 from medimg_core.ui import state
 
+from .conftest import finish_training
+
 PAGE = "pages/runs.py"
 
 
@@ -66,7 +68,7 @@ def test_runs_on_one_test_set_are_labelled_a_selection_step(
     at.selectbox(key="train_model").set_value("knn")
     at.number_input(key="train_folds").set_value(3)
     at.select_slider(key="train_n_boot").set_value(200)
-    at.button(key="train_go").click().run()
+    finish_training(at.button(key="train_go").click().run())
     assert not at.exception
     at.switch_page(PAGE).run()
     assert not at.exception

@@ -22,7 +22,7 @@ from .conftest import APP, RUN_TIMEOUT
 PASSWORD = "correct horse battery staple"
 WRONG = "incorrect horse battery"
 VIEWER_PAGES = {"Evaluate", "Explain", "Predict", "Runs"}
-ALL_STEPS = {"Data", "Clean", "Train", *VIEWER_PAGES}
+ALL_STEPS = {"Data", "Clean", "Train", "Jobs", *VIEWER_PAGES}
 
 
 @pytest.fixture

@@ -11,11 +11,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.access import SINGLE_USER, Actor, Role
+from medimg_core.jobs import JobManager, JobState
 from medimg_core.store.audit import AuditTrail
 from medimg_core.store.cases import CASES_NAME, load_cases
 from medimg_core.store.registry import Registry
-from medimg_core.ui import state, widgets
+from medimg_core.ui import jobs, state, widgets
 from medimg_core.ui.workflow import SAMPLE_BUTTON
+
+from .conftest import finish_training
 
 PAGE = "pages/train.py"
 
@@ -29,10 +32,11 @@ def sample_ready(open_app: Callable[..., AppTest]) -> AppTest:
 
 
 def train_fast(at: AppTest, model: str = "logreg", folds: int = 3) -> AppTest:
+    """Press Train with quick settings and, once the job is submitted, wait for its outcome."""
     at.selectbox(key="train_model").set_value(model)
     at.number_input(key="train_folds").set_value(folds)
     at.select_slider(key="train_n_boot").set_value(200)
-    return at.button(key="train_go").click().run()
+    return finish_training(at.button(key="train_go").click().run())
 
 
 def test_guard_without_cleaning_offers_the_sample(open_app: Callable[..., AppTest]) -> None:
@@ -80,6 +84,58 @@ def test_training_on_the_sample_activates_and_records_the_run(
     assert len(cases) == active.cv.n + active.test.n
     assert runs[0].card["threshold"]["method"] == "0.5"
     assert runs[0].card["validation"]["settings"]["cv"] == 3
+
+
+def test_training_runs_as_a_job_that_the_page_follows(
+    open_app: Callable[..., AppTest], server_jobs: JobManager
+) -> None:
+    """Train queues a job and returns at once; the page shows its state and a Cancel button,
+    the Train button waits for it, and the finished run is offered and opened."""
+    at = sample_ready(open_app)
+    at.selectbox(key="train_model").set_value("logreg")
+    at.select_slider(key="train_n_boot").set_value(200)
+    at.button(key="train_go").click().run()
+    assert not at.exception
+    job_id = at.session_state[jobs.TRAIN_JOB]
+    job = server_jobs.get(job_id, SINGLE_USER)
+    assert job.owner == SINGLE_USER.username and job.title == "Train Logistic regression on wdbc"
+    assert at.button(key="train_go").disabled
+    assert at.button(key="train_job_cancel").label == "Cancel"
+    shown = " ".join([m.value for m in at.markdown] + [p.proto.text for p in at.get("progress")])
+    assert "Queued (position 1)" in shown or "Train Logistic regression on wdbc:" in shown, shown
+    assert state.ACTIVE not in at.session_state or at.session_state[state.ACTIVE] is None
+    assert not [i for i in at.info if "press **Train**" in i.value]
+
+    assert server_jobs.wait(job_id).state is JobState.DONE
+    at.run()
+    assert not at.exception
+    [finished] = [s.value for s in at.success if "training job finished" in s.value]
+    run_id = server_jobs.get(job_id, SINGLE_USER).result.run_id
+    assert run_id in finished
+    at.button(key="train_job_open").click().run()
+    assert not at.exception
+    assert at.session_state[state.ACTIVE].run_id == run_id
+    assert not at.button(key="train_go").disabled
+    assert [b for b in at.button if b.key == "train_job_open"] == []
+
+
+def test_cancelling_from_the_page_saves_nothing(
+    open_app: Callable[..., AppTest], server_jobs: JobManager, app_env: Path
+) -> None:
+    at = sample_ready(open_app)
+    at.selectbox(key="train_model").set_value("auto")
+    at.button(key="train_go").click().run()
+    job_id = at.session_state[jobs.TRAIN_JOB]
+    at.button(key="train_job_cancel").click().run()
+    assert not at.exception
+    assert server_jobs.wait(job_id).state is JobState.CANCELLED
+    if jobs.TRAIN_JOB in at.session_state:  # it was running: it stopped at its next progress
+        at.run()
+    assert [i.value for i in at.info if "cancelled" in i.value] == [
+        "Training was cancelled; nothing was saved."
+    ]
+    assert Registry().list_runs(SINGLE_USER) == []
+    assert not at.button(key="train_go").disabled
 
 
 def test_settings_reach_the_model(open_app: Callable[..., AppTest]) -> None:
