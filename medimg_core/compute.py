@@ -541,6 +541,10 @@ _QUIET_LOCAL_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    # Dask's default (65536) makes glibc hand freed memory back after every large
+    # allocation; model fits and feature extraction allocate and free constantly, and paid
+    # for it in CPU (an HGB fold fit 0.28 s instead of 0.125 s). glibc's own default applies.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 
@@ -570,6 +574,10 @@ def _start(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
 
         return Engine(spec, client), close_remote
     assert spec.local_workers is not None
+    if "streamlit" in sys.modules:
+        # In a Streamlit server __main__ is the app script, which every spawned worker would
+        # run again: start the workers as fresh interpreters instead (as the job cluster does).
+        return _subprocess_cluster(spec, memory_limit=None)
     import dask
 
     # medimg shows no Dask dashboard, so its workers need not sample their own stacks for the
@@ -690,18 +698,35 @@ def start_job_cluster(spec: Scheduler) -> tuple[Engine, Callable[[], None]]:
             f"{JOB_MEMORY_ENV}={text!r} is not an amount of memory; write it like 2GB or "
             "1500MB, or unset it for the default."
         ) from exc
+    return _subprocess_cluster(spec, memory_limit=int(limit))
+
+
+def _subprocess_cluster(
+    spec: Scheduler, memory_limit: int | None
+) -> tuple[Engine, Callable[[], None]]:
+    """A local cluster whose scheduler and workers are fresh interpreters (``python -m dask
+    spec``) that close themselves when this process is gone (:func:`dask_setup`)."""
+    import dask
     from distributed import Client
     from distributed.deploy.subprocess import SubprocessCluster
 
-    cluster = SubprocessCluster(
-        n_workers=spec.local_workers,
-        threads_per_worker=1,
-        dashboard_address=None,  # type: ignore[arg-type]  # None: no dashboard (its docs)
-        scheduler_kwargs={"preload": [__name__]},
-        worker_kwargs={"memory_limit": int(limit), "preload_nanny": [__name__]},
-        silence_logs=40,
-    )
+    assert spec.local_workers is not None
+    worker_kwargs: dict[str, Any] = {"preload_nanny": [__name__]}
+    if memory_limit is not None:
+        worker_kwargs["memory_limit"] = memory_limit
+    with dask.config.set(_QUIET_LOCAL_CLUSTER):
+        cluster = SubprocessCluster(
+            n_workers=spec.local_workers,
+            threads_per_worker=1,
+            dashboard_address=None,  # type: ignore[arg-type]  # None: no dashboard (its docs)
+            scheduler_kwargs={"preload": [__name__]},
+            worker_kwargs=worker_kwargs,
+            silence_logs=40,
+        )
     client = Client(cluster, set_as_default=False)
+    # Fresh interpreters take a few seconds to import; describe() should count them.
+    with contextlib.suppress(Exception):
+        client.wait_for_workers(spec.local_workers, timeout=60)
 
     def close_local() -> None:
         with contextlib.suppress(Exception):
@@ -735,6 +760,6 @@ def chunks(n: int, size: int) -> list[range]:
     return [range(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def chunk_size(n: int, *, target_tasks: int = 64, cap: int = 128) -> int:
+def chunk_size(n: int, *, target_tasks: int = 64, cap: int = 256) -> int:
     """A task size for ``n`` items that depends on ``n`` only (identical results anywhere)."""
     return max(1, min(cap, math.ceil(n / target_tasks)))

@@ -146,7 +146,8 @@ def test_local_pool_keeps_order_and_errors() -> None:
 
 def test_chunks_depend_on_the_data_only() -> None:
     assert [list(r) for r in compute.chunks(5, 2)] == [[0, 1], [2, 3], [4]]
-    assert compute.chunk_size(10_000) == 128
+    assert compute.chunk_size(10_000) == 157
+    assert compute.chunk_size(10**6) == 256
     assert compute.chunk_size(10) == 1
     assert sum(len(r) for r in compute.chunks(1001, compute.chunk_size(1001))) == 1001
 
@@ -245,3 +246,21 @@ def test_cluster_lost_task_is_one_clear_error(cluster: compute.Engine) -> None:
     cluster.client.cancel([future])
     with pytest.raises(ClusterError, match=r"lost the work of task .* run it again"):
         compute._result(future)
+
+
+def main_module_of_worker(item: int) -> str:
+    import sys
+
+    return str(getattr(sys.modules["__main__"], "__file__", ""))
+
+
+def test_local_cluster_in_a_streamlit_server_starts_fresh_interpreters() -> None:
+    """In a Streamlit server __main__ is the app script; spawned workers would run it again."""
+    import streamlit  # noqa: F401  (present in a server process)
+
+    with compute.running_on("local:1") as engine:
+        assert "1 worker process" in engine.describe()
+        assert "(1 worker now)" in engine.describe()
+        mains = engine.map(main_module_of_worker, [0, 1])
+        assert engine.map(square_plus, [2, 3], shared={"offset": np.zeros(1)}) == [4, 9]
+    assert all("app.py" not in main for main in mains)
