@@ -344,7 +344,11 @@ def _jobs_view(actor: Actor, jobs: list[Job]) -> None:
     chosen = left.selectbox(
         "Job",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].title} · {_STATE_WORDS[by_id[i].state].lower()} · {i}",
+        # No state in the label: the browser keeps a choice's first label while the table
+        # above refreshes, so "running" stayed next to a job the table showed as done.
+        format_func=lambda i: (
+            f"{by_id[i].title} · submitted {by_id[i].submitted:%Y-%m-%d %H:%M} UTC · {i}"
+        ),
         key="jobs_choice",
     )
     job = by_id[chosen]
