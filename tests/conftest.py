@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,8 +96,22 @@ def postgres_database_url(postgres_url: str) -> Iterator[str]:
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
-        with _connect(server) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(server, name)
+
+
+def _drop_database(server: URL, name: str) -> None:
+    """Drop a test database. FORCE ends the test's own leftover connections, but not an
+    autovacuum worker that the server started in it (a superuser process, which the test role
+    may not end): wait for that one to finish and try again."""
+    for attempt in range(40):
+        try:
+            with _connect(server) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 39:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
