@@ -18,10 +18,12 @@ name order):
 :func:`clean_partitioned` applies the rules of :func:`~medimg_core.tables.cleaning.clean`, in
 the same order and with the same exact row accounting (``kept + removed == input``, every
 removed row listed with its reason). Rules on one row at a time run on each partition. Rules that
-compare rows (repeated records, conflicting labels, twins across a predefined split) first
-hash-partition the rows on a hash of their feature values (``shuffle``), so every candidate copy
-of a record is in the same partition, then run the in-memory rule there with the rows in input
-order. Everything the rules learn from the whole table is an exact global aggregate:
+compare rows (repeated records, conflicting labels, twins across a predefined split) only ever
+compare rows with equal feature values: a first pass (the same read as the whole-input facts)
+finds, bucket by bucket on the workers, the feature hashes held by more than one row; only those
+rows are then moved, hash-partitioned so every candidate copy of a record is in the same bucket,
+and the in-memory rule runs there with the rows in input order. Everything the rules learn from
+the whole table is an exact global aggregate:
 
 * empty and constant columns, the split, continuous columns, score scales: per-partition minima,
   maxima, whole-number tests and distinct values (capped at what the rule needs), combined;
@@ -808,10 +810,10 @@ def _count_piece(piece: _Piece, spec: _Spec) -> int:
     return len(_load_piece(piece, 0, spec=spec))
 
 
-def _delayed(fn: Callable[..., Any]) -> Any:
+def _delayed(fn: Callable[..., Any], nout: int | None = None) -> Any:
     import dask
 
-    return dask.delayed(fn, pure=True)
+    return dask.delayed(fn, pure=True, nout=nout)
 
 
 def _run(tasks: Sequence[Any]) -> list[Any]:
@@ -1004,7 +1006,10 @@ def _distinct(values: Any, cap: int) -> list[Any]:
 
 def _scan_columns(piece: _Piece, offset: int, ctx: _Ctx) -> dict[str, Any]:
     """Whole-input facts: missing counts, constant/empty columns, split values, classes."""
-    df = _load_piece(piece, offset, spec=ctx.spec)
+    return _column_facts(_load_piece(piece, offset, spec=ctx.spec), ctx)
+
+
+def _column_facts(df: pd.DataFrame, ctx: _Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(df), "notna": {}, "range": {}, "distinct": {}, "split": []}
     for column in df.columns:
         series = df[column]
@@ -1044,7 +1049,10 @@ def _levels_stats(values: npt.NDArray[np.float64]) -> tuple[bool, list[float] | 
 
 def _scan_reference(piece: _Piece, offset: int, ctx: _Ctx) -> dict[str, Any]:
     """Facts on the rows that reach the duplicate rule (development part only)."""
-    df = _load_piece(piece, offset, spec=ctx.spec)
+    return _reference_facts(_load_piece(piece, offset, spec=ctx.spec), ctx)
+
+
+def _reference_facts(df: pd.DataFrame, ctx: _Ctx) -> dict[str, Any]:
     code = _early_codes(df, ctx)
     reference = (code < 0) & ~_c._test_rows(df, ctx.split_column)
     levels = {
@@ -1059,6 +1067,42 @@ def _scan_reference(piece: _Piece, offset: int, ctx: _Ctx) -> dict[str, Any]:
             any_missing |= df[column].isna().to_numpy()
         missing_any = int(any_missing.sum())
     return {"reference": int(reference.sum()), "levels": levels, "missing_any": missing_any}
+
+
+def _scan_and_hash(piece: _Piece, offset: int, ctx: _Ctx, buckets: int) -> tuple[Any, ...]:
+    """:func:`_scan_columns` and the rows' feature hashes split into ``buckets`` by value, from
+    one read of the partition (the hashes stay on the workers)."""
+    df = _load_piece(piece, offset, spec=ctx.spec)
+    hashes = _stable_hash(df, ctx.features)
+    bucket = hashes % np.uint64(buckets)
+    return (_column_facts(df, ctx), *(hashes[bucket == b] for b in range(buckets)))
+
+
+def _repeated_hashes(*parts: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The hash values of one bucket that occur on more than one row of the whole table."""
+    values, counts = np.unique(np.concatenate(parts), return_counts=True)
+    return values[counts > 1]
+
+
+def _reference_and_candidates(
+    piece: _Piece, offset: int, ctx: _Ctx, buckets: int, repeated: npt.NDArray[np.uint64]
+) -> tuple[Any, ...]:
+    """:func:`_scan_reference`, and the rows that may have a copy anywhere in the table (their
+    feature hash occurs more than once), prepared for :func:`_cases` and split by hash bucket.
+    Every rule comparing rows looks only at rows sharing a feature hash, so the other rows
+    cannot change its outcome and are not moved between workers."""
+    df = _load_piece(piece, offset, spec=ctx.spec)
+    facts = _reference_facts(df, ctx)
+    hashes = _stable_hash(df, ctx.features)
+    picked = np.isin(hashes, repeated)
+    prepared = _prepare(df[picked], ctx)
+    bucket = hashes[picked] % np.uint64(buckets)
+    return (facts, *(prepared[bucket == b] for b in range(buckets)))
+
+
+def _bucket_cases(ctx: _Ctx, group_column: str, *frames: pd.DataFrame) -> dict[str, Any]:
+    """:func:`_cases` on one bucket's candidate rows from every partition, in input order."""
+    return _cases(pd.concat(frames), ctx, group_column)
 
 
 def _merge_levels(stats: list[tuple[bool, list[float] | None, float, float]]) -> tuple[bool, int]:
@@ -1169,9 +1213,17 @@ def _finish_piece(
     numeric = [c for c in ctx.kept_features if _c._is_numeric(df[c])]
     fit = alive & ~_c._test_rows(df, ctx.split_column)
     finite = {}
+    top = {}
     for column in numeric:
         values = df[column].to_numpy(dtype="float64", na_value=np.nan)
-        finite[column] = int(np.isfinite(values[fit]).sum())
+        values = values[fit]
+        values = values[np.isfinite(values)]
+        finite[column] = int(values.size)
+        # The first radix histogram of the outlier median, from this read (sparse: few bins).
+        top[column] = np.unique(
+            (_sort_keys(values) >> np.uint64(64 - _HIST_BITS)).astype(np.int64),
+            return_counts=True,
+        )
     return {
         "part": name,
         "kept": int(alive.sum()),
@@ -1185,6 +1237,7 @@ def _finish_piece(
             for c in numeric
         },
         "fit": finite,
+        "top": top,
     }
 
 
@@ -1196,10 +1249,18 @@ def _sort_keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
 
 
 def _fit_values(
-    folder: str, name: str, column: str, centre: float | None, test: Any = None
+    folder: str,
+    name: str,
+    column: str,
+    centre: float | None,
+    test: Any = None,
+    frame: pd.DataFrame | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The values an outlier limit is learnt from (kept, development rows, finite)."""
-    values = pd.read_parquet(os.path.join(folder, name), columns=[column])[column]
+    """The values an outlier limit is learnt from (kept, development rows, finite); ``frame``:
+    the part's columns already read."""
+    if frame is None:
+        frame = pd.read_parquet(os.path.join(folder, name), columns=[column])
+    values = frame[column]
     if test is None:
         test = _test_mask(folder, name)
     out = values.to_numpy(dtype="float64", na_value=np.nan)[~test]
@@ -1218,15 +1279,22 @@ def _test_mask(folder: str, name: str) -> npt.NDArray[np.bool_]:
 _Target = tuple[str, int, int]  # column, known leading bits, their value
 
 
+def _read_columns(folder: str, name: str, targets: tuple[_Target, ...]) -> pd.DataFrame:
+    """The target columns of one part in a single Parquet read."""
+    columns = list(dict.fromkeys(column for column, _, _ in targets))
+    return pd.read_parquet(os.path.join(folder, name), columns=columns)
+
+
 def _hist_part(
     folder: str, name: str, targets: tuple[_Target, ...], centres: dict[str, float]
 ) -> npt.NDArray[np.int64]:
     out = np.zeros((len(targets), 1 << _HIST_BITS), dtype=np.int64)
     cache: dict[str, npt.NDArray[np.uint64]] = {}
     test = _test_mask(folder, name)
+    frame = _read_columns(folder, name, targets)
     for i, (column, known, prefix) in enumerate(targets):
         if column not in cache:
-            values = _fit_values(folder, name, column, centres.get(column), test)
+            values = _fit_values(folder, name, column, centres.get(column), test, frame)
             cache[column] = _sort_keys(values)
         keys = cache[column]
         if known:
@@ -1242,8 +1310,9 @@ def _gather_part(
 ) -> list[npt.NDArray[np.float64]]:
     out = []
     test = _test_mask(folder, name)
+    frame = _read_columns(folder, name, targets)
     for column, known, prefix in targets:
-        values = _fit_values(folder, name, column, centres.get(column), test)
+        values = _fit_values(folder, name, column, centres.get(column), test, frame)
         keys = _sort_keys(values)
         out.append(values[(keys >> np.uint64(64 - known)) == np.uint64(prefix)])
     return out
@@ -1258,17 +1327,23 @@ def _order_statistics(
     names: list[str],
     wanted: dict[str, list[int]],
     centres: dict[str, float],
+    initial: dict[str, npt.NDArray[np.int64]] | None = None,
 ) -> dict[tuple[str, int], float]:
     """The exact ``rank``-th smallest fit value (0-based) of each column, without gathering
     the column: histograms of the next 16 bits of the sortable key narrow each rank to one bin,
-    whose values are gathered once few enough remain."""
+    whose values are gathered once few enough remain. ``initial``: the first histogram (leading
+    16 bits) of each column, already counted."""
     state = {(c, r): (0, 0, r) for c, ranks in wanted.items() for r in ranks}
     found: dict[tuple[str, int], float] = {}
     while state:
         targets = tuple(dict.fromkeys((c, k, p) for (c, _), (k, p, _) in state.items()))
-        hists = _run(
-            [_tree([_delayed(_hist_part)(folder, n, targets, centres) for n in names], _add)]
-        )[0]
+        if initial is not None and all(known == 0 for _, known, _ in targets):
+            hists = np.stack([initial[column] for column, _, _ in targets])
+        else:
+            hists = _run(
+                [_tree([_delayed(_hist_part)(folder, n, targets, centres) for n in names], _add)]
+            )[0]
+        initial = None
         where = {t: i for i, t in enumerate(targets)}
         to_gather: dict[tuple[str, int], tuple[_Target, int]] = {}
         for key, (known, prefix, rank) in list(state.items()):
@@ -1318,8 +1393,15 @@ def _outlier_part(
     return out
 
 
-def _outliers(folder: str, names: list[str], fit_counts: dict[str, int], z: float) -> pd.DataFrame:
-    """``cleaning._outlier_flags`` with the exact median and MAD of the whole table."""
+def _outliers(
+    folder: str,
+    names: list[str],
+    fit_counts: dict[str, int],
+    z: float,
+    first: dict[str, npt.NDArray[np.int64]] | None = None,
+) -> pd.DataFrame:
+    """``cleaning._outlier_flags`` with the exact median and MAD of the whole table; ``first``:
+    each column's leading-16-bit histogram of its fit values, when already counted."""
     columns = [c for c, n in fit_counts.items() if n >= 3]
     if not columns:
         return _c._empty_flags(pd.RangeIndex(0))
@@ -1336,8 +1418,8 @@ def _outliers(folder: str, names: list[str], fit_counts: dict[str, int], z: floa
         return (stats[(column, k - 1)] + stats[(column, k)]) / 2
 
     wanted = {c: ranks(fit_counts[c]) for c in columns}
-    first = _order_statistics(folder, names, wanted, {})
-    centres = {c: median(first, c) for c in columns}
+    first_stats = _order_statistics(folder, names, wanted, {}, first)
+    centres = {c: median(first_stats, c) for c in columns}
     second = _order_statistics(folder, names, wanted, centres)
     limits = []
     for column in columns:
@@ -1489,7 +1571,26 @@ def clean_partitioned(
     features = _c._feature_columns(meta, roles, quality)
     ctx = _Ctx(table._spec, roles, plan, label, quality, tuple(features), (), None, ())
 
-    scans = _run([_delayed(_scan_columns)(p, o, ctx) for p, o in _pieces(table)])
+    # One read of each partition for the whole-input facts and the feature hashes; only the
+    # hashes that occur on more than one row come back (the candidates for the row-comparing
+    # rules), bucketed by value on the workers.
+    buckets = table.n_partitions
+    repeated = np.zeros(0, dtype=np.uint64)
+    if features:
+        hashed = [
+            _delayed(_scan_and_hash, nout=1 + buckets)(p, o, ctx, buckets)
+            for p, o in _pieces(table)
+        ]
+        done = _run(
+            [
+                *(h[0] for h in hashed),
+                *(_delayed(_repeated_hashes)(*(h[1 + b] for h in hashed)) for b in range(buckets)),
+            ]
+        )
+        scans = done[: len(hashed)]
+        repeated = np.sort(np.concatenate(done[len(hashed) :]))
+    else:
+        scans = _run([_delayed(_scan_columns)(p, o, ctx) for p, o in _pieces(table)])
     n = table.n_rows
     column: Hashable
     notna: dict[Hashable, int] = {c: sum(s["notna"][c] for s in scans) for c in meta.columns}
@@ -1527,7 +1628,30 @@ def clean_partitioned(
         dropped=tuple(dropped),
     )
 
-    references = _run([_delayed(_scan_reference)(p, o, ctx) for p, o in _pieces(table)])
+    group_column = _c._free_name("conflict_group", meta.columns)
+    cases: list[dict[str, Any]] = []
+    if features:
+        # The row-comparing rules on the candidate rows only, every copy of a record in one
+        # bucket (hash-partitioned), computed with the reference facts from one read.
+        import dask
+
+        shared = dask.delayed(repeated)
+        candidates = [
+            _delayed(_reference_and_candidates, nout=1 + buckets)(p, o, ctx, buckets, shared)
+            for p, o in _pieces(table)
+        ]
+        done = _run(
+            [
+                *(c[0] for c in candidates),
+                *(
+                    _delayed(_bucket_cases)(ctx, group_column, *(c[1 + b] for c in candidates))
+                    for b in range(buckets)
+                ),
+            ]
+        )
+        references, cases = done[: len(candidates)], done[len(candidates) :]
+    else:
+        references = _run([_delayed(_scan_reference)(p, o, ctx) for p, o in _pieces(table)])
     n_missing_any = sum(r["missing_any"] for r in references)
     too_many = n_missing_any > _c.IMPUTE_SUGGESTION_FRACTION * max(n, 1)
     if plan.missing == "drop" and kept_features and too_many:
@@ -1550,23 +1674,12 @@ def clean_partitioned(
             chance_value.append(_chance(table, ctx, n_reference))
         return chance_value[0]
 
-    group_column = _c._free_name("conflict_group", meta.columns)
     listing = _c._empty_duplicates(meta.index)
     conflicts = _c._empty_conflicts(meta, group_column)
     contradictions = _c._empty_conflicts(meta, group_column)
     across = _c._empty_across(meta.index)
     duplicate_rows = np.zeros(0, dtype=np.int64)
-    cases: list[dict[str, Any]] = []
     if features:
-        prepared_meta = _prepare(meta, ctx)
-        frame = table.frame.map_partitions(_prepare, ctx, meta=prepared_meta)
-        shuffled = frame.shuffle(
-            on="__medimg_hash",
-            npartitions=table.n_partitions,
-            # Dask's disk-backed peer-to-peer shuffle on a cluster; in this process, tasks.
-            shuffle_method="p2p" if compute.current().distributed else "tasks",
-        )
-        cases = _run([_delayed(_cases)(part, ctx, group_column) for part in shuffled.to_delayed()])
         listings = [c["listing"] for c in cases if len(c["listing"])]
         if listings:
             listing = pd.concat(listings).sort_values("row", kind="stable")
@@ -1632,7 +1745,14 @@ def clean_partitioned(
             )
         tested = [c for c in numeric if c not in scales]
         fit_counts = {str(c): sum(f["fit"][c] for f in finished) for c in tested}
-        outlier_flags = _outliers(str(tmp), names, fit_counts, plan.outlier_z)
+        first_hists = {}
+        for column in tested:
+            hist = np.zeros(1 << _HIST_BITS, dtype=np.int64)
+            for f in finished:
+                digits, found = f["top"][column]
+                hist[digits] += found
+            first_hists[str(column)] = hist
+        outlier_flags = _outliers(str(tmp), names, fit_counts, plan.outlier_z, first_hists)
         shutil.rmtree(tmp / "_side")
         if output.exists():
             trash = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"

@@ -170,6 +170,30 @@ def test_without_id_rows_repeat_across_files(tmp_path: Path) -> None:
     assert (out.duplicates["kind"] == "no ID").any()
 
 
+@pytest.mark.parametrize("where", ["inline", "cluster"])
+@pytest.mark.parametrize("repeats", ["every row", "none"])
+def test_only_rows_with_a_repeated_hash_are_compared(
+    tmp_path: Path, request: pytest.FixtureRequest, where: str, repeats: str
+) -> None:
+    # Every row copied into a later file (every row is a candidate), or no row repeated at all
+    # (every hash bucket empty): the row-comparing rules give what `clean` gives either way.
+    lines = messy_lines(seed=4)
+    body = lines[1:150]
+    if repeats == "every row":
+        body = [*body, *body[::-1]]
+    lines = [lines[0], *body]
+    folder = write_parts(lines, tmp_path / "in", 4)[0].parent
+    if where == "cluster":
+        request.getfixturevalue("cluster")
+    with compute.running_on(None if where == "cluster" else "inline") as engine:
+        assert engine.distributed == (where == "cluster")
+        out = assert_same_cleaning(tmp_path, open_partitioned(folder), reference(lines))
+    if repeats == "every row":
+        assert out.counts["duplicate record"] >= 140
+    else:
+        assert out.duplicates.empty and out.conflicts.empty
+
+
 def test_parquet_folder_matches_clean(tmp_path: Path) -> None:
     frame = reference(messy_lines(seed=1))
     folder = tmp_path / "pq"
