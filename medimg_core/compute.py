@@ -46,6 +46,7 @@ __all__ = [
     "JOB_WORKERS_ENV",
     "SCHEDULER_ENV",
     "Engine",
+    "PolledTask",
     "Scheduler",
     "current",
     "default_workers",
@@ -493,6 +494,43 @@ def _result(future: Any, again: Callable[[], Any] | None = None) -> Any:
                 ) from exc
             future = again()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class PolledTask:
+    """One task that a server follows by polling (its job manager), not by waiting on it.
+
+    Its ``shared`` inputs go to the cluster as :meth:`Engine.map`'s do (:class:`_SharedInputs`).
+    When the cluster cancels the task because it lost them (the workers holding them died,
+    most often the one running it), :meth:`resubmit` sends it again with a fresh copy, at most
+    ``_RESUBMITS`` times, as :func:`_result` does for a task that is waited on.
+
+    ``submit(inputs, attempt)`` submits the task with ``inputs`` (the scattered futures, by
+    name) under a key unique to ``attempt`` (0 for the first) and returns its future.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        submit: Callable[[dict[str, Any], int], Any],
+        shared: Mapping[str, Any],
+    ) -> None:
+        self._submit = submit
+        self._inputs = _SharedInputs(client, shared)
+        self.attempt = 0
+        self.future = submit(self._inputs.futures(), 0)
+
+    def lost(self) -> bool:
+        """True when the task ended cancelled although nobody here cancelled it."""
+        return bool(self.future.status == "cancelled")
+
+    def resubmit(self) -> bool:
+        """Submit the task again (inputs scattered again where lost); False once it was
+        submitted again ``_RESUBMITS`` times (the cluster keeps losing it: give up)."""
+        if self.attempt >= _RESUBMITS:
+            return False
+        self.attempt += 1
+        self.future = self._submit(self._inputs.futures(), self.attempt)
+        return True
 
 
 def _token() -> str:

@@ -8,7 +8,10 @@ pages hand the work to one :class:`JobManager` per server process, which
   worker threads, so that jobs never compete for the same cores;
 * runs each job as one Dask task on the job cluster (:func:`medimg_core.compute.job_scheduler`:
   a local cluster of two worker processes by default, or the cluster of ``MEDIMG_SCHEDULER``);
-  inside the task everything runs inline, so the job itself is the unit of parallelism;
+  inside the task everything runs inline, so the job itself is the unit of parallelism; a job
+  whose worker dies (out of memory, a machine gone) runs again on another worker, its inputs
+  sent again when they died with it (:class:`medimg_core.compute.PolledTask`), and fails in
+  plain words (:data:`LOST_WORKER`) only when it killed every worker that ran it;
 * finishes it in the server process: a training job's result is saved as a run (audited,
   encrypted, recorded in the registry) by the manager, so it appears in Runs even if its user
   went away; workers never need the workspace, the encryption key or the database;
@@ -210,14 +213,15 @@ class _Record:
     result: Any = None
     cancel_requested: bool = False
     future: Any = None
-    inputs: list[Any] = field(default_factory=list)
+    task: compute.PolledTask | None = None
+    resent: bool = False
 
     def drop_inputs(self) -> None:
         """Forget the big objects (tables, the task's function and its finishing step)."""
         self.fn = None
         self.args = ()
         self.finish = None
-        self.inputs = []
+        self.task = None
 
 
 _CANCEL_REQUESTS: set[str] = set()
@@ -323,6 +327,22 @@ def _save_training(
         n_models=len(result.leaderboard),
         warnings=tuple(saved.warnings),
     )
+
+
+def _submit_job(
+    client: Any,
+    job_id: str,
+    kind: JobKind,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    inputs: dict[str, Any],
+    attempt: int,
+) -> Any:
+    """Submit a job's task (:class:`medimg_core.compute.PolledTask`'s ``submit``): its tables
+    and arrays replaced by their copies on the cluster, under a key unique to the attempt."""
+    key = f"medimg-job-{kind}-{job_id}" + (f"-again{attempt}" if attempt else "")
+    sent = [inputs.get(str(i), a) for i, a in enumerate(args)]
+    return client.submit(_run_job, job_id, fn, *sent, key=key, pure=False)
 
 
 def _big(value: Any) -> bool:
@@ -746,6 +766,7 @@ class JobManager:
                 return
             if message.get("started"):
                 record.state = JobState.RUNNING
+                record.resent = False
                 record.started = record.started or datetime.now(UTC)
                 if not record.cancel_requested:
                     record.message = "Started"
@@ -815,7 +836,8 @@ class JobManager:
             futures = [
                 self._jobs[j].future
                 for j in job_ids
-                if self._jobs[j].future is not None and self._jobs[j].started is None
+                if self._jobs[j].future is not None
+                and (self._jobs[j].started is None or self._jobs[j].resent)
             ]
         if futures:
             with _quiet():
@@ -841,9 +863,14 @@ class JobManager:
                 error = exc
         elif status == "error":
             error = future.exception()
+        elif self._resubmitted(record):
+            return
         with self._lock:
+            lost = status == "cancelled" and not record.cancel_requested
+            if lost and not record.state.finished:
+                error = _LostWorker()  # lost again and again: every worker that ran it died
             record.future = None
-            record.inputs = []
+            record.task = None
             self._last_busy = time.monotonic()
             if record.state.finished:  # cancelled while queued on the cluster
                 return
@@ -869,11 +896,53 @@ class JobManager:
         del value, error, finish
         _give_back_memory()
 
+    def _resubmitted(self, record: _Record) -> bool:
+        """Send a job again when the cluster cancelled it without anyone asking (the worker
+        running it died, taking the only copy of its inputs); False when it may not or cannot
+        be sent again (then it fails with :data:`LOST_WORKER`)."""
+        with self._lock:
+            task = record.task
+            if (
+                task is None
+                or record.cancel_requested
+                or record.state.finished
+                or self._closed
+                or not task.lost()
+            ):
+                return False
+        old = task.future
+        try:
+            again = task.resubmit()
+        except Exception:  # the cluster is going away as well
+            log.exception("Job %s (%s) could not be submitted again.", record.id, record.kind)
+            return False
+        if not again:
+            return False
+        log.warning(
+            "Job %s (%s) lost its worker; submitted again (attempt %d).",
+            record.id,
+            record.kind,
+            task.attempt + 1,
+        )
+        with self._lock:
+            record.future = task.future
+            record.resent = True
+            late = record.cancel_requested
+            if not late:
+                record.fraction = 0.0
+                record.message = "Its worker stopped; starting again on another worker"
+            self._changed.notify_all()
+        old.release()
+        if late:  # cancelled meanwhile: collected as cancelled at the next look
+            with _quiet():
+                task.future.cancel()
+        return True
+
     @staticmethod
     def _user_error(record: _Record, error: BaseException) -> str:
         if isinstance(error, MedimgError):
             return str(error)
-        if type(error).__name__ == "KilledWorker":
+        if isinstance(error, _LostWorker) or type(error).__name__ == "KilledWorker":
             log.warning("Job %s (%s) lost its worker: %s", record.id, record.kind, type(error))
             return LOST_WORKER
         log.error(
@@ -904,20 +973,17 @@ class JobManager:
                 if record.state.finished or record.fn is None:
                     continue
                 fn, args = record.fn, record.args
-            inputs = [client.scatter(a, hash=False) if _big(a) else a for a in args]
-            future = client.submit(
-                _run_job,
-                record.id,
-                fn,
-                *inputs,
-                key=f"medimg-job-{record.kind}-{record.id}",
-                pure=False,
+            task = compute.PolledTask(
+                client,
+                functools.partial(_submit_job, client, record.id, record.kind, fn, args),
+                {str(i): a for i, a in enumerate(args) if _big(a)},
             )
+            future = task.future
             with self._lock:
                 late = record.state.finished  # cancelled meanwhile
                 if not late:
                     record.future = future
-                    record.inputs = inputs
+                    record.task = task
                     if record.state is JobState.QUEUED:  # its start may already be reported
                         record.message = "Starting on a worker"
                     self._dirty = True
@@ -942,6 +1008,10 @@ class JobManager:
                 client.restart()
             with self._lock:
                 self._dirty = False
+
+
+class _LostWorker(Exception):
+    """A job the cluster lost with its worker more times than it is submitted again."""
 
 
 def _give_back_memory() -> None:

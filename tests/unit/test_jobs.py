@@ -3,6 +3,9 @@ their owner, cancelled, failed with a readable message, and seen only by whom th
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -17,10 +20,12 @@ from medimg_core.access import SINGLE_USER, Actor, Role
 from medimg_core.errors import ConfigError, DataError, PermissionDenied
 from medimg_core.jobs import (
     INTERNAL_ERROR,
+    LOST_WORKER,
     JobKind,
     JobManager,
     JobState,
     TrainingSummary,
+    _save_training,
     _train_task,
 )
 from medimg_core.modelling.models import ModelConfig
@@ -47,6 +52,24 @@ def steps(n: int, *, progress: Callable[[float, str], None]) -> int:
 def broken(*, progress: Callable[[float, str], None]) -> None:
     """A job with a bug whose message holds patient data."""
     raise KeyError("patient 1234 Jane Doe")
+
+
+def fatal(table: np.ndarray, *, progress: Callable[[float, str], None]) -> None:
+    """A job that kills every worker process that runs it (as running out of memory does)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_worker_running(manager: JobManager, job_id: str) -> None:
+    """Kill the worker process that runs the job (its nanny starts a fresh one)."""
+    client = manager._engine.client  # type: ignore[union-attr]
+    running = [
+        address
+        for address, keys in client.processing().items()
+        if any(str(key).startswith("medimg-job-") and job_id in str(key) for key in keys)
+    ]
+    assert len(running) == 1, client.processing()
+    pids = client.run(os.getpid, workers=running)
+    os.kill(pids[running[0]], signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +159,64 @@ def test_a_job_gives_the_same_result_as_training_here(
                 equal_nan=True,
             ), name
     assert remote.model.threshold == local.model.threshold
+
+
+def save_and_keep(result: Any, **how: Any) -> tuple[TrainingSummary, Any]:
+    """A training job's finishing step that also keeps the whole result, to compare it."""
+    return _save_training(result, **how), result
+
+
+def test_a_training_job_survives_the_death_of_its_worker(
+    manager: JobManager, sample: tuple[CleaningReport, Roles], home: Path
+) -> None:
+    report, roles = sample
+    config = ModelConfig(model="rf", params={"n_estimators": 300}, seed=3)
+    args = (report.data, roles, config, VALIDATION, "malignant", report.plan)
+    finish = functools.partial(
+        save_and_keep,
+        actor=SINGLE_USER,
+        client="local",
+        data=report.data,
+        cleaning=report,
+        dataset_name="sample: wdbc",
+        validation=VALIDATION,
+        image_settings=None,
+    )
+    job_id = manager.submit(JobKind.TRAIN, SINGLE_USER, "dies", _train_task, *args, finish=finish)
+    assert manager.wait(job_id, started=True).state is JobState.RUNNING
+    kill_worker_running(manager, job_id)
+    job = manager.wait(job_id)
+    assert job.state is JobState.DONE, job.error
+    summary, remote = job.result
+    assert [run.id for run in Registry().list_runs(SINGLE_USER)] == [summary.run_id]
+    local = train(
+        report.data,
+        roles,
+        config=config,
+        validation=VALIDATION,
+        positive="malignant",
+        plan=report.plan,
+    )
+    assert np.array_equal(remote.oof_proba, local.oof_proba)
+    for part in ("cv", "test"):
+        mine, theirs = getattr(remote, part).metrics, getattr(local, part).metrics
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            assert np.array_equal(
+                [mine[name].value, *mine[name].ci95],
+                [theirs[name].value, *theirs[name].ci95],
+                equal_nan=True,
+            ), name
+    assert remote.model.threshold == local.model.threshold
+    assert summary.cv_roc_auc == float(local.cv.metrics["roc_auc"].value)
+
+
+def test_a_job_that_kills_every_worker_fails_in_plain_words(manager: JobManager) -> None:
+    job = manager.wait(manager.submit("report", ALICE, "fatal", fatal, np.arange(1000.0)))
+    assert job.state is JobState.FAILED
+    assert job.error == LOST_WORKER
+    after = manager.wait(manager.submit("report", ALICE, "after", steps, 1))
+    assert after.state is JobState.DONE and after.result == 1  # the workers came back
 
 
 def test_cancelled_jobs_save_nothing(
