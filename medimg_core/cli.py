@@ -637,6 +637,13 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
     _write_atomic(Path(args.report), _json_bytes(payload))
     out = _write_atomic(Path(args.output), _parquet_bytes(report.data))
     print(f"Cleaning {table.name}: {_cleaning_line(report)}")
+    _print_cleaning_details(report)
+    print(f"Wrote {out} and {Path(args.report).expanduser().absolute()}.")
+    return 0
+
+
+def _print_cleaning_details(report: CleaningReport) -> None:
+    """The indented lines under ``medimg clean``'s summary (both paths)."""
     if report.dropped_columns:
         dropped = ", ".join(f"{c} ({why})" for c, why in report.dropped_columns.items())
         print(f"  dropped columns: {dropped}")
@@ -653,8 +660,6 @@ def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
         print(f"  missing values per predictor: {shown}{more} ({fate})")
     if len(report.flags):
         print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
-    print(f"Wrote {out} and {Path(args.report).expanduser().absolute()}.")
-    return 0
 
 
 _ROLE_SAMPLE_ROWS = 20_000
@@ -691,22 +696,7 @@ def _clean_partitioned(args: argparse.Namespace, notes: list[str], reason: str) 
         f"removed" + (f" ({removed})" if removed else "")
     )
     report = result.as_report()
-    if report.dropped_columns:
-        dropped = ", ".join(f"{c} ({why})" for c, why in report.dropped_columns.items())
-        print(f"  dropped columns: {dropped}")
-    for line in _cleaning_details(report):
-        print(f"  {line}")
-    missing = {c: n for c, n in report.missing_by_column.items() if n}
-    if missing:
-        shown = ", ".join(
-            f"{c} {n} ({n / max(report.n_input, 1):.0%})"
-            for c, n in sorted(missing.items(), key=lambda item: -item[1])[:8]
-        )
-        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        fate = "removed" if report.plan.missing == "drop" else "kept; the model imputes"
-        print(f"  missing values per predictor: {shown}{more} ({fate})")
-    if len(report.flags):
-        print(f"  {len(report.flags)} cell(s) flagged (kept); see the report")
+    _print_cleaning_details(report)
     print(
         f"Wrote the kept rows as a partitioned Parquet folder {result.output_dir} "
         f"({len(result.parts)} part(s), in input order) and "

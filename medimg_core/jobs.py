@@ -138,6 +138,20 @@ class TrainingSummary:
     n_models: int
     warnings: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, result: Any, saved: Any) -> TrainingSummary:
+        """The summary of ``result`` (a TrainingResult) once saved as ``saved`` (SavedRun)."""
+        auc = result.cv.metrics.get("roc_auc") if result.cv is not None else None
+        value = None if auc is None else float(auc.value)
+        return cls(
+            run_id=saved.run_id,
+            model_kind=result.model.kind,
+            cv_roc_auc=None if value is None or value != value else value,
+            seconds=float(result.seconds),
+            n_models=len(result.leaderboard),
+            warnings=tuple(saved.warnings),
+        )
+
 
 @dataclass(frozen=True)
 class Job:
@@ -317,16 +331,7 @@ def _save_training(
         image_settings=image_settings,
         client=client,
     )
-    auc = result.cv.metrics.get("roc_auc") if result.cv is not None else None
-    value = None if auc is None else float(auc.value)
-    return TrainingSummary(
-        run_id=saved.run_id,
-        model_kind=result.model.kind,
-        cv_roc_auc=None if value is None or value != value else value,
-        seconds=float(result.seconds),
-        n_models=len(result.leaderboard),
-        warnings=tuple(saved.warnings),
-    )
+    return TrainingSummary.of(result, saved)
 
 
 def _submit_job(

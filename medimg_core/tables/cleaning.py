@@ -426,26 +426,7 @@ def clean(
             raise DataError(_missing_column_message("Label", label, df.columns))
 
     notes: list[str] = []
-    quality = plan.quality_column if plan.quality_column is not None else roles.quality
-    if quality is not None and quality not in df.columns:
-        if require_label or plan.quality_column is not None:
-            raise DataError(
-                _missing_column_message(
-                    "Quality",
-                    quality,
-                    df.columns,
-                    "Choose the quality column again, or clear it to skip the quality step.",
-                )
-            )
-        notes.append(
-            f"The quality column {quality!r} is not in this table; the quality step was skipped."
-        )
-        quality = None
-    if quality is not None and quality == roles.label:
-        raise ConfigError(
-            f"Column {quality!r} is both the label and the quality flag. "
-            "Choose a different quality column, or none."
-        )
+    quality = quality_column(plan, roles, df.columns, require_label=require_label, notes=notes)
 
     n = len(df)
     notes.extend(plan.notes)
@@ -591,6 +572,42 @@ def clean(
     if warning:
         report = replace(report, notes=(warning, *report.notes))
     return report
+
+
+def quality_column(
+    plan: CleaningPlan,
+    roles: Roles,
+    columns: pd.Index,
+    *,
+    require_label: bool,
+    notes: list[str],
+) -> str | None:
+    """The quality column the cleaning uses: the plan's, else the roles'; None to skip the step.
+
+    A quality column named by the plan (or needed for training) but absent is an error; one
+    only proposed by the roles is skipped with a note.
+    """
+    quality = plan.quality_column if plan.quality_column is not None else roles.quality
+    if quality is not None and quality not in columns:
+        if require_label or plan.quality_column is not None:
+            raise DataError(
+                _missing_column_message(
+                    "Quality",
+                    quality,
+                    columns,
+                    "Choose the quality column again, or clear it to skip the quality step.",
+                )
+            )
+        notes.append(
+            f"The quality column {quality!r} is not in this table; the quality step was skipped."
+        )
+        quality = None
+    if quality is not None and quality == roles.label:
+        raise ConfigError(
+            f"Column {quality!r} is both the label and the quality flag. "
+            "Choose a different quality column, or none."
+        )
+    return quality
 
 
 def suggest_plan(df: pd.DataFrame, roles: Roles) -> CleaningPlan:

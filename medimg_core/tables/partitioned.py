@@ -1547,26 +1547,7 @@ def clean_partitioned(
         if label not in meta.columns:
             raise DataError(_c._missing_column_message("Label", label, meta.columns))
     notes: list[str] = []
-    quality = plan.quality_column if plan.quality_column is not None else roles.quality
-    if quality is not None and quality not in meta.columns:
-        if require_label or plan.quality_column is not None:
-            raise DataError(
-                _c._missing_column_message(
-                    "Quality",
-                    quality,
-                    meta.columns,
-                    "Choose the quality column again, or clear it to skip the quality step.",
-                )
-            )
-        notes.append(
-            f"The quality column {quality!r} is not in this table; the quality step was skipped."
-        )
-        quality = None
-    if quality is not None and quality == roles.label:
-        raise ConfigError(
-            f"Column {quality!r} is both the label and the quality flag. "
-            "Choose a different quality column, or none."
-        )
+    quality = _c.quality_column(plan, roles, meta.columns, require_label=require_label, notes=notes)
     notes.extend(plan.notes)
     features = _c._feature_columns(meta, roles, quality)
     ctx = _Ctx(table._spec, roles, plan, label, quality, tuple(features), (), None, ())

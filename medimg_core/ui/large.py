@@ -543,16 +543,7 @@ def _save_training(
         source=source,
         validation=validation,
     )
-    auc = result.cv.metrics.get("roc_auc")
-    value = None if auc is None else float(auc.value)
-    return TrainingSummary(
-        run_id=saved.run_id,
-        model_kind=result.model.kind,
-        cv_roc_auc=None if value is None or value != value else value,
-        seconds=float(result.seconds),
-        n_models=len(result.leaderboard),
-        warnings=tuple(saved.warnings),
-    )
+    return TrainingSummary.of(result, saved)
 
 
 def stored_cases_note(card: dict[str, Any]) -> str | None:
