@@ -110,6 +110,8 @@ class Action(StrEnum):
     MANAGE_PROJECTS = "manage_projects"
     READ_AUDIT = "read_audit"
     CHANGE_SETTINGS = "change_settings"
+    RECORD_FEEDBACK = "record_feedback"
+    REPORT = "report"
 
     @property
     def description(self) -> str:
@@ -133,9 +135,20 @@ _DESCRIPTIONS = {
     Action.MANAGE_PROJECTS: "manage projects",
     Action.READ_AUDIT: "read the audit trail",
     Action.CHANGE_SETTINGS: "change settings",
+    Action.RECORD_FEEDBACK: "record a reader's judgement of a prediction",
+    Action.REPORT: "produce a model report",
 }
 
-_VIEWER = frozenset({Action.OPEN_RUN, Action.EVALUATE, Action.EXPLAIN, Action.PREDICT})
+_VIEWER = frozenset(
+    {
+        Action.OPEN_RUN,
+        Action.EVALUATE,
+        Action.EXPLAIN,
+        Action.PREDICT,
+        Action.RECORD_FEEDBACK,
+        Action.REPORT,
+    }
+)
 _ANALYST = _VIEWER | {
     Action.UPLOAD,
     Action.CLEAN,

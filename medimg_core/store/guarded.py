@@ -39,7 +39,14 @@ from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.training import train as _train
 from medimg_core.store import runs
 from medimg_core.store.audit import AuditTrail
-from medimg_core.store.registry import DeletedRun, Registry, RunRecord
+from medimg_core.store.registry import (
+    DeletedRun,
+    EvaluationRecord,
+    FeedbackRecord,
+    Registry,
+    RunContext,
+    RunRecord,
+)
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 from medimg_core.tables.cleaning import clean as _clean
 from medimg_core.tables.roles import Roles
@@ -52,10 +59,16 @@ __all__ = [
     "clean",
     "delete_run",
     "evaluate_external",
+    "get_run_context",
+    "list_evaluations",
+    "list_feedback",
     "list_runs",
     "open_run",
+    "record_evaluation",
+    "record_feedback",
     "record_upload",
     "save_run",
+    "set_run_context",
     "train",
 ]
 
@@ -70,6 +83,8 @@ AUDIT_ACTIONS: dict[Action, str] = {
     Action.OPEN_RUN: "open run",
     Action.DELETE_OWN_RUN: "delete",
     Action.DELETE_ANY_RUN: "delete",
+    Action.RECORD_FEEDBACK: "reader feedback",
+    Action.REPORT: "report",
 }
 """The audit trail's word for each permission checked here."""
 
@@ -365,6 +380,124 @@ def delete_run(
         return _run_action(
             actor, run_id, "delete", client, reg, lambda: reg.delete_run(actor, run_id)
         )
+
+
+def record_evaluation(
+    actor: Actor,
+    run_id: str,
+    *,
+    client: str,
+    registry: Registry | None = None,
+    **fields: Any,
+) -> EvaluationRecord:
+    """:meth:`Registry.record_evaluation`, audited as "evaluate" of the run.
+
+    Raises
+    ------
+    PermissionDenied
+        When ``actor`` may not validate models externally (audited as refused).
+    """
+    with (
+        _registry(registry) as reg,
+        audited(
+            actor,
+            Action.EXTERNAL_VALIDATION,
+            client=client,
+            object=run_id,
+            project=_project_of(reg, run_id),
+            registry=reg,
+            check=False,
+        ),
+    ):
+        return reg.record_evaluation(actor, run_id, **fields)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def list_evaluations(
+    actor: Actor, run_id: str, *, registry: Registry | None = None
+) -> list[EvaluationRecord]:
+    """The run's recorded external evaluations (not audited: opening the run is)."""
+    with _registry(registry) as reg:
+        return reg.list_evaluations(actor, run_id)
+
+
+def record_feedback(
+    actor: Actor,
+    run_id: str,
+    *,
+    client: str,
+    registry: Registry | None = None,
+    **fields: Any,
+) -> FeedbackRecord:
+    """:meth:`Registry.record_feedback`, audited as "reader feedback" on the run.
+
+    Raises
+    ------
+    PermissionDenied
+        When ``actor`` may not record judgements in the run's project (audited as refused).
+    """
+    with (
+        _registry(registry) as reg,
+        audited(
+            actor,
+            Action.RECORD_FEEDBACK,
+            client=client,
+            object=run_id,
+            project=_project_of(reg, run_id),
+            registry=reg,
+            check=False,
+        ),
+    ):
+        return reg.record_feedback(actor, run_id, **fields)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def list_feedback(
+    actor: Actor, run_id: str, *, registry: Registry | None = None
+) -> list[FeedbackRecord]:
+    """Readers' judgements of the run's predictions (not audited: opening the run is)."""
+    with _registry(registry) as reg:
+        return reg.list_feedback(actor, run_id)
+
+
+def set_run_context(
+    actor: Actor,
+    run_id: str,
+    *,
+    client: str,
+    registry: Registry | None = None,
+    **fields: str | None,
+) -> RunContext:
+    """:meth:`Registry.set_run_context`, audited as "run context" of the run.
+
+    Raises
+    ------
+    PermissionDenied
+        When ``actor`` neither owns the run nor is an admin (audited as refused).
+    """
+    with (
+        _registry(registry) as reg,
+        audited(
+            actor,
+            Action.TRAIN,
+            client=client,
+            object=run_id,
+            project=_project_of(reg, run_id),
+            audit_action="run context",
+            registry=reg,
+            check=False,
+        ),
+    ):
+        return reg.set_run_context(actor, run_id, **fields)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def get_run_context(
+    actor: Actor, run_id: str, *, registry: Registry | None = None
+) -> RunContext | None:
+    """What the run's owner stated it is for (not audited: opening the run is)."""
+    with _registry(registry) as reg:
+        return reg.get_run_context(actor, run_id)
 
 
 def _run_action(actor: Actor, run_id: str, word: str, client: str, reg: Registry, work: Any) -> Any:

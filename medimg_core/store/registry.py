@@ -27,6 +27,7 @@ import pyarrow as pa
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     Integer,
     String,
     Text,
@@ -40,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
 from medimg_core.encryption import is_encrypted, read_decrypted, write_encrypted
-from medimg_core.errors import RegistryError
+from medimg_core.errors import ConfigError, RegistryError
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
@@ -56,7 +57,20 @@ from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
 
-__all__ = ["STORED_DATASET", "DeletedRun", "Registry", "RunRecord", "reproducible_table"]
+__all__ = [
+    "FEEDBACK_NOTE_LIMIT",
+    "RUN_CONTEXT_FIELDS",
+    "RUN_CONTEXT_LIMIT",
+    "STORED_DATASET",
+    "VERDICTS",
+    "DeletedRun",
+    "EvaluationRecord",
+    "FeedbackRecord",
+    "Registry",
+    "RunContext",
+    "RunRecord",
+    "reproducible_table",
+]
 
 STORED_DATASET = "stored_dataset"
 """Key of the run card (in the registry) describing the table kept for the run."""
@@ -105,6 +119,211 @@ class _Dataset(_Base):
     project: Mapped[str] = mapped_column(String(128), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class _Evaluation(_Base):
+    """An evaluation of a saved model on data it was not developed on (issue 11)."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    username: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    dataset_name: Mapped[str] = mapped_column(Text)
+    dataset_hash: Mapped[str] = mapped_column(String(128))
+    n: Mapped[int] = mapped_column(Integer)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recalibrated_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class _Feedback(_Base):
+    """A reader's judgement of one prediction (never the case's identifying columns)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    username: Mapped[str] = mapped_column(String(128))
+    case_ref: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+    predicted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class _RunContext(_Base):
+    """What a run is for, as its owner states it (issue 11: the report's intended use)."""
+
+    __tablename__ = "run_context"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    intended_use: Mapped[str] = mapped_column(Text, default="")
+    target_population: Mapped[str] = mapped_column(Text, default="")
+    reference_standard: Mapped[str] = mapped_column(Text, default="")
+    clinical_setting: Mapped[str] = mapped_column(Text, default="")
+    intended_users: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+RUN_CONTEXT_FIELDS = (
+    "intended_use",
+    "target_population",
+    "reference_standard",
+    "clinical_setting",
+    "intended_users",
+)
+"""What a run's owner may state about its purpose (:meth:`Registry.set_run_context`)."""
+
+RUN_CONTEXT_LIMIT = 2000
+"""Longest statement kept per run-context field, in characters."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run is for, in its owner's words (empty text = not stated).
+
+    Attributes
+    ----------
+    run_id : the run described.
+    intended_use : the clinical question and the decision the model supports.
+    target_population : the patients it is meant for (inclusion criteria, care setting).
+    reference_standard : how the true labels were established (e.g. histopathology).
+    clinical_setting : where it would be used (screening, referral clinic, ...).
+    intended_users : who would read its output (radiologists, pathologists, ...).
+    updated_by, updated_at : who stated it last, and when (UTC).
+    """
+
+    run_id: str
+    intended_use: str = ""
+    target_population: str = ""
+    reference_standard: str = ""
+    clinical_setting: str = ""
+    intended_users: str = ""
+    updated_by: str = ""
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stated fields (JSON-ready), with who stated them and when."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in RUN_CONTEXT_FIELDS}
+        out["updated_by"] = self.updated_by
+        out["updated_at"] = None if self.updated_at is None else self.updated_at.isoformat()
+        return out
+
+
+def _run_context(row: _RunContext) -> RunContext:
+    return RunContext(
+        run_id=row.run_id,
+        **{name: getattr(row, name) or "" for name in RUN_CONTEXT_FIELDS},
+        updated_by=row.updated_by,
+        updated_at=_utc(row.updated_at),
+    )
+
+
+VERDICTS = ("agree", "disagree", "unsure")
+"""What a reader may say about a prediction."""
+
+FEEDBACK_NOTE_LIMIT = 500
+"""Longest reader note kept, in characters."""
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One recorded evaluation of a run on new data (e.g. another site's file).
+
+    Attributes
+    ----------
+    id : sortable id.
+    run_id : the evaluated run.
+    created_at : when it was recorded (UTC).
+    username : who ran it.
+    kind : "external".
+    dataset_name, dataset_hash : the evaluated file's name and content hash.
+    n : cases evaluated.
+    result : JSON-ready figures (metrics with intervals, calibration, feature shift, ...).
+    recalibrated_run_id : the run saved with a recalibration fitted on these data, if any.
+    """
+
+    id: str
+    run_id: str
+    created_at: datetime
+    username: str
+    kind: str
+    dataset_name: str
+    dataset_hash: str
+    n: int
+    result: dict[str, Any]
+    recalibrated_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One reader's judgement of one prediction of a run.
+
+    Attributes
+    ----------
+    id : sortable id.
+    run_id : the run whose prediction was judged.
+    created_at : when (UTC).
+    username : the reader.
+    case_ref : a non-identifying reference to the case (a keyed pseudonym or a row number of
+        the run's stored cases, or a content hash of a scored row), never its ID.
+    source : where the judgement was made ("explain", "predict").
+    verdict : one of :data:`VERDICTS`.
+    note : the reader's short note (at most :data:`FEEDBACK_NOTE_LIMIT` characters).
+    predicted : the predicted class's display name, probability : P(positive) shown.
+    """
+
+    id: str
+    run_id: str
+    created_at: datetime
+    username: str
+    case_ref: str
+    source: str
+    verdict: str
+    note: str
+    predicted: str | None = None
+    probability: float | None = None
+
+
+def _utc(created: datetime) -> datetime:
+    # SQLite drops the zone (every stored time is UTC); PostgreSQL answers in the session's
+    # time zone, which need not be UTC.
+    return created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+
+
+def _evaluation_record(row: _Evaluation) -> EvaluationRecord:
+    return EvaluationRecord(
+        id=row.id,
+        run_id=row.run_id,
+        created_at=_utc(row.created_at),
+        username=row.username,
+        kind=row.kind,
+        dataset_name=row.dataset_name,
+        dataset_hash=row.dataset_hash,
+        n=row.n,
+        result=dict(row.result or {}),
+        recalibrated_run_id=row.recalibrated_run_id,
+    )
+
+
+def _feedback_record(row: _Feedback) -> FeedbackRecord:
+    return FeedbackRecord(
+        id=row.id,
+        run_id=row.run_id,
+        created_at=_utc(row.created_at),
+        username=row.username,
+        case_ref=row.case_ref,
+        source=row.source,
+        verdict=row.verdict,
+        note=row.note,
+        predicted=row.predicted,
+        probability=row.probability,
+    )
 
 
 def _migrate(engine: Engine) -> None:
@@ -224,13 +443,9 @@ def _format_metric(metric: dict[str, Any] | None) -> str:
 
 
 def _record(row: _Run) -> RunRecord:
-    created = row.created_at
-    # SQLite drops the zone (every stored time is UTC); PostgreSQL answers in the session's
-    # time zone, which need not be UTC.
-    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
     return RunRecord(
         id=row.id,
-        created_at=created,
+        created_at=_utc(row.created_at),
         dataset_name=row.dataset_name,
         dataset_hash=row.dataset_hash,
         label=row.label,
@@ -285,10 +500,13 @@ def reproducible_table(
     Returns
     -------
     (pandas.DataFrame, dict)
-        The patient ID column (as keyed pseudonyms), the label and the feature columns, in that
-        order, with ``data``'s rows and index; and ``{"id", "id_pseudonymised", "label",
-        "features", "left_out"}``: the columns kept and the names of the columns left out.
-        Identifying, excluded, quality and site columns are never kept.
+        The patient ID column (as keyed pseudonyms), the label, the feature columns and the
+        site and subgroup columns (``roles.site``, ``roles.subgroups``: needed to reproduce the
+        per-site and per-subgroup analysis; a site, sex or age does not identify a patient by
+        itself), in that order, with ``data``'s rows and index; and ``{"id",
+        "id_pseudonymised", "label", "features", "analysis", "left_out"}``: the columns kept
+        and the names of the columns left out. Identifying, other excluded and quality columns
+        are never kept.
     """
     roles = model.roles
     id_column = roles.id if roles.id is not None and roles.id in data.columns else None
@@ -296,7 +514,12 @@ def reproducible_table(
     features = [
         c for c in model.feature_columns if c in data.columns and c not in {id_column, label}
     ]
-    kept = [c for c in dict.fromkeys([id_column, label, *features]) if c is not None]
+    analysis = [
+        c
+        for c in roles.analysis_columns()
+        if c in data.columns and c not in {id_column, label, *features}
+    ]
+    kept = [c for c in dict.fromkeys([id_column, label, *features, *analysis]) if c is not None]
     table = data[kept].copy()
     if id_column is not None:
         table[id_column] = pseudonymise_ids(
@@ -307,6 +530,7 @@ def reproducible_table(
         "id_pseudonymised": id_column is not None,
         "label": label,
         "features": [str(c) for c in features],
+        "analysis": [str(c) for c in analysis],
         "left_out": [str(c) for c in data.columns if c not in kept],
     }
     return table, mapping
@@ -543,6 +767,71 @@ class Registry:
             session.add(row)
         return run_id
 
+    def record_derived_run(
+        self,
+        actor: Actor,
+        parent_run_id: str,
+        *,
+        card: dict[str, Any],
+        model_dir: str | os.PathLike[str],
+    ) -> str:
+        """Record a run derived from a recorded one without retraining (e.g. recalibrated).
+
+        The new run shares the parent's data (name, hash, stored table), label, configuration,
+        plan, versions and seed; its metrics are those of ``card``. It belongs to the parent's
+        project, with ``actor`` as owner.
+
+        Raises
+        ------
+        PermissionDenied
+            When ``actor`` may not train in the parent run's project.
+        RegistryError
+            When the parent run is not recorded in the actor's projects.
+        """
+        parent = self.get_run(actor, parent_run_id)
+        require(actor, Action.TRAIN, project=parent.project)
+        with self._session("read the parent run") as session:
+            row = session.get(_Run, parent_run_id)
+            if row is None:  # deleted meanwhile
+                raise RegistryError(
+                    f"the run {parent_run_id!r} was deleted meanwhile; open another run."
+                )
+            source = {
+                "dataset_name": row.dataset_name,
+                "dataset_hash": row.dataset_hash,
+                "label": row.label,
+                "model_kind": row.model_kind,
+                "positive_class": row.positive_class,
+                "n_rows": row.n_rows,
+                "config": dict(row.config or {}),
+                "plan": dict(row.plan or {}),
+                "versions": dict(row.versions or {}),
+                "seed": row.seed,
+                "stored": (row.card or {}).get(STORED_DATASET),
+            }
+        stored = source.pop("stored")
+        full_card = {
+            **card,
+            **({STORED_DATASET: stored} if stored is not None else {}),
+            "project": parent.project,
+            "owner": actor.username,
+        }
+        now = datetime.now(UTC)
+        run_id = _new_run_id(now)
+        new = _Run(
+            id=run_id,
+            created_at=now,
+            metrics=_jsonable(card.get("metrics") or {}),
+            model_dir=str(Path(model_dir).expanduser().absolute()),
+            card=_jsonable(full_card),
+            project=parent.project,
+            owner=actor.username,
+            **source,
+        )
+        with self._session("record the run") as session:
+            session.add(new)
+        return run_id
+
     def list_runs(self, actor: Actor) -> list[RunRecord]:
         """The runs of ``actor``'s current project, newest first.
 
@@ -635,6 +924,10 @@ class Registry:
                 row = session.get(_Run, run_id)
                 if row is not None:
                     session.delete(row)
+                # Its evaluations and readers' judgements go with it.
+                session.execute(delete(_Evaluation).where(_Evaluation.run_id == run_id))
+                session.execute(delete(_Feedback).where(_Feedback.run_id == run_id))
+                session.execute(delete(_RunContext).where(_RunContext.run_id == run_id))
                 session.flush()
                 # Runs recorded earlier point at their whole table by its hash, newer ones at
                 # their own columns: the file is in use while any remaining run points at it.
@@ -655,6 +948,246 @@ class Registry:
             dataset_deleted=dataset_deleted,
             note=self._deletion_note(run_id, model_dir, owned is not None, dataset_deleted),
         )
+
+    def record_evaluation(
+        self,
+        actor: Actor,
+        run_id: str,
+        *,
+        dataset_name: str,
+        dataset_hash: str,
+        n: int,
+        result: dict[str, Any],
+        kind: str = "external",
+        recalibrated_run_id: str | None = None,
+    ) -> EvaluationRecord:
+        """Record an evaluation of a run on new data as part of the run's history.
+
+        Parameters
+        ----------
+        actor : who evaluated (needs external validation in the run's project).
+        run_id : the evaluated run.
+        dataset_name, dataset_hash : the evaluated file.
+        n : cases evaluated.
+        result : JSON-ready figures; stored as given.
+        kind : "external".
+        recalibrated_run_id : the run saved with a recalibration fitted on these data.
+
+        Raises
+        ------
+        PermissionDenied
+            When ``actor`` may not validate models externally in the run's project.
+        RegistryError
+            When no such run is recorded in the actor's projects, or the record cannot be written.
+        """
+        record = self.get_run(actor, run_id)
+        require(actor, Action.EXTERNAL_VALIDATION, project=record.project)
+        now = datetime.now(UTC)
+        row = _Evaluation(
+            id=_new_run_id(now),
+            run_id=run_id,
+            created_at=now,
+            username=actor.username,
+            kind=kind,
+            dataset_name=dataset_name,
+            dataset_hash=dataset_hash,
+            n=int(n),
+            result=_jsonable(result),
+            recalibrated_run_id=recalibrated_run_id,
+        )
+        with self._session("record the evaluation") as session:
+            session.add(row)
+            session.flush()
+            return _evaluation_record(row)
+
+    def link_recalibrated(
+        self, actor: Actor, evaluation_id: str, recalibrated_run_id: str
+    ) -> EvaluationRecord:
+        """Note on a recorded evaluation the run saved with a recalibration fitted on its data.
+
+        Raises
+        ------
+        RegistryError
+            When the evaluation or either run is not recorded in the actor's projects.
+        """
+        with self._session("read the evaluation") as session:
+            row = session.get(_Evaluation, evaluation_id)
+            run_id = row.run_id if row is not None else None
+        if run_id is None:
+            raise RegistryError(
+                f"no such evaluation: {evaluation_id!r} is not recorded; list a run's "
+                "evaluations on the Runs page or with `medimg runs show RUN_ID`."
+            )
+        record = self.get_run(actor, run_id)
+        self.get_run(actor, recalibrated_run_id)
+        require(actor, Action.EXTERNAL_VALIDATION, project=record.project)
+        with self._session("link the recalibrated run") as session:
+            row = session.get(_Evaluation, evaluation_id)
+            assert row is not None
+            row.recalibrated_run_id = recalibrated_run_id
+            session.flush()
+            return _evaluation_record(row)
+
+    def list_evaluations(self, actor: Actor, run_id: str) -> list[EvaluationRecord]:
+        """The recorded evaluations of a run, oldest first.
+
+        Raises
+        ------
+        RegistryError
+            When no such run is recorded in the actor's projects.
+        """
+        self.get_run(actor, run_id)
+        query = (
+            select(_Evaluation)
+            .where(_Evaluation.run_id == run_id)
+            .order_by(_Evaluation.created_at, _Evaluation.id)
+        )
+        with self._session("list the run's evaluations") as session:
+            return [_evaluation_record(r) for r in session.scalars(query)]
+
+    def record_feedback(
+        self,
+        actor: Actor,
+        run_id: str,
+        *,
+        case_ref: str,
+        verdict: str,
+        note: str = "",
+        source: str,
+        predicted: str | None = None,
+        probability: float | None = None,
+    ) -> FeedbackRecord:
+        """Record a reader's judgement of one prediction of a run.
+
+        Parameters
+        ----------
+        actor : the reader (any member of the run's project who may open runs).
+        run_id : the run whose prediction is judged.
+        case_ref : a non-identifying reference to the case (never its ID column's value).
+        verdict : "agree", "disagree" or "unsure".
+        note : a short note, at most :data:`FEEDBACK_NOTE_LIMIT` characters.
+        source : the page or command the judgement came from ("explain", "predict").
+        predicted, probability : what the model said, as shown to the reader.
+
+        Raises
+        ------
+        ConfigError
+            An unknown verdict, an empty case reference or a note that is too long.
+        PermissionDenied
+            When ``actor`` may not record judgements in the run's project.
+        RegistryError
+            When no such run is recorded in the actor's projects.
+        """
+        verdict = str(verdict).strip().lower()
+        if verdict not in VERDICTS:
+            raise ConfigError(
+                f"A reader's judgement is one of {', '.join(VERDICTS)}; got {verdict!r}."
+            )
+        note = str(note or "").strip()
+        if len(note) > FEEDBACK_NOTE_LIMIT:
+            raise ConfigError(
+                f"The note has {len(note)} characters; keep it to {FEEDBACK_NOTE_LIMIT} "
+                "(a short reason, without names or other identifying details)."
+            )
+        if not str(case_ref).strip():
+            raise ConfigError("The judgement names no case; choose a case first.")
+        record = self.get_run(actor, run_id)
+        require(actor, Action.RECORD_FEEDBACK, project=record.project)
+        now = datetime.now(UTC)
+        row = _Feedback(
+            id=_new_run_id(now),
+            run_id=run_id,
+            created_at=now,
+            username=actor.username,
+            case_ref=str(case_ref),
+            source=str(source),
+            verdict=verdict,
+            note=note,
+            predicted=None if predicted is None else str(predicted),
+            probability=None if probability is None else float(probability),
+        )
+        with self._session("record the judgement") as session:
+            session.add(row)
+            session.flush()
+            return _feedback_record(row)
+
+    def list_feedback(self, actor: Actor, run_id: str) -> list[FeedbackRecord]:
+        """Readers' judgements of a run's predictions, oldest first.
+
+        Raises
+        ------
+        RegistryError
+            When no such run is recorded in the actor's projects.
+        """
+        self.get_run(actor, run_id)
+        query = (
+            select(_Feedback)
+            .where(_Feedback.run_id == run_id)
+            .order_by(_Feedback.created_at, _Feedback.id)
+        )
+        with self._session("list the readers' judgements") as session:
+            return [_feedback_record(r) for r in session.scalars(query)]
+
+    def set_run_context(self, actor: Actor, run_id: str, **fields: str | None) -> RunContext:
+        """State what a run is for: intended use, target population, reference standard,
+        clinical setting and intended users (any of :data:`RUN_CONTEXT_FIELDS`).
+
+        Fields not given keep their stored text; an empty text clears one. The run's owner
+        may state it (an analyst's permission to train in the run's project), an admin for any
+        run.
+
+        Raises
+        ------
+        ConfigError
+            An unknown field or a statement longer than :data:`RUN_CONTEXT_LIMIT` characters.
+        PermissionDenied
+            When ``actor`` may not train in the run's project, or does not own the run and is
+            not an admin.
+        RegistryError
+            When no such run is recorded in the actor's projects.
+        """
+        unknown = sorted(set(fields) - set(RUN_CONTEXT_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"A run's context has no field {', '.join(map(repr, unknown))}; state one of "
+                f"{', '.join(RUN_CONTEXT_FIELDS)}."
+            )
+        given = {k: " ".join(str(v).split()) for k, v in fields.items() if v is not None}
+        for name, text in given.items():
+            if len(text) > RUN_CONTEXT_LIMIT:
+                raise ConfigError(
+                    f"The {name.replace('_', ' ')} has {len(text)} characters; keep it to "
+                    f"{RUN_CONTEXT_LIMIT} (a short statement; details belong in a protocol)."
+                )
+        record = self.get_run(actor, run_id)
+        require(actor, Action.TRAIN, project=record.project)
+        # Only the owner (or an admin, who may delete any run) speaks for a run.
+        require(actor, Action.DELETE_OWN_RUN, owner=record.owner, project=record.project)
+        now = datetime.now(UTC)
+        with self._session("state the run's context") as session:
+            row = session.get(_RunContext, run_id)
+            if row is None:
+                row = _RunContext(run_id=run_id, **dict.fromkeys(RUN_CONTEXT_FIELDS, ""))
+                session.add(row)
+            for name, text in given.items():
+                setattr(row, name, text)
+            row.updated_by = actor.username
+            row.updated_at = now
+            session.flush()
+            return _run_context(row)
+
+    def get_run_context(self, actor: Actor, run_id: str) -> RunContext | None:
+        """What the run's owner stated it is for, or None when nothing was stated.
+
+        Raises
+        ------
+        RegistryError
+            When no such run is recorded in the actor's projects.
+        """
+        self.get_run(actor, run_id)
+        with self._session("read the run's context") as session:
+            row = session.get(_RunContext, run_id)
+            return None if row is None else _run_context(row)
 
     def _owned_model_dir(self, model_dir: Path) -> Path | None:
         """The resolved model directory when medimg made it inside the workspace, else None."""

@@ -26,6 +26,9 @@ EXPECTED: dict[Action, set[str]] = {
     Action.EVALUATE: {V, A, D},
     Action.EXPLAIN: {V, A, D},
     Action.PREDICT: {V, A, D},
+    # Issue 11: a radiologist judges predictions and reads the model report.
+    Action.RECORD_FEEDBACK: {V, A, D},
+    Action.REPORT: {V, A, D},
     Action.UPLOAD: {A, D},
     Action.CLEAN: {A, D},
     Action.TRAIN: {A, D},

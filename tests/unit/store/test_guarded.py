@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from medimg_core.access import SINGLE_USER, Action, Actor, Role
-from medimg_core.errors import PermissionDenied, RegistryError
+from medimg_core.errors import ConfigError, PermissionDenied, RegistryError
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
@@ -336,3 +336,107 @@ def test_old_registries_gain_project_and_owner_columns(
             registry.delete_run(analyst, run_id)
     with Registry(url=database_url, home=home) as registry:  # a second open changes nothing
         assert registry.delete_run(SINGLE_USER, run_id).run_id == run_id
+
+
+def test_a_runs_history_keeps_evaluations_and_readers_judgements(
+    env_registry: Registry, result: TrainingResult, tmp_path: Path
+) -> None:
+    registry = env_registry
+    run_id = _train_as(ANALYST, registry, result, tmp_path, "history")
+    evaluation = guarded.record_evaluation(
+        ANALYST,
+        run_id,
+        client=CLIENT,
+        registry=registry,
+        dataset_name="site B.csv",
+        dataset_hash="b" * 64,
+        n=120,
+        result={"metrics": {"roc_auc": {"value": 0.91, "ci95": [0.85, 0.96]}}},
+    )
+    assert evaluation.username == ANALYST.username
+    assert evaluation.recalibrated_run_id is None
+    first = guarded.record_feedback(
+        VIEWER,
+        run_id,
+        client=CLIENT,
+        registry=registry,
+        case_ref="case-7",
+        verdict=" Disagree ",
+        note="calcification missed",
+        source="explain",
+        predicted="benign",
+        probability=0.31,
+    )
+    assert (first.verdict, first.username, first.probability) == ("disagree", "vera", 0.31)
+    guarded.record_feedback(
+        ANALYST,
+        run_id,
+        client=CLIENT,
+        registry=registry,
+        case_ref="c-9",
+        verdict="agree",
+        source="predict",
+    )
+    assert [f.verdict for f in guarded.list_feedback(VIEWER, run_id, registry=registry)] == [
+        "disagree",
+        "agree",
+    ]
+    [kept] = guarded.list_evaluations(VIEWER, run_id, registry=registry)
+    assert kept.result["metrics"]["roc_auc"]["ci95"] == [0.85, 0.96]
+    other = _train_as(ANALYST, registry, result, tmp_path, "recalibrated")
+    linked = registry.link_recalibrated(ANALYST, kept.id, other)
+    assert linked.recalibrated_run_id == other
+    actions = [e[2:5] for e in _audit(registry)]
+    assert ("evaluate", run_id, "ok") in actions
+    assert actions.count(("reader feedback", run_id, "ok")) == 2
+    # Deleting the run deletes its history; the other run keeps its own.
+    guarded.delete_run(ANALYST, run_id, client=CLIENT, registry=registry)
+    with pytest.raises(RegistryError):
+        registry.list_feedback(ANALYST, run_id)
+    assert registry.list_feedback(ANALYST, other) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"verdict": "maybe"}, "one of agree, disagree, unsure"),
+        ({"note": "x" * 501}, "keep it to 500"),
+        ({"case_ref": " "}, "names no case"),
+    ],
+)
+def test_bad_judgements_are_refused_with_the_fix(
+    env_registry: Registry,
+    result: TrainingResult,
+    tmp_path: Path,
+    fields: dict[str, str],
+    message: str,
+) -> None:
+    registry = env_registry
+    run_id = _train_as(ANALYST, registry, result, tmp_path, "bad")
+    values = {"case_ref": "c1", "verdict": "agree", "source": "explain", **fields}
+    with pytest.raises(ConfigError, match=message):
+        registry.record_feedback(VIEWER, run_id, **values)
+    assert registry.list_feedback(VIEWER, run_id) == []
+
+
+def test_viewers_may_judge_but_not_record_external_evaluations(
+    env_registry: Registry, result: TrainingResult, tmp_path: Path
+) -> None:
+    registry = env_registry
+    run_id = _train_as(ANALYST, registry, result, tmp_path, "viewer")
+    with pytest.raises(PermissionDenied):
+        guarded.record_evaluation(
+            VIEWER,
+            run_id,
+            client=CLIENT,
+            registry=registry,
+            dataset_name="x",
+            dataset_hash="c" * 64,
+            n=3,
+            result={},
+        )
+    assert registry.list_evaluations(VIEWER, run_id) == []
+    assert ("evaluate", run_id, "refused") in [e[2:5] for e in _audit(registry)]
+    stranger = Actor("sam", Role.ADMIN, frozenset({"other"}), "other")
+    with pytest.raises(RegistryError, match="no such run"):
+        registry.record_feedback(stranger, run_id, case_ref="c", verdict="agree", source="x")
