@@ -304,6 +304,49 @@ def _train_task(
     )
 
 
+def _train_by_site_task(
+    data: pd.DataFrame,
+    roles: Roles,
+    config: ModelConfig,
+    validation: ValidationConfig,
+    positive: Any,
+    plan: CleaningPlan,
+    *,
+    progress: Callable[[float, str], None],
+) -> tuple[TrainingResult, Any]:
+    """A training job with leave-one-site-out validation: the normal training (the model that
+    is saved and deployed), then each site held out in turn as extra evidence."""
+    from medimg_core.modelling.subgroups import check_sites, leave_one_site_out
+
+    check_sites(data, roles)
+    result = _train_task(
+        data,
+        roles,
+        config,
+        validation,
+        positive,
+        plan,
+        progress=lambda f, m: progress(0.5 * f, m),
+    )
+    by_site = leave_one_site_out(
+        data,
+        roles,
+        config,
+        validation,
+        positive=result.model.positive_class,
+        plan=plan,
+        progress=lambda f, m: progress(0.5 + 0.5 * f, f"leave-one-site-out: {m}"),
+    )
+    return result, by_site
+
+
+def _save_training_by_site(outcome: tuple[TrainingResult, Any], **options: Any) -> TrainingSummary:
+    """:func:`_save_training` of a leave-one-site-out job: the card also keeps the per-site
+    validation."""
+    result, by_site = outcome
+    return _save_training(result, site_validation=by_site, **options)
+
+
 def _save_training(
     result: TrainingResult,
     *,
@@ -314,6 +357,7 @@ def _save_training(
     dataset_name: str,
     validation: ValidationConfig,
     image_settings: Mapping[str, Any] | None,
+    site_validation: Any = None,
 ) -> TrainingSummary:
     """A training job's finishing step, in the server: save the run as its owner, keep a summary."""
     from medimg_core.store import guarded
@@ -330,6 +374,7 @@ def _save_training(
         strict_registry=False,
         image_settings=image_settings,
         client=client,
+        site_validation=site_validation,
     )
     return TrainingSummary.of(result, saved)
 
@@ -489,11 +534,14 @@ class JobManager:
         dataset_name: str,
         image_settings: Mapping[str, Any] | None = None,
         client: str = "local",
+        leave_one_site_out: bool = False,
     ) -> str:
         """Queue the training the Train page asks for; the manager saves the run as ``owner``.
 
         The arguments are those of :func:`medimg_core.modelling.training.train` and of
-        :func:`medimg_core.store.runs.save_run`. The permission to train is checked here, before
+        :func:`medimg_core.store.runs.save_run`; ``leave_one_site_out`` also holds out each site
+        in turn (:func:`medimg_core.modelling.subgroups.leave_one_site_out`) and keeps the result
+        in the card (the saved model is still the normally trained one). The permission to train is checked here, before
         anything is queued, and again when the run is saved.
 
         Raises
@@ -505,7 +553,7 @@ class JobManager:
 
         require(owner, Action.TRAIN)
         finish = functools.partial(
-            _save_training,
+            _save_training_by_site if leave_one_site_out else _save_training,
             actor=owner,
             client=client,
             data=data,
@@ -519,7 +567,7 @@ class JobManager:
             JobKind.TRAIN,
             owner,
             title,
-            _train_task,
+            _train_by_site_task if leave_one_site_out else _train_task,
             data,
             roles,
             config,

@@ -444,6 +444,16 @@ with roles_col:
         "stay features, but Train also shows the model's performance without them, so the "
         "reader's skill is not mistaken for the model's.",
     )
+    subgroup_options = [c for c in columns if c not in (label, patient, site)]
+    subgroups = st.multiselect(
+        "Subgroups (metrics per group)",
+        subgroup_options,
+        default=[c for c in start.subgroups if c in subgroup_options],
+        key="role_subgroups",
+        help="Columns such as sex or age: Evaluate shows the metrics with 95% intervals for "
+        "each group (ages in bands). A subgroup stays a feature unless you also exclude it; "
+        "the site is always analysed by site.",
+    )
 
     classes = workflow.label_classes(frame, label)
     positive = None
@@ -476,6 +486,7 @@ with roles_col:
             site=None if site == NONE else site,
             exclude=exclude,
             reader=reader,
+            subgroups=subgroups,
         )
     except MedimgError as exc:
         st.error(str(exc), icon=":material/error:")

@@ -20,6 +20,7 @@ from medimg_core.tables.roles import Roles, feature_columns
 from medimg_core.ui import cache, images, jobs, large, state, widgets, workflow
 from medimg_core.ui.auth import current_actor
 from medimg_core.ui.classes import positive_text
+from medimg_core.ui.sites import site_validation_choice
 
 C_OPTIONS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LR_OPTIONS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
@@ -285,6 +286,7 @@ with st.container(border=True):
             )
             if repeats:
                 st.warning(repeats, icon=":material/content_copy:")
+        by_site = site_validation_choice(data, roles, available=big is None)
     with threshold_col:
         rules = list(summaries.THRESHOLD_RULES)
         rule = st.radio(
@@ -368,6 +370,7 @@ if st.button(
                 cleaning=report,
                 dataset_name=table.name,
                 table_hash=table.content_hash,
+                leave_one_site_out=by_site,
             )
     except MedimgError as exc:
         st.error(str(exc), icon=":material/error:")

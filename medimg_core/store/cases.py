@@ -4,10 +4,12 @@ A model directory holds the fitted pipeline and its card; with the cases (the cl
 each with its partition and the probability the validation gave it) a saved run can be opened
 later and evaluated, explained and reviewed case by case exactly as right after training.
 
-Only what the model needs is kept: its feature columns, the label and the patient ID, written
-as a keyed pseudonym (:func:`medimg_core.privacy.pseudonymise_ids`), so the file groups a
-patient's rows without naming the patient. Excluded and identifying columns never reach the
-file. Development rows carry their out-of-fold probability (the model that scored them never saw
+Only what the model and its evaluation need is kept: its feature columns, the label, the patient
+ID, written as a keyed pseudonym (:func:`medimg_core.privacy.pseudonymise_ids`), so the file
+groups a patient's rows without naming the patient, and the site and subgroup columns
+(``Roles.site``, ``Roles.subgroups``) for the per-site and per-subgroup metrics. A site, sex or
+age column does not identify a patient by itself; age is kept as the number recorded and only
+ever shown in bands. Other excluded and identifying columns never reach the file. Development rows carry their out-of-fold probability (the model that scored them never saw
 them), test rows the final model's probability.
 """
 
@@ -75,7 +77,7 @@ def probability_columns(model: MedimgModel) -> tuple[str, ...]:
 
 def _kept_columns(model: MedimgModel, data: pd.DataFrame) -> list[str]:
     roles = model.roles
-    wanted = [roles.id, roles.label, *model.feature_columns]
+    wanted = [roles.id, roles.label, *model.feature_columns, *roles.analysis_columns()]
     return [c for c in dict.fromkeys(wanted) if c is not None and c in data.columns]
 
 

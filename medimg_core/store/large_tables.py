@@ -221,6 +221,7 @@ def save_server_run(
             dataset_name=dataset_name,
             validation=validation,
             data=development,
+            cases=outcome.cases,
         )
         n_test_stored = int((outcome.cases[cases.PARTITION] == cases.TEST).sum())
         _add_to_card(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
 from medimg_core.errors import ModelFileError, RegistryError
+from medimg_core.modelling.subgroups import SiteValidation
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import cases
@@ -60,6 +61,7 @@ def save_run(
     strict_registry: bool = True,
     image_settings: Mapping[str, Any] | None = None,
     feature_descriptions: Mapping[str, str] | None = None,
+    site_validation: SiteValidation | None = None,
 ) -> SavedRun:
     """Save the model with its card and cases, then record the run in the registry.
 
@@ -79,6 +81,8 @@ def save_run(
         card keeps them so that prediction re-extracts new images identically.
     feature_descriptions : feature name -> one-line description for the card (default, for
         image models, the image features' own descriptions).
+    site_validation : leave-one-site-out validation, when it was run (stored in the card as
+        ``leave_one_site_out``; the saved model is still the normally trained one).
 
     Returns
     -------
@@ -105,6 +109,8 @@ def save_run(
         data=development,
         image_settings=image_settings,
         feature_descriptions=feature_descriptions,
+        cases=case_frame,
+        site_validation=site_validation,
     )
     cases.save_cases(directory, case_frame, id_column=result.model.roles.id)
     card = _stamp_card(directory, actor)

@@ -47,6 +47,11 @@ class Roles:
     BI-RADS category, a pathologist's grade). They stay model features, but training also
     reports the model's performance without them, so nobody mistakes the reader's skill for the
     model's.
+
+    ``subgroups`` lists columns whose groups (sex, age band, ...) get their own metrics with
+    intervals. Marking a column as a subgroup does not change the features: a subgroup column
+    that has no other role stays a feature; one that is also excluded is kept aside for the
+    analysis only. The site column (``site``) is always analysed by site.
     """
 
     label: str | None = None
@@ -57,6 +62,13 @@ class Roles:
     class_names: tuple[tuple[str, str], ...] = ()
     keep_as_feature: tuple[str, ...] = ()
     reader: tuple[str, ...] = ()
+    subgroups: tuple[str, ...] = ()
+
+    def analysis_columns(self) -> tuple[str, ...]:
+        """The site (if any) then the subgroup columns, each once: the columns analysed by group."""
+        named = [self.site, *self.subgroups]
+        taken = {self.label, self.id}
+        return tuple(c for c in dict.fromkeys(named) if c and c not in taken)
 
     def class_name(self, value: Any) -> str:
         """The display name of a label value: its given name, else the value as text."""
@@ -83,6 +95,7 @@ class Roles:
             "class_names": dict(self.class_names),
             "keep_as_feature": list(self.keep_as_feature),
             "reader": list(self.reader),
+            "subgroups": list(self.subgroups),
         }
 
     @classmethod
@@ -96,6 +109,8 @@ class Roles:
             class_names=tuple((str(k), str(v)) for k, v in (d.get("class_names") or {}).items()),
             keep_as_feature=tuple(d.get("keep_as_feature") or ()),
             reader=tuple(d.get("reader") or ()),
+            # Older cards have no subgroups.
+            subgroups=tuple(str(c) for c in d.get("subgroups") or ()),
         )
 
 
@@ -113,6 +128,7 @@ class RoleProposal:
     site: str | None
     identifying: dict[str, str] = field(default_factory=dict)
     positive_class: Any = None
+    subgroups: tuple[str, ...] = ()
 
     def to_roles(self) -> Roles:
         """The proposal taken as it stands (first label candidate)."""
@@ -122,6 +138,7 @@ class RoleProposal:
             quality=self.quality,
             site=self.site,
             exclude=tuple(self.identifying),
+            subgroups=self.subgroups,
         )
 
 
@@ -143,6 +160,8 @@ _QUALITY_TOKENS = frozenset({"quality", "qc", "qa", "usable"})
 _SITE_TOKENS = frozenset(
     {"site", "source", "center", "centre", "hospital", "scanner", "institution", "vendor"}
 )
+_SEX_TOKENS = frozenset({"sex", "gender"})
+_AGE_TOKENS = frozenset({"age", "ageyears"})
 _NAME_TOKENS = frozenset(
     {"name", "names", "surname", "forename", "firstname", "lastname", "fullname", "givenname"}
 )
@@ -233,6 +252,9 @@ def propose_roles(df: pd.DataFrame) -> RoleProposal:
     * **Quality**: named quality / qc / qa / usable, with at most 20 distinct values.
     * **Site**: named site / source / centre / hospital / scanner / institution / vendor, with
       at most 20 distinct values.
+    * **Subgroups**: columns named like sex / gender or age (``age``, ``age_years``,
+      ``patient_age``), with at least one non-missing value; they stay features unless
+      excluded, and get their own metrics per group.
     * **Identifying**: person names, dates of birth (and other dates), phone numbers, addresses,
       e-mails, free text and other personal identifiers, judged from the column name and a
       sample of the values.
@@ -274,6 +296,13 @@ def propose_roles(df: pd.DataFrame) -> RoleProposal:
             identifying[column] = reason
 
     taken = {id_column, quality, site, *identifying}
+    subgroups = tuple(
+        c
+        for c in columns
+        if c not in taken
+        and profiles[c].n_distinct >= 1
+        and tokens[c] & (_SEX_TOKENS | _AGE_TOKENS)
+    )
     hinted = sorted(
         (c for c in columns if c not in taken and _label_rank(tokens[c]) is not None),
         key=lambda c: (_label_rank(tokens[c]), columns.index(c)),
@@ -299,6 +328,7 @@ def propose_roles(df: pd.DataFrame) -> RoleProposal:
         site=site,
         identifying=identifying,
         positive_class=positive,
+        subgroups=subgroups,
     )
 
 

@@ -65,8 +65,12 @@ def submit_training(
     cleaning: Any,
     dataset_name: str,
     table_hash: str | None,
+    leave_one_site_out: bool = False,
 ) -> str:
     """Submit the Train page's training as a job of the session's user and remember it.
+
+    With ``leave_one_site_out`` the job also holds out each site in turn after the normal
+    training (the saved model is still the normally trained one).
 
     The permission is checked first (a refusal is audited, nothing is queued); the finished run
     is audited when the manager saves it.
@@ -94,6 +98,7 @@ def submit_training(
         dataset_name=dataset_name,
         image_settings=images.settings if images is not None else None,
         client=client,
+        leave_one_site_out=leave_one_site_out,
     )
     st.session_state[TRAIN_JOB] = job_id
     st.session_state[_TRAIN_TABLE] = table_hash

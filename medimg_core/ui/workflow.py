@@ -89,6 +89,7 @@ _TABLE_WIDGETS = (
     "role_quality",
     "role_site",
     "role_exclude",
+    "role_subgroups",
     "role_positive",
     "join_left_key",
     "join_right_key",
@@ -169,6 +170,7 @@ def build_roles(
     site: str | None,
     exclude: Sequence[str],
     reader: Sequence[str] = (),
+    subgroups: Sequence[str] = (),
 ) -> Roles:
     """Roles from the Data page's choices, refused when one column has two jobs.
 
@@ -179,6 +181,9 @@ def build_roles(
         it (they are never features anyway).
     reader : features that are a reader's assessment (e.g. BI-RADS); they stay features and
         training also reports performance without them.
+    subgroups : columns whose groups get their own metrics (sex, age ...); they stay features
+        unless also excluded. The label, the patient ID and the site are never subgroups here
+        (the site is analysed by site anyway).
 
     Returns
     -------
@@ -228,6 +233,7 @@ def build_roles(
         site=site,
         exclude=tuple(c for c in dict.fromkeys(exclude) if c not in (id, quality, site)),
         reader=tuple(dict.fromkeys(reader)),
+        subgroups=tuple(c for c in dict.fromkeys(subgroups) if c not in (label, id, site)),
     )
 
 

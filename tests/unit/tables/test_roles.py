@@ -522,3 +522,38 @@ def test_true_categories_are_not_free_text(column: str, values: tuple[str, ...])
 def test_a_column_named_notes_needs_only_a_few_words() -> None:
     notes = ("follow up advised", "no further action", "repeat imaging requested")
     assert propose_roles(_with("notes", notes)).identifying["notes"] == "free text"
+
+
+def test_sex_and_age_are_proposed_as_subgroups_and_stay_features() -> None:
+    df = clinical_table()
+    proposal = propose_roles(df)
+    assert proposal.subgroups == ("age", "sex")
+    roles = proposal.to_roles()
+    assert roles.subgroups == ("age", "sex")
+    assert roles.site == "site"
+    assert roles.analysis_columns() == ("site", "age", "sex")
+    # A subgroup column without another role is still a feature; the site never is.
+    features = feature_columns(df, roles)
+    assert "age" in features and "sex" in features and "site" not in features
+
+
+def test_an_excluded_subgroup_is_kept_aside_for_the_analysis_only() -> None:
+    df = clinical_table()
+    roles = Roles(
+        label="diagnosis", id="PatientID", site="site", exclude=("sex",), subgroups=("sex",)
+    )
+    assert "sex" not in feature_columns(df, roles)
+    assert roles.analysis_columns() == ("site", "sex")
+
+
+def test_roles_subgroups_round_trip_and_older_cards_have_none() -> None:
+    roles = Roles(label="diagnosis", id="pid", site="hospital", subgroups=("sex", "age_years"))
+    assert Roles.from_dict(roles.to_dict()) == roles
+    assert roles.to_dict()["subgroups"] == ["sex", "age_years"]
+    older = roles.to_dict()
+    del older["subgroups"]
+    assert Roles.from_dict(older).subgroups == ()
+    # The label and the ID are never analysed by group.
+    assert Roles(label="sex", id="pid", subgroups=("sex", "pid", "age")).analysis_columns() == (
+        "age",
+    )
