@@ -20,6 +20,7 @@ cluster of any size.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,6 +34,14 @@ import pandas as pd
 
 from medimg_core import compute
 from medimg_core.errors import ConfigError, SchemaError
+from medimg_core.modelling.conformal import (
+    SET_SIZE_KEYS,
+    ConformalPredictor,
+    set_column_name,
+    set_size_counts,
+    sets_sentence,
+    with_prediction_sets,
+)
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.prediction import (
     ABSTAINED,
@@ -90,6 +99,9 @@ class BatchPrediction:
     schema : the schema check of every partition, combined.
     source : the input's name; ``reading_notes``: what reading it changed (dropped rows ...).
     where : where the tasks ran (:meth:`medimg_core.compute.Engine.describe`).
+    set_confidence : the confidence of the prediction-set column (None when not added).
+    set_sizes : cases whose prediction set holds one class, two or more, none
+        (:data:`medimg_core.modelling.conformal.SET_SIZE_KEYS`; empty when not added).
     """
 
     output: Path
@@ -109,6 +121,8 @@ class BatchPrediction:
     source: str
     reading_notes: tuple[str, ...]
     where: str
+    set_confidence: float | None = None
+    set_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -118,6 +132,8 @@ class BatchPrediction:
             out.append(NO_DISTANCE_CHECK)
         if self.abstention is not None and self.abstention.active:
             out.append(abstention_sentence(self.rows, self.abstained))
+        if self.set_confidence is not None:
+            out.append(sets_sentence(self.set_confidence, self.set_sizes))
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +159,9 @@ class BatchPrediction:
             "reading_notes": list(self.reading_notes),
             "notes": list(self.notes),
             "computed_on": self.where,
+            "prediction_sets": None
+            if self.set_confidence is None
+            else {"confidence": self.set_confidence, "set_sizes": dict(self.set_sizes)},
         }
 
 
@@ -151,6 +170,7 @@ class _Settings:
     explain_top: int
     threshold: float
     abstain: Abstention | None
+    conformal: ConformalPredictor | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ def predict_partitioned(
     model_sha256: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    conformal: ConformalPredictor | None = None,
 ) -> BatchPrediction:
     """Score a large table partition by partition and write the predictions as a folder of parts.
 
@@ -201,6 +222,9 @@ def predict_partitioned(
     progress : ``progress(done, total)`` after each partition is written.
     cancelled : polled between partitions; True stops the run, removes what was written and
         raises :class:`~medimg_core.errors.Cancelled`.
+    conformal : when given, each row gets its prediction set at this predictor's confidence
+        (column ``Prediction set (90%)``; see :mod:`medimg_core.modelling.conformal`). A set
+        depends on its case only, so the parts equal the whole table's sets.
 
     Returns
     -------
@@ -242,6 +266,7 @@ def predict_partitioned(
         explain_top=max(0, int(explain_k)),
         threshold=cut,
         abstain=abstain if abstain.active else None,
+        conformal=conformal,
     )
     positive = model.display_name(model.positive_class) if model.is_binary else None
     engine = compute.current()
@@ -251,6 +276,7 @@ def predict_partitioned(
     parts: list[str] = []
     reports: list[SchemaReport] = []
     counts = dict.fromkeys(("rows", "flagged", "range", "abstained", "positives"), 0)
+    set_sizes = dict.fromkeys(SET_SIZE_KEYS, 0) if conformal is not None else {}
     total = table.n_partitions
     try:
         results = engine.imap(
@@ -273,6 +299,11 @@ def predict_partitioned(
                 counts["abstained"] += int((decision == ABSTAINED).sum())
                 if positive is not None:
                     counts["positives"] += int((decision == str(positive)).sum())
+                if conformal is not None:
+                    for size, n in set_size_counts(
+                        frame[set_column_name(conformal.confidence)]
+                    ).items():
+                        set_sizes[size] += n
                 exported = stamp_export(
                     frame,
                     run_id=run_id,
@@ -303,6 +334,8 @@ def predict_partitioned(
             source=table.name,
             reading_notes=table.notes,
             where=engine.describe(),
+            set_confidence=None if conformal is None else conformal.confidence,
+            set_sizes=set_sizes,
         )
         manifest = {
             **result.to_dict(),
@@ -336,7 +369,10 @@ def _predict_part(
         abstain=settings.abstain,
         first_row=table.offsets[index] + 1,
     )
-    return _Part(frame=predictions.frame, schema=predictions.schema)
+    frame = predictions.frame
+    if settings.conformal is not None:
+        frame = with_prediction_sets(frame, model, settings.conformal)
+    return _Part(frame=frame, schema=predictions.schema)
 
 
 def _check_target(output: Path) -> Path:
