@@ -302,6 +302,16 @@ class ModelExplainer:
         self.output_space = self._route.output_space
         self.background_size = self._route.background_size
         self.note = self._route.note
+        if model.recalibration is not None and model.is_binary:
+            # Recalibration is monotone: it changes the probabilities, never which features
+            # push a case up or down; the contributions add up to the model as trained.
+            self.note += (
+                " This model's probabilities are recalibrated ("
+                f"{model.recalibration.fitted_on}); the explanation is of the model before "
+                "recalibration, whose contributions add up to its un-recalibrated output. "
+                "Recalibration does not change the order of the cases or which features "
+                "matter."
+            )
 
     def explain(self, X: pd.DataFrame) -> Explanation:
         """SHAP values for the rows of ``X`` over the original feature columns.

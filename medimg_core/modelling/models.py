@@ -22,6 +22,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, Sta
 from sklearn.svm import SVC, LinearSVC
 
 from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling.calibration import Recalibration
 from medimg_core.modelling.ood import DistanceReference
 from medimg_core.modelling.schema import check_schema
 from medimg_core.tables.cleaning import CleaningPlan
@@ -139,6 +140,10 @@ class MedimgModel:
     roles : the confirmed roles, plan : the cleaning plan, both re-applied to new data.
     ood : the development rows' distance statistics (see :mod:`medimg_core.modelling.ood`);
         None for models saved before they were kept, or trained on too few rows.
+    recalibration : a logistic recalibration applied to the pipeline's P(positive) (binary
+        only), e.g. fitted on an external site's cases; ``predict_proba`` and every scoring
+        path return the recalibrated probabilities, and ``threshold`` is on that scale.
+        Discrimination (the ranking of cases) is unchanged. None: the pipeline as trained.
     """
 
     pipeline: Pipeline
@@ -155,10 +160,20 @@ class MedimgModel:
     roles: Roles
     plan: CleaningPlan
     ood: DistanceReference | None = None
+    recalibration: Recalibration | None = None
 
     @property
     def is_binary(self) -> bool:
         return len(self.classes) == 2
+
+    def recalibrate(self, proba: np.ndarray) -> np.ndarray:
+        """The pipeline's ``predict_proba`` output with :attr:`recalibration` applied (as given
+        without one): column 1 recalibrated, column 0 its complement."""
+        out = np.asarray(proba, dtype=float)
+        if self.recalibration is None or not self.is_binary or out.ndim != 2 or not len(out):
+            return out
+        positive = self.recalibration.apply(out[:, 1])
+        return np.column_stack([1.0 - positive, positive])
 
     def display_name(self, value: Any) -> Any:
         """A class as shown to users: its name from ``roles.class_names``, else the value itself.
@@ -232,7 +247,7 @@ class MedimgModel:
         """
         check_schema(self, X).raise_for_errors()
         proba = self.pipeline.predict_proba(self.prepare_features(X))
-        return np.asarray(proba, dtype=float)
+        return self.recalibrate(np.asarray(proba, dtype=float))
 
     def predict_labels(self, X: pd.DataFrame) -> np.ndarray:
         """Decisions as label values, at ``threshold`` for binary tasks."""

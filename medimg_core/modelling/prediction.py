@@ -324,7 +324,7 @@ def _score_in_blocks(
     ``_ALIGN_ROWS`` rows, and the copies' results are dropped.
     """
     if not len(X):
-        proba = np.asarray(model.pipeline.predict_proba(X), dtype=float)
+        proba = model.recalibrate(np.asarray(model.pipeline.predict_proba(X), dtype=float))
         return proba, _flags(model, X), []
     probas: list[np.ndarray] = []
     flags: list[pd.DataFrame] = []
@@ -339,7 +339,11 @@ def _score_in_blocks(
         padded = pd.DataFrame(
             {column: X[column].array.take(positions) for column in X.columns}, copy=True
         )
-        probas.append(np.asarray(model.pipeline.predict_proba(padded), dtype=float)[:n_rows])
+        probas.append(
+            model.recalibrate(np.asarray(model.pipeline.predict_proba(padded), dtype=float))[
+                :n_rows
+            ]
+        )
         flags.append(_flags(model, padded).iloc[:n_rows].set_axis(X.index[block], axis=0))
         if explainer is not None:
             # The permutation route costs thousands of model calls per case and already
