@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from medimg_core.authmode import SignInMode
@@ -29,9 +28,6 @@ from medimg_core.modelling.explain import (
 from medimg_core.modelling.prediction import Abstention, stamp_export
 from medimg_core.privacy import pseudonym_key, pseudonymise, pseudonymise_ids_on_display
 from medimg_core.reporting import review, summaries
-from medimg_core.reporting.case_report import anonymous_case, case_report_html
-from medimg_core.reporting.figures.evaluation import case_probability_figure
-from medimg_core.reporting.figures.explanation import waterfall_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.ui import auth, cache, state
 from medimg_core.ui.session import ActiveModel
@@ -42,7 +38,6 @@ __all__ = [
     "NEW_CASES",
     "PSEUDONYM_NOTE",
     "CaseView",
-    "case_report",
     "case_view",
     "development_rows",
     "displayed_active",
@@ -272,43 +267,6 @@ def report_reference(label: str, *, pseudonymous: bool = False) -> str:
     if pseudonymous:
         return "case-" + label.replace(" · row ", "-row-").replace(" ", "-")
     return "case-" + pseudonymise(label, pseudonym_key())
-
-
-def case_report(active: ActiveModel, view: CaseView, note: str, cut: float | None) -> str:
-    """The downloadable HTML report of a case, under its pseudonymous reference.
-
-    Parameters
-    ----------
-    active : the model.
-    view : the case.
-    note : the explanation method in words.
-    cut : the threshold (binary), or None.
-
-    Returns
-    -------
-    str
-        A self-contained HTML document (see :func:`medimg_core.reporting.case_report.case_report_html`).
-    """
-    reference = report_reference(view.label, pseudonymous=active.ids_pseudonymous)
-    case = anonymous_case(view.case, reference)
-    figures: list[go.Figure] = [waterfall_figure(case, threshold=cut)]
-    if cut is not None:
-        figures.insert(
-            0, case_probability_figure(view.probability, cut, class_name=case.class_name)
-        )
-    table = review.feature_table(case, development_rows(active), k=len(case.values))
-    page = case_report_html(
-        case,
-        probability=view.probability,
-        threshold=cut,
-        true_label=view.true_label,
-        model_card=active.card,
-        figures=figures,
-        note=note,
-        outcome=view.outcome,
-        features=table,
-    )
-    return page
 
 
 def number_or_none(value: Any) -> float | None:

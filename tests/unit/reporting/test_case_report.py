@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
+from PIL import Image as PILImage
 
-from medimg_core.errors import DataError
+from medimg_core.errors import ConfigError, DataError
+from medimg_core.imaging.occlusion import occlusion_map
 from medimg_core.modelling.explain import CaseExplanation
-from medimg_core.reporting.case_report import anonymous_case, case_report_html
+from medimg_core.reporting import case_report
+from medimg_core.reporting.case_report import (
+    FIGURE_HEIGHT,
+    PredictionSet,
+    ReportImage,
+    anonymous_case,
+    case_report_html,
+)
 from medimg_core.reporting.figures.evaluation import case_probability_figure
 from medimg_core.reporting.figures.explanation import waterfall_figure
+from medimg_core.reporting.figures.images import to_uint8
 
 CARD = {
     "pipeline": {"kind": "logreg"},
@@ -94,8 +108,12 @@ def test_report_is_valid_html_with_the_features_and_model() -> None:
     text = " ".join(checker.text)
     for expected in ("worst area", "margin", "1203", "0.670", "0.42", "true positive (TP)"):
         assert expected in text
-    assert "logreg" in text and "0.981 (95% CI 0.970–0.990)" in text
-    assert "youden" in text
+    # Display names and human dates, not codes and ISO stamps.
+    assert "Logistic regression" in text and "logreg" not in text
+    assert "0.981 (95% CI 0.970–0.990)" in text
+    assert "Youden" in text
+    assert "1 January 2026, 00:00 UTC" in text and "2 January 2026, 00:00 UTC" in text
+    assert "2026-01-01T" not in page
     assert "add up exactly" in text
 
 
@@ -109,7 +127,14 @@ def test_text_from_the_data_is_escaped() -> None:
     assert checker.scripts == 0
 
 
-def test_figures_are_embedded_with_plotly_once() -> None:
+def test_figures_are_static_pictures_without_plotly_js(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[tuple[str, int]] = []
+
+    def fake_image(fig: go.Figure, **options: object) -> bytes:
+        drawn.append((str(options["fmt"]), int(options["height"])))  # type: ignore[call-overload]
+        return b"<svg xmlns='http://www.w3.org/2000/svg'/>"
+
+    monkeypatch.setattr(case_report, "figure_image", fake_image)
     case = a_case()
     figures = (
         case_probability_figure(0.67, 0.42, class_name="malignant"),
@@ -117,12 +142,127 @@ def test_figures_are_embedded_with_plotly_once() -> None:
     )
     page = render(figures=figures)
     assert page.count('<div class="figure">') == 2
-    # plotly.js is inlined once (the library's licence banner appears once), not linked.
-    assert page.count("plotly.js v") == 1
-    assert "<script src=" not in page
+    assert page.count('src="data:image/svg+xml;base64,') == 2
+    # Each figure at its own height (the gauge is short).
+    assert [h for _, h in drawn] == [int(f.layout.height or FIGURE_HEIGHT) for f in figures]
+    assert "plotly.js" not in page and "Plotly.newPlot" not in page
     checker = _Checker()
     checker.feed(page)
-    assert checker.scripts >= 2
+    assert checker.scripts == 0
+
+
+def test_without_a_browser_figures_become_tables_of_their_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    def no_browser(fig: go.Figure, **options: object) -> bytes:
+        calls.append(1)
+        raise ConfigError(
+            "The figures of a report are drawn by a headless Chromium, which failed: no "
+            "browser. Install Chromium (Debian: apt install chromium) or set BROWSER_PATH."
+        )
+
+    monkeypatch.setattr(case_report, "figure_image", no_browser)
+    case = a_case()
+    gauge = case_probability_figure(0.67, 0.42, class_name="malignant")
+    page = render(figures=(gauge, waterfall_figure(case)))
+    assert len(calls) == 1  # tried once, not once per figure
+    assert "data:image" not in page
+    assert "could not be drawn as pictures here" in page and "no browser" in page
+    assert "apt install" not in page
+    # The numbers the figures show: the gauge's probability and every waterfall bar.
+    assert '<td class="num">0.670</td>' in page
+    assert float(gauge.data[0].value) == pytest.approx(0.67)
+    bars = waterfall_figure(case).data[0]
+    for value in bars.x:
+        assert f'<td class="num">{value:.3f}</td>' in page
+    checker = _Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == []
+
+
+def test_one_threshold_throughout() -> None:
+    case = a_case()
+    page = render(
+        threshold=0.42,
+        figures=(),
+        model_card={**CARD, "threshold": {"value": 0.42, "method": "youden"}},
+    )
+    checker = _Checker()
+    checker.feed(page)
+    text = " ".join(checker.text)
+    # Stated once, with its origin; the model section does not repeat (or contradict) it.
+    assert text.count("0.42") == 1
+    assert "0.42 (the model's; rule: Youden" in text
+    assert "called malignant</span> (at or above the threshold)" in page
+    assert case.class_name == "malignant"
+    # Not repeated in the model section either, even when the card has a value.
+    model_section = page.split("<h2>The model</h2>")[1]
+    assert "0.42" not in model_section and "Threshold" not in model_section
+
+
+def test_a_real_figure_is_drawn_small() -> None:
+    case = a_case()
+    figures = (
+        case_probability_figure(0.67, 0.42, class_name="malignant"),
+        waterfall_figure(case),
+    )
+    page = render(figures=figures)
+    if "could not be drawn as pictures" in page:
+        pytest.skip("no Chromium for the figure exporter on this machine")
+    assert page.count('src="data:image/svg+xml;base64,') == 2
+    assert len(page.encode()) < 300_000
+    assert "plotly.js" not in page
+
+
+def test_an_image_models_case_embeds_its_image_and_occlusion_map(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(case_report, "figure_image", lambda fig, **o: b"<svg/>")
+    rng = np.random.default_rng(0)
+    pixels = rng.random((16, 16))
+    result = occlusion_map(pixels, lambda b: b[:, :8, :8].mean(axis=(1, 2)), patch=4)
+    image = ReportImage(
+        pixels=pixels, description="Image (16×16 px)", occlusion_pixels=pixels, occlusion=result
+    )
+    page = render(image=image)
+    [uri] = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    shown = np.asarray(PILImage.open(io.BytesIO(base64.b64decode(uri))))
+    assert np.array_equal(shown, to_uint8(pixels))
+    assert page.count("data:image/svg+xml") == 1  # the occlusion map, drawn as a figure
+    assert "Occlusion" not in page or "not a lesion segmentation" in page
+    assert f"unmasked image is {result.base_probability:.2f}" in page
+
+
+def test_without_a_browser_the_occlusion_map_lists_its_strongest_areas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_browser(fig: go.Figure, **options: object) -> bytes:
+        raise ConfigError("no browser. Install Chromium.")
+
+    monkeypatch.setattr(case_report, "figure_image", no_browser)
+    image = np.full((16, 16), 0.8)
+    result = occlusion_map(image, lambda b: b[:, :8, :8].mean(axis=(1, 2)), patch=4)
+    page = render(image=ReportImage(pixels=image, occlusion_pixels=image, occlusion=result))
+    assert page.count("data:image/png") == 1  # the image itself needs no browser
+    strongest = -float(np.max(result.heatmap))
+    assert f'<td class="num">{strongest:+.3f}</td>' in page
+
+
+def test_the_prediction_set_is_shown_with_its_coverage() -> None:
+    page = render(
+        prediction_set=PredictionSet(
+            text="{malignant, benign} — uncertain, refer",
+            confidence=0.9,
+            test_coverage=0.912,
+            note="Coverage close to the target, not exactly guaranteed.",
+        )
+    )
+    assert "Prediction set (90% confidence)" in page
+    assert "{malignant, benign} — uncertain, refer" in page
+    assert "91% of held-out test cases were covered" in page
 
 
 def test_no_identifying_data_with_an_anonymous_case() -> None:
