@@ -42,7 +42,13 @@ import pandas as pd
 from medimg_core import compute
 from medimg_core.access import DEFAULT_PROJECT, SINGLE_USER, Action, Actor, Role, require
 from medimg_core.encryption import current_key_info
-from medimg_core.errors import ConfigError, DataError, MedimgError, PermissionDenied
+from medimg_core.errors import (
+    ConfigError,
+    DataError,
+    MedimgError,
+    ModelFileError,
+    PermissionDenied,
+)
 from medimg_core.imaging.feature_table import (
     IMAGE_ID_COLUMNS,
     ImageTable,
@@ -55,7 +61,18 @@ from medimg_core.modelling.batch import FORMATS, PARTITION_ROWS, predict_partiti
 from medimg_core.modelling.calibration import (
     calibration_card,
     calibration_line,
-    departure_warnings,
+)
+from medimg_core.modelling.conformal import (
+    CARD_CONFIDENCES,
+    ConformalPredictor,
+    check_confidence,
+    fit_conformal,
+    fit_scores,
+    set_column_name,
+    set_size_counts,
+    sets_sentence,
+    summarise_sets,
+    with_prediction_sets,
 )
 from medimg_core.modelling.evaluation import CLASS_METRICS, format_metric
 from medimg_core.modelling.guards import repeated_patients_warning
@@ -67,14 +84,32 @@ from medimg_core.modelling.prediction import (
     stamp_export,
 )
 from medimg_core.modelling.schema import check_schema
+from medimg_core.modelling.shift import NOTABLE_SHIFT, SMALL_SHIFT, FeatureShift
+from medimg_core.modelling.subgroups import SiteValidation, check_sites, leave_one_site_out
 from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.privacy import to_safe_csv
-from medimg_core.reporting.comparison import selection_note
-from medimg_core.reporting.summaries import card_metric, stored_data_text
+from medimg_core.reporting.comparison import (
+    SELECTION_NOTE,
+    difference_text,
+    paired_rates,
+    paired_rates_frame,
+    paired_runs,
+    paired_sentence,
+    run_label,
+    selection_note,
+)
+from medimg_core.reporting.external import (
+    OPTIMISM_NOTE,
+    evaluation_history,
+    save_recalibrated_run,
+    validate_external,
+)
+from medimg_core.reporting.summaries import card_positive_text, stored_data_text
 from medimg_core.store import guarded
 from medimg_core.store.accounts import Accounts
 from medimg_core.store.audit import ACTIONS, AuditFilter, AuditTrail, audit_csv
+from medimg_core.store.cases import load_cases
 from medimg_core.store.keys import rotate_workspace_key
 from medimg_core.store.persistence import _refuse_foreign_target, load_model, test_split_source
 from medimg_core.store.registry import Registry, _parquet_ready
@@ -343,12 +378,21 @@ def _resolve_roles(
     exclude = tuple(dict.fromkeys([*args.exclude, *identifying]))
     quality = proposal.quality if proposal.quality not in roles_taken else None
     site = proposal.site if proposal.site not in roles_taken else None
+    if getattr(args, "site", None) is not None:
+        _check_column(frame, args.site, "--site", name)
+        site = args.site
+    subgroups = proposal.subgroups
+    if getattr(args, "subgroup", None):
+        for column in args.subgroup:
+            _check_column(frame, column, "--subgroup", name)
+        subgroups = tuple(dict.fromkeys(args.subgroup))
     return Roles(
         label=label,
         id=id_column if id_column != label else None,
         quality=quality,
         site=site,
         exclude=tuple(c for c in exclude if c not in roles_taken),
+        subgroups=tuple(c for c in subgroups if c not in roles_taken and c != site),
     )
 
 
@@ -594,6 +638,8 @@ def _train_summary(
         lines.append("  " + calibration_line("cv", calibration_card(result.cv)))
         if result.test is not None:
             lines.append("  " + calibration_line("test", calibration_card(result.test)))
+        lines.extend(_decision_lines(result))
+    lines.extend(_conformal_lines(result))
     lines.extend(_reader_lines(result))
     lines.extend(_interval_notes(result))
     if result.warnings:
@@ -705,6 +751,51 @@ def _clean_partitioned(args: argparse.Namespace, notes: list[str], reason: str) 
     return 0
 
 
+def _decision_lines(result: TrainingResult) -> list[str]:
+    """Decision curve read at the saved threshold, per partition (two-class models)."""
+    from medimg_core.modelling.decision import evaluation_curve, net_benefit_at
+
+    model = result.model
+    positive = str(model.display_name(model.positive_class))
+    lines = []
+    for name, ev in (("cross-validated (dev)", result.cv), ("held-out test", result.test)):
+        curve = evaluation_curve(ev, chosen_threshold=model.threshold)
+        if curve is not None and curve.chosen_threshold is not None:
+            lines.append(f"  {name}: {net_benefit_at(curve).sentence(positive)}")
+    if lines:
+        lines.insert(0, "Decision curve (net benefit; treating no one scores 0):")
+    return lines
+
+
+def _conformal_lines(result: TrainingResult) -> list[str]:
+    """Prediction sets at 90% and 95%: the coverage on the test cases next to the target."""
+    if result.cv.n == 0:
+        return []
+    lines = [
+        "Prediction sets (conformal, calibrated per class on the cross-validated development "
+        "cases; `medimg predict` writes each case's set):"
+    ]
+    for confidence in CARD_CONFIDENCES:
+        fitted = fit_scores(
+            result.cv.y_true, result.cv.y_score, result.cv.class_names, confidence=confidence
+        )
+        if result.test is not None:
+            summary = summarise_sets(fitted, result.test.y_true, result.test.y_score)
+        else:
+            summary = summarise_sets(fitted, [], [])
+        sizes = summary.set_sizes
+        lines.append(
+            f"  {summary.sentence} Sets: {sizes['single']} one class, "
+            f"{sizes['both/uncertain']} uncertain, {sizes['empty']} empty."
+        )
+        lines.extend(f"  - {note}" for note in fitted.notes())
+    lines.append(
+        "  (Cross-conformal: coverage close to the target, not exactly guaranteed; for new "
+        "cases from the same population.)"
+    )
+    return lines
+
+
 def _reader_lines(result: TrainingResult) -> list[str]:
     """The with / without table of the reader-assessment features (``--reader``)."""
     comparison = result.without_reader
@@ -806,6 +897,9 @@ def _train_as(
     if repeats:
         # Said before the models are fitted, so the user can stop and declare the ID.
         print(f"medimg: warning: {repeats}", file=sys.stderr, flush=True)
+    by_site = getattr(args, "validation", "standard") == "leave-one-site-out"
+    if by_site:
+        check_sites(data, roles)  # refused now, not after minutes of training
     progress = _ProgressLine(sys.stderr)
     try:
         result = train(
@@ -819,6 +913,21 @@ def _train_as(
         )
     finally:
         progress.finish()
+    site_validation: SiteValidation | None = None
+    if by_site:
+        site_progress = _ProgressLine(sys.stderr)
+        try:
+            site_validation = leave_one_site_out(
+                data,
+                roles,
+                config,
+                validation,
+                positive=result.model.positive_class,
+                plan=plan,
+                progress=site_progress,
+            )
+        finally:
+            site_progress.finish()
     saved = save_run(
         actor,
         result,
@@ -828,13 +937,53 @@ def _train_as(
         dataset_name=dataset.name,
         validation=validation,
         image_settings=dataset.image_settings,
+        site_validation=site_validation,
     )
     model_dir, run_id = saved.model_dir, saved.run_id
     entry.object = run_id
     print(_train_summary(result, report, dataset.name, args.threshold, model_dir, run_id))
+    for line in _group_lines(saved.card, result.model):
+        print(line)
     print(_actor_line(actor))
     print(_encryption_line())
     return 0
+
+
+def _group_lines(card: dict[str, Any], model: MedimgModel) -> list[str]:
+    """The training summary's subgroup and leave-one-site-out sections (from the card)."""
+    lines: list[str] = []
+    metric = "roc_auc" if model.is_binary else "accuracy"
+    shown = "ROC AUC" if model.is_binary else "accuracy"
+
+    def value(row: dict[str, Any]) -> str:
+        m = row["metrics"].get(metric) or {}
+        if m.get("value") is None:
+            return "n/a"
+        lo, hi = m.get("ci95") or [None, None]
+        interval = f" ({lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
+        return f"{m['value']:.3f}{interval}"
+
+    for column, entry in (card.get("subgroups") or {}).items():
+        lines.append(f"Subgroups by {column} ({entry['grouping']}), {shown} with 95% CI:")
+        for partition, title in (("cv", "cross-validated"), ("test", "held-out test")):
+            rows = entry.get(partition) or []
+            if rows:
+                parts = [f"{r['group']} (n={r['n']}) {value(r)}" for r in rows]
+                lines.append(f"  {title}: " + "; ".join(parts))
+        notes = {f"{r['group']}: {r['note']}" for p in ("cv", "test") for r in entry.get(p) or []}
+        lines.extend(f"    note {n}" for n in sorted(notes) if not n.endswith(": "))
+    site = card.get("leave_one_site_out")
+    if site:
+        lines.append(
+            f"Leave-one-site-out validation by {site['site_column']} ({shown} with 95% CI on "
+            "each held-out site):"
+        )
+        for row in site["per_site"]:
+            lines.append(f"  {row['group']} (n={row['n']}): {value(row)}")
+        if site.get("pooled"):
+            lines.append(f"  pooled: {value({'metrics': site['pooled']})}")
+        lines.extend(f"  {note}" for note in site["notes"])
+    return lines
 
 
 def _actor_line(actor: Actor) -> str:
@@ -932,21 +1081,45 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
         frame = frame[frame[label].notna()]
     for warning in check_schema(model, frame).warnings:
         notes.append(f"warning: {warning}")
-    evaluation = guarded.evaluate_external(
+    if args.recalibrate and not model.is_binary:
+        raise ConfigError(
+            "--recalibrate applies to two-class models; this one has "
+            f"{len(model.classes)} classes. Leave --recalibrate out."
+        )
+    run_id = _run_id_of(loaded.directory, args.actor)
+    validation = validate_external(
         args.actor,
-        model,
+        loaded,
         frame,
+        dataset_name=table.name,
+        dataset_hash=table.content_hash,
         client="cli",
-        run_id=_run_id_of(loaded.directory, args.actor),
+        run_id=run_id,
         n_boot=args.n_boot,
-        seed=model.config.seed,
+        recalibrate=args.recalibrate,
     )
+    evaluation = validation.evaluation
     calibration = calibration_card(evaluation)
-    departures = departure_warnings(
-        {key: card_metric(loaded.card, "cv", key) for key in ("sensitivity", "specificity")},
-        evaluation,
-    )
+    departures = list(validation.result["warnings"])
+    recalibrated = None
+    if args.recalibrate:
+        recalibrated = save_recalibrated_run(
+            args.actor,
+            loaded,
+            evaluation,
+            dataset_name=table.name,
+            client="cli",
+            parent_run_id=run_id,
+            evaluation_id=validation.evaluation_id,
+        )
     payload = {
+        **validation.result,
+        "evaluation_id": validation.evaluation_id,
+        "recalibrated_run": (
+            {"run_id": recalibrated.run_id, "model_dir": str(recalibrated.model_dir)}
+            if recalibrated is not None
+            else None
+        ),
         "metrics": evaluation.to_dict(),
         "positive_class": model.positive_class,
         "n": evaluation.n,
@@ -973,11 +1146,39 @@ def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
             model.display_name(model.positive_class) if model.is_binary else None,
         ),
         *([f"  {calibration_line('external', calibration)}"] if calibration is not None else []),
+        *_shift_lines(validation.shift),
         *(["Warnings:", *(f"  - {w}" for w in departures)] if departures else []),
+        *validation.notes,
+        *(
+            [
+                f"Recorded as evaluation {validation.evaluation_id} of run {run_id} "
+                f"(see `medimg runs --show {run_id}`)."
+            ]
+            if validation.evaluation_id
+            else []
+        ),
+        *([recalibrated.sentence, f"  {OPTIMISM_NOTE}"] if recalibrated is not None else []),
         f"Wrote {out}.",
     ]
     print("\n".join(lines))
     return 0
+
+
+SHIFT_LINES = 5
+"""Features listed by ``medimg evaluate`` under "Feature shift" (largest first)."""
+
+
+def _shift_lines(shift: Sequence[FeatureShift]) -> list[str]:
+    """The largest feature shifts, one line each, with the convention."""
+    if not shift:
+        return []
+    flagged = sum(1 for s in shift if s.flag in ("small", "notable"))
+    lines = [
+        f"Feature shift vs development ({flagged} of {len(shift)} feature(s) shifted; "
+        f"|SMD| > {SMALL_SHIFT:g} small, > {NOTABLE_SHIFT:g} notable), largest first:"
+    ]
+    lines += [f"  {s.feature}: {s.sentence}" for s in shift[:SHIFT_LINES]]
+    return lines
 
 
 def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
@@ -990,8 +1191,9 @@ def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audit
     loaded = load_model(Path(args.model_dir))
     entry.object = run_id = _run_id_of(loaded.directory, args.actor)
     model = loaded.model
+    conformal = _prediction_sets_for(loaded.model, loaded.directory, args.confidence, notes)
     if _writes_parts(args):
-        return _predict_in_parts(args, notes, loaded.model, loaded.card, run_id)
+        return _predict_in_parts(args, notes, loaded.model, loaded.card, run_id, conformal)
     if args.output_format is not None or args.rows_per_part is not None:
         raise ConfigError(
             "--format and --rows-per-part apply to predictions written as a folder of parts; "
@@ -1007,8 +1209,11 @@ def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audit
         predictions = predict(model, table.frame, explain_top=args.explain, abstain=abstain)
     for warning in predictions.schema.warnings:
         notes.append(f"warning: {warning}")
+    frame = predictions.frame
+    if conformal is not None:
+        frame = with_prediction_sets(frame, model, conformal)
     exported = stamp_export(
-        predictions.frame,
+        frame,
         run_id=run_id,
         model_sha256=loaded.card.get("model_sha256"),
         threshold=predictions.threshold if model.is_binary else None,
@@ -1026,7 +1231,26 @@ def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audit
     print(f"Wrote {n} prediction(s) to {out} ({detail}).")
     for note in predictions.notes:
         print(f"  {note}")
+    if conformal is not None:
+        sizes = set_size_counts(frame[set_column_name(conformal.confidence)])
+        print(f"  {sets_sentence(conformal.confidence, sizes)}")
     return 0
+
+
+def _prediction_sets_for(
+    model: MedimgModel, directory: Path, confidence: float, notes: list[str]
+) -> ConformalPredictor | None:
+    """Prediction sets calibrated on the run's development cases; None (with a note) when
+    the model was saved without its cases."""
+    try:
+        cases = load_cases(directory)
+    except ModelFileError:
+        notes.append(
+            "note: no prediction-set column: this model was saved without its cases, which "
+            "calibrate the sets; retrain it with this version of medimg to get them."
+        )
+        return None
+    return fit_conformal(model, cases, confidence=confidence)
 
 
 _TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".pq"})
@@ -1065,6 +1289,7 @@ def _predict_in_parts(
     model: MedimgModel,
     card: Mapping[str, Any],
     run_id: str | None,
+    conformal: ConformalPredictor | None = None,
 ) -> int:
     """``medimg predict`` over a large table: one task per partition, a folder of parts."""
     if args.data.startswith("sample:"):
@@ -1094,6 +1319,7 @@ def _predict_in_parts(
             progress=lambda done, total: line(
                 done / total, f"Predicted {done} of {total} partition(s)"
             ),
+            conformal=conformal,
         )
     finally:
         line.finish()
@@ -1199,6 +1425,8 @@ def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
         deleted = guarded.delete_run(actor, args.delete, client="cli")
         print(deleted.note)
         return 0
+    if args.show is not None:
+        return _show_run(actor, args.show)
     with Registry() as registry:
         runs = registry.list_runs(actor)
         url = registry.url
@@ -1214,6 +1442,168 @@ def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
     if note is not None:
         print(f"\nNote: {note}")
     return 0
+
+
+def _show_run(actor: Actor, run_id: str) -> int:
+    """``medimg runs --show RUN_ID``: the run's summary and its recorded external evaluations."""
+    record = guarded.open_run(actor, run_id, client="cli")
+    evaluations = guarded.list_evaluations(actor, run_id)
+    print(f"Run {record.id} of project {record.project!r}:")
+    _print_table([record.summary()])
+    parent = (record.card or {}).get("recalibrated_from")
+    if parent or (record.card or {}).get("recalibration"):
+        recal = (record.card or {}).get("recalibration") or {}
+        print(
+            f"\nRecalibrated version of run {parent or 'unrecorded'}: fitted on "
+            f"{recal.get('fitted_on', 'unknown data')} (intercept "
+            f"{recal.get('intercept', float('nan')):.2f}, slope {recal.get('slope', float('nan')):.2f}"
+            "); discrimination is unchanged."
+        )
+    _print_feedback(actor, record.id)
+    if not evaluations:
+        print(
+            "\nNo external evaluation recorded yet. Record one with "
+            f"`medimg evaluate {record.model_dir} NEW_SITE.csv --json OUT.json`."
+        )
+        return 0
+    print(f"\nExternal evaluations ({len(evaluations)}), newest first:")
+    _print_table(evaluation_history(evaluations))
+    return 0
+
+
+def _print_feedback(actor: Actor, run_id: str) -> None:
+    """The readers' feedback summary of a run (``medimg runs --show``)."""
+    from medimg_core.reporting.feedback import feedback_summary, feedback_text
+
+    summary = feedback_summary(guarded.list_feedback(actor, run_id))
+    print(f"\nReaders' feedback: {feedback_text(summary)}")
+
+
+def _cmd_runs_compare(args: argparse.Namespace, notes: list[str]) -> int:
+    actor: Actor = args.actor
+    records = [guarded.open_run(actor, run_id, client="cli") for run_id in (args.run_a, args.run_b)]
+    stored = [load_cases(r.model_dir) for r in records]
+    both = (records[0], stored[0], records[1], stored[1])
+    result = paired_runs(*both, partition=args.partition, n_boot=args.n_boot)
+    rates = paired_rates(*both, partition=args.partition)
+    where = "held-out test" if args.partition == "test" else "cross-validated (out-of-fold)"
+    positive = card_positive_text(records[0].card)
+    print(
+        f"ROC AUC of two runs on the same {result.n_cases:,} {where} cases "
+        f"({result.n_positive:,} {positive}; positive class: {positive}):"
+    )
+    for name, record, value in (
+        ("A", records[0], result.value_a),
+        ("B", records[1], result.value_b),
+    ):
+        print(f"  Run {name}: {run_label(record)} ({record.id}): ROC AUC {format_metric(value)}")
+    print(f"  Difference B \u2212 A: {difference_text(result)}")
+    print(f"  Method: {result.method}.")
+    sentence = paired_sentence(result)
+    print(sentence)
+    threshold_a, threshold_b = records[0].threshold, records[1].threshold
+    if rates is not None and threshold_a is not None and threshold_b is not None:
+        print("At each run's own threshold (McNemar's exact test, Newcombe's paired interval):")
+        frame = paired_rates_frame(
+            rates, positive, threshold_a=threshold_a, threshold_b=threshold_b
+        )
+        _print_table([{str(k): v for k, v in row.items()} for row in frame.to_dict("records")])
+    if args.partition == "test":
+        print(f"Note: {SELECTION_NOTE}")
+    if args.json:
+        payload = {
+            "run_a": {"id": records[0].id, "label": run_label(records[0])},
+            "run_b": {"id": records[1].id, "label": run_label(records[1])},
+            "positive_class": positive,
+            "comparison": result.to_dict(),
+            "sentence": sentence,
+            "at_own_threshold": None if rates is None else [r.to_dict() for r in rates],
+        }
+        out = _write_atomic(Path(args.json), _json_bytes(payload))
+        print(f"Wrote {out}.")
+    return 0
+
+
+def _cmd_runs_context(args: argparse.Namespace, notes: list[str]) -> int:
+    """``medimg runs context RUN_ID [--intended-use ...]``: state or show what a run is for."""
+    from medimg_core.reporting.model_report import CONTEXT_LABELS, NOT_STATED
+    from medimg_core.store.registry import RunContext
+
+    actor: Actor = args.actor
+    fields = {name: getattr(args, name) for name in CONTEXT_LABELS}
+    context: RunContext | None
+    if any(v is not None for v in fields.values()):
+        context = guarded.set_run_context(actor, args.run_id, client="cli", **fields)
+        print(f"Stated for run {args.run_id} (shown in its model report):")
+    else:
+        context = guarded.get_run_context(actor, args.run_id)
+        print(f"What run {args.run_id} is for (change it with the options of this command):")
+    for name, label in CONTEXT_LABELS.items():
+        value = getattr(context, name, "") if context is not None else ""
+        print(f"  {label}: {value or NOT_STATED}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, notes: list[str]) -> int:
+    """``medimg report MODEL_DIR_OR_RUN_ID -o report.pdf|report.html``."""
+    from medimg_core.reporting.model_report import report_format, run_report, write_report
+
+    actor: Actor = args.actor
+    output = Path(args.output)
+    report_format(output)  # a bad extension is refused before any work
+    with Registry() as registry:
+        target = str(args.target)
+        run_id = target if not Path(target).expanduser().is_dir() else None
+        project = None
+        if run_id is not None:
+            project = registry.get_run(actor, run_id).project
+        with guarded.audited(
+            actor, Action.REPORT, client="cli", object=run_id, project=project, registry=registry
+        ) as handle:
+            report = run_report(actor, target, registry=registry)
+            handle.object = report.run_id
+            written = write_report(report, output)
+    size = written.stat().st_size
+    print(
+        f"Wrote the model report of run {report.run_id} to {written} "
+        f"({len(report.sections)} sections, {size / 1024:,.0f} KB)."
+    )
+    unanswered = sum(1 for item in report.checklist if item.section is None)
+    print(
+        f"Checklist: {len(report.checklist) - unanswered} of {len(report.checklist)} "
+        "TRIPOD+AI / CLAIM items answered in the report; the others say why not."
+    )
+    return 0
+
+
+def _add_report_parsers(sub: Any, runs_sub: Any) -> None:
+    q = runs_sub.add_parser(
+        "context",
+        help="state what a run is for (intended use, population, reference standard)",
+        description="State what a run is for; the model report shows it and says 'not stated' "
+        "for what is left empty. Without options, show what is stated. Only the run's owner "
+        "or an admin may change it; an empty text clears a field.",
+    )
+    q.add_argument("run_id", metavar="RUN_ID", help="the run's id (see `medimg runs`)")
+    q.add_argument("--intended-use", dest="intended_use", metavar="TEXT", default=None)
+    q.add_argument("--population", dest="target_population", metavar="TEXT", default=None)
+    q.add_argument("--reference-standard", dest="reference_standard", metavar="TEXT", default=None)
+    q.add_argument("--setting", dest="clinical_setting", metavar="TEXT", default=None)
+    q.add_argument("--users", dest="intended_users", metavar="TEXT", default=None)
+    q.set_defaults(handler=_cmd_runs_context)
+
+    p = sub.add_parser(
+        "report",
+        help="write a run's model report (TRIPOD+AI / CLAIM) as PDF or HTML",
+        description="Write the model report of a recorded run (by id) or a model directory: "
+        "identity, intended use, flow of cases, characteristics, validation, metrics with 95% "
+        "intervals, calibration, explanation, typical errors, external evaluations, reader "
+        "feedback, warnings and a TRIPOD+AI / CLAIM checklist. The format follows the output's "
+        "extension (.pdf or .html).",
+    )
+    p.add_argument("target", metavar="MODEL_DIR_OR_RUN_ID")
+    p.add_argument("-o", "--output", metavar="REPORT.pdf|REPORT.html", required=True)
+    p.set_defaults(handler=_cmd_report)
 
 
 def _whole_number(text: str, minimum: int, expectation: str) -> int:
@@ -1232,6 +1622,15 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "0 or more")
+
+
+def _confidence(text: str) -> float:
+    try:
+        return check_confidence(float(text))
+    except (ValueError, MedimgError):
+        raise argparse.ArgumentTypeError(
+            f"expected a confidence strictly between 0 and 1 such as 0.9, got {text!r}"
+        ) from None
 
 
 def _share(text: str) -> float:
@@ -1875,6 +2274,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="feature columns that are a reader's assessment (e.g. BI-RADS); they stay "
         "features, and performance is also reported without them",
     )
+    p.add_argument(
+        "--site",
+        metavar="COL",
+        help="the site (hospital, scanner) column; never a feature, metrics are given per site "
+        "(default: proposed from the name)",
+    )
+    p.add_argument(
+        "--subgroup",
+        metavar="COL",
+        nargs="+",
+        default=None,
+        help="columns whose groups get their own metrics with 95%% CIs (default: sex and age "
+        "columns); they stay features unless also passed to --exclude",
+    )
+    p.add_argument(
+        "--validation",
+        choices=("standard", "leave-one-site-out"),
+        default="standard",
+        help="leave-one-site-out: also hold out each site in turn and score it once, as extra "
+        "evidence of transfer to a new site (the saved model is still trained the standard way)",
+    )
     p.add_argument("--model", choices=MODEL_CHOICES, default="auto")
     p.add_argument(
         "--scaling", choices=("standard", "minmax", "robust", "none"), default="standard"
@@ -1899,6 +2319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", metavar="COL", help="the label column if named differently")
     p.add_argument("--n-boot", metavar="N", type=_positive_int, default=1000)
     p.add_argument("--json", metavar="METRICS.json", required=True)
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="fit logistic recalibration on these data and save the model with it as a new run "
+        "(two-class models; its calibration on these same data is then optimistic)",
+    )
     _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -1950,6 +2376,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="give no decision when P(positive) lies in this band around the threshold, "
         "e.g. 0.4,0.6",
     )
+    p.add_argument(
+        "--confidence",
+        metavar="P",
+        type=_confidence,
+        default=0.9,
+        help="confidence of the prediction-set column, e.g. 0.9 (default): each case's set of "
+        "classes holds the true class for about this share of cases (conformal prediction "
+        "calibrated on the run's development cases)",
+    )
     _add_image_options(p, size=False)
     p.set_defaults(handler=_cmd_predict)
 
@@ -1969,7 +2404,38 @@ def build_parser() -> argparse.ArgumentParser:
         "workspace (a folder elsewhere is left untouched) and its stored data when no other run "
         "uses them",
     )
+    p.add_argument(
+        "--show",
+        metavar="RUN_ID",
+        help="show this run and its recorded external evaluations (date, user, file, cases, "
+        "ROC AUC, calibration, recalibrated run)",
+    )
     p.set_defaults(handler=_cmd_runs)
+    runs_sub = p.add_subparsers(dest="runs_command", metavar="{compare,context}")
+    c = runs_sub.add_parser(
+        "compare",
+        help="compare two runs' ROC AUC on the same cases (paired difference, 95%% CI, p-value)",
+        description="Compare two runs trained on the same data with the same split: the "
+        "difference in ROC AUC (run B minus run A) with a paired 95%% interval and p-value "
+        "(DeLong's test, or a paired bootstrap over patients when patients have several cases).",
+    )
+    c.add_argument("run_a", metavar="RUN_A", help="the first run's id (see `medimg runs`)")
+    c.add_argument("run_b", metavar="RUN_B", help="the second run's id")
+    c.add_argument(
+        "--partition",
+        choices=("test", "cv"),
+        default="test",
+        help="compare on the held-out test cases (default) or the out-of-fold development cases",
+    )
+    c.add_argument(
+        "--n-boot",
+        type=_positive_int,
+        default=1000,
+        help="bootstrap resamples when patients have several cases (default 1000)",
+    )
+    c.add_argument("--json", metavar="FILE", help="also write the comparison as JSON to FILE")
+    c.set_defaults(handler=_cmd_runs_compare)
+    _add_report_parsers(sub, runs_sub)
     _add_audit_parser(sub)
     _add_keys_parser(sub)
     _add_account_parsers(sub)

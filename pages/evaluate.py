@@ -31,9 +31,13 @@ from medimg_core.reporting.figures.evaluation import (
     threshold_figure,
 )
 from medimg_core.store import guarded
+from medimg_core.ui import conformal as prediction_sets
 from medimg_core.ui import large, state, workflow
 from medimg_core.ui.auth import current_actor
+from medimg_core.ui.decision import render_decision_curves
+from medimg_core.ui.external import render_external_validation
 from medimg_core.ui.session import ActiveModel
+from medimg_core.ui.subgroups import render_subgroups
 
 st.title("Evaluate")
 workflow.require("evaluate")
@@ -410,6 +414,11 @@ with calibration_tab:
             )
     if model.is_binary and active.cv is not None:
         recalibration(active)
+
+render_decision_curves(active)
+prediction_sets.render_coverage(active, key="eval_prediction_sets")
+render_subgroups(active)
+render_external_validation(active)
 
 st.subheader("Data and robustness")
 flow_tab, robust_tab, compare_tab = st.tabs(["Flow of cases", "Robustness", "Compare saved runs"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
 from medimg_core.access import Action
@@ -20,7 +18,8 @@ from medimg_core.reporting.figures.explanation import (
     importance_figure,
     waterfall_figure,
 )
-from medimg_core.ui import explaining, images, large, widgets, workflow
+from medimg_core.ui import case_reports, explaining, feedback, images, large, widgets, workflow
+from medimg_core.ui import conformal as prediction_sets
 
 OUTCOME_HELP = {
     "TP": "True positive: called positive, and it is.",
@@ -229,6 +228,7 @@ outcome_col.metric(
     help=OUTCOME_HELP.get(view.outcome or "", "How the model's call compares with the truth.")
     + (f" At the threshold {cut:.2f}." if cut is not None else ""),
 )
+prediction_sets.render_case_set(active, row_key, partition=partition, key="explain_set")
 
 if images.is_image_model(active):
     # The case's image and its occlusion map sit beside the waterfall; the values go below.
@@ -333,7 +333,7 @@ reference = explaining.report_reference(view.label, pseudonymous=active.ids_pseu
 download_col, note_col = st.columns([1, 2], vertical_alignment="center")
 download_col.download_button(
     "Download this case's report (HTML)",
-    data=partial(explaining.case_report, active, view, overall.note, cut),
+    data=case_reports.report_builder(active, view, overall.note, cut),
     file_name=f"medimg-{reference}.html",
     mime="text/html",
     key="explain_report",
@@ -350,6 +350,15 @@ note_col.caption(
     )
     + ": the same case always gets the same reference on this installation, and the report "
     "holds only the model's feature values."
+)
+
+feedback.render_feedback(
+    active,
+    case_ref=feedback.explain_case_ref(active, view),
+    source="explain",
+    predicted=str(table.at[row_key, "predicted"]),
+    probability=float(scores[row_key]),
+    key="explain_feedback",
 )
 
 workflow.next_step("explain")

@@ -9,7 +9,8 @@ from medimg_core.access import Action
 from medimg_core.errors import MedimgError
 from medimg_core.reporting import review, summaries
 from medimg_core.reporting.figures.data import distribution_figure
-from medimg_core.ui import explaining, images, state, widgets, workflow
+from medimg_core.ui import conformal as prediction_sets
+from medimg_core.ui import explaining, feedback, images, state, widgets, workflow
 
 MAX_WARNINGS = 8
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
@@ -191,6 +192,7 @@ if scored.n_scored and image_ctx is not None:
 
 if scored.n_scored:
     st.markdown("**Predictions**")
+    scored = prediction_sets.with_sets(active, scored, key="predict_sets")
     if model.roles.id and model.roles.id in scored.table.columns and explaining.ids_as_pseudonyms():
         st.caption(explaining.PSEUDONYM_NOTE)
     widgets.paged_dataframe(
@@ -198,7 +200,10 @@ if scored.n_scored:
         key="predict_table",
         page_size=25,
         hide_index=True,
-        column_config=explaining.prediction_columns(scored),
+        column_config={
+            **explaining.prediction_columns(scored),
+            **prediction_sets.set_column_config(scored.table),
+        },
     )
     chart_col, download_col = st.columns([2, 1], gap="large", vertical_alignment="center")
     with chart_col:
@@ -221,6 +226,9 @@ if scored.n_scored:
             "the run ID, the threshold and the positive class. Identifying columns are never "
             "included.",
         )
+
+if scored.n_scored:
+    feedback.render_predict_feedback(active, scored, key="predict_feedback")
 
 if len(scored.not_scored):
     with st.expander(f"{len(scored.not_scored):,} case(s) not scored, with the reason"):

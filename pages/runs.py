@@ -10,8 +10,11 @@ from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import format_metric
 from medimg_core.reporting import comparison, summaries
 from medimg_core.store import guarded
-from medimg_core.ui import state, widgets, workflow
+from medimg_core.ui import feedback, state, widgets, workflow
 from medimg_core.ui.auth import client_address, current_actor
+from medimg_core.ui.external import render_run_evaluations
+from medimg_core.ui.paired import render_paired_comparison
+from medimg_core.ui.report import render_run_report
 
 PAGES = {step.key: step for step in state.STEPS}
 
@@ -119,6 +122,10 @@ with st.container(border=True):
             args=(record.id,),
         )
 
+render_run_evaluations(actor, record)
+feedback.render_run_feedback(actor, record.id)
+render_run_report(actor, record)
+
 st.markdown("**Use this run**")
 buttons = st.columns(3)
 for column, (step_key, label) in zip(
@@ -181,6 +188,8 @@ with st.expander("Delete this run"):
         st.session_state.pop("runs_pick", None)
         st.session_state["runs_notice"] = deleted.note
         st.rerun()
+
+render_paired_comparison(runs)
 
 st.divider()
 st.markdown(

@@ -645,8 +645,8 @@ def stored_data_text(card: Mapping[str, Any]) -> str:
     -------
     str
         Which columns the stored copy and ``cases.parquet`` hold: the label, the feature
-        columns and the patient ID as a keyed pseudonym; identifying and excluded columns are
-        never kept.
+        columns, the site and subgroup columns (for the per-group metrics) and the patient ID
+        as a keyed pseudonym; identifying and other excluded columns are never kept.
     """
     stored = card.get("stored_dataset") or {}
     roles = card.get("roles") or {}
@@ -655,6 +655,13 @@ def stored_data_text(card: Mapping[str, Any]) -> str:
         features = (card.get("features") or {}).get("feature_columns") or []
     id_column = stored.get("id", roles.get("id"))
     text = f"the label ({roles.get('label')}), {len(features)} feature column(s)"
+    analysis = stored.get("analysis")
+    if analysis is None:
+        named = [roles.get("site"), *(roles.get("subgroups") or [])]
+        taken = {roles.get("label"), id_column, *features}
+        analysis = [c for c in dict.fromkeys(named) if c and c not in taken]
+    if analysis:
+        text += f", the site and subgroup column(s) {', '.join(map(str, analysis))}"
     if id_column:
         text += f" and the patient ID ({id_column}) as a keyed pseudonym, never as uploaded"
     return (

@@ -38,7 +38,9 @@ from sklearn.pipeline import Pipeline
 from medimg_core.encryption import CIPHER, read_decrypted, write_encrypted
 from medimg_core.errors import MedimgError, ModelFileError
 from medimg_core.imaging.feature_table import feature_descriptions
-from medimg_core.modelling.calibration import INTERCEPT_LIMIT, calibration_card
+from medimg_core.modelling.calibration import INTERCEPT_LIMIT, Recalibration, calibration_card
+from medimg_core.modelling.conformal import conformal_card
+from medimg_core.modelling.decision import decision_curves_card
 from medimg_core.modelling.explain import (
     METHOD_PERMUTATION,
     development_explainer,
@@ -48,6 +50,7 @@ from medimg_core.modelling.explain import (
 from medimg_core.modelling.models import MedimgModel, ModelConfig
 from medimg_core.modelling.ood import DistanceReference
 from medimg_core.modelling.selection import SELECTION_FREE_NOTE
+from medimg_core.modelling.subgroups import SiteValidation, subgroup_card
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
@@ -63,6 +66,7 @@ __all__ = [
     "LoadedModel",
     "build_card",
     "load_model",
+    "recalibration_card",
     "save_model",
     "test_split_source",
 ]
@@ -309,6 +313,8 @@ def build_card(
     data: pd.DataFrame | None = None,
     image_settings: Mapping[str, Any] | None = None,
     feature_descriptions: Mapping[str, str] | None = None,
+    cases: pd.DataFrame | None = None,
+    site_validation: SiteValidation | None = None,
 ) -> dict[str, Any]:
     """The model card: what was trained on which data, how it was validated, how well it did.
 
@@ -325,6 +331,11 @@ def build_card(
     feature_descriptions : feature name -> one-line description, stored as
         ``features.descriptions``; default, for image models, the descriptions of the image
         features among the model's columns.
+    cases : the run's cases (``medimg_core.store.cases.build_cases``); when the roles name a
+        site or subgroup columns, their metrics per group on CV and test are stored as
+        ``subgroups`` (:func:`~medimg_core.modelling.subgroups.subgroup_card`).
+    site_validation : leave-one-site-out validation, when it was run; stored as
+        ``leave_one_site_out`` (extra evidence: the saved model is the normally trained one).
 
     Returns
     -------
@@ -405,6 +416,11 @@ def build_card(
             "fixed at 1 (calibration-in-the-large); curve over 10 equal-count bins",
             "departure_limit": INTERCEPT_LIMIT,
         },
+        # Net benefit at the chosen threshold and a few others; the full curve is rebuilt from
+        # the run's cases (modelling.decision). None for multi-class models.
+        "decision_curve": decision_curves_card(result.cv, result.test),
+        # Prediction sets at 90% and 95%: coverage on the test cases against the target.
+        "conformal": conformal_card(result.cv, result.test),
         "leaderboard": [row.to_dict() for row in result.leaderboard],
         # Features that are a reader's assessment (e.g. BI-RADS): performance without them.
         "without_reader": (
@@ -427,7 +443,26 @@ def build_card(
             else None
         ),
     }
+    if model.recalibration is not None:
+        card["recalibration"] = recalibration_card(model.recalibration)
+    if cases is not None and model.roles.analysis_columns():
+        n_boot = result.cv.n_boot_requested or result.cv.n_boot
+        card["subgroups"] = subgroup_card(model, cases, n_boot=n_boot)
+    if site_validation is not None:
+        card["leave_one_site_out"] = site_validation.to_dict()
     return _jsonable(card)
+
+
+def recalibration_card(recalibration: Recalibration) -> dict[str, Any]:
+    """The card's ``recalibration`` entry: the fitted intercept and slope, where they were
+    fitted, and what recalibration does and does not change."""
+    return {
+        **recalibration.to_dict(),
+        "formula": "p' = expit(intercept + slope × logit(p))",
+        "note": "Logistic recalibration changes the probabilities, not the ranking of cases: "
+        "discrimination (ROC AUC) is unchanged; the threshold is the parent model's threshold "
+        "mapped through the same formula, so the same cases are called positive.",
+    }
 
 
 def _selection_free(result: TrainingResult) -> dict[str, Any] | None:
@@ -491,6 +526,8 @@ def save_model(
     data: pd.DataFrame | None = None,
     image_settings: Mapping[str, Any] | None = None,
     feature_descriptions: Mapping[str, str] | None = None,
+    cases: pd.DataFrame | None = None,
+    site_validation: SiteValidation | None = None,
 ) -> Path:
     """Write ``model.skops`` and ``card.json`` into ``directory``, atomically.
 
@@ -503,8 +540,8 @@ def save_model(
     ----------
     result : the training outcome to save.
     directory : the model directory to create or replace.
-    cleaning, dataset_name, validation, data, image_settings, feature_descriptions : passed to
-        :func:`build_card`.
+    cleaning, dataset_name, validation, data, image_settings, feature_descriptions, cases,
+    site_validation : passed to :func:`build_card`.
 
     Returns
     -------
@@ -527,6 +564,8 @@ def save_model(
         data=data,
         image_settings=image_settings,
         feature_descriptions=feature_descriptions,
+        cases=cases,
+        site_validation=site_validation,
     )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -627,6 +666,19 @@ def _model_from_card(pipeline: Pipeline, card: dict[str, Any]) -> MedimgModel:
         threshold=float(card["threshold"]["value"]),
         roles=Roles.from_dict(card["roles"]),
         plan=CleaningPlan.from_dict(card["cleaning"]["plan"]),
+        recalibration=_recalibration_from_card(card.get("recalibration")),
+    )
+
+
+def _recalibration_from_card(entry: Any) -> Recalibration | None:
+    """The card's ``recalibration`` entry as a :class:`Recalibration` (None without one)."""
+    if not entry:
+        return None
+    return Recalibration(
+        intercept=float(entry["intercept"]),
+        slope=float(entry["slope"]),
+        n_development=int(entry["n_development"]),
+        fitted_on=str(entry.get("fitted_on") or "unknown"),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medimg_core.modelling.decision import decision_curve, net_benefit_at
 from medimg_core.modelling.evaluation import METRIC_KEYS, metric_label
 from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import train
@@ -60,8 +63,8 @@ def test_metrics_plots_and_flow_are_shown(open_app: Callable[..., AppTest]) -> N
     assert any("held-out test" in c for c in table.columns)
     assert all("–" in cell for cell in table.loc["ROC AUC"])
     assert any("Positive class: malignant" in c.value for c in at.caption)
-    # confusion (counts, shares), trade-off, ROC, PR, calibration, flow, folds
-    assert len(at.get("plotly_chart")) == 8
+    # confusion (counts, shares), trade-off, ROC, PR, calibration, decision curve, flow, folds
+    assert len(at.get("plotly_chart")) == 9
     assert any(e.label == "What the metrics mean" for e in at.expander)
     assert any("Go to Explain" in link.label for link in at.get("page_link"))
 
@@ -150,6 +153,55 @@ def test_recalibration_on_development_data_is_checked_on_test(
     assert "This is an analysis" in notes
 
 
+def test_decision_curve_is_read_at_the_saved_threshold(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = evaluated(open_app)
+    assert not at.exception
+    active = at.session_state[state.ACTIVE]
+    assert "Decision curve" in [s.value for s in at.subheader]
+    chart = next(c for c in at.get("plotly_chart") if "Decision curve" in c.proto.spec)
+    fig = json.loads(chart.proto.spec)
+    t = active.model.threshold
+    readings = []
+    for ev, label in ((active.cv, "Cross-validated (development)"), (active.test, "Held-out test")):
+        curve = decision_curve(
+            (np.asarray(ev.y_true) == 1).astype(int),
+            ev.y_score,
+            partition=ev.partition,
+            chosen_threshold=t,
+        )
+        trace = next(d for d in fig["data"] if d["name"].startswith(f"Model — {label}"))
+        assert np.allclose(decoded(trace["x"]), curve.thresholds)
+        assert np.allclose(decoded(trace["y"]), curve.net_benefit)
+        reading = net_benefit_at(curve)
+        readings.append(reading)
+        text = next(m.value for m in at.markdown if m.value.startswith(f"**{label}**"))
+        assert f"At threshold {t:.2f} the model's net benefit is {reading.net_benefit:.3f}" in text
+        assert f"vs {reading.treat_all:.3f} for treating everyone" in text
+        assert (
+            f"{reading.interventions_avoided_per_100:.1f} fewer unnecessary interventions "
+            "per 100 patients with no missed malignant cases"
+        ) in text
+    # The sample model beats treating everyone and treating no one at its threshold.
+    assert all(r.net_benefit > max(r.treat_all, 0) for r in readings)
+    assert any(s["type"] == "line" and s["x0"] == pytest.approx(t) for s in fig["layout"]["shapes"])
+    table = next(d.value for d in at.dataframe if "Treat everyone" in d.value.columns)
+    chosen = table[table["Threshold"] == f"{t:.2f} (chosen)"]
+    assert list(chosen["Model"]) == pytest.approx([r.net_benefit for r in readings])
+    assert list(chosen["Treat everyone"]) == pytest.approx([r.treat_all for r in readings])
+    card = active.card["decision_curve"]
+    assert card["cv"]["chosen"]["net_benefit"] == pytest.approx(readings[0].net_benefit)
+    assert card["test"]["chosen"]["net_benefit"] == pytest.approx(readings[1].net_benefit)
+
+
+def decoded(values: object) -> np.ndarray:
+    """A plotly JSON array: a plain list, or ``{"dtype", "bdata"}`` (base64) in plotly 6."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values, dtype=float)
+
+
 def three_class_model() -> ActiveModel:
     rng = np.random.default_rng(0)
     n = 150
@@ -187,6 +239,12 @@ def test_multiclass_shows_macro_metrics_and_no_slider(open_app: Callable[..., Ap
     assert any("3 classes" in i.value and "no threshold" in i.value for i in at.info)
     assert any("macro averages" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 6
+    assert any("Decision curves apply to two-class models" in c.value for c in at.caption)
+    assert active_card_has_no_decision_curve(at)
+
+
+def active_card_has_no_decision_curve(at: AppTest) -> bool:
+    return at.session_state[state.ACTIVE].card["decision_curve"] is None
 
 
 @pytest.mark.slow
@@ -206,7 +264,7 @@ def test_saved_runs_are_compared(open_app: Callable[..., AppTest]) -> None:
     frames = [d.value for d in at.dataframe]
     compared = next(f for f in frames if "Run" in getattr(f, "columns", []))
     assert set(compared["Run"]) == {first, second}
-    assert len(at.get("plotly_chart")) == 9
+    assert len(at.get("plotly_chart")) == 10
 
 
 def test_an_unreachable_registry_is_a_warning_not_a_crash(

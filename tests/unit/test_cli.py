@@ -129,6 +129,24 @@ def test_train_summary_and_card_give_calibration_per_partition(trained: Trained)
     assert f"calibration (cv): intercept {intercept}, slope {cv['slope']:.2f}" in out
 
 
+def test_train_summary_and_card_give_the_decision_curve_at_the_threshold(
+    trained: Trained,
+) -> None:
+    out = trained.stdout
+    card = load_model(trained.model_dir).card
+    assert "Decision curve (net benefit; treating no one scores 0):" in out
+    for partition, name in (("cv", "cross-validated (dev)"), ("test", "held-out test")):
+        chosen = card["decision_curve"][partition]["chosen"]
+        assert chosen["threshold"] == pytest.approx(card["threshold"]["value"])
+        assert chosen["net_benefit"] > max(chosen["treat_all"], 0.0)
+        assert (
+            f"  {name}: At threshold {chosen['threshold']:.2f} the model's net benefit is "
+            f"{chosen['net_benefit']:.3f} vs {chosen['treat_all']:.3f} for treating everyone: "
+            f"equivalent to {chosen['interventions_avoided_per_100']:.1f} fewer unnecessary "
+            "interventions per 100 patients with no missed malignant cases"
+        ) in out
+
+
 def test_runs_says_choosing_by_the_test_set_is_a_selection_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -668,6 +686,7 @@ def test_predict_images_with_reasons(image_model: ImageModel, tmp_path: Path) ->
         "file",
         "p_pneumonia",
         "decision",
+        "Prediction set (90%)",
         "ood_range",
         "ood_features",
         "ood_distance",

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from medimg_core.reporting.figures import _style, data, evaluation, explanation
+from medimg_core.reporting.figures import decision as decision_figures
 from medimg_core.reporting.figures.evaluation import (
     calibration_figure,
     confusion_figure,
@@ -28,7 +29,7 @@ from medimg_core.reporting.figures.explanation import (
 )
 from tests.unit.reporting.figures.conftest import binary_eval, leaderboard, make_explanation
 
-FIGURE_MODULES = [_style, evaluation, explanation, data]
+FIGURE_MODULES = [_style, evaluation, explanation, data, decision_figures]
 
 
 @pytest.mark.parametrize("module", FIGURE_MODULES, ids=lambda m: m.__name__)
