@@ -471,8 +471,15 @@ class ConformalSummary:
     notes: tuple[str, ...] = ()
 
     @property
+    def falls_short(self) -> bool:
+        """True when the test coverage is below the target beyond chance: the upper end of its
+        exact 95% interval is under the target."""
+        return self.test_coverage_ci95 is not None and self.test_coverage_ci95[1] < self.confidence
+
+    @property
     def sentence(self) -> str:
-        """One line for readers: the target next to the coverage measured on test cases."""
+        """One line for readers: the target next to the coverage measured on test cases, and a
+        warning when the test cases miss it beyond chance."""
         target = confidence_text(self.confidence)
         if self.test_coverage is None:
             return (
@@ -492,6 +499,13 @@ class ConformalSummary:
             f"the set for {self.test_coverage:.1%}{interval}"
             + (f"; per class {per_class}" if per_class else "")
             + "."
+            + (
+                " That is below the target beyond chance: the test cases do not behave like the "
+                "development cases the sets were calibrated on (the guarantee assumes new cases "
+                "come from the same population), so do not rely on the sets for cases like these."
+                if self.falls_short
+                else ""
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -209,8 +209,9 @@ def _show(active: ActiveModel, done: _Done) -> None:
     )
     for warning in validation.result.get("warnings") or []:
         st.warning(warning, icon=":material/warning:")
-    calibration_col, shift_col = st.columns([2, 3], gap="medium")
-    with calibration_col:
+    # Full width each: side by side, the calibration curve was too narrow to read.
+    calibration_tab, shift_tab = st.tabs(["Calibration on the new cases", "Feature shift"])
+    with calibration_tab:
         if evaluation.is_binary:
             st.plotly_chart(
                 calibration_figure(evaluation), width="stretch", key="external_calibration"
@@ -218,7 +219,7 @@ def _show(active: ActiveModel, done: _Done) -> None:
             st.caption(calibration_line("on the new cases", validation.result.get("calibration")))
         else:
             st.caption("Calibration slope and intercept apply to two-class models.")
-    with shift_col:
+    with shift_tab:
         if validation.shift:
             try:
                 st.plotly_chart(

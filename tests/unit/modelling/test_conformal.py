@@ -308,3 +308,17 @@ def test_coverage_frame_shows_the_summaries_numbers() -> None:
         assert row["One class"] + row["Uncertain (2+ classes)"] + row["Empty"] == 400
     empty = coverage_frame([summarise_sets(fitted, [], [])])
     assert empty.loc[0, "Test coverage (95% CI)"] == "n/a"
+
+
+def test_test_cases_unlike_the_development_cases_are_flagged() -> None:
+    y_cal, p_cal = synthetic_binary(800, seed=21)
+    y_test, p_test = synthetic_binary(400, seed=22)
+    fitted = fit_scores(y_cal, p_cal, NAMES, confidence=0.9)
+    same = summarise_sets(fitted, y_test, p_test)
+    assert not same.falls_short
+    assert "beyond chance" not in same.sentence
+    # Another population: the model is as confident, but often wrong, on the test cases.
+    shifted = summarise_sets(fitted, 1 - y_test, p_test)
+    assert shifted.test_coverage is not None and shifted.test_coverage < 0.5
+    assert shifted.falls_short
+    assert "below the target beyond chance" in shifted.sentence
