@@ -43,6 +43,7 @@ from medimg_core.modelling.evaluation import (
     metric_label,
 )
 from medimg_core.modelling.models import MedimgModel
+from medimg_core.modelling.shift import NOTABLE_SHIFT, SMALL_SHIFT
 from medimg_core.reporting.figures.evaluation import (
     calibration_figure,
     partition_label,
@@ -889,8 +890,9 @@ def _external(external: Sequence[EvaluationRecord], model: MedimgModel) -> Repor
                         )
                         for s in shift
                     ),
-                    f"Largest feature shifts, {name} against the development data "
-                    "(|difference| above 0.1 is notable, above 0.25 large).",
+                    f"Largest feature shifts, {name} against the development data: "
+                    f"standardised mean difference; |SMD| above {SMALL_SHIFT:g} is a small "
+                    f"shift, above {NOTABLE_SHIFT:g} a notable one (Austin 2009).",
                 )
             )
     return ReportSection(

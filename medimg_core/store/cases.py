@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from medimg_core.encryption import read_decrypted, write_encrypted
 from medimg_core.errors import DataError, ModelFileError
 from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
-from medimg_core.modelling.models import MedimgModel
+from medimg_core.modelling.models import MedimgModel, class_names_by_code
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
 
@@ -308,13 +308,8 @@ def case_evaluations(
             "Retrain the model to rewrite them."
         )
     id_col = model.roles.id if model.roles.id and model.roles.id in cases.columns else None
-    if model.is_binary:
-        names: tuple[str, ...] = (
-            str(next(c for c in model.classes if c != model.positive_class)),
-            str(model.positive_class),
-        )
-    else:
-        names = tuple(str(c) for c in model.classes)
+    # The class names, as training gave them (a code shows its given name: "pneumonia", not 1).
+    names = class_names_by_code(model.classes, model.positive_class, model.roles.class_names)
     common: dict[str, Any] = {
         "class_names": names,
         "positive_class": model.positive_class,

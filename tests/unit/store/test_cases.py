@@ -150,6 +150,28 @@ def test_rebuilt_evaluations_equal_the_training_ones(
     assert cv.threshold == result.model.threshold
 
 
+def test_rebuilt_evaluations_name_coded_classes_as_training_did(tmp_path: Path) -> None:
+    data = sample_data()
+    data["diagnosis"] = (data["diagnosis"] == "benign").astype(int)  # 0 = malignant, as BreastMNIST
+    roles = Roles(
+        label="diagnosis",
+        id="case_id",
+        exclude=("surname",),
+        class_names=(("0", "malignant"), ("1", "benign")),
+    )
+    result = train(
+        data,
+        roles,
+        config=ModelConfig(model="logreg"),
+        validation=ValidationConfig(cv=3, n_boot=20),
+        positive=0,
+    )
+    save_cases(tmp_path, build_cases(result, data))
+    cv, test = case_evaluations(result.model, load_cases(tmp_path), n_boot=20)
+    assert cv.class_names == result.cv.class_names == ("benign", "malignant")
+    assert test is not None and test.class_names == ("benign", "malignant")
+
+
 def test_multiclass_cases_have_one_probability_per_class(
     multiclass: tuple[TrainingResult, pd.DataFrame],
 ) -> None:
