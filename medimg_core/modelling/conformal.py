@@ -50,7 +50,7 @@ import pandas as pd
 from crepes import ConformalClassifier
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import Evaluation
+from medimg_core.modelling.evaluation import Evaluation, _clopper_pearson, finite_or_none
 from medimg_core.modelling.models import MedimgModel, class_names_by_code
 
 __all__ = [
@@ -510,32 +510,22 @@ class ConformalSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN -> None)."""
-
-        def clean(x: float | None) -> float | None:
-            return None if x is None or not np.isfinite(x) else float(x)
-
         return {
             "confidence": float(self.confidence),
             "mondrian": self.mondrian,
             "n_calibration": self.n_calibration,
             "n_calibration_by_class": dict(self.n_calibration_by_class),
-            "test_coverage": clean(self.test_coverage),
+            "test_coverage": finite_or_none(self.test_coverage),
             "test_coverage_ci95": None
             if self.test_coverage_ci95 is None
-            else [clean(v) for v in self.test_coverage_ci95],
-            "test_coverage_by_class": {k: clean(v) for k, v in self.test_coverage_by_class.items()},
+            else [finite_or_none(v) for v in self.test_coverage_ci95],
+            "test_coverage_by_class": {
+                k: finite_or_none(v) for k, v in self.test_coverage_by_class.items()
+            },
             "set_sizes": dict(self.set_sizes),
             "n_test": self.n_test,
             "notes": list(self.notes),
         }
-
-
-def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import beta
-
-    low = 0.0 if k == 0 else float(beta.ppf(0.025, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
-    return low, high
 
 
 def summarise_sets(
@@ -585,7 +575,7 @@ def summarise_sets(
         set_sizes=sizes,
         n_test=n,
         n_calibration_by_class=predictor.n_calibration_by_class,
-        test_coverage_ci95=_clopper_pearson(int(covered.sum()), n),
+        test_coverage_ci95=_clopper_pearson(int(covered.sum()), n, 0.025),
         notes=tuple(notes),
     )
 

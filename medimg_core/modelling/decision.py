@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import Evaluation
+from medimg_core.modelling.evaluation import Evaluation, finite_or_none
 
 __all__ = [
     "CARD_THRESHOLDS",
@@ -58,10 +58,6 @@ _GRID_TOL = 1e-9
 def _weight(t: np.ndarray | float) -> Any:
     """The exchange rate t/(1 − t): unnecessary interventions accepted per case found."""
     return np.asarray(t, dtype=float) / (1.0 - np.asarray(t, dtype=float))
-
-
-def _clean(x: float) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
 @dataclass(frozen=True)
@@ -127,13 +123,11 @@ class DecisionCurve:
         return {
             "partition": self.partition,
             "thresholds": [float(t) for t in self.thresholds],
-            "net_benefit": [_clean(v) for v in self.net_benefit],
-            "treat_all": [_clean(v) for v in self.treat_all],
-            "prevalence": _clean(self.prevalence),
+            "net_benefit": [finite_or_none(v) for v in self.net_benefit],
+            "treat_all": [finite_or_none(v) for v in self.treat_all],
+            "prevalence": finite_or_none(self.prevalence),
             "n": int(self.n),
-            "chosen_threshold": _clean(self.chosen_threshold)
-            if self.chosen_threshold is not None
-            else None,
+            "chosen_threshold": finite_or_none(self.chosen_threshold),
         }
 
     @classmethod
@@ -229,9 +223,9 @@ class NetBenefitAt:
     def to_dict(self) -> dict[str, Any]:
         return {
             "threshold": float(self.threshold),
-            "net_benefit": _clean(self.net_benefit),
-            "treat_all": _clean(self.treat_all),
-            "interventions_avoided_per_100": _clean(self.interventions_avoided_per_100),
+            "net_benefit": finite_or_none(self.net_benefit),
+            "treat_all": finite_or_none(self.treat_all),
+            "interventions_avoided_per_100": finite_or_none(self.interventions_avoided_per_100),
         }
 
 
@@ -426,7 +420,7 @@ def decision_card(curve: DecisionCurve | None) -> dict[str, Any] | None:
     chosen = net_benefit_at(curve) if curve.chosen_threshold is not None else None
     return {
         "n": int(curve.n),
-        "prevalence": _clean(curve.prevalence),
+        "prevalence": finite_or_none(curve.prevalence),
         "chosen": chosen.to_dict() if chosen is not None else None,
         "at": [net_benefit_at(curve, t).to_dict() for t in CARD_THRESHOLDS],
         "thresholds": f"{curve.thresholds[0]:.2f}–{curve.thresholds[-1]:.2f}",

@@ -48,6 +48,7 @@ __all__ = [
     "choose_threshold",
     "confusion_at",
     "evaluate_scores",
+    "finite_or_none",
     "format_metric",
     "metric_label",
     "positive_class_caption",
@@ -141,6 +142,11 @@ def _sub_chunks(n_rep: int, cells_per_replicate: int) -> list[int]:
     """
     size = max(1, _CHUNK_CELLS // max(1, cells_per_replicate))
     return [len(r) for r in compute.chunks(n_rep, size)]
+
+
+def finite_or_none(x: Any) -> float | None:
+    """``x`` as a float for JSON, None when it is missing or not finite (NaN, ±inf)."""
+    return None if x is None or not np.isfinite(x) else float(x)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,12 @@ from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import MetricValue, _newcombe_auc_interval, _wilson
+from medimg_core.modelling.evaluation import (
+    MetricValue,
+    _newcombe_auc_interval,
+    _wilson,
+    finite_or_none,
+)
 
 __all__ = [
     "BOOTSTRAP",
@@ -49,10 +54,6 @@ BOOTSTRAP = "paired bootstrap"
 """``PairedComparison.method`` prefix when patients were resampled."""
 
 _Z95 = 1.959963984540054
-
-
-def _clean(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class PairedComparison:
             "value_a": self.value_a.to_dict(),
             "value_b": self.value_b.to_dict(),
             "difference": self.difference.to_dict(),
-            "p_value": _clean(self.p_value),
+            "p_value": finite_or_none(self.p_value),
             "method": self.method,
             "n_cases": self.n_cases,
             "n_patients": self.n_patients,

@@ -25,8 +25,13 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.errors import ConfigError, DataError, MedimgError
-from medimg_core.modelling.evaluation import MetricValue, evaluate_scores
-from medimg_core.modelling.models import MedimgModel, ModelConfig
+from medimg_core.modelling.evaluation import (
+    Evaluation,
+    MetricValue,
+    evaluate_scores,
+    finite_or_none,
+)
+from medimg_core.modelling.models import MedimgModel, ModelConfig, class_names_by_code
 from medimg_core.modelling.task import resolve_task
 from medimg_core.modelling.training import train
 from medimg_core.modelling.validation import ValidationConfig
@@ -70,10 +75,6 @@ _MAX_CATEGORIES = 12
 _MAX_AGE_CATEGORIES = 5  # an age column with a few values is already coded in groups
 
 
-def _clean(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
 @dataclass(frozen=True)
 class GroupMetrics:
     """The metrics of one group of cases (one value of one column) in one partition.
@@ -113,7 +114,7 @@ class GroupMetrics:
             "n_positive": int(self.n_positive),
             "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
             "note": self.note,
-            "threshold": None if self.threshold is None else _clean(self.threshold),
+            "threshold": finite_or_none(self.threshold),
             "grouping": self.grouping,
         }
 
@@ -149,9 +150,7 @@ class SiteValidation:
             ),
             "notes": list(self.notes),
             "n_sites": int(self.n_sites),
-            "pooled_threshold": (
-                None if self.pooled_threshold is None else _clean(self.pooled_threshold)
-            ),
+            "pooled_threshold": finite_or_none(self.pooled_threshold),
         }
 
 
@@ -256,13 +255,9 @@ def group_labels(
 
 
 def _names(model: MedimgModel) -> tuple[str, ...]:
-    # As medimg_core.store.cases.case_evaluations, so a group's figures match the overall ones.
-    if model.is_binary:
-        return (
-            str(next(c for c in model.classes if c != model.positive_class)),
-            str(model.positive_class),
-        )
-    return tuple(str(c) for c in model.classes)
+    # As medimg_core.store.cases.case_evaluations, so a group's figures match the overall ones
+    # and a coded class is shown by its name ("benign", not "0").
+    return class_names_by_code(model.classes, model.positive_class, model.roles.class_names)
 
 
 def _score_columns(model: MedimgModel) -> list[str]:
@@ -498,6 +493,22 @@ def check_sites(data: pd.DataFrame, roles: Roles) -> str:
     return str(site)
 
 
+def _site_row(column: str, text: str, test: Evaluation) -> GroupMetrics:
+    """One held-out site's metrics: the test evaluation of the round that held it out."""
+    y = np.asarray(test.y_true)
+    n_positive = int((y == 1).sum()) if test.is_binary else int((y != 0).sum())
+    return GroupMetrics(
+        column=column,
+        group=text,
+        partition="held-out site",
+        n=test.n,
+        n_positive=n_positive,
+        metrics=dict(test.metrics),
+        note=_group_note(test.n, y, test.is_binary, test.class_names),
+        threshold=float(test.threshold) if test.is_binary else None,
+    )
+
+
 def leave_one_site_out(
     data: pd.DataFrame,
     roles: Roles,
@@ -593,25 +604,13 @@ def leave_one_site_out(
         test = result.test
         if test is None:  # pragma: no cover (a predefined non-empty test set is always scored)
             continue
-        y = np.asarray(test.y_true)
-        n_positive = int((y == 1).sum()) if test.is_binary else int((y != 0).sum())
         names = test.class_names
-        rows.append(
-            GroupMetrics(
-                column=site,
-                group=text,
-                partition="held-out site",
-                n=test.n,
-                n_positive=n_positive,
-                metrics=dict(test.metrics),
-                note=_group_note(test.n, y, test.is_binary, names),
-                threshold=float(test.threshold) if test.is_binary else None,
-            )
-        )
-        pooled_y.append(y)
+        rows.append(_site_row(site, text, test))
+        pooled_y.append(np.asarray(test.y_true))
         pooled_s.append(np.asarray(test.y_score, dtype=float))
         if id_col:
-            pooled_g.append(data.loc[held, id_col].to_numpy())
+            # In the order of the round's test evaluation (its rows, as training kept them).
+            pooled_g.append(data.loc[list(result.test_index), id_col].to_numpy())
         thresholds.append(float(test.threshold))
         if progress is not None:
             progress((i + 1) / len(sites), f"site {text} held out and scored")

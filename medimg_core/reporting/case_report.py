@@ -42,8 +42,11 @@ from medimg_core.reporting.figures.images import occlusion_figure, to_uint8
 from medimg_core.reporting.figures.static import figure_image
 from medimg_core.reporting.summaries import (
     THRESHOLD_RULES,
+    card_metric,
     card_model_text,
     card_positive_text,
+    human_date,
+    interval_text,
     threshold_rule_text,
 )
 
@@ -54,7 +57,6 @@ __all__ = [
     "ReportImage",
     "anonymous_case",
     "case_report_html",
-    "human_date",
 ]
 
 FIGURE_WIDTH = 760
@@ -98,20 +100,6 @@ class PredictionSet:
     confidence: float
     test_coverage: float | None = None
     note: str = ""
-
-
-def human_date(value: Any) -> str:
-    """A date as a clinician reads it: "2 January 2026, 14:05 UTC" ("unknown" when missing)."""
-    if value is None or value == "":
-        return "unknown"
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if pd.isna(stamp):
-        return "unknown"
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return f"{stamp.day} {stamp:%B %Y, %H:%M} UTC"
 
 
 _STYLE = """
@@ -403,15 +391,8 @@ def _method(case: CaseExplanation, note: str) -> str:
 
 
 def _metric(card: Mapping[str, Any], partition: str) -> str:
-    metrics = (card.get("metrics") or {}).get(partition) or {}
-    auc = metrics.get("roc_auc") or {}
-    value = auc.get("value")
-    if value is None:
-        return "n/a"
-    low, high = [*(auc.get("ci95") or []), None, None][:2]
-    if low is None or high is None:
-        return f"{float(value):.3f}"
-    return f"{float(value):.3f} (95% CI {float(low):.3f}–{float(high):.3f})"
+    auc = card_metric(card, partition, "roc_auc")
+    return f"{auc.value:.3f} ({interval_text(auc)})" if math.isfinite(auc.value) else "n/a"
 
 
 def _model_summary(card: Mapping[str, Any]) -> str:

@@ -54,6 +54,8 @@ from medimg_core.reporting.summaries import (
     card_model_text,
     card_positive_text,
     describe_test_set,
+    group_metrics_from_card,
+    human_date,
     metric_from_card,
     selection_free_metric,
     threshold_rule_text,
@@ -77,7 +79,6 @@ __all__ = [
     "ReportSection",
     "ReportTable",
     "build_report",
-    "human_date",
     "report_bytes",
     "report_html",
     "report_pdf",
@@ -223,15 +224,6 @@ class ModelReport:
         """ "6. Performance" for the section with this key."""
         index = self.keys.index(key)
         return f"{index + 1}. {self.sections[index].title}"
-
-
-def human_date(moment: datetime | str | None) -> str:
-    """A date as people write it: "30 November 2026, 21:08 UTC" ("unknown" when absent)."""
-    if moment is None or moment == "":
-        return "unknown"
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return f"{stamp.day} {stamp.strftime('%B %Y, %H:%M')} UTC"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -626,7 +618,6 @@ def _calibration_values(ev: Evaluation) -> tuple[float, float]:
 
 
 def _calibration(
-    model: MedimgModel,
     card: Mapping[str, Any],
     evaluations: Sequence[Evaluation],
     external: Sequence[EvaluationRecord],
@@ -790,10 +781,16 @@ def _typical_errors(
     reasons: dict[Any, str] = {}
     if picks and explain:
         try:
-            reasons = _reasons(model, cases, [i for _, _, i, _ in picks])
+            reasons, method = _reasons(model, cases, [i for _, _, i, _ in picks])
             paragraphs.append(
                 "Reasons are the three largest SHAP contributions of the final model (+ pushes "
-                f"towards {positive})."
+                f"towards {positive})"
+                + (
+                    f"; {method} SHAP against {_REASON_BACKGROUND} development cases, a quick "
+                    "estimate (the Explain page uses more)."
+                    if method == "permutation"
+                    else "."
+                )
             )
         except MedimgError as exc:
             paragraphs.append(f"Reasons not shown: {exc}")
@@ -818,11 +815,20 @@ def _typical_errors(
     return ReportSection("errors", title, tuple(paragraphs), (table,))
 
 
-def _reasons(model: MedimgModel, cases: pd.DataFrame, index: Sequence[Any]) -> dict[Any, str]:
+_REASON_BACKGROUND = 30
+"""Background rows of a permutation explanation of the listed errors: as for the card's top
+features. With the Explain page's 100 a calibrated random forest on 66 image features took
+over three minutes for twelve cases; the report is built while a user waits."""
+
+
+def _reasons(
+    model: MedimgModel, cases: pd.DataFrame, index: Sequence[Any]
+) -> tuple[dict[Any, str], str]:
+    """Top three reasons of each listed case, and the SHAP method's short name."""
     from medimg_core.modelling.explain import development_explainer
 
     development = model.prepare_features(cases[cases["partition"] == "development"])
-    explainer = development_explainer(model, development)
+    explainer = development_explainer(model, development, max_background=_REASON_BACKGROUND)
     explanation = explainer.explain(model.prepare_features(cases.loc[list(index)]))
     out: dict[Any, str] = {}
     for i, key in enumerate(index):
@@ -831,7 +837,7 @@ def _reasons(model: MedimgModel, cases: pd.DataFrame, index: Sequence[Any]) -> d
             f"{feature} = {_value_text(value)} ({contribution:+.2f})"
             for feature, value, contribution in case.top_reasons(3)
         )
-    return out
+    return out, explanation.method.split(" (")[0]
 
 
 def _value_text(value: Any) -> str:
@@ -841,7 +847,7 @@ def _value_text(value: Any) -> str:
     return "missing" if value is None or value is pd.NA else str(value)
 
 
-def _external(external: Sequence[EvaluationRecord], model: MedimgModel) -> ReportSection:
+def _external(external: Sequence[EvaluationRecord]) -> ReportSection:
     title = "External validation"
     if not external:
         return ReportSection(
@@ -1187,7 +1193,7 @@ def build_report(
         _characteristics(model, card, cases),
         _validation(card),
         _performance(model, card, evaluations, external),
-        _calibration(model, card, evaluations, external),
+        _calibration(card, evaluations, external),
     ]
     for builder in (*_optional_sections(), *extra_sections):
         try:
@@ -1200,7 +1206,7 @@ def build_report(
     sections += [
         _explanation_section(card),
         _typical_errors(model, cases, explain=explain_errors),
-        _external(external, model),
+        _external(external),
         _feedback_section(feedback),
         _warnings(card, extra_warnings),
     ]
@@ -1299,25 +1305,6 @@ def _decision_section(
     )
 
 
-def _group_metrics(entries: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
-    from medimg_core.modelling.subgroups import GroupMetrics
-
-    return tuple(
-        GroupMetrics(
-            column=str(e.get("column")),
-            group=str(e.get("group")),
-            partition=str(e.get("partition")),
-            n=int(e.get("n") or 0),
-            n_positive=int(e.get("n_positive") or 0),
-            metrics={k: metric_from_card(v) for k, v in (e.get("metrics") or {}).items()},
-            note=str(e.get("note") or ""),
-            threshold=e.get("threshold"),
-            grouping=str(e.get("grouping") or ""),
-        )
-        for e in entries
-    )
-
-
 _GROUP_PARTITIONS = {"cv": "Cross-validated", "test": "Test", "held-out site": "Held-out site"}
 
 
@@ -1342,19 +1329,18 @@ def _subgroup_section(
         if positive is not None
         else ("accuracy", "balanced_accuracy", "roc_auc")
     )
-    headers = (
-        "Column",
-        "Group",
-        "Cases",
-        "n (positive)",
-        *(metric_label(k, positive) for k in keys),
+    counted = (
+        f"Cases ({positive})"
+        if positive is not None
+        else f"Cases (not {_class_name(model, model.classes[0])})"
     )
+    headers = ("Column", "Group", "Data", counted, *(metric_label(k, positive) for k in keys))
     rows = []
     paragraphs = []
     for column, groups in (entry or {}).items():
         paragraphs.append(f"{column}: groups {groups.get('grouping') or 'as recorded'}.")
         for partition in ("cv", "test"):
-            for g in _group_metrics(groups.get(partition) or []):
+            for g in group_metrics_from_card(groups.get(partition) or []):
                 rows.append(
                     (
                         str(column),
@@ -1369,7 +1355,7 @@ def _subgroup_section(
         tables.append(ReportTable(headers, tuple(rows), "Metrics with 95% intervals per subgroup."))
     figures = []
     if site:
-        per_site = _group_metrics(site.get("per_site") or [])
+        per_site = group_metrics_from_card(site.get("per_site") or [])
         pooled = site.get("pooled") or {}
         reference = metric_from_card(pooled.get("roc_auc")) if pooled else None
         paragraphs.append(
@@ -1434,7 +1420,7 @@ def _conformal_section(
         return None
     rows = []
     paragraphs = [
-        "Per-case prediction sets (split-conformal, calibrated per class on the out-of-fold "
+        "Per-case prediction sets (conformal prediction, calibrated per class on the out-of-fold "
         "development probabilities): a set with more than one class means “uncertain, refer”. "
         "The guarantee is on average over cases like the development data; the coverage on the "
         "held-out test cases is measured once."

@@ -26,6 +26,7 @@ from medimg_core.modelling.evaluation import (
 )
 from medimg_core.modelling.models import MODEL_KINDS, MODEL_NAMES, SEED_PCA_COMPONENTS, model_name
 from medimg_core.modelling.selection import SELECTION_FREE_NOTE, LeaderboardRow
+from medimg_core.modelling.subgroups import GroupMetrics
 from medimg_core.tables.roles import class_key
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "flow_counts_from_card",
     "fold_figure",
     "fold_summary",
+    "group_metrics_from_card",
+    "human_date",
     "interval_text",
     "leaderboard_frame",
     "leaderboard_rows",
@@ -169,6 +172,24 @@ def metric_from_card(entry: Mapping[str, Any] | None) -> MetricValue:
         nan if value is None else float(value),
         (nan if ci[0] is None else float(ci[0]), nan if ci[1] is None else float(ci[1])),
         method=str(entry.get("method") or ""),
+    )
+
+
+def group_metrics_from_card(entries: Sequence[Mapping[str, Any]]) -> tuple[GroupMetrics, ...]:
+    """The card's per-group (or per-site) metric entries as :class:`GroupMetrics`."""
+    return tuple(
+        GroupMetrics(
+            column=str(e.get("column")),
+            group=str(e.get("group")),
+            partition=str(e.get("partition")),
+            n=int(e.get("n") or 0),
+            n_positive=int(e.get("n_positive") or 0),
+            metrics={k: metric_from_card(v) for k, v in (e.get("metrics") or {}).items()},
+            note=str(e.get("note") or ""),
+            threshold=e.get("threshold"),
+            grouping=str(e.get("grouping") or ""),
+        )
+        for e in entries
     )
 
 
@@ -562,6 +583,24 @@ def _calibration_fact(card: Mapping[str, Any]) -> dict[str, str]:
         if entries.get(key)
     ]
     return {"Calibration": "; ".join(parts)} if parts else {}
+
+
+def human_date(value: Any) -> str:
+    """A date as a clinician reads it: "2 January 2026, 14:05 UTC" ("unknown" when missing).
+
+    ``value`` is a datetime or an ISO text; a naive time is taken as UTC, an aware one is
+    converted to UTC. Text that is not a date is shown as given.
+    """
+    if value is None or value == "":
+        return "unknown"
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if pd.isna(stamp):
+        return "unknown"
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return f"{stamp.day} {stamp:%B %Y, %H:%M} UTC"
 
 
 def _created_text(created: Any) -> str:

@@ -30,6 +30,7 @@ from medimg_core.modelling.conformal import (
     set_column_name,
     set_size_counts,
 )
+from medimg_core.store.cases import P_POSITIVE, PARTITION, probability_columns
 from medimg_core.ui.session import ActiveModel
 
 if TYPE_CHECKING:
@@ -60,11 +61,9 @@ NO_CASES_NOTE = (
 def available(active: ActiveModel) -> bool:
     """Whether the model's stored cases hold the development probabilities the sets need."""
     cases = active.cases
-    if cases is None or "partition" not in cases.columns:
+    if cases is None or PARTITION not in cases.columns:
         return False
-    model = active.model
-    columns = ["p_positive"] if model.is_binary else [f"p_{c}" for c in model.classes]
-    return all(c in cases.columns for c in columns)
+    return all(c in cases.columns for c in probability_columns(active.model))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -107,9 +106,9 @@ def case_probabilities(active: ActiveModel, row_key: Any) -> np.ndarray:
     if cases is None:
         raise DataError(NO_CASES_NOTE)
     if model.is_binary:
-        p = cases.loc[[row_key], "p_positive"].to_numpy(dtype=float)[0]
+        p = cases.loc[[row_key], P_POSITIVE].to_numpy(dtype=float)[0]
         return np.array([1.0 - p, p])
-    return cases.loc[row_key, [f"p_{c}" for c in model.classes]].to_numpy(dtype=float)
+    return cases.loc[row_key, list(probability_columns(model))].to_numpy(dtype=float)
 
 
 def case_set_explanation(

@@ -70,8 +70,10 @@ def render_decision_curves(active: ActiveModel) -> None:
                 )
             },
         )
+    low = min(c.thresholds[0] for c in curves)
+    high = max(c.thresholds[-1] for c in curves)
     st.caption(
-        f"Threshold probabilities 0.01–0.99; the marked threshold is the saved one, chosen on "
+        f"Threshold probabilities {low:.2f}–{high:.2f}; the marked threshold is the saved one, chosen on "
         f"the cross-validated development predictions. A net benefit of 0.30 means 30 cases of "
         f"{positive} found per 100 patients, net of unnecessary interventions. The held-out "
         "test curve is drawn from cases scored once; the threshold was not chosen on it."

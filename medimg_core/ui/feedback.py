@@ -10,7 +10,6 @@ have no ID column); on Predict, a keyed hash of the scored row's feature values
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,9 +24,11 @@ from medimg_core.reporting.feedback import (
     latest_feedback,
     scored_case_ref,
 )
+from medimg_core.reporting.summaries import human_date
 from medimg_core.store.registry import FEEDBACK_NOTE_LIMIT, VERDICTS, FeedbackRecord
 from medimg_core.ui import widgets
 from medimg_core.ui.auth import client_address, current_actor
+from medimg_core.ui.explaining import markdown_text
 from medimg_core.ui.session import ActiveModel
 
 if TYPE_CHECKING:
@@ -71,20 +72,9 @@ def explain_case_ref(active: ActiveModel, view: CaseView) -> str:
 
 def marked_text(record: FeedbackRecord) -> str:
     """ "You marked this case: disagree ("note") on 3 March 2026, 14:05 UTC"."""
-    note = f' ("{_markdown_text(record.note)}")' if record.note else ""
-    return f"You marked this case: **{record.verdict}**{note} on {human_time(record.created_at)}."
-
-
-def human_time(moment: datetime) -> str:
-    """A time as a clinician reads it: "3 March 2026, 14:05 UTC"."""
-    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
-
-
-def _markdown_text(text: str) -> str:
-    """A reader's note kept from being read as Markdown (shown as typed)."""
-    for char in ("\\", "*", "_", "`", "[", "]", "$", "<", ">", "#", "|", "~"):
-        text = text.replace(char, "\\" + char)
-    return " ".join(text.split())
+    # The reader's note shown as typed, on one line, never read as Markdown.
+    note = f' ("{" ".join(markdown_text(record.note).split())}")' if record.note else ""
+    return f"You marked this case: **{record.verdict}**{note} on {human_date(record.created_at)}."
 
 
 def _own_latest(actor: Actor, run_id: str, case_ref: str, source: str) -> FeedbackRecord | None:
@@ -237,7 +227,7 @@ def feedback_frame(records: list[FeedbackRecord]) -> pd.DataFrame:
     """The latest judgement per reader and case, newest first, for display (no case ID)."""
     rows: list[dict[str, Any]] = [
         {
-            "when": human_time(r.created_at),
+            "when": human_date(r.created_at),
             "reader": r.username,
             "where": r.source,
             "predicted": r.predicted or "not recorded",

@@ -21,6 +21,7 @@ from medimg_core.reporting.model_report import (
     report_bytes,
     run_report,
 )
+from medimg_core.reporting.summaries import human_date
 from medimg_core.store import guarded
 from medimg_core.store.registry import RUN_CONTEXT_LIMIT, RunRecord
 from medimg_core.ui.auth import client_address
@@ -85,10 +86,7 @@ def _context_form(actor: Actor, record: RunRecord) -> None:
             "Save what this run is for", disabled=not may_edit, icon=":material/save:"
         )
     if context is not None and context.updated_at is not None:
-        st.caption(
-            f"Last stated by {context.updated_by} on "
-            f"{context.updated_at.strftime('%d %B %Y, %H:%M UTC')}."
-        )
+        st.caption(f"Last stated by {context.updated_by} on {human_date(context.updated_at)}.")
     if not may_edit:
         st.caption(
             f"Only {record.owner or 'its owner'}, who trained this run, or an admin can state "

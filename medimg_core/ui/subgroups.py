@@ -18,49 +18,16 @@ from medimg_core.errors import MedimgError
 from medimg_core.modelling.evaluation import MetricValue, format_metric, metric_label
 from medimg_core.modelling.subgroups import GroupMetrics, subgroup_card
 from medimg_core.reporting.figures.subgroups import forest_figure
+from medimg_core.reporting.summaries import group_metrics_from_card, metric_from_card
 from medimg_core.ui.session import ActiveModel
 
 __all__ = [
-    "group_rows",
-    "metric_value",
     "render_subgroups",
     "subgroup_table",
     "subgroups_from_card",
 ]
 
 _PARTITION_TEXT = {"cv": "cross-validated", "test": "held-out test", "held-out site": "held out"}
-
-
-def metric_value(entry: dict[str, Any] | None) -> MetricValue:
-    """A card's ``{"value", "ci95", "method"}`` as a :class:`MetricValue` (None -> NaN)."""
-    if not entry:
-        return MetricValue(float("nan"), (float("nan"), float("nan")))
-
-    def number(x: Any) -> float:
-        return float("nan") if x is None else float(x)
-
-    lo, hi = entry.get("ci95") or [None, None]
-    return MetricValue(
-        number(entry.get("value")), (number(lo), number(hi)), entry.get("method", "")
-    )
-
-
-def group_rows(entries: Sequence[dict[str, Any]]) -> tuple[GroupMetrics, ...]:
-    """Card dictionaries of group metrics as :class:`GroupMetrics`."""
-    return tuple(
-        GroupMetrics(
-            column=str(e["column"]),
-            group=str(e["group"]),
-            partition=str(e["partition"]),
-            n=int(e["n"]),
-            n_positive=int(e["n_positive"]),
-            metrics={k: metric_value(v) for k, v in (e.get("metrics") or {}).items()},
-            note=str(e.get("note") or ""),
-            threshold=e.get("threshold"),
-            grouping=str(e.get("grouping") or ""),
-        )
-        for e in entries
-    )
 
 
 def subgroups_from_card(active: ActiveModel) -> dict[str, Any] | None:
@@ -134,7 +101,7 @@ def render_subgroups(active: ActiveModel) -> None:
         )
     else:
         for column, part in entry.items():
-            rows = group_rows([*(part.get("cv") or ()), *(part.get("test") or ())])
+            rows = group_metrics_from_card([*(part.get("cv") or ()), *(part.get("test") or ())])
             st.markdown(f"**By {column}** — groups formed {part.get('grouping', '')}")
             st.dataframe(
                 subgroup_table(rows, positive, first_class=first),
@@ -171,9 +138,9 @@ def _render_sites(active: ActiveModel, metric: str, positive: str | None, first:
             "`medimg train --validation leave-one-site-out`."
         )
         return
-    rows = group_rows(entry.get("per_site") or ())
+    rows = group_metrics_from_card(entry.get("per_site") or ())
     pooled = entry.get("pooled")
-    reference = metric_value(pooled.get(metric)) if pooled else None
+    reference = metric_from_card(pooled.get(metric)) if pooled else None
     if rows:
         st.plotly_chart(
             forest_figure(

@@ -10,9 +10,9 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.modelling.evaluation import format_metric, metric_label
+from medimg_core.reporting.summaries import group_metrics_from_card, metric_from_card
 from medimg_core.ui import state
 from medimg_core.ui.sites import LOSO_KEY
-from medimg_core.ui.subgroups import group_rows, metric_value
 
 from .conftest import finish_training
 from .test_evaluate_page import decoded
@@ -80,15 +80,15 @@ def test_leave_one_site_out_from_train_is_shown_on_evaluate(
     assert len(tables) == 3
     table = tables[0]
     entry = card["subgroups"]["site"]
-    rows = group_rows([*entry["cv"], *entry["test"]])
+    rows = group_metrics_from_card([*entry["cv"], *entry["test"]])
     assert list(table["Group"]) == [r.group for r in rows]
     assert list(table["Cases"]) == [r.n for r in rows]
     assert list(table[auc_label]) == [format_metric(r.metrics["roc_auc"]) for r in rows]
     assert list(table["Data"])[:3] == ["cross-validated"] * 3
     assert "tertiles" in " ".join(m.value for m in at.markdown)
     # The forest plot of the held-out sites shows the per-site and pooled numbers.
-    per_site = group_rows(card["leave_one_site_out"]["per_site"])
-    pooled = metric_value(card["leave_one_site_out"]["pooled"]["roc_auc"])
+    per_site = group_metrics_from_card(card["leave_one_site_out"]["per_site"])
+    pooled = metric_from_card(card["leave_one_site_out"]["pooled"]["roc_auc"])
     chart = next(c for c in at.get("plotly_chart") if "on each held-out site" in c.proto.spec)
     forest = json.loads(chart.proto.spec)["data"]
     assert list(forest[0]["y"]) == [f"{r.group} (n={r.n})" for r in per_site]

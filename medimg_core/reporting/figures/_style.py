@@ -21,6 +21,8 @@ __all__ = [
     "MAX_POINTS",
     "NEUTRAL",
     "PALETTE",
+    "PARTITION_COLOURS",
+    "PARTITION_DASH",
     "REFERENCE",
     "SHAP_BLUE",
     "SHAP_RED",
@@ -41,6 +43,11 @@ SHAP_RED = "#FF0D57"
 SHAP_BLUE = "#1E88E5"
 NEUTRAL = "#7F7F7F"
 REFERENCE = "#9E9E9E"
+
+PARTITION_COLOURS = {"cv": PALETTE[0], "test": PALETTE[1], "external": PALETTE[2]}
+"""One colour per partition (cross-validated, test, external), the same in every figure."""
+PARTITION_DASH = {"cv": "solid", "test": "dash", "external": "dot"}
+"""One line style per partition, so the partitions stay apart in black and white."""
 
 
 _LEGENDS: dict[str, dict[str, Any]] = {

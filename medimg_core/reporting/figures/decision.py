@@ -18,6 +18,8 @@ from medimg_core.errors import ConfigError
 from medimg_core.modelling.decision import DecisionCurve
 from medimg_core.reporting.figures._style import (
     PALETTE,
+    PARTITION_COLOURS,
+    PARTITION_DASH,
     REFERENCE,
     house_figure,
     house_layout,
@@ -26,9 +28,6 @@ from medimg_core.reporting.figures._style import (
 from medimg_core.reporting.figures.evaluation import partition_label
 
 __all__ = ["decision_figure", "y_range"]
-
-_COLOURS = {"cv": PALETTE[0], "test": PALETTE[1], "external": PALETTE[2]}
-_DASH = {"cv": "solid", "test": "dash", "external": "dot"}
 
 
 def y_range(curves: Sequence[DecisionCurve]) -> tuple[float, float]:
@@ -65,7 +64,7 @@ def decision_figure(
     fig = house_figure()
     for curve in curves:
         label = partition_label(curve.partition)
-        colour = _COLOURS.get(curve.partition, PALETTE[4])
+        colour = PARTITION_COLOURS.get(curve.partition, PALETTE[4])
         x = np.asarray(curve.thresholds, dtype=float)
         fig.add_trace(
             go.Scatter(
@@ -74,7 +73,11 @@ def decision_figure(
                 mode="lines",
                 name=f"Model — {label} (n = {curve.n:,})",
                 legendgroup=curve.partition,
-                line={"color": colour, "dash": _DASH.get(curve.partition, "solid"), "width": 2.5},
+                line={
+                    "color": colour,
+                    "dash": PARTITION_DASH.get(curve.partition, "solid"),
+                    "width": 2.5,
+                },
                 hovertemplate="threshold %{x:.2f}<br>net benefit %{y:.3f}"
                 f"<extra>Model, {label}</extra>",
             )

@@ -26,6 +26,8 @@ from medimg_core.modelling.models import model_name
 from medimg_core.reporting.figures._style import (
     MAX_POINTS,
     PALETTE,
+    PARTITION_COLOURS,
+    PARTITION_DASH,
     REFERENCE,
     SHAP_BLUE,
     SHAP_RED,
@@ -54,9 +56,6 @@ PARTITION_LABELS: dict[str, str] = {
     "test": "Held-out test",
     "external": "External",
 }
-
-_PARTITION_COLOURS = {"cv": "#0072B2", "test": "#D55E00", "external": "#009E73"}
-_PARTITION_DASH = {"cv": "solid", "test": "dash", "external": "dot"}
 
 
 def partition_label(partition: str) -> str:
@@ -613,7 +612,7 @@ def _curve_trace(curve: _CurveData, x_name: str, y_name: str, *, mode: str = "li
 
 def _roc_curves(ev: Evaluation) -> list[_CurveData]:
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
+    colour = PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         if ev.roc is not None:
@@ -634,7 +633,7 @@ def _roc_curves(ev: Evaluation) -> list[_CurveData]:
 
 def _pr_curves(ev: Evaluation) -> list[_CurveData]:
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
+    colour = PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         prevalence = float(np.mean(np.asarray(ev.y_true) == 1))
@@ -657,7 +656,7 @@ def _pr_curves(ev: Evaluation) -> list[_CurveData]:
 
 def _calibration_curves(ev: Evaluation) -> list[_CurveData]:
     label = partition_label(ev.partition)
-    colour = _PARTITION_COLOURS.get(ev.partition, PALETTE[4])
+    colour = PARTITION_COLOURS.get(ev.partition, PALETTE[4])
     scores = _binary_scores(ev)
     if scores is not None:
         counts = None
@@ -699,7 +698,7 @@ def _ovr_curve(
         f"{short} vs rest{name_suffix}",
         short,
         PALETTE[j % len(PALETTE)],
-        _PARTITION_DASH.get(ev.partition, "dashdot"),
+        PARTITION_DASH.get(ev.partition, "dashdot"),
         prevalence,
     )
 

@@ -17,14 +17,10 @@ from medimg_core.errors import ConfigError
 from medimg_core.modelling.evaluation import METRIC_LABELS, MetricValue, metric_label
 from medimg_core.modelling.subgroups import GroupMetrics
 from medimg_core.reporting.figures._style import PALETTE, REFERENCE, house_figure, house_layout
+from medimg_core.reporting.figures.evaluation import partition_label
 
 __all__ = ["forest_figure", "forest_labels"]
 
-_PARTITION_NAMES = {
-    "cv": "Cross-validated (development)",
-    "test": "Held-out test",
-    "held-out site": "Held-out site",
-}
 _PARTITION_SHORT = {"cv": "CV", "test": "test", "held-out site": "held out"}
 _SYMBOLS = ("circle", "square", "triangle-up")
 
@@ -108,7 +104,7 @@ def forest_figure(
                 x=x,
                 y=[labels[i] for i in picked],
                 mode="markers",
-                name=_PARTITION_NAMES.get(partition, partition),
+                name=partition_label(partition),
                 marker={"color": colour, "size": 10, "symbol": _SYMBOLS[k % len(_SYMBOLS)]},
                 error_x={
                     "type": "data",

@@ -191,6 +191,20 @@ def test_tiny_and_one_class_groups_get_notes_not_errors(
     assert annex.to_dict()["metrics"]["roc_auc"]["value"] is None
 
 
+def test_a_coded_label_is_named_in_the_group_notes(sites: pd.DataFrame) -> None:
+    coded = sites.assign(diagnosis=(sites["diagnosis"] == "malignant").astype(int))
+    roles = dataclasses.replace(ROLES, class_names=(("0", "benign"), ("1", "malignant")))
+    result = train(coded, roles, config=LOGREG, validation=FAST, positive=1)
+    cases = build_cases(result, coded)
+    dev = cases.index[cases["partition"] == "development"]
+    cases["ward"] = "main"
+    cases.loc[cases.loc[dev][cases.loc[dev, "diagnosis"] == 0].index[:3], "ward"] = "annex"
+    rows = subgroup_metrics(result.model, cases, ["ward"], partition="cv", n_boot=50)
+    annex = next(r for r in rows if r.group == "annex")
+    assert "every case is benign" in annex.note
+    assert "every case is 0" not in annex.note
+
+
 def test_bad_partition_or_column_is_refused(trained: TrainingResult, cases: pd.DataFrame) -> None:
     with pytest.raises(ConfigError, match="'cv' or 'test'"):
         subgroup_metrics(trained.model, cases, ["sex"], partition="external")

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -26,7 +25,6 @@ from medimg_core.reporting.model_report import (
     NOT_STATED,
     ModelReport,
     build_report,
-    human_date,
     report_html,
     report_pdf,
     run_report,
@@ -316,12 +314,6 @@ def test_an_unknown_run_is_refused(home: Path) -> None:
         run_report(SINGLE_USER, "20260101-000000-000000-abcdef")
 
 
-def test_human_date() -> None:
-    assert human_date(datetime(2026, 11, 3, 9, 5, tzinfo=UTC)) == "3 November 2026, 09:05 UTC"
-    assert human_date("2026-11-30T21:08:49+00:00") == "30 November 2026, 21:08 UTC"
-    assert human_date(None) == "unknown"
-
-
 def test_the_decision_curve_shows_the_cards_net_benefit(report: ModelReport, run: Run) -> None:
     card = load_model(run.model_dir).card
     section = report.section("decision")
@@ -374,6 +366,9 @@ def test_subgroups_and_sites_are_tabled_and_drawn(run: Run, home: Path) -> None:
     )
     section = report.section("subgroups")
     groups, per_site = section.tables
+    positive = loaded.model.display_name(loaded.model.positive_class)
+    assert groups.headers[:4] == ("Column", "Group", "Data", f"Cases ({positive})")
+    assert per_site.headers == groups.headers
     assert {(r[0], r[1], r[2]) for r in groups.rows} == {
         ("sex", g, p) for g in ("F", "M") for p in ("Cross-validated", "Test")
     }

@@ -36,6 +36,7 @@ from medimg_core.reporting.summaries import (
     flow_counts_from_card,
     fold_figure,
     fold_summary,
+    human_date,
     interval_text,
     leaderboard_frame,
     leaderboard_rows,
@@ -365,3 +366,14 @@ def test_a_random_split_says_its_share_and_level(trained: tuple[TrainingResult, 
         f"20% of patients held out at random, {result.split.n_test} rows"
     )
     assert result.split.test_text(unit="rows") == describe_test_set(card)
+
+
+def test_human_date() -> None:
+    assert human_date(datetime(2026, 11, 3, 9, 5, tzinfo=UTC)) == "3 November 2026, 09:05 UTC"
+    assert human_date("2026-11-30T21:08:49+00:00") == "30 November 2026, 21:08 UTC"
+    assert human_date("2026-11-30T22:08:49+01:00") == "30 November 2026, 21:08 UTC"
+    assert human_date(datetime(2026, 1, 2, 14, 5)) == "2 January 2026, 14:05 UTC"
+    assert human_date(None) == "unknown"
+    assert human_date("") == "unknown"
+    assert human_date(float("nan")) == "unknown"
+    assert human_date("not a date") == "not a date"

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.modelling.subgroups import subgroup_card
+from medimg_core.reporting.summaries import group_metrics_from_card, metric_from_card
 from medimg_core.store.cases import build_cases
 from medimg_core.store.persistence import build_card
 from medimg_core.tables.cleaning import CleaningPlan, clean
 from medimg_core.ui.session import ActiveModel
-from medimg_core.ui.subgroups import group_rows, metric_value, subgroup_table, subgroups_from_card
+from medimg_core.ui.subgroups import subgroup_table, subgroups_from_card
 from tests.unit.modelling.test_subgroups import FAST, LOGREG, ROLES, sites_table
 
 
@@ -42,7 +43,7 @@ def test_table_rows_show_the_card_numbers() -> None:
     active = active_model()
     entry = subgroups_from_card(active)
     assert entry is not None
-    rows = group_rows([*entry["sex"]["cv"], *entry["sex"]["test"]])
+    rows = group_metrics_from_card([*entry["sex"]["cv"], *entry["sex"]["test"]])
     table = subgroup_table(rows, "malignant")
     assert list(table["Group"]) == [r.group for r in rows]
     assert list(table["malignant cases"]) == [r.n_positive for r in rows]
@@ -52,8 +53,8 @@ def test_table_rows_show_the_card_numbers() -> None:
     assert isinstance(table, pd.DataFrame)
 
 
-def test_metric_value_reads_missing_numbers_as_nan() -> None:
-    value = metric_value({"value": None, "ci95": [None, None]})
+def test_card_entries_read_missing_numbers_as_nan() -> None:
+    value = metric_from_card({"value": None, "ci95": [None, None]})
     assert np.isnan(value.value) and np.isnan(value.ci95[0])
-    assert metric_value({"value": 0.8, "ci95": [0.7, 0.9], "method": "m"}).method == "m"
-    assert np.isnan(metric_value(None).value)
+    assert metric_from_card({"value": 0.8, "ci95": [0.7, 0.9], "method": "m"}).method == "m"
+    assert np.isnan(metric_from_card(None).value)
