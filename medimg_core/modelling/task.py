@@ -15,6 +15,7 @@ import pandas as pd
 
 from medimg_core.errors import ConfigError, DataError
 from medimg_core.modelling.models import label_key, labels_by_code
+from medimg_core.tables.cleaning import check_magnitudes
 from medimg_core.tables.roles import (
     Roles,
     choose_positive_class,
@@ -24,12 +25,24 @@ from medimg_core.tables.roles import (
     is_numeric_codes,
 )
 
-__all__ = ["MAX_CATEGORIES", "FeatureSpec", "Task", "resolve_features", "resolve_task"]
+__all__ = [
+    "MAX_CATEGORIES",
+    "MAX_CATEGORY_CHARS",
+    "FeatureSpec",
+    "Task",
+    "resolve_features",
+    "resolve_task",
+]
 
 
 MAX_CATEGORIES = 30
 """A text column with more distinct values than this is free text or an identifier, not a
 category, and cannot be a feature."""
+
+MAX_CATEGORY_CHARS = 200
+"""A text column with a value longer than this (in characters) is free text, not a category, and
+cannot be a feature: categories are short codes or words ("CC", "mass", "scanner B"), and every
+category is written into the model, its schema and its model card."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,8 @@ def resolve_task(data: pd.DataFrame, roles: Roles, positive: Any = None) -> Task
         No label column chosen, a positive class that is not among the labels, or numeric codes
         whose positive class no rule decides (the user must name it).
     DataError
-        The label column is absent, has missing values or holds a single class.
+        The label column is absent, has missing values, holds no value at all or a single
+        class.
     """
     label_col = _label_column(data, roles)
     y_raw = data[label_col]
@@ -120,6 +134,12 @@ def resolve_task(data: pd.DataFrame, roles: Roles, positive: Any = None) -> Task
             "cleaning first (it removes rows without a label) or fill them in."
         )
     classes = _sorted_labels(y_raw)
+    if not classes:
+        raise DataError(
+            f"The label column {label_col!r} has no values (no rows are left, or none has a "
+            "label); choose the column that holds the diagnosis (Data page, or --label "
+            "COLUMN), or fill in the labels."
+        )
     if len(classes) < 2:
         raise DataError(
             f"The label column {label_col!r} has a single class ({classes[0]!r}); a "
@@ -144,8 +164,10 @@ def resolve_features(data: pd.DataFrame, roles: Roles) -> FeatureSpec:
     Raises
     ------
     DataError
-        No feature column is left, a text column has more than ``MAX_CATEGORIES`` values
-        (free text or an identifier), or a numeric column looks like a patient or record
+        No feature column is left, a text column has more than ``MAX_CATEGORIES`` values or
+        one longer than ``MAX_CATEGORY_CHARS`` characters (free text or an identifier), a
+        numeric column holds values too large to compute with
+        (:func:`~medimg_core.tables.cleaning.check_magnitudes`), or a numeric column looks like a patient or record
         number (see :func:`~medimg_core.tables.roles.id_like_features`) and the user did not
         keep it on purpose (``roles.keep_as_feature``).
     """
@@ -162,6 +184,7 @@ def resolve_features(data: pd.DataFrame, roles: Roles) -> FeatureSpec:
         )
     columns = _feature_columns(data, roles)
     numeric, categorical = _type_features(data, columns)
+    check_magnitudes(data, numeric)
     categories = {c: _categories(data[c]) for c in categorical}
     return FeatureSpec(tuple(columns), tuple(numeric), tuple(categorical), categories)
 
@@ -242,23 +265,29 @@ def _type_features(data: pd.DataFrame, features: list[str]) -> tuple[list[str], 
         )
     numeric: list[str] = []
     categorical: list[str] = []
-    free_text: dict[str, int] = {}
+    free_text: dict[str, str] = {}
     for col in features:
         values = data[col]
         if pd.api.types.is_numeric_dtype(values):
             numeric.append(col)
             continue
-        distinct = int(values.dropna().map(str).nunique())
-        if distinct <= MAX_CATEGORIES:
-            categorical.append(col)
+        text = values.dropna().map(str)
+        distinct = int(text.nunique())
+        longest = int(text.str.len().max()) if len(text) else 0
+        if distinct > MAX_CATEGORIES:
+            free_text[col] = f"{distinct:,} distinct values"
+        elif longest > MAX_CATEGORY_CHARS:
+            free_text[col] = f"a value of {longest:,} characters"
         else:
-            free_text[col] = distinct
+            categorical.append(col)
     if free_text:
-        described = ", ".join(f"{c!r} ({n} distinct values)" for c, n in free_text.items())
+        described = ", ".join(f"{c!r} ({why})" for c, why in free_text.items())
+        first = next(iter(free_text))
         raise DataError(
             f"Column(s) {described} hold free text or identifiers, not numbers or categories "
-            f"(at most {MAX_CATEGORIES} values); mark them as identifying/excluded on the Data "
-            "page or with --exclude."
+            f"(at most {MAX_CATEGORIES} values of at most {MAX_CATEGORY_CHARS} characters); "
+            "mark them as identifying/excluded on the Data page or with --exclude "
+            f"{first}."
         )
     return numeric, categorical
 

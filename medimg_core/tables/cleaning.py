@@ -37,7 +37,10 @@ the duplicate policy are learnt on the development part only.
 
 Before the rules run, feature columns that are empty (all missing) or constant (one distinct
 value, missing values aside) are dropped, judged on the whole input table. Label, ID, quality,
-site and excluded columns are never dropped. The report gives the class counts before and after
+site and excluded columns are never dropped. A table whose label column holds no value at all,
+or whose remaining numeric features hold a value beyond ``MAX_FEATURE_MAGNITUDE`` (1e30, where
+scaling overflows: placeholders such as 1e308, infinities, unit errors), is refused with one
+message naming the columns. The report gives the class counts before and after
 cleaning, the rows each rule removed per class, and warns when a class's share moves by more
 than ``PREVALENCE_SHIFT_WARNING`` (3 percentage points).
 """
@@ -63,10 +66,12 @@ __all__ = [
     "DEFAULT_ACCEPTABLE_QUALITY",
     "IMPUTE_SUGGESTION_FRACTION",
     "LOW_CARDINALITY_LEVELS",
+    "MAX_FEATURE_MAGNITUDE",
     "PREVALENCE_SHIFT_WARNING",
     "REMOVAL_RULES",
     "CleaningPlan",
     "CleaningReport",
+    "check_magnitudes",
     "clean",
     "predefined_split_column",
     "suggest_plan",
@@ -107,6 +112,12 @@ it is not tested for outliers, and identical rows on such columns are expected b
 
 PREVALENCE_SHIFT_WARNING = 0.03
 """Cleaning that moves any class's share by more than this (3 percentage points) is warned about."""
+
+MAX_FEATURE_MAGNITUDE = 1e30
+"""Largest absolute value a numeric feature may hold. Beyond it, arithmetic on the column
+overflows: standardising squares the values (1e155² is infinite in float64) and tree models
+work in float32 (largest 3.4e38). No measurement medimg handles comes near 1e30; such values are
+placeholders (1e308, "infinity") or a unit error, so a column holding one is refused by name."""
 
 _MAD_SCALE = 1.4826
 """Makes the median absolute deviation a consistent estimate of the standard deviation."""
@@ -363,6 +374,7 @@ class CleaningReport:
 
 
 _DEFAULT_PLAN = CleaningPlan()
+_COLUMNS_SHOWN = 5
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -396,8 +408,9 @@ def clean(
     Raises
     ------
     DataError
-        ``df`` is not a DataFrame, has repeated column names, or lacks the label or quality
-        column.
+        ``df`` is not a DataFrame, has repeated column names, lacks the label or quality
+        column, has no label value at all, or a feature holds values too large to compute with
+        (see :func:`check_magnitudes`).
     ConfigError
         The plan or roles are invalid: unknown options, a range on a column that does not
         exist or is not numeric, a low bound above the high bound, no label chosen.
@@ -424,6 +437,12 @@ def clean(
             )
         if label not in df.columns:
             raise DataError(_missing_column_message("Label", label, df.columns))
+        if len(df) and _missing_labels(df[label]).all():
+            raise DataError(
+                f"The label column {label!r} is empty: none of the {len(df):,} rows has a "
+                "value, so there is nothing to learn from. Choose the column that holds the "
+                "diagnosis (Data page, or --label COLUMN), or fill in the labels."
+            )
 
     notes: list[str] = []
     quality = quality_column(plan, roles, df.columns, require_label=require_label, notes=notes)
@@ -433,6 +452,7 @@ def clean(
     feature_cols = _feature_columns(df, roles, quality)
     dropped_columns = _columns_to_drop(df, feature_cols, plan)
     kept_features = [c for c in feature_cols if c not in dropped_columns]
+    check_magnitudes(df, kept_features)
     split_column = predefined_split_column(df, roles)
     in_test = _test_rows(df, split_column)
 
@@ -713,6 +733,50 @@ def _columns_to_drop(
         elif plan.drop_constant_columns and _is_constant(series):
             dropped[column] = "constant"
     return dropped
+
+
+def check_magnitudes(df: pd.DataFrame, columns: Sequence[Hashable]) -> None:
+    """Refuse numeric columns holding values too large to compute with.
+
+    Parameters
+    ----------
+    df : the table.
+    columns : the feature columns to check; columns that are not numeric are skipped.
+
+    Raises
+    ------
+    DataError
+        A column holds an infinite value or one whose magnitude exceeds
+        :data:`MAX_FEATURE_MAGNITUDE`; the message names every such column, its largest value
+        and how many values are affected.
+    """
+    found: dict[Hashable, tuple[int, float]] = {}
+    for column in columns:
+        series = df[column]
+        if not _is_numeric(series):
+            continue
+        values = np.abs(series.to_numpy(dtype="float64", na_value=np.nan))
+        with np.errstate(invalid="ignore"):
+            beyond = values > MAX_FEATURE_MAGNITUDE
+        n_beyond = int(np.count_nonzero(beyond))
+        if n_beyond:
+            found[column] = (n_beyond, float(values[beyond].max()))
+    if not found:
+        return
+    shown = list(found.items())[:_COLUMNS_SHOWN]
+    described = "; ".join(
+        f"{column!r}: {n:,} value(s), up to {top:.3g}" for column, (n, top) in shown
+    )
+    if len(found) > _COLUMNS_SHOWN:
+        described += f"; and {len(found) - _COLUMNS_SHOWN} more column(s)"
+    first = next(iter(found))
+    raise DataError(
+        f"Column(s) hold numbers too large to compute with (beyond ±{MAX_FEATURE_MAGNITUDE:.0e}, "
+        f"where scaling overflows): {described}. Such values are placeholders or a unit error: "
+        "correct or remove them in the file, or exclude the column (Data page: 'Identifying or "
+        "excluded columns'; CLI: "
+        f"--exclude {first})."
+    )
 
 
 def _is_constant(series: pd.Series) -> bool:

@@ -2,8 +2,10 @@
 
 Every problem with the user's file becomes one :class:`~medimg_core.errors.DataError` that names
 the problem and the fix; caps on size, rows and columns are checked before the full parse, so an
-oversized upload is refused cheaply. Parsing uses pandas' C parser and vectorised coercion, so a
-million-row table loads in seconds.
+oversized upload is refused cheaply. An Excel file is a ZIP of XML: its declared unpacked size,
+compression ratio and XML nesting are checked (:mod:`medimg_core.tables.workbook`) before
+openpyxl parses it, and formula cells without a saved result (read as missing) are noted.
+Parsing uses pandas' C parser and vectorised coercion, so a million-row table loads in seconds.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 from medimg_core.errors import ConfigError, DataError, LimitError
+from medimg_core.tables.workbook import scan_workbook
 
 __all__ = [
+    "EXCEL_UNPACKED_ENV",
     "MISSING_TOKENS",
     "SAMPLES",
     "Limits",
@@ -107,6 +111,28 @@ _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _INTEGER = r"^[+-]?\d+$"
 
 
+EXCEL_UNPACKED_ENV = "MEDIMG_MAX_EXCEL_UNPACKED_MB"
+"""Setting: most megabytes (MiB) the parts of an .xlsx file may unpack to before it is parsed."""
+
+DEFAULT_EXCEL_UNPACKED_MB = 256
+"""openpyxl parses sheet XML at about 5 MB/s on one core and holds every cell as a Python object:
+256 MiB of XML (about 200,000 rows of 30 numbers) is under a minute and well under 1 GB, which
+several users of a 2-core, 24 GB server can afford at once. Larger tables load far faster as
+CSV or Parquet."""
+
+
+def _env_excel_unpacked_bytes() -> int:
+    text = os.environ.get(EXCEL_UNPACKED_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_EXCEL_UNPACKED_MB * 2**20
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"{EXCEL_UNPACKED_ENV}={text!r} is not a positive whole number of megabytes; write "
+            f"for example {DEFAULT_EXCEL_UNPACKED_MB}, or unset it for the default."
+        )
+    return int(text) * 2**20
+
+
 @dataclass(frozen=True)
 class Limits:
     """Caps checked before a file is fully parsed.
@@ -119,20 +145,35 @@ class Limits:
         Most data rows accepted (the header does not count).
     max_columns : int
         Most columns accepted.
+    max_excel_unpacked_bytes : int
+        Most bytes the parts of an .xlsx file (a ZIP of XML) may declare unpacked, checked from
+        the ZIP directory before parsing; default from the setting ``MEDIMG_MAX_EXCEL_UNPACKED_MB``
+        (:data:`DEFAULT_EXCEL_UNPACKED_MB`), read when the limits are made.
+    max_excel_ratio : float
+        Largest compression ratio of an .xlsx part of 1 MiB or more (zip-bomb guard; real sheets
+        compress 5- to 20-fold).
     """
 
     max_bytes: int = 200 * 2**20
     max_rows: int = 2_000_000
     max_columns: int = 2_000
+    max_excel_unpacked_bytes: int = field(default_factory=_env_excel_unpacked_bytes)
+    max_excel_ratio: float = 100.0
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_rows", "max_columns"):
+        for name in ("max_bytes", "max_rows", "max_columns", "max_excel_unpacked_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(
                     f"Limits.{name} must be a positive whole number, got {value!r}; "
                     f"pass for example Limits({name}=1000)."
                 )
+        ratio = self.max_excel_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio > 1:
+            raise ConfigError(
+                f"Limits.max_excel_ratio must be a number above 1, got {ratio!r}; pass for "
+                "example Limits(max_excel_ratio=100)."
+            )
 
 
 @dataclass(frozen=True)
@@ -186,7 +227,7 @@ def load_table(
     source: str | os.PathLike[str] | bytes | IO[bytes],
     *,
     name: str | None = None,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
     delimiter: str | None = None,
 ) -> LoadedTable:
     """Read a CSV/TSV, Excel (.xlsx) or Parquet table.
@@ -197,8 +238,9 @@ def load_table(
         A path, the raw bytes, or an open binary file (for example a Streamlit upload).
     name : str, optional
         Display name; its extension helps detect the format. Defaults to the file's name.
-    limits : Limits
-        Caps on bytes, rows and columns, checked before the full parse.
+    limits : Limits, optional
+        Caps on bytes, rows and columns, checked before the full parse; default ``Limits()``
+        (made at each call, so the settings in the environment apply).
     delimiter : str, optional
         Force a delimiter for text files instead of detecting one of ``, ; tab |``.
 
@@ -215,6 +257,7 @@ def load_table(
     DataError
         The file is empty, binary, of an unsupported type, or not a usable table.
     """
+    limits = Limits() if limits is None else limits
     raw, display = _read_source(source, name, limits)
     content_hash = hashlib.sha256(raw).hexdigest()
     if not raw or raw.isspace():
@@ -276,7 +319,7 @@ def load_sample(name: str = "wdbc") -> LoadedTable:
 def read_data(
     spec: str,
     *,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
 ) -> LoadedTable:
     """Load ``"sample:<name>"`` or a file path.
 
@@ -284,8 +327,8 @@ def read_data(
     ----------
     spec : str
         ``"sample:wdbc"`` for a built-in sample, otherwise a path to a table file.
-    limits : Limits
-        Caps applied to files.
+    limits : Limits, optional
+        Caps applied to files (default ``Limits()``).
 
     Returns
     -------
@@ -694,6 +737,14 @@ def _read_excel(raw: bytes, display: str, limits: Limits) -> tuple[pd.DataFrame,
     from openpyxl import load_workbook
 
     notes: list[str] = []
+    # Bound the unpacked size, the compression ratio and the XML depth before openpyxl parses.
+    scan = scan_workbook(
+        raw,
+        display,
+        max_unpacked_bytes=limits.max_excel_unpacked_bytes,
+        max_ratio=limits.max_excel_ratio,
+        setting=EXCEL_UNPACKED_ENV,
+    )
     try:
         workbook = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
     except Exception as exc:
@@ -721,6 +772,8 @@ def _read_excel(raw: bytes, display: str, limits: Limits) -> tuple[pd.DataFrame,
                 f"'{display}' has {n_rows - 1:,} rows, over the {limits.max_rows:,} limit. "
                 "Load a subset of the rows or raise Limits(max_rows=...)."
             )
+        formulas = scan.formulas_without_result.get(str(getattr(sheet, "_worksheet_path", "")))
+        title = sheet.title
         rows: list[tuple[Any, ...]] = []
         try:
             for row in sheet.iter_rows(values_only=True):
@@ -751,7 +804,27 @@ def _read_excel(raw: bytes, display: str, limits: Limits) -> tuple[pd.DataFrame,
     header = ["" if _blank(cell) else str(cell) for cell in rows[0]]
     names, header_notes = _clean_header(header, display)
     frame = pd.DataFrame(rows[1:], columns=names, dtype=object)
+    if formulas:
+        notes.append(_formula_note(display, title, formulas, names))
     return frame, (*notes, *header_notes)
+
+
+def _formula_note(
+    display: str, title: str, formulas: Counter[int], names: list[str], shown: int = 5
+) -> str:
+    """Say which columns lost values to formula cells that have no saved result."""
+    by_name: Counter[str] = Counter()
+    for index, count in formulas.items():
+        by_name[names[index] if index < len(names) else f"column {index + 1}"] += count
+    parts = [f"'{name}' ({count:,})" for name, count in by_name.most_common(shown)]
+    if len(by_name) > shown:
+        parts.append(f"and {len(by_name) - shown} more column(s)")
+    total = sum(by_name.values())
+    return (
+        f"'{display}', sheet '{title}': {total:,} formula cell(s) have no saved result and were "
+        f"read as missing values, in {', '.join(parts)}. Open the file in Excel or LibreOffice "
+        "(which computes the formulas) and save it again, or paste the formulas as values."
+    )
 
 
 def _blank(cell: Any) -> bool:

@@ -262,7 +262,7 @@ class PartitionedCleaning:
         return out
 
 
-LARGE_TABLE_BYTES = _l.Limits().max_bytes
+LARGE_TABLE_BYTES = _l.Limits.max_bytes  # the class default; Limits() would read settings
 """Files above this size (what the in-memory loader accepts) are read in partitions."""
 
 

@@ -181,3 +181,24 @@ def test_repeated_records_choice_and_listing(
     assert report.duplicates["action"].tolist() == ["kept"]
     assert _counts(at)[2] == removed_auto - 1
     assert any(t.label.startswith("Repeated records (1)") for t in at.tabs)
+
+
+def test_values_too_large_to_compute_with_are_named(
+    open_app: Callable[..., AppTest], messy_csv: bytes
+) -> None:
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(messy_csv))
+    numeric = [c for c in frame.select_dtypes("number").columns if frame[c].nunique() > 2]
+    column = numeric[0]
+    frame[column] = 1.79e308
+    frame.loc[frame.index[::2], column] = -1.79e308
+    at = upload(open_app("pages/data.py"), frame.to_csv(index=False).encode(), "huge.csv")
+    at.button(key="confirm_roles").click().run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "too large to compute with" in at.error[0].value
+    assert repr(column) in at.error[0].value

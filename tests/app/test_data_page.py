@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.access import Actor, Role
@@ -197,3 +198,44 @@ def test_a_viewer_sees_the_uploaders_disabled_with_who_may(
     at.radio(key="data_kind").set_value("images").run()
     assert not at.exception
     assert note in [c.value for c in at.caption]
+
+
+def test_an_excel_bomb_is_refused_with_the_setting_named(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import zipfile
+
+    monkeypatch.setenv("MEDIMG_MAX_EXCEL_UNPACKED_MB", "1")
+    plain = io.BytesIO()
+    pd.DataFrame({"x": [1.0], "diagnosis": ["a"]}).to_excel(plain, index=False)
+    row = b'<row><c t="n"><v>1</v></c></row>'
+    sheet = b"<worksheet><sheetData>" + row * (2**21 // len(row)) + b"</sheetData></worksheet>"
+    source, bomb = zipfile.ZipFile(plain), io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            is_sheet = info.filename == "xl/worksheets/sheet1.xml"
+            out.writestr(info.filename, sheet if is_sheet else source.read(info.filename))
+    at = upload(open_app(PAGE), bomb.getvalue(), "bomb.xlsx")
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "MEDIMG_MAX_EXCEL_UNPACKED_MB" in at.error[0].value
+    assert state.TABLE not in at.session_state
+
+
+def test_formula_cells_without_a_result_are_noted(open_app: Callable[..., AppTest]) -> None:
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["size", "twice", "diagnosis"])
+    for i in range(12):
+        sheet.append([i + 0.5, f"=A{i + 2}*2", "benign" if i % 2 else "malignant"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    at = upload(open_app(PAGE), buffer.getvalue(), "formulas.xlsx")
+    assert not at.exception
+    assert any("12 formula cell(s) have no saved result" in c.value for c in at.caption)

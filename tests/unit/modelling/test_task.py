@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.task import MAX_CATEGORIES, resolve_features, resolve_task
+from medimg_core.modelling.task import (
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
+    resolve_features,
+    resolve_task,
+)
 from medimg_core.tables.roles import Roles
 from tests.unit.modelling.conftest import ROLES
 
@@ -141,3 +146,24 @@ def test_a_patient_number_column_is_refused_as_a_feature() -> None:
     )
     kept = resolve_features(frame, Roles(label="diagnosis", keep_as_feature=("patient_number",)))
     assert kept.columns == ("patient_number", "radius")
+
+
+def test_a_label_without_any_value_is_one_clear_error() -> None:
+    empty = pd.DataFrame({"y": pd.Series([], dtype=object), "x": pd.Series([], dtype=float)})
+    with pytest.raises(DataError, match=r"label column 'y' has no values"):
+        resolve_task(empty, Roles(label="y"))
+
+
+def test_a_long_text_value_is_free_text_not_a_category() -> None:
+    note = ["short", "x" * (MAX_CATEGORY_CHARS + 1), "short", "other"]
+    df = pd.DataFrame({"note": note, "y": ["a", "b", "a", "b"], "x": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(DataError, match=r"'note' \(a value of 201 characters\) hold free text"):
+        resolve_features(df, Roles(label="y"))
+    df["note"] = ["short", "x" * MAX_CATEGORY_CHARS, "short", "other"]
+    assert resolve_features(df, Roles(label="y")).categorical == ("note",)
+
+
+def test_features_too_large_to_compute_with_are_refused_before_training() -> None:
+    df = pd.DataFrame({"y": ["a", "b"] * 3, "x": [1.8e308, -1.8e308, 1e308] * 2, "z": 1.0})
+    with pytest.raises(DataError, match=r"too large to compute with.*'x': 6 value\(s\)"):
+        resolve_features(df, Roles(label="y"))

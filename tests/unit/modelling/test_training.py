@@ -507,3 +507,15 @@ def test_refit_keeps_the_development_distance_statistics(trained: TrainingResult
     assert reference.n_development == trained.split.n_dev
     assert reference.precision.shape == (len(reference.columns),) * 2
     assert reference.cutoff > 0
+
+
+@pytest.mark.parametrize("model", ["auto", "logreg"])
+def test_values_that_overflow_scaling_are_refused_before_any_model_is_fitted(
+    wdbc: pd.DataFrame, model: str
+) -> None:
+    # Without the check, logreg failed inside scikit-learn ("Input X contains NaN") and "auto"
+    # quietly left it out of the comparison.
+    data = wdbc.head(60).copy()
+    data["mean radius"] = np.where(np.arange(60) % 2, 1.79e308, -1.79e308)
+    with pytest.raises(DataError, match=r"too large to compute with.*'mean radius': 60 value"):
+        train(data, ROLES, config=ModelConfig(model=model), validation=FAST)

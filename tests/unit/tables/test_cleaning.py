@@ -831,3 +831,41 @@ def test_class_counts_use_the_class_names_given() -> None:
     df = _frame(a=[0.5, 1.5, 2.5], label=[0, 1, 1])
     roles = Roles(label="label", class_names=(("0", "malignant"), ("1", "benign")))
     assert clean(df, roles).class_counts_before == {"benign": 2, "malignant": 1}
+
+
+def test_an_entirely_missing_label_is_one_clear_error() -> None:
+    df = _frame(pid=["a", "b", "c"], label=[None, np.nan, "  "], x=[1.0, 2.0, 3.0])
+    with pytest.raises(DataError, match=r"label column 'label' is empty: none of the 3 rows"):
+        clean(df, Roles(label="label", id="pid"))
+
+
+@pytest.mark.parametrize("huge", [1.7e308, -1.79e308, np.inf, 1e31])
+def test_values_too_large_to_compute_with_are_refused_by_column(huge: float) -> None:
+    df = pd.DataFrame(
+        {
+            "label": ["a", "b"] * 5,
+            "size": [1.0] * 9 + [huge],
+            "area": [huge, -huge] * 5,
+            "age": list(range(10)),
+        }
+    )
+    with pytest.raises(DataError) as caught:
+        clean(df, Roles(label="label"))
+    message = str(caught.value)
+    assert "too large to compute with" in message
+    assert "'size': 1 value(s)" in message and "'area': 10 value(s)" in message
+    assert "'age'" not in message and "--exclude size" in message
+    # Excluded, the column is no longer checked.
+    clean(df, Roles(label="label", exclude=("size", "area")))
+
+
+def test_large_but_usable_values_are_kept() -> None:
+    dose = [cleaning.MAX_FEATURE_MAGNITUDE] * 5 + [1e12] * 5
+    df = pd.DataFrame({"label": ["a", "b"] * 5, "dose": dose})
+    assert len(clean(df, Roles(label="label")).data) == 10
+
+
+def test_many_columns_of_huge_values_are_summarised() -> None:
+    df = pd.DataFrame({"label": ["a", "b"], **{f"f{i}": [1e300, 2.0] for i in range(9)}})
+    with pytest.raises(DataError, match=r"'f4': 1 value\(s\), up to 1e\+300; and 4 more column"):
+        clean(df, Roles(label="label"))

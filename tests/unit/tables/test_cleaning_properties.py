@@ -6,11 +6,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medimg_core.errors import MedimgError
-from medimg_core.tables.cleaning import REMOVAL_RULES, CleaningPlan, clean, suggest_plan
+from medimg_core.errors import DataError, MedimgError
+from medimg_core.tables.cleaning import (
+    MAX_FEATURE_MAGNITUDE,
+    REMOVAL_RULES,
+    CleaningPlan,
+    clean,
+    suggest_plan,
+)
 from medimg_core.tables.roles import Roles
 
 FEATURES = ("f_num", "f_int", "f_text", "f_mixed", "f_empty")
@@ -158,7 +165,16 @@ def test_outliers_are_flagged_never_removed(
     df["b"] = np.arange(len(df), dtype=float)
     df["label"] = labels[: len(df)]
     roles = Roles(label="label")
-    flagged = clean(df, roles, CleaningPlan(missing="impute", outlier_z=z, duplicates="keep"))
+    plan = CleaningPlan(missing="impute", outlier_z=z, duplicates="keep")
+    # A constant column is dropped before the check (the default plan).
+    too_large = bool((df["a"].abs() > MAX_FEATURE_MAGNITUDE).any()) and df["a"].nunique() > 1
+    no_label = len(df) > 0 and df["label"].isna().all()
+    if too_large or no_label:
+        # Refused with one message naming the problem: no label at all, or values that overflow.
+        with pytest.raises(DataError, match=r"label column 'label' is empty|too large to compute"):
+            clean(df, roles, plan)
+        return
+    flagged = clean(df, roles, plan)
     assert set(flagged.removed[flagged.reason_column]) <= {"missing label"}
     outliers = set(flagged.flags.loc[flagged.flags["rule"] == "outlier", "row"])
     assert outliers <= set(flagged.data.index)

@@ -44,6 +44,7 @@ def parquet_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
 
 def test_public_names_are_exported() -> None:
     assert set(medimg_io.__all__) == {
+        "EXCEL_UNPACKED_ENV",
         "MISSING_TOKENS",
         "SAMPLES",
         "Limits",
@@ -543,3 +544,45 @@ def test_frame_hash_handles_empty_and_unhashable_frames() -> None:
 def test_blank_lines_are_skipped_like_pandas_does() -> None:
     table = load("\n   \na,b\n\n1,2\n  \n3,4\n")
     assert table.frame.to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+
+
+def _formula_workbook() -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "visits"
+    sheet.append(["age", "ratio", "diagnosis"])
+    for i in range(4):
+        # openpyxl saves formulas without their result, as some exporters do.
+        sheet.append([50 + i, f"=A{i + 2}/10", "benign" if i % 2 else "malignant"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def test_formula_cells_without_a_saved_result_are_named_in_a_note() -> None:
+    table = load_table(_formula_workbook(), name="visits.xlsx")
+    assert table.frame["ratio"].isna().all()
+    (note,) = [n for n in table.notes if "formula" in n]
+    assert "sheet 'visits': 4 formula cell(s) have no saved result" in note
+    assert "read as missing values, in 'ratio' (4)" in note
+    assert "save it again" in note
+
+
+def test_formulas_with_saved_results_are_read_without_a_note() -> None:
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(_formula_workbook()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                assert content.count(b"<v />") == 4
+                content = content.replace(b"<v />", b"<v>5.5</v>")  # as Excel saves them
+            out.writestr(info.filename, content)
+    table = load_table(buffer.getvalue(), name="visits.xlsx")
+    assert table.frame["ratio"].tolist() == [5.5] * 4
+    assert not [n for n in table.notes if "formula" in n]
