@@ -20,8 +20,10 @@ import hmac
 import io
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,13 +39,14 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
 from medimg_core.encryption import MAGIC, read_decrypted
-from medimg_core.errors import EncryptionError, ImageError
+from medimg_core.errors import EncryptionError, ImageError, LimitError, MedimgError
 from medimg_core.imaging.stored import plaintext
 from medimg_core.privacy import pseudonym_key, pseudonymise
 
 __all__ = [
     "DEIDENTIFICATION_METHOD",
     "DEIDENTIFICATION_RULES",
+    "LEGACY_DEIDENTIFICATION_METHODS",
     "DeidRule",
     "DicomHeader",
     "DicomImage",
@@ -173,11 +176,20 @@ DEIDENTIFICATION_RULES: tuple[DeidRule, ...] = (
 for the sweeps that follow: private tags, curves, overlays, every remaining person name, date,
 time and non-standard UID)."""
 
-DEIDENTIFICATION_METHOD = (
+DEIDENTIFICATION_METHOD = "medimg: PS3.15 Basic Profile; PatientID HMAC-SHA256 pseudonym"
+"""Written to DeidentificationMethod (0012,0063), a LO of at most 64 characters; also how medimg
+recognises its own output (the code sequence names the profile in full)."""
+
+LEGACY_DEIDENTIFICATION_METHODS: tuple[str, ...] = (
     "medimg: DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile; "
-    "PatientID replaced by an HMAC-SHA256 pseudonym"
+    "PatientID replaced by an HMAC-SHA256 pseudonym",
 )
-"""Written to DeidentificationMethod (0012,0063); also how medimg recognises its own output."""
+"""What older medimg versions wrote (124 characters, longer than LO allows); files carrying it
+are still recognised as medimg's own."""
+
+_OWN_METHODS = frozenset({DEIDENTIFICATION_METHOD, *LEGACY_DEIDENTIFICATION_METHODS})
+_PIXELS_SETTING = "MEDIMG_MAX_IMAGE_PIXELS"  # read in medimg_core.imaging.pixels
+_MAX_NOTES = 3
 
 _PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
 _STANDARD_UID_ROOT = "1.2.840.10008."
@@ -285,8 +297,8 @@ def _patient_key(ds: Dataset, key: bytes) -> str | None:
     raw = str(ds.get("PatientID", "") or "").strip()
     if not raw:
         return None
-    method = str(ds.get("DeidentificationMethod", "") or "")
-    if method.startswith("medimg:") and _PSEUDONYM.match(raw):
+    method = str(ds.get("DeidentificationMethod", "") or "").strip()
+    if method in _OWN_METHODS and _PSEUDONYM.match(raw):
         return raw
     return pseudonymise(raw, key)
 
@@ -388,6 +400,55 @@ def deidentify_dataset(ds: Dataset, *, key: bytes) -> str | None:
     return pseudonym
 
 
+_QUOTED = re.compile(r"(['\"]).*?\1")
+
+
+@contextmanager
+def _pydicom_quiet(notes: list[str] | None = None) -> Iterator[None]:
+    """Keep pydicom's own warnings off stderr (one clear line per problem is the rule); with
+    ``notes``, turn them into short notes for the user.
+
+    Quoted values are cut out of the notes: pydicom quotes the value it could not read, which
+    may be a name or a date of the patient. pydicom's logger has a NullHandler of its own, so
+    its log records never reach stderr either.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if notes is None:
+        return
+    seen: list[str] = []
+    for w in caught:
+        lines = _QUOTED.sub("'…'", str(w.message)).strip().splitlines()
+        text = lines[0].split(" Please see ")[0][:160] if lines else ""
+        if text and text not in seen:
+            seen.append(text)
+    if seen:
+        shown = "; ".join(seen[:_MAX_NOTES]) + ("; …" if len(seen) > _MAX_NOTES else "")
+        notes.append(f"pydicom reported {len(seen)} problem(s) in the header, ignored: {shown}")
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message for a one-line error: pydicom appends a whole traceback to some."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+@contextmanager
+def _unreadable_values(label: str) -> Iterator[None]:
+    """Header values pydicom cannot convert (a Rows of text, a broken sequence) as one clear
+    ImageError; medimg's own errors pass through."""
+    try:
+        yield
+    except MedimgError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        raise ImageError(
+            f"'{label}' has DICOM header values that cannot be read ({type(exc).__name__}); "
+            "the file may be damaged: export it again from the archive, or remove it."
+        ) from exc
+
+
 def _name(source: DicomSource, name: str | None) -> str:
     if name:
         return name
@@ -398,16 +459,19 @@ def _read(source: DicomSource, *, name: str | None, header_only: bool) -> Datase
     label = _name(source, name)
     fh: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
     try:
-        ds = pydicom.dcmread(fh, stop_before_pixels=header_only, force=True)
+        with _pydicom_quiet():
+            ds = pydicom.dcmread(fh, stop_before_pixels=header_only, force=True)
     except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError) as exc:
         raise ImageError(
-            f"'{label}' could not be read as DICOM ({exc}); check that the file is complete "
+            f"'{label}' could not be read as DICOM ({_first_line(exc)}); check that the file is complete "
             "and is a DICOM image, or remove it."
         ) from exc
     # force=True also "parses" arbitrary bytes; a real file has attributes of the standard's
     # core groups (identification, patient, acquisition, relationship, image).
     has_meta = len(getattr(ds, "file_meta", None) or ()) > 0
-    if not has_meta and not any(elem.tag.group in _CORE_GROUPS for elem in ds):
+    with _pydicom_quiet(), _unreadable_values(label):
+        core = has_meta or any(elem.tag.group in _CORE_GROUPS for elem in ds)
+    if not core:
         raise ImageError(
             f"'{label}' is not a DICOM file (no DICOM attributes found); remove it or replace "
             "it with the DICOM export of the image."
@@ -457,14 +521,16 @@ def read_dicom_header(
     ds = _read(source, name=name, header_only=True)
     # stop_before_pixels leaves the pixel element out; its tag position tells whether it exists.
     has_pixels = _has_pixels(ds) or _file_has_pixel_tag(source)
-    patient_key = deidentify_dataset(ds, key=key if key is not None else pseudonym_key())
-    return _header(ds, patient_key, has_pixels=has_pixels)
+    with _pydicom_quiet(), _unreadable_values(name):
+        patient_key = deidentify_dataset(ds, key=key if key is not None else pseudonym_key())
+        return _header(ds, patient_key, has_pixels=has_pixels)
 
 
 def _file_has_pixel_tag(source: DicomSource) -> bool:
     fh: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
     try:
-        ds = pydicom.dcmread(fh, force=True, specific_tags=["PixelData"], defer_size=64)
+        with _pydicom_quiet():
+            ds = pydicom.dcmread(fh, force=True, specific_tags=["PixelData"], defer_size=64)
     except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError):
         return False
     return _has_pixels(ds)
@@ -501,6 +567,7 @@ def read_dicom(
     frame: int | None = None,
     key: bytes | None = None,
     name: str | None = None,
+    max_pixels: int | None = None,
 ) -> DicomImage:
     """Read one frame of a DICOM image, de-identified, windowed to [0, 1].
 
@@ -510,18 +577,36 @@ def read_dicom(
     frame : frame index for multi-frame files; default the middle frame (``frames // 2``).
     key : pseudonymisation key; default :func:`medimg_core.privacy.pseudonym_key`.
     name : how to name the file in messages (default: its file name).
+    max_pixels : most pixels (Rows × Columns) of a frame, checked from the header before the
+        pixels are decoded; None for no cap.
 
     Raises
     ------
     ImageError
         When the file is not DICOM, has no pixel data, the frame does not exist, or the pixel
         data cannot be decoded.
+    LimitError
+        When a frame has more than ``max_pixels`` pixels.
     """
     label = _name(source, name)
     source = plaintext(source)
     ds = _read(source, name=label, header_only=False)
-    patient_key = deidentify_dataset(ds, key=key if key is not None else pseudonym_key())
-    header = _header(ds, patient_key, has_pixels=_has_pixels(ds))
+    notes: list[str] = []
+    with _pydicom_quiet(notes), _unreadable_values(label):
+        patient_key = deidentify_dataset(ds, key=key if key is not None else pseudonym_key())
+        header = _header(ds, patient_key, has_pixels=_has_pixels(ds))
+        image = _decode(ds, header, label, frame, max_pixels, notes)
+    return replace(image, notes=tuple(notes))
+
+
+def _decode(
+    ds: Dataset,
+    header: DicomHeader,
+    label: str,
+    frame: int | None,
+    max_pixels: int | None,
+    notes: list[str],
+) -> DicomImage:
     if not header.has_pixels:
         raise ImageError(
             f"'{label}' is a DICOM file without pixel data (for example a DICOMDIR, report or "
@@ -534,17 +619,22 @@ def read_dicom(
             f"Frame {frame} does not exist in '{label}', which has {header.frames} frame(s); "
             f"choose a frame between 0 and {header.frames - 1}."
         )
+    if max_pixels is not None and header.rows * header.columns > max_pixels:
+        raise LimitError(
+            f"'{label}' is {header.columns}×{header.rows} pixels, more than the cap of "
+            f"{max_pixels:,}; downsample it first, or ask the administrator to raise "
+            f"{_PIXELS_SETTING}."
+        )
     try:
         arr = _pixel_array(ds, index=frame if header.frames > 1 else None)
     except Exception as exc:  # decoders raise many types; all mean "cannot decode these pixels"
         raise ImageError(
-            f"The pixel data of '{label}' could not be decoded ({type(exc).__name__}: {exc}); "
+            f"The pixel data of '{label}' could not be decoded ({type(exc).__name__}: {_first_line(exc)}); "
             "the file may be truncated or use a compression this installation cannot decode "
             "(export it uncompressed)."
         ) from exc
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
-    notes: list[str] = []
     was_rgb = samples == 3 or arr.ndim == 3
     if was_rgb:
         rgb = np.asarray(arr, dtype=np.float64)
@@ -586,13 +676,14 @@ def deidentified_bytes(source: DicomSource, *, key: bytes, name: str | None = No
     name = _name(source, name)
     source = plaintext(source)
     ds = _read(source, name=name, header_only=False)
-    deidentify_dataset(ds, key=key)
     out = io.BytesIO()
     try:
-        ds.save_as(out, enforce_file_format=False)
+        with _pydicom_quiet():
+            deidentify_dataset(ds, key=key)
+            ds.save_as(out, enforce_file_format=False)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ImageError(
-            f"'{name}' could not be re-written after de-identification ({exc}); "
+            f"'{name}' could not be re-written after de-identification ({_first_line(exc)}); "
             "export it again from the archive, or remove it."
         ) from exc
     return out.getvalue()

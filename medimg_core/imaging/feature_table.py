@@ -24,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from medimg_core.errors import ConfigError, ImageError
+from medimg_core.errors import ConfigError, ImageError, MedimgError
 from medimg_core.imaging import dicom
+from medimg_core.imaging.archives import discard_new_upload, upload_names
 from medimg_core.imaging.features import (
     FeatureSettings,
     FeatureTable,
@@ -36,6 +37,7 @@ from medimg_core.imaging.pixels import IMAGE_SUFFIXES, ImageLimits, ImageProblem
 from medimg_core.imaging.sets import ImageSet, open_image_set
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.roles import Roles
+from medimg_core.workspace import workspace_path
 
 __all__ = [
     "IMAGE_ID_COLUMNS",
@@ -58,7 +60,6 @@ IMAGE_ID_COLUMNS: tuple[str, ...] = ("file", "split")
 
 _ARCHIVE_SUFFIXES = frozenset({".zip", ".npz"})
 _SHAPE_MARKER = "shape_area"
-_DEFAULT_LIMITS = ImageLimits()
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +171,7 @@ def _open(
     masks: str | os.PathLike[str] | None,
     min_classes: int,
     workspace: Path | None,
-    limits: ImageLimits,
+    limits: ImageLimits | None,
     name: str | None,
     key: bytes | None,
 ) -> ImageSet:
@@ -209,7 +210,7 @@ def image_table(
     progress: Progress | None = None,
     min_classes: int = 2,
     workspace: Path | None = None,
-    limits: ImageLimits = _DEFAULT_LIMITS,
+    limits: ImageLimits | None = None,
     name: str | None = None,
     key: bytes | None = None,
 ) -> ImageTable:
@@ -248,6 +249,8 @@ def image_table(
     """
     if progress is not None:
         progress(0.0, "Reading the image set")
+    home = workspace if workspace is not None else workspace_path()
+    before = upload_names(home)
     image_set = _open(
         source,
         labels=labels,
@@ -258,9 +261,14 @@ def image_table(
         name=name,
         key=key,
     )
-    table = extract_features(
-        image_set, size=size, settings=settings, workers=workers, progress=progress
-    )
+    try:
+        table = extract_features(
+            image_set, size=size, settings=settings, workers=workers, progress=progress
+        )
+    except MedimgError:
+        # A refused set leaves nothing in the workspace: what this call unpacked goes.
+        discard_new_upload(image_set.root, home, before)
+        raise
     return ImageTable(
         features=table, image_set=image_set, notes=table.notes, problems=table.problems
     )
@@ -327,7 +335,7 @@ def features_for_prediction(
     workers: int | None = None,
     progress: Progress | None = None,
     workspace: Path | None = None,
-    limits: ImageLimits = _DEFAULT_LIMITS,
+    limits: ImageLimits | None = None,
     name: str | None = None,
     key: bytes | None = None,
     require_labels: bool = False,
@@ -358,6 +366,8 @@ def features_for_prediction(
         When no image can be read, or ``require_labels`` is set and the images have no labels.
     """
     settings = require_image_settings(card)
+    home = workspace if workspace is not None else workspace_path()
+    before = upload_names(home)
     image_set = _open(
         source,
         labels=labels,
@@ -368,6 +378,21 @@ def features_for_prediction(
         name=name,
         key=key,
     )
+    try:
+        return _prediction_table(image_set, card, settings, require_labels, workers, progress)
+    except MedimgError:
+        discard_new_upload(image_set.root, home, before)
+        raise
+
+
+def _prediction_table(
+    image_set: ImageSet,
+    card: Mapping[str, Any],
+    settings: FeatureSettings,
+    require_labels: bool,
+    workers: int | None,
+    progress: Progress | None,
+) -> ImageTable:
     if require_labels and not image_set.has_labels:
         raise ImageError(
             f"'{image_set.name}' has no labels, which external validation needs; put each "

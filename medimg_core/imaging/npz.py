@@ -9,19 +9,38 @@ arrays and notes; :func:`medimg_core.imaging.sets.open_image_set` makes them an 
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from medimg_core.errors import ImageError
-from medimg_core.imaging.pixels import LUMA_NOTE
+from medimg_core.errors import ImageError, LimitError
+from medimg_core.imaging.pixels import (
+    LUMA_NOTE,
+    PIXELS_ENV,
+    UPLOAD_BYTES_ENV,
+    ImageLimits,
+    human_bytes,
+)
 
-__all__ = ["MEDMNIST", "MedmnistDataset", "NpzContents", "is_npz", "read_npz", "recognise_medmnist"]
+__all__ = [
+    "MEDMNIST",
+    "MedmnistDataset",
+    "NpyHeader",
+    "NpzContents",
+    "is_npz",
+    "read_npy_header",
+    "read_npz",
+    "recognise_medmnist",
+]
 
 _SPLITS = ("train", "val", "test")
 
@@ -212,44 +231,190 @@ class NpzContents:
 
 def is_npz(fh: Any) -> bool:
     """Whether a ZIP (path or binary file object) holds only ``.npy`` arrays."""
-    with zipfile.ZipFile(fh) as zf:
-        names = zf.namelist()
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False  # not readable as a ZIP: the archive's own reader says so, clearly
     return bool(names) and all(n.endswith(".npy") for n in names)
 
 
-def read_npz(fh: Any, display: str) -> NpzContents:
-    """Read a MedMNIST ``.npz`` (path or binary file object) into records and arrays.
+_MAX_NPY_HEADER = 10_000
+# What reading a damaged, truncated, encrypted or oddly compressed member raises.
+_UNREADABLE = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    SyntaxError,
+    RuntimeError,
+    NotImplementedError,
+)
+_IMAGE_KINDS = frozenset("biuf")
+_LABEL_KINDS = frozenset("biuf")
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What the header of one ``.npy`` member of an ``.npz`` claims, read before any data.
+
+    Attributes
+    ----------
+    name : the array's name (the member name without ``.npy``).
+    shape : the claimed shape.
+    dtype : the claimed element type.
+    data_bytes : shape × itemsize, the bytes the data must take.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    data_bytes: int
+
+
+def read_npy_header(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    display: str,
+    limits: ImageLimits,
+    check: Callable[[NpyHeader], None] | None = None,
+) -> NpyHeader:
+    """Read and check the header of one ``.npy`` member without reading its data.
+
+    The claimed size (shape × itemsize) is checked against ``limits.max_unpacked_bytes`` and
+    against the member's real uncompressed size, so that a lying header (a few bytes claiming
+    terabytes) is refused before anything is allocated; object arrays (which would need pickle)
+    and non-numeric element types are refused too. ``check`` (for example the pixel cap of
+    an image array) runs on the claimed header before it is compared with the member's size.
 
     Raises
     ------
     ImageError
-        When the file is not a readable ``.npz``, has no ``train_images``, or its images or labels
-        have an unexpected shape or count.
+        A header that cannot be read, an object or non-numeric array, or a member shorter than
+        its header claims (truncated or lying).
+    LimitError
+        An array larger than ``limits.max_unpacked_bytes``.
     """
+    name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
+    fix = "export the arrays again with numpy.savez (numeric arrays, no objects)"
     try:
-        data = np.load(fh, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        with zf.open(info) as fp:
+            major, _minor = np.lib.format.read_magic(fp)
+            if major == 1:
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(
+                    fp, max_header_size=_MAX_NPY_HEADER
+                )
+            elif major == 2:
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(
+                    fp, max_header_size=_MAX_NPY_HEADER
+                )
+            else:
+                raise ValueError(f"unsupported .npy format version {major}")
+            header_bytes = fp.tell()
+    except _UNREADABLE as exc:
+        raise ImageError(
+            f"'{display}': the array '{name}' has an unreadable header ({exc}); {fix}."
+        ) from exc
+    if dtype.hasobject or dtype.kind not in _IMAGE_KINDS or dtype.fields is not None:
+        raise ImageError(
+            f"'{display}': the array '{name}' holds {dtype} values, not numbers"
+            + (
+                " (object arrays would need pickle, which medimg never loads)"
+                if dtype.hasobject
+                else ""
+            )
+            + f"; {fix}."
+        )
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise ImageError(f"'{display}': the array '{name}' has an invalid shape {shape}; {fix}.")
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if data_bytes > limits.max_unpacked_bytes:
+        raise LimitError(
+            f"'{display}': the array '{name}' of shape {shape} would take "
+            f"{human_bytes(data_bytes)} in memory, more than the cap of "
+            f"{human_bytes(limits.max_unpacked_bytes)}; use fewer or smaller images, or ask "
+            f"the administrator to raise {UPLOAD_BYTES_ENV}."
+        )
+    head = NpyHeader(name=name, shape=tuple(shape), dtype=dtype, data_bytes=data_bytes)
+    if check is not None:
+        check(head)
+    if header_bytes + data_bytes > info.file_size:
+        raise ImageError(
+            f"'{display}': the array '{name}' claims shape {shape} ({data_bytes:,} bytes) but its "
+            f"member holds only {max(info.file_size - header_bytes, 0):,} bytes of data; the file "
+            "is truncated or damaged: export it again."
+        )
+    return head
+
+
+def read_npz(fh: Any, display: str, *, limits: ImageLimits | None = None) -> NpzContents:
+    """Read a MedMNIST ``.npz`` (path or binary file object) into records and arrays.
+
+    Every array's header is checked (:func:`read_npy_header`) before its data is read: sizes,
+    element types and shapes are known, and bounded by ``limits`` (default
+    :class:`~medimg_core.imaging.pixels.ImageLimits` from the settings), before anything is
+    allocated.
+
+    Raises
+    ------
+    ImageError
+        When the file is not a readable ``.npz``, has no ``train_images``, holds object or
+        non-numeric arrays, is truncated, its images hold NaN or infinite values, or its images
+        or labels have an unexpected shape, type or count.
+    LimitError
+        When an array or all of them together exceed ``limits.max_unpacked_bytes``, or an image
+        has more than ``limits.max_pixels`` pixels.
+    """
+    limits = limits if limits is not None else ImageLimits()
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ImageError(f"'{display}' could not be read as a NumPy .npz ({exc}).") from exc
-    with data:
-        keys = set(data.files)
-        present = [s for s in _SPLITS if f"{s}_images" in keys]
+    with zf:
+        members = {
+            i.filename[: -len(".npy")]: i for i in zf.infolist() if i.filename.endswith(".npy")
+        }
+        present = [s for s in _SPLITS if f"{s}_images" in members]
         if not present:
             raise ImageError(
-                f"'{display}' holds {sorted(keys)[:10]} but no 'train_images'; medimg reads .npz "
+                f"'{display}' holds {sorted(members)[:10]} but no 'train_images'; medimg reads .npz "
                 "files in the MedMNIST layout (train_images, train_labels, val_…, test_…)."
+            )
+        unlabelled = [s for s in present if f"{s}_labels" not in members]
+        if unlabelled and len(unlabelled) < len(present):
+            missing = ", ".join(f"{s}_labels" for s in unlabelled)
+            raise ImageError(
+                f"'{display}' has labels for some splits but no {missing}; every split with "
+                "images needs its labels (or leave the labels out of every split to predict)."
+            )
+        headers = {}
+        image_check = partial(_check_image_shape, display=display, limits=limits)
+        for split in present:
+            key = f"{split}_images"
+            headers[key] = read_npy_header(zf, members[key], display, limits, image_check)
+            key = f"{split}_labels"
+            if key in members:
+                headers[key] = read_npy_header(zf, members[key], display, limits)
+        total = sum(h.data_bytes for h in headers.values())
+        if total > limits.max_unpacked_bytes:
+            raise LimitError(
+                f"'{display}' holds {human_bytes(total)} of arrays, more than the cap of "
+                f"{human_bytes(limits.max_unpacked_bytes)}; use fewer or smaller images, or ask "
+                f"the administrator to raise {UPLOAD_BYTES_ENV}."
             )
         arrays: dict[str, np.ndarray] = {}
         rows: list[dict[str, Any]] = []
         for split in present:
-            images = np.asarray(data[f"{split}_images"])
-            if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-                raise ImageError(
-                    f"'{display}': {split}_images has shape {images.shape}; expected "
-                    "(n, height, width) or (n, height, width, 3)."
-                )
+            head = headers[f"{split}_images"]
+            images = _read_member(zf, members[head.name], display)
+            _check_finite(images, head.name, display)
             if images.ndim == 4 and images.shape[-1] == 1:
                 images = images[..., 0]
-            labels = _npz_labels(data, split, len(images), display)
+            labels = None
+            if f"{split}_labels" in headers:
+                raw = _read_member(zf, members[f"{split}_labels"], display)
+                labels = _npz_labels(raw, f"{split}_labels", len(images), display)
             arrays[split] = images
             height, width = int(images.shape[1]), int(images.shape[2])
             for i in range(len(images)):
@@ -298,11 +463,55 @@ def read_npz(fh: Any, display: str) -> NpzContents:
     return NpzContents(records=records, arrays=arrays, notes=tuple(notes), dataset=dataset)
 
 
-def _npz_labels(data: Any, split: str, n: int, display: str) -> np.ndarray | None:
-    key = f"{split}_labels"
-    if key not in data.files:
-        return None
-    labels = np.asarray(data[key])
+def _check_image_shape(head: NpyHeader, display: str, limits: ImageLimits) -> None:
+    shape = head.shape
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
+        raise ImageError(
+            f"'{display}': {head.name} has shape {shape}; expected "
+            "(n, height, width) or (n, height, width, 3)."
+        )
+    n, height, width = shape[:3]
+    if n < 1 or height < 1 or width < 1:
+        raise ImageError(
+            f"'{display}': {head.name} has shape {shape}, so it holds no image; remove the "
+            "empty split or export the file again."
+        )
+    if height * width > limits.max_pixels:
+        raise LimitError(
+            f"'{display}': the images of {head.name} are {width}×{height} pixels, more than the "
+            f"cap of {limits.max_pixels:,}; downsample them first, or ask the administrator to "
+            f"raise {PIXELS_ENV}."
+        )
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, display: str) -> np.ndarray:
+    """The data of one member whose header :func:`read_npy_header` has checked."""
+    try:
+        with zf.open(info) as fp:
+            return np.asarray(
+                np.lib.format.read_array(fp, allow_pickle=False, max_header_size=_MAX_NPY_HEADER)
+            )
+    except _UNREADABLE as exc:
+        raise ImageError(
+            f"'{display}': the array '{info.filename}' could not be read ({exc}); the file is "
+            "truncated or damaged: export it again."
+        ) from exc
+
+
+def _check_finite(images: np.ndarray, key: str, display: str) -> None:
+    if images.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ImageError(
+            f"'{display}': {int(bad.sum()):,} image(s) of {key} hold NaN or infinite values "
+            f"(the first is number {first}); replace them with numbers (or remove those images) "
+            "and export the file again."
+        )
+
+
+def _npz_labels(labels: np.ndarray, key: str, n: int, display: str) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -314,4 +523,21 @@ def _npz_labels(data: Any, split: str, n: int, display: str) -> np.ndarray | Non
         raise ImageError(
             f"'{display}': {key} has {len(labels)} labels for {n} images; the counts must match."
         )
-    return labels
+    if labels.dtype.kind == "f":
+        finite = np.isfinite(labels)
+        if not finite.all() or not np.array_equal(labels, np.round(labels)):
+            raise ImageError(
+                f"'{display}': {key} holds values that are not whole numbers (such as NaN or "
+                "0.5); MedMNIST labels are integer class codes: export them as integers."
+            )
+    if labels.dtype.kind not in _LABEL_KINDS:
+        raise ImageError(
+            f"'{display}': {key} holds {labels.dtype} values; MedMNIST labels are integer class "
+            "codes: export them as integers."
+        )
+    if len(labels) and (labels.min() < -(2**31) or labels.max() > 2**31 - 1):
+        raise ImageError(
+            f"'{display}': {key} holds codes outside the range of class codes; MedMNIST labels "
+            "are small integers (0, 1, 2, …): export them again."
+        )
+    return labels.astype(np.int64)

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +33,22 @@ __all__ = [
     "GRAY_MODES",
     "IMAGE_SUFFIXES",
     "LUMA_NOTE",
+    "PIXELS_ENV",
+    "UPLOAD_BYTES_ENV",
     "ImageLimits",
     "ImageProblem",
     "ImageSource",
     "LoadedImage",
     "array_to_image",
     "check_format",
+    "check_pixels",
+    "env_max_pixels",
+    "env_max_upload_bytes",
+    "human_bytes",
     "load_image",
     "load_mask",
     "load_task_image",
+    "open_pil",
     "parse_size",
     "resize_image",
     "resize_mask",
@@ -60,22 +71,113 @@ LUMA_NOTE = "RGB images were converted to grayscale luminance (0.299 R + 0.587 G
 """The note an image set gives when some of its images were colour."""
 
 
+PIXELS_ENV = "MEDIMG_MAX_IMAGE_PIXELS"
+"""Setting: most pixels in one image (width × height), checked from the header before decoding."""
+
+UPLOAD_BYTES_ENV = "MEDIMG_MAX_UPLOAD_BYTES"
+"""Setting: most bytes one upload (ZIP members unpacked, or the arrays of an .npz) may take."""
+
+DEFAULT_MAX_PIXELS = 25_000_000
+"""25 M pixels (about 5000 × 5000): one such image decodes to ~100 MB of float32 and its
+features take a few seconds, so several users of a 2-core, 24 GB server can each work on one at
+a time; larger scans are downsampled before upload."""
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 2**30
+"""2 GiB unpacked per upload."""
+
+
+_AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$")
+_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_amount(text: str, env: str) -> int:
+    """A number of bytes written ``2147483648``, ``2GiB``, ``500MB`` or ``500M`` (setting ``env``).
+
+    Raises
+    ------
+    ConfigError
+        When ``text`` is not a positive amount.
+    """
+    match = _AMOUNT.match(text.strip().lower())
+    value = 0.0
+    if match:
+        unit = match.group(2) or "b"
+        scale = 1 if unit == "b" else _UNITS[unit[0]]
+        if "i" in unit:
+            scale = 2 ** (10 * (" kmgt".index(unit[0])))
+        value = float(match.group(1)) * scale
+    if not 1 <= value <= 2**62:
+        raise ConfigError(
+            f"{env}={text!r} is not a positive amount; write a whole number of bytes or an "
+            "amount such as 2GiB or 500MB, or unset it for the default."
+        )
+    return int(value)
+
+
+def _env_bytes(env: str, default: int) -> int:
+    text = os.environ.get(env, "").strip()
+    return parse_amount(text, env) if text else default
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes for a message: "300 bytes", "12.5 MiB", "2.0 GiB"."""
+    if n < 2**20:
+        return f"{n:,.0f} bytes"
+    if n < 2**30:
+        return f"{n / 2**20:,.1f} MiB"
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def env_max_pixels() -> int:
+    """``MEDIMG_MAX_IMAGE_PIXELS``, default :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises
+    ------
+    ConfigError
+        When the setting is not a positive whole number.
+    """
+    text = os.environ.get(PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"{PIXELS_ENV}={text!r} is not a positive whole number of pixels; write for example "
+            f"{DEFAULT_MAX_PIXELS} (5000 × 5000), or unset it for the default."
+        )
+    return int(text)
+
+
+def env_max_upload_bytes() -> int:
+    """``MEDIMG_MAX_UPLOAD_BYTES`` (e.g. ``2GiB``), default :data:`DEFAULT_MAX_UPLOAD_BYTES`.
+
+    Raises
+    ------
+    ConfigError
+        When the setting is not a positive amount.
+    """
+    return _env_bytes(UPLOAD_BYTES_ENV, DEFAULT_MAX_UPLOAD_BYTES)
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Caps checked before images or archives are unpacked.
 
+    The defaults of ``max_unpacked_bytes`` and ``max_pixels`` come from the settings
+    ``MEDIMG_MAX_UPLOAD_BYTES`` and ``MEDIMG_MAX_IMAGE_PIXELS``, read when the limits are made.
+
     Parameters
     ----------
-    max_unpacked_bytes : largest total uncompressed size of a ZIP (sum over members).
+    max_unpacked_bytes : largest total uncompressed size of a ZIP (sum over the members that
+        are unpacked) or of the arrays of an ``.npz``.
     max_ratio : largest compression ratio of a ZIP member larger than 1 MiB (zip-bomb guard).
     max_members : most members in a ZIP, or files in a folder.
-    max_pixels : most pixels in one image (width × height).
+    max_pixels : most pixels in one image (width × height), checked from the header.
     """
 
-    max_unpacked_bytes: int = 2 * 2**30
+    max_unpacked_bytes: int = field(default_factory=env_max_upload_bytes)
     max_ratio: float = 200.0
     max_members: int = 200_000
-    max_pixels: int = 100_000_000
+    max_pixels: int = field(default_factory=env_max_pixels)
 
     def __post_init__(self) -> None:
         for name in ("max_unpacked_bytes", "max_ratio", "max_members", "max_pixels"):
@@ -135,7 +237,7 @@ def load_image(
     *,
     frame: int | None = None,
     name: str | None = None,
-    limits: ImageLimits = ImageLimits(),
+    limits: ImageLimits | None = None,
 ) -> LoadedImage:
     """Decode one PNG, JPEG, TIFF or DICOM image to grayscale float32 in [0, 1].
 
@@ -144,7 +246,8 @@ def load_image(
     source : a path or the file's bytes.
     frame : frame of a multi-frame DICOM or TIFF; default the middle one.
     name : how to name the file in messages.
-    limits : ``max_pixels`` caps the decoded size.
+    limits : ``max_pixels`` caps the size, checked from the header before decoding (default
+        from the setting ``MEDIMG_MAX_IMAGE_PIXELS``).
 
     Raises
     ------
@@ -153,11 +256,12 @@ def load_image(
         without pixel data; the message names the file.
     """
     label = _display(source, name)
+    limits = limits if limits is not None else ImageLimits()
     # Checked on the path first: a .dcm name decides, whatever the file is stored as.
     is_dicom = dicom.is_dicom(source)
     source = plaintext(source)
     if is_dicom:
-        img = dicom.read_dicom(source, frame=frame, name=label)
+        img = dicom.read_dicom(source, frame=frame, name=label, max_pixels=limits.max_pixels)
         return LoadedImage(
             pixels=img.pixels,
             original_size=(int(img.pixels.shape[0]), int(img.pixels.shape[1])),
@@ -170,7 +274,7 @@ def load_image(
         )
     fh: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
     try:
-        with Image.open(fh) as im:
+        with open_pil(fh) as im:
             fmt = check_format(im, label, limits)
             n_frames = int(getattr(im, "n_frames", 1) or 1)
             used = None
@@ -207,6 +311,18 @@ def load_image(
     )
 
 
+@contextmanager
+def open_pil(fh: Any) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` (the header only; pixels are decoded on ``load``) without PIL's own
+    decompression-bomb warning, which would reach stderr: medimg's cap, a setting, is checked
+    on the header right after (:func:`check_format`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(fh)
+    with im:
+        yield im
+
+
 def check_format(im: Image.Image, label: str, limits: ImageLimits) -> str:
     """The format name of an opened PIL image ("png", "jpeg", "tiff"), its size checked.
 
@@ -224,14 +340,26 @@ def check_format(im: Image.Image, label: str, limits: ImageLimits) -> str:
             "it to PNG or remove it."
         )
     width, height = im.size
-    if width * height > limits.max_pixels:
-        raise LimitError(
-            f"'{label}' is {width}×{height} pixels, more than the cap of {limits.max_pixels:,}; "
-            "downsample it first or raise ImageLimits.max_pixels."
-        )
+    check_pixels(width, height, label, limits)
     if width < 1 or height < 1:
         raise ImageError(f"'{label}' has no pixels ({width}×{height}); remove it.")
     return fmt
+
+
+def check_pixels(width: int, height: int, label: str, limits: ImageLimits | None = None) -> None:
+    """Refuse an image of more than ``limits.max_pixels`` pixels, from its header's size.
+
+    Raises
+    ------
+    LimitError
+        Naming the image, its size and the setting ``MEDIMG_MAX_IMAGE_PIXELS``.
+    """
+    cap = (limits if limits is not None else ImageLimits()).max_pixels
+    if int(width) * int(height) > cap:
+        raise LimitError(
+            f"'{label}' is {width}×{height} pixels, more than the cap of {cap:,}; "
+            f"downsample it first, or ask the administrator to raise {PIXELS_ENV}."
+        )
 
 
 def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, int, bool, tuple[str, ...]]:

@@ -40,9 +40,9 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from medimg_core.access import Action, Actor, require
-from medimg_core.errors import ImageError, LimitError
+from medimg_core.errors import ImageError, LimitError, MedimgError
 from medimg_core.imaging import dicom
-from medimg_core.imaging.archives import SKIP_NAMES, extract_zip
+from medimg_core.imaging.archives import LABEL_FILES, SKIP_NAMES, extract_zip, remove_upload
 from medimg_core.imaging.npz import MedmnistDataset, is_npz, read_npz
 from medimg_core.imaging.pixels import (
     GRAY_MODES,
@@ -53,8 +53,10 @@ from medimg_core.imaging.pixels import (
     ImageSource,
     LoadedImage,
     check_format,
+    check_pixels,
     load_mask,
     load_task_image,
+    open_pil,
     parse_size,
     resize_image,
     resize_mask,
@@ -80,8 +82,7 @@ RESERVED_COLUMNS: tuple[str, ...] = (
 )
 """Record columns medimg fills itself; a labels table may provide only file, label, patient_id."""
 
-_LABEL_FILES = ("labels.csv", "labels.tsv", "labels.xlsx", "labels.parquet")
-_DEFAULT_LIMITS = ImageLimits()
+_LABEL_FILES = LABEL_FILES
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +225,7 @@ def open_image_set(
     labels: str | os.PathLike[str] | bytes | pd.DataFrame | None = None,
     masks: str | os.PathLike[str] | None = None,
     workspace: Path | None = None,
-    limits: ImageLimits = _DEFAULT_LIMITS,
+    limits: ImageLimits | None = None,
     min_classes: int = 2,
     name: str | None = None,
     key: bytes | None = None,
@@ -260,6 +261,7 @@ def open_image_set(
     LimitError
         The archive's unpacked size or a member's compression ratio exceeds ``limits``.
     """
+    limits = limits if limits is not None else ImageLimits()
     if isinstance(source, bytes):
         digest = hashlib.sha256(source).hexdigest()
         display = name or "uploaded archive"
@@ -269,12 +271,11 @@ def open_image_set(
                 "one sub-folder per class (or images plus labels.csv), or a MedMNIST .npz."
             )
         if is_npz(io.BytesIO(source)):
-            return _open_npz(io.BytesIO(source), display, digest, min_classes)
+            return _open_npz(io.BytesIO(source), display, digest, min_classes, limits)
         home = _workspace(workspace)
         key = key if key is not None else _key(home)
-        root, problems = extract_zip(io.BytesIO(source), digest, display, home, limits, key)
-        return _open_folder(
-            root, labels, masks, display, digest, limits, min_classes, key, problems
+        return _open_archive(
+            io.BytesIO(source), labels, masks, display, digest, home, limits, min_classes, key
         )
     path = Path(source)
     display = name or path.name
@@ -294,11 +295,35 @@ def open_image_set(
         )
     digest = _file_hash(path)
     if path.suffix.lower() == ".npz" or is_npz(path):
-        return _open_npz(path, display, digest, min_classes)
+        return _open_npz(path, display, digest, min_classes, limits)
     home = _workspace(workspace)
     key = key if key is not None else _key(home)
-    root, problems = extract_zip(path, digest, display, home, limits, key)
-    return _open_folder(root, labels, masks, display, digest, limits, min_classes, key, problems)
+    return _open_archive(path, labels, masks, display, digest, home, limits, min_classes, key)
+
+
+def _open_archive(
+    fh: Any,
+    labels: str | os.PathLike[str] | bytes | pd.DataFrame | None,
+    masks: str | os.PathLike[str] | None,
+    display: str,
+    digest: str,
+    home: Path,
+    limits: ImageLimits,
+    min_classes: int,
+    key: bytes,
+) -> ImageSet:
+    """Unpack a ZIP and open it; what this call unpacked is removed again when the set is
+    refused, so that a refused upload leaves nothing in the workspace."""
+    fresh = not (home / "uploads" / digest[:16]).exists()
+    root, problems = extract_zip(fh, digest, display, home, limits, key)
+    try:
+        return _open_folder(
+            root, labels, masks, display, digest, limits, min_classes, key, problems
+        )
+    except MedimgError:
+        if fresh:
+            remove_upload(root, home)
+        raise
 
 
 def open_server_folder(
@@ -306,7 +331,7 @@ def open_server_folder(
     *,
     actor: Actor,
     roots: Sequence[Path],
-    limits: ImageLimits = _DEFAULT_LIMITS,
+    limits: ImageLimits | None = None,
     min_classes: int = 2,
     key: bytes | None = None,
 ) -> ImageSet:
@@ -349,7 +374,7 @@ def open_server_folder(
         None,
         folder.name,
         _listing_hash(folder),
-        limits,
+        limits if limits is not None else ImageLimits(),
         min_classes,
         key,
         [],
@@ -385,8 +410,10 @@ def _listing_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_npz(fh: Any, display: str, digest: str, min_classes: int) -> ImageSet:
-    contents = read_npz(fh, display)
+def _open_npz(
+    fh: Any, display: str, digest: str, min_classes: int, limits: ImageLimits
+) -> ImageSet:
+    contents = read_npz(fh, display, limits=limits)
     class_counts = _class_counts(contents.records)
     _check_classes(class_counts, min_classes, display)
     return ImageSet(
@@ -585,6 +612,7 @@ def _probe(
                     f"'{rel}' declares text burned into its pixels (BurnedInAnnotation = YES), "
                     "which medimg cannot remove; clean the pixels first or leave the file out."
                 )
+            check_pixels(header.columns, header.rows, rel, limits)
             row.update(
                 height=header.rows,
                 width=header.columns,
@@ -592,7 +620,7 @@ def _probe(
                 patient_id=header.patient_key,
             )
             return row
-        with Image.open(readable(path)) as im:
+        with open_pil(readable(path)) as im:
             fmt = check_format(im, rel, limits)
             width, height = im.size
             colour = im.mode not in GRAY_MODES

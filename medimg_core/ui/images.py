@@ -27,7 +27,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from medimg_core.access import Action, Actor, allowed
 from medimg_core.encryption import is_encrypted
-from medimg_core.errors import ConfigError, ImageError
+from medimg_core.errors import ConfigError, ImageError, MedimgError
 from medimg_core.imaging import feature_table
 from medimg_core.imaging.archives import is_upload_folder, remove_upload
 from medimg_core.imaging.feature_table import ImageTable
@@ -280,7 +280,14 @@ def load_upload(data: bytes, name: str, choice: Any) -> ImageContext:
     with guarded.audited(current_actor(), Action.UPLOAD, client=client_address(), object=digest):
         image_set = open_archive(digest, name, str(workspace_home()), data)
     _hold(image_set)
-    ctx = set_image_table(extract(image_set, working_size(image_set, choice)), name)
+    try:
+        table = extract(image_set, working_size(image_set, choice))
+    except MedimgError:
+        # Refused after unpacking (e.g. images too small for the features): what it unpacked
+        # goes now, unless another session uses the same archive.
+        release_uploads()
+        raise
+    ctx = set_image_table(table, name)
     release_uploads()
     return ctx
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medimg_core.errors import ImageError
+from medimg_core.errors import ImageError, LimitError
 from medimg_core.imaging import dicom
 from medimg_core.privacy import pseudonymise
 
@@ -283,3 +286,95 @@ def test_generated_uid_is_not_standard_and_unchanged_standard_uids() -> None:
     dicom.deidentify_dataset(ds, key=KEY)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+
+
+# --- the method value fits its VR, and pydicom's own warnings never reach stderr ---
+
+
+def dicom_bytes(raw: dict[int, tuple[str, bytes]] | None = None, **values: object) -> bytes:
+    """CT_small with ``values`` set, and ``raw`` elements (tag: (VR, bytes)) written unchecked."""
+    ds = pydicom.dcmread(ct_path())
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # building the hostile file, not reading it
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        for tag, (vr, value) in (raw or {}).items():
+            ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+        ds.save_as(out)
+    return out.getvalue()
+
+
+def test_the_deidentification_method_fits_a_dicom_lo() -> None:
+    assert len(dicom.DEIDENTIFICATION_METHOD) <= 64  # LO: at most 64 characters
+    assert dicom.DEIDENTIFICATION_METHOD.startswith("medimg:")
+    assert all(len(m) > 64 for m in dicom.LEGACY_DEIDENTIFICATION_METHODS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = dicom.deidentified_bytes(ct_path(), key=KEY)
+    assert [str(w.message) for w in caught] == []
+    assert pydicom.dcmread(io.BytesIO(out)).DeidentificationMethod == dicom.DEIDENTIFICATION_METHOD
+
+
+@pytest.mark.parametrize(
+    "method", [dicom.DEIDENTIFICATION_METHOD, *dicom.LEGACY_DEIDENTIFICATION_METHODS]
+)
+def test_files_written_by_medimg_old_or_new_keep_their_pseudonym(method: str) -> None:
+    pseudonym = pseudonymise("1CT1", KEY)
+    raw = dicom_bytes(PatientID=pseudonym, DeidentificationMethod=method)
+    header = dicom.read_dicom_header(raw, key=b"another-key-0123456789abcdef0123")
+    assert header.patient_key == pseudonym
+
+
+def test_a_foreign_method_does_not_keep_a_pseudonym_looking_id() -> None:
+    pseudonym = pseudonymise("1CT1", KEY)
+    raw = dicom_bytes(PatientID=pseudonym, DeidentificationMethod="medimg: forged")
+    header = dicom.read_dicom_header(raw, key=KEY)
+    assert header.patient_key == pseudonymise(pseudonym, KEY)
+
+
+def test_pydicom_warnings_become_notes_without_the_values() -> None:
+    # An invalid UI value and an over-long LO make pydicom warn when it reads them.
+    raw = dicom_bytes({0x00080016: ("UI", b"1.2.abc\x00")}, DeidentificationMethod="x" * 124)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = dicom.read_dicom(raw, key=KEY, name="odd.dcm")
+        dicom.read_dicom_header(raw, key=KEY, name="odd.dcm")
+        dicom.deidentified_bytes(raw, key=KEY, name="odd.dcm")
+    assert [str(w.message) for w in caught] == []
+    note = next(n for n in img.notes if n.startswith("pydicom reported"))
+    assert "pydicom reported 2 problem(s)" in note and "VR UI" in note and "VR LO" in note
+    assert "1.2.abc" not in note and "Please see" not in note
+
+
+def test_a_frame_above_the_pixel_cap_is_refused_before_decoding() -> None:
+    # The header claims 6000 × 6000 but the pixel data is CT_small's 128 × 128: decoding would
+    # fail; the cap is checked from Rows / Columns first.
+    raw = dicom_bytes(Rows=6000, Columns=6000)
+    with pytest.raises(LimitError, match=r"6000×6000 pixels, more than the cap of 1,000,000; "):
+        dicom.read_dicom(raw, key=KEY, name="big.dcm", max_pixels=1_000_000)
+
+
+def test_unreadable_header_values_are_an_image_error() -> None:
+    raw = dicom_bytes({0x00280008: ("IS", b"many")})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match=r"'bad\.dcm' has DICOM header values that cannot"):
+            dicom.read_dicom_header(raw, key=KEY, name="bad.dcm")
+    assert [str(w.message) for w in caught] == []
+
+
+def test_a_file_pydicom_cannot_rewrite_gets_a_one_line_error() -> None:
+    # Pixel data left unencapsulated under a compressed transfer syntax: pydicom's message
+    # carries a whole traceback of its own; the error keeps its first line only.
+    ds = pydicom.dcmread(ct_path())
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    # Raw pixels under RLE Lossless's name (a UID of the same length, so the header holds).
+    raw = out.getvalue().replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.5\x00", 1)
+    with pytest.raises(ImageError) as caught:
+        dicom.deidentified_bytes(raw, key=KEY, name="j2k.dcm")
+    message = str(caught.value)
+    assert message.startswith("'j2k.dcm' could not be") and "\n" not in message
+    assert "Traceback" not in message

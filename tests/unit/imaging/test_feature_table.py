@@ -138,6 +138,22 @@ def test_zip_with_unsafe_paths_is_refused(tmp_path: Path, member: str) -> None:
     )
 
 
+def test_a_zip_refused_while_extracting_leaves_nothing_behind(tmp_path: Path) -> None:
+    # Every image 1 × 1: opened fine, refused when its features are computed.
+    tiny = png_bytes(np.full((1, 1), 128, np.uint8))
+    archive = zip_bytes({"normal/a.png": tiny, "pneumonia/b.png": tiny})
+    with pytest.raises(ConfigError, match=r"do not fit a 1×1 image"):
+        image_table(archive, workers=1, workspace=tmp_path / "ws")
+    assert list((tmp_path / "ws" / "uploads").iterdir()) == []
+    # An archive unpacked before (by a session using it) is left alone.
+    img = png_bytes(texture("normal", 1))
+    good = zip_bytes({"normal/a.png": img, "pneumonia/b.png": img})
+    kept = image_table(good, workers=1, workspace=tmp_path / "ws")
+    with pytest.raises(ConfigError, match=r"Image size 5 is out of range"):
+        image_table(good, workers=1, workspace=tmp_path / "ws", size=5)
+    assert kept.image_set.root is not None and kept.image_set.root.is_dir()
+
+
 def test_zip_over_the_cap_is_refused(tmp_path: Path) -> None:
     img = png_bytes(texture("normal", 1))
     archive = zip_bytes({"normal/a.png": img, "pneumonia/b.png": img})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -16,11 +19,12 @@ from medimg_core.imaging.pixels import (
     LoadedImage,
     array_to_image,
     load_image,
+    parse_amount,
     parse_size,
     resize_image,
 )
 from medimg_core.imaging.sets import open_image_set
-from tests.unit.imaging.synthetic import gradient, png_bytes, save
+from tests.unit.imaging.synthetic import gradient, png_bytes, save, zip_bytes
 
 KEY = b"images-test-key-0123456789abcdef"
 
@@ -110,3 +114,89 @@ def test_array_to_image_scaling() -> None:
 
 def test_problem_text() -> None:
     assert str(ImageProblem("a.png", "corrupt")) == "a.png: corrupt"
+
+
+# --- the pixel cap: a setting, checked from the header before anything is decoded ---
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` × ``height`` but which holds one row of pixels: a
+    decoder would fail on it, so only a check of the header refuses it on its size."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width + 1))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_the_pixel_cap_fits_a_shared_server_and_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MEDIMG_MAX_IMAGE_PIXELS", raising=False)
+    monkeypatch.delenv("MEDIMG_MAX_UPLOAD_BYTES", raising=False)
+    assert ImageLimits().max_pixels == 25_000_000
+    assert ImageLimits().max_unpacked_bytes == 2 * 2**30
+    monkeypatch.setenv("MEDIMG_MAX_IMAGE_PIXELS", "1_000_000")
+    monkeypatch.setenv("MEDIMG_MAX_UPLOAD_BYTES", "500MB")
+    assert ImageLimits().max_pixels == 1_000_000
+    assert ImageLimits().max_unpacked_bytes == 500_000_000
+    assert ImageLimits(max_pixels=7).max_pixels == 7
+    for bad in ("0", "-5", "many", "1.5"):
+        monkeypatch.setenv("MEDIMG_MAX_IMAGE_PIXELS", bad)
+        with pytest.raises(ConfigError, match=r"MEDIMG_MAX_IMAGE_PIXELS=.* not a positive whole"):
+            ImageLimits()
+    monkeypatch.delenv("MEDIMG_MAX_IMAGE_PIXELS")
+    for bad in ("0", "lots", "2 parsecs", "1e400"):
+        monkeypatch.setenv("MEDIMG_MAX_UPLOAD_BYTES", bad)
+        with pytest.raises(ConfigError, match=r"MEDIMG_MAX_UPLOAD_BYTES=.* not a positive amount"):
+            ImageLimits()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1024", 1024),
+        ("2GiB", 2 * 2**30),
+        ("2 gib", 2 * 2**30),
+        ("500MB", 500 * 10**6),
+        ("500m", 500 * 10**6),
+        ("1.5k", 1500),
+        ("3KiB", 3072),
+        ("7b", 7),
+    ],
+)
+def test_amounts_of_bytes(text: str, expected: int) -> None:
+    assert parse_amount(text, "MEDIMG_X") == expected
+
+
+def test_a_10000_by_10000_png_is_refused_from_its_header(tmp_path: Path) -> None:
+    data = png_claiming(10_000, 10_000)
+    assert len(data) < 20_000
+    with pytest.raises(LimitError, match=r"10000×10000 pixels, more .* MEDIMG_MAX_IMAGE_PIXELS"):
+        load_image(data, name="huge.png")
+    (tmp_path / "huge.png").write_bytes(data)
+    with pytest.raises(LimitError, match=r"'huge\.png' is 10000×10000 pixels"):
+        load_image(tmp_path / "huge.png")
+
+
+def test_a_zip_of_a_huge_png_leaves_nothing_behind(tmp_path: Path) -> None:
+    archive = zip_bytes({"normal/huge.png": png_claiming(10_000, 10_000)})
+    with pytest.raises(ImageError, match=r"No readable image .*MEDIMG_MAX_IMAGE_PIXELS"):
+        open_image_set(archive, workspace=tmp_path / "ws", name="huge.zip", key=KEY)
+    assert list((tmp_path / "ws" / "uploads").iterdir()) == []
+
+
+def test_a_dicom_frame_above_the_cap_is_refused_from_rows_and_columns(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = 6000
+    path = tmp_path / "big.dcm"
+    ds.save_as(path)
+    with pytest.raises(LimitError, match=r"6000×6000 pixels, more .* MEDIMG_MAX_IMAGE_PIXELS"):
+        load_image(path)
+    (tmp_path / "set" / "a").mkdir(parents=True)
+    ds.save_as(tmp_path / "set" / "a" / "big.dcm")
+    with pytest.raises(ImageError, match=r"No readable image .*big\.dcm: .* MEDIMG_MAX_IMAGE"):
+        open_image_set(tmp_path / "set", key=KEY, min_classes=0)
