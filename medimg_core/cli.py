@@ -46,7 +46,6 @@ from medimg_core.errors import (
     ConfigError,
     DataError,
     MedimgError,
-    ModelFileError,
     PermissionDenied,
 )
 from medimg_core.imaging.feature_table import (
@@ -109,8 +108,9 @@ from medimg_core.reporting.summaries import card_positive_text, stored_data_text
 from medimg_core.store import guarded
 from medimg_core.store.accounts import Accounts
 from medimg_core.store.audit import ACTIONS, AuditFilter, AuditTrail, audit_csv
-from medimg_core.store.cases import load_cases
+from medimg_core.store.cases import CASES_NAME, load_cases
 from medimg_core.store.keys import rotate_workspace_key
+from medimg_core.store.model_files import remove_stale_staging
 from medimg_core.store.persistence import _refuse_foreign_target, load_model, test_split_source
 from medimg_core.store.registry import Registry, _parquet_ready
 from medimg_core.store.runs import save_run
@@ -844,7 +844,10 @@ def _reader_roles(roles: Roles, reader: Sequence[str], frame: pd.DataFrame, name
 def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
     actor: Actor = args.actor
     # Refuse a bad output directory, or a user who may not train, before minutes of training.
-    _refuse_foreign_target(Path(args.output).expanduser().absolute())
+    target = Path(args.output).expanduser().absolute()
+    _refuse_foreign_target(target)
+    # Folders an interrupted save (a killed `medimg train`) left beside the output.
+    remove_stale_staging(target.parent)
     with guarded.audited(actor, Action.TRAIN, client="cli") as entry:
         return _train_as(actor, args, notes, entry)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block always returns)
@@ -955,20 +958,14 @@ def _group_lines(card: dict[str, Any], model: MedimgModel) -> list[str]:
     metric = "roc_auc" if model.is_binary else "accuracy"
     shown = "ROC AUC" if model.is_binary else "accuracy"
 
-    def value(row: dict[str, Any]) -> str:
-        m = row["metrics"].get(metric) or {}
-        if m.get("value") is None:
-            return "n/a"
-        lo, hi = m.get("ci95") or [None, None]
-        interval = f" ({lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
-        return f"{m['value']:.3f}{interval}"
-
     for column, entry in (card.get("subgroups") or {}).items():
         lines.append(f"Subgroups by {column} ({entry['grouping']}), {shown} with 95% CI:")
         for partition, title in (("cv", "cross-validated"), ("test", "held-out test")):
             rows = entry.get(partition) or []
             if rows:
-                parts = [f"{r['group']} (n={r['n']}) {value(r)}" for r in rows]
+                parts = [
+                    f"{r['group']} (n={r['n']}) {_metric_text(r['metrics'], metric)}" for r in rows
+                ]
                 lines.append(f"  {title}: " + "; ".join(parts))
         notes = {f"{r['group']}: {r['note']}" for p in ("cv", "test") for r in entry.get(p) or []}
         lines.extend(f"    note {n}" for n in sorted(notes) if not n.endswith(": "))
@@ -979,9 +976,9 @@ def _group_lines(card: dict[str, Any], model: MedimgModel) -> list[str]:
             "each held-out site):"
         )
         for row in site["per_site"]:
-            lines.append(f"  {row['group']} (n={row['n']}): {value(row)}")
+            lines.append(f"  {row['group']} (n={row['n']}): {_metric_text(row['metrics'], metric)}")
         if site.get("pooled"):
-            lines.append(f"  pooled: {value({'metrics': site['pooled']})}")
+            lines.append(f"  pooled: {_metric_text(site['pooled'], metric)}")
         lines.extend(f"  {note}" for note in site["notes"])
     return lines
 
@@ -1241,16 +1238,15 @@ def _prediction_sets_for(
     model: MedimgModel, directory: Path, confidence: float, notes: list[str]
 ) -> ConformalPredictor | None:
     """Prediction sets calibrated on the run's development cases; None (with a note) when
-    the model was saved without its cases."""
-    try:
-        cases = load_cases(directory)
-    except ModelFileError:
+    the model was saved without its cases. A cases file that is there but damaged is refused
+    (ModelFileError), not taken for a missing one."""
+    if not (directory / CASES_NAME).exists():
         notes.append(
             "note: no prediction-set column: this model was saved without its cases, which "
             "calibrate the sets; retrain it with this version of medimg to get them."
         )
         return None
-    return fit_conformal(model, cases, confidence=confidence)
+    return fit_conformal(model, load_cases(directory), confidence=confidence)
 
 
 _TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".parquet", ".pq"})

@@ -18,7 +18,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from medimg_core.modelling.calibration import (
     fit_recalibration,
 )
 from medimg_core.modelling.decision import decision_curves_card, evaluation_curve
-from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
+from medimg_core.modelling.evaluation import Evaluation, evaluate_scores, format_metric
 from medimg_core.modelling.models import MedimgModel
 from medimg_core.modelling.shift import (
     NOTABLE_SHIFT,
@@ -45,9 +44,10 @@ from medimg_core.modelling.shift import (
     FeatureShift,
     feature_shift,
 )
-from medimg_core.reporting.summaries import card_metric
+from medimg_core.reporting.summaries import card_metric, human_date, metric_from_card
 from medimg_core.store import cases as stored_cases
 from medimg_core.store import guarded
+from medimg_core.store.model_files import remove_stale_staging, staging_dir
 from medimg_core.store.persistence import (
     CARD_NAME,
     MODEL_NAME,
@@ -513,7 +513,8 @@ def _write_model_dir(
             f"{target} exists and is not empty; choose a new folder for the recalibrated model."
         )
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        remove_stale_staging(target.parent)
+        staging = staging_dir(target)
     except OSError as exc:
         raise ModelFileError(
             f"cannot write {target}: {exc.strerror or exc}; choose a writable location."
@@ -547,16 +548,6 @@ def _write_model_dir(
     return target
 
 
-def _metric_text(entry: Any) -> str:
-    """ "0.953 (0.921–0.978)" from a card-style metric entry ("n/a" when missing)."""
-    if not isinstance(entry, dict) or entry.get("value") is None:
-        return "n/a"
-    lo, hi = [*list(entry.get("ci95") or []), None, None][:2]
-    if lo is None or hi is None:
-        return f"{entry['value']:.3f}"
-    return f"{entry['value']:.3f} ({lo:.3f}–{hi:.3f})"
-
-
 def _signed(x: Any) -> str:
     return "n/a" if x is None else f"{float(x):.2f}".replace("-", "−")
 
@@ -578,11 +569,11 @@ def evaluation_history(records: Sequence[EvaluationRecord]) -> list[dict[str, st
         rows.append(
             {
                 "evaluation": record.id,
-                "date": record.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "date": human_date(record.created_at),
                 "user": record.username,
                 "file": record.dataset_name or record.dataset_hash[:12],
                 "cases": str(record.n),
-                "ROC AUC (95% CI)": _metric_text(metrics.get("roc_auc")),
+                "ROC AUC (95% CI)": format_metric(metric_from_card(metrics.get("roc_auc"))),
                 "calibration slope": _signed(calibration.get("slope")),
                 "calibration intercept": _signed(calibration.get("intercept")),
                 "notable shifts": ", ".join(str(f) for f in notable[:3])

@@ -34,7 +34,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from medimg_core.access import Actor
-from medimg_core.errors import ConfigError, DataError, MedimgError, ModelFileError
+from medimg_core.errors import ConfigError, DataError, MedimgError
 from medimg_core.modelling.evaluation import (
     METRIC_KEYS,
     Evaluation,
@@ -1501,7 +1501,7 @@ def run_report(
     ModelFileError
         A directory that is not a medimg model directory, or damaged files.
     """
-    from medimg_core.store.cases import load_cases
+    from medimg_core.store.cases import CASES_NAME, load_cases
     from medimg_core.store.persistence import load_model
 
     own = registry is None
@@ -1519,10 +1519,11 @@ def run_report(
             record = reg.get_run(actor, str(target))
             path = record.model_dir
         loaded = load_model(path)
-        try:
-            cases: pd.DataFrame | None = load_cases(loaded.directory)
-        except ModelFileError:
-            cases = None
+        # A model saved without its cases is reported from its card; damaged cases are refused
+        # (a report quietly missing half its sections would look complete).
+        cases: pd.DataFrame | None = None
+        if (loaded.directory / CASES_NAME).exists():
+            cases = load_cases(loaded.directory)
         context = external = feedback = None
         if record is not None:
             context = reg.get_run_context(actor, record.id)

@@ -30,6 +30,7 @@ from medimg_core.modelling.evaluation import Evaluation, evaluate_scores
 from medimg_core.modelling.models import MedimgModel, class_names_by_code
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
+from medimg_core.store.model_files import check_file_size, model_file_limit
 
 __all__ = [
     "CASES_NAME",
@@ -253,6 +254,7 @@ def load_cases(directory: str | os.PathLike[str]) -> pd.DataFrame:
             "without its cases (for example from the command line), so its cross-validated "
             "and test predictions cannot be shown; retrain it in the dashboard to keep them."
         )
+    check_file_size(path, model_file_limit())
     try:
         raw = read_decrypted(path, what="The stored cases")
         frame = pq.read_table(pa.BufferReader(raw)).to_pandas()

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine
@@ -29,6 +32,7 @@ __all__ = [
     "engine_url",
     "first_line",
     "open_engine",
+    "refuse_empty_sqlite",
     "safe_url",
     "schema_lock",
     "session_scope",
@@ -81,8 +85,65 @@ def open_engine(url: str, **options: Any) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         options["pool_pre_ping"] = True
     else:
+        refuse_empty_sqlite(parsed)
         options["connect_args"] = SQLITE_CONNECT_ARGS
     return create_engine(parsed, **options)
+
+
+_EMPTY_CHECKS = 5
+_EMPTY_RECHECK_SECONDS = 0.1
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or a ``file:`` URI."""
+    name = parsed.database
+    if not name or name == ":memory:" or name.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(name).expanduser()
+
+
+def refuse_empty_sqlite(parsed: URL) -> None:
+    """Refuse a SQLite database file that exists but is empty (0 bytes).
+
+    SQLite opens an empty file as an empty database, so a registry truncated by a failing disk,
+    a bad copy or a restore would silently show no runs, and the next write would make the loss
+    permanent. A workspace without the file (a new one) is fine: SQLite creates it. A process
+    creating a new database holds its write lock until its tables are committed, so the check
+    waits for that lock (as long as :data:`SQLITE_CONNECT_ARGS` allows) and looks again, a few
+    times over half a second (the creator may not hold the lock yet): only a file still empty
+    then is refused.
+
+    Raises
+    ------
+    RegistryError
+        When the file is empty.
+    """
+    path = _sqlite_file(parsed)
+    if path is None:
+        return
+    try:
+        for attempt in range(_EMPTY_CHECKS):
+            if not path.is_file() or path.stat().st_size > 0:
+                return
+            if attempt:
+                # The creator may have opened the file but not yet taken the lock.
+                time.sleep(_EMPTY_RECHECK_SECONDS)
+            conn = sqlite3.connect(path, timeout=SQLITE_CONNECT_ARGS["timeout"])
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+            finally:
+                conn.close()
+        if not path.is_file() or path.stat().st_size > 0:
+            return
+    except (OSError, sqlite3.Error):
+        return  # unreadable or locked for good: opening it reports the problem in its own terms
+    raise RegistryError(
+        f"the database file {path} is empty (0 bytes), so the runs, accounts and audit trail "
+        "it held are gone from it; medimg will not open it as a new, empty database. Restore "
+        "it from a backup, or, if this workspace never recorded anything, delete the empty "
+        "file and medimg will create a new one."
+    )
 
 
 def safe_url(url: str) -> str:

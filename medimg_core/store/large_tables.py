@@ -29,6 +29,7 @@ from medimg_core.modelling.models import ModelConfig
 from medimg_core.modelling.training import TrainingResult, train
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import cases, guarded, runs
+from medimg_core.store.model_files import read_json_file
 from medimg_core.store.persistence import CARD_NAME, save_model
 from medimg_core.store.registry import Registry
 from medimg_core.tables.cleaning import CleaningPlan
@@ -268,7 +269,7 @@ def save_server_run(
 
 def _add_to_card(directory: Path, sections: Mapping[str, Any]) -> None:
     path = directory / CARD_NAME
-    card = json.loads(path.read_text(encoding="utf-8"))
+    card = read_json_file(path)
     card.update(sections)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -53,6 +52,15 @@ from medimg_core.modelling.selection import SELECTION_FREE_NOTE
 from medimg_core.modelling.subgroups import SiteValidation, subgroup_card
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
+from medimg_core.store.model_files import (
+    check_file_size,
+    check_skops_archive,
+    model_file_limit,
+    old_dir,
+    read_json_file,
+    remove_stale_staging,
+    staging_dir,
+)
 from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 from medimg_core.tables.roles import Roles
 from medimg_core.workspace import fsync_dir
@@ -486,7 +494,10 @@ def _sha256(path: Path) -> str:
 
 
 def _read_model_file(path: Path, what: str) -> bytes:
-    """The plaintext of a model file (decrypted; files saved before encryption as they are)."""
+    """The plaintext of a model file (decrypted; files saved before encryption as they are),
+    refused without reading when it is not a regular file or larger than
+    ``MEDIMG_MODEL_FILE_MB``."""
+    check_file_size(path, model_file_limit())
     try:
         return read_decrypted(path, what=what)
     except OSError as exc:
@@ -569,7 +580,9 @@ def save_model(
     )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        # What an interrupted save left beside the target (never anything else).
+        remove_stale_staging(target.parent)
+        staging = staging_dir(target)
     except OSError as exc:
         raise ModelFileError(
             f"cannot write the model directory {target}: {exc.strerror or exc}; choose a "
@@ -599,8 +612,7 @@ def save_model(
         _fsync_file(card_path)
         fsync_dir(staging)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            old.rmdir()
+            old = old_dir(target)
             os.rename(target, old)
         try:
             os.rename(staging, target)
@@ -625,13 +637,8 @@ def save_model(
 
 
 def _read_card(directory: Path) -> dict[str, Any]:
-    try:
-        card = json.loads((directory / CARD_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(
-            f"{directory / CARD_NAME} cannot be read as a medimg model card ({exc}); restore "
-            "the file or re-train the model."
-        ) from exc
+    """``card.json``, bounded in size and nesting before it is parsed."""
+    card = read_json_file(directory / CARD_NAME)
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
         raise ModelFileError(
@@ -650,6 +657,10 @@ def _model_from_card(pipeline: Pipeline, card: dict[str, Any]) -> MedimgModel:
     pipe = card["pipeline"]
     config_keys = {f.name for f in dataclasses.fields(ModelConfig)}
     config = ModelConfig.from_dict({k: v for k, v in pipe.items() if k in config_keys})
+    classes = tuple(features["classes"])
+    positive = card["positive_class"]
+    if positive is not None and positive not in classes:
+        raise ValueError(f"'positive_class' {str(positive)[:80]!r} is not one of the classes")
     return MedimgModel(
         pipeline=pipeline,
         kind=str(pipe["kind"]),
@@ -661,8 +672,8 @@ def _model_from_card(pipeline: Pipeline, card: dict[str, Any]) -> MedimgModel:
         feature_ranges={
             c: (_as_float(lo), _as_float(hi)) for c, (lo, hi) in features["feature_ranges"].items()
         },
-        classes=tuple(features["classes"]),
-        positive_class=card["positive_class"],
+        classes=classes,
+        positive_class=positive,
         threshold=float(card["threshold"]["value"]),
         roles=Roles.from_dict(card["roles"]),
         plan=CleaningPlan.from_dict(card["cleaning"]["plan"]),
@@ -718,9 +729,11 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
             f"{MODEL_NAME} in {path} was modified after it was saved (checksum mismatch); "
             "re-train or restore the file."
         )
+    # Bounded before skops unpacks anything: unpacked size, member count, schema nesting.
+    check_skops_archive(model_bytes, str(model_path))
     try:
         found = sio.get_untrusted_types(data=model_bytes)
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, TypeError, RecursionError) as exc:
         raise ModelFileError(
             f"{model_path} is not a skops model file ({exc}); medimg only loads models it "
             "saved itself. Re-train the model."
@@ -746,7 +759,7 @@ def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
         )
     try:
         model = _model_from_card(pipeline, card)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(
             f"{path / CARD_NAME} is incomplete (missing or invalid entry {exc}); restore the "
             "file or re-train the model."
@@ -760,13 +773,22 @@ def _load_ood(directory: Path, card: dict[str, Any]) -> DistanceReference | None
     entry = card.get("out_of_distribution")
     if not isinstance(entry, dict):
         return None
-    path = directory / str(entry.get("file") or OOD_NAME)
+    name = entry.get("file") or OOD_NAME
+    if name != OOD_NAME:
+        # Only the file medimg writes, never a path the card names (``/dev/zero``, ``../..``).
+        raise ModelFileError(
+            f"{directory / CARD_NAME} names {str(name)[:100]!r} as its out-of-distribution "
+            f"statistics, where medimg writes {OOD_NAME}; the card was altered. Restore the "
+            "model directory or re-train the model."
+        )
+    path = directory / OOD_NAME
     raw = _read_model_file(path, "The out-of-distribution statistics") if path.is_file() else None
     if raw is None or entry.get("sha256") != hashlib.sha256(raw).hexdigest():
         raise ModelFileError(
             f"{path} is missing or was modified after it was saved (checksum mismatch); "
             "restore the model directory or re-train the model."
         )
+    check_skops_archive(raw, str(path))
     try:
         found = sio.get_untrusted_types(data=raw)
         if found:

@@ -53,6 +53,7 @@ from medimg_core.store.database import (
     safe_url,
     session_scope,
 )
+from medimg_core.store.model_files import parse_json_bounded
 from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
@@ -559,7 +560,9 @@ class Registry:
         self.home = workspace_home(home)
         url = database_url(url, self.home)
         try:
-            self._engine: Engine = open_engine(url, json_serializer=_json_text)
+            self._engine: Engine = open_engine(
+                url, json_serializer=_json_text, json_deserializer=_json_value
+            )
             create_tables(self._engine, _Base.metadata)
             _migrate(self._engine)
         except (SQLAlchemyError, ImportError) as exc:
@@ -1263,3 +1266,20 @@ def _json_text(value: Any) -> str:
     computed; SQLite would keep it. Storing null on both shows "n/a" the same everywhere.
     """
     return json.dumps(_jsonable(value), allow_nan=False)
+
+
+def _json_value(text: Any) -> Any:
+    """A JSON column's value, refused when nested deeper than any card medimg writes (Python's
+    parser would recurse until a ``RecursionError``)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        data = bytes(text)
+    elif isinstance(text, str):
+        data = text.encode("utf-8")
+    else:
+        return text  # SQLite keeps a JSON number ("0") as a number
+    return parse_json_bounded(
+        data,
+        "An entry of the run registry",
+        error=RegistryError,
+        fix="Restore the registry database from a backup.",
+    )

@@ -21,6 +21,7 @@ from medimg_core.modelling.subgroups import SiteValidation
 from medimg_core.modelling.training import TrainingResult
 from medimg_core.modelling.validation import ValidationConfig
 from medimg_core.store import cases
+from medimg_core.store.model_files import read_json_file
 from medimg_core.store.persistence import CARD_NAME, save_model
 from medimg_core.store.registry import Registry
 from medimg_core.tables.cleaning import CleaningReport
@@ -133,7 +134,7 @@ def _stamp_card(directory: Path, actor: Actor) -> dict[str, Any]:
     """The saved card with the run's project and owner added (written back atomically), so
     that whoever reads the card alone knows whose model it is and where it belongs."""
     path = directory / CARD_NAME
-    card = json.loads(path.read_text(encoding="utf-8"))
+    card = read_json_file(path)
     card["project"] = actor.project or DEFAULT_PROJECT
     card["owner"] = actor.username
     tmp = path.with_name(f".{path.name}.tmp")

@@ -3,7 +3,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pickle
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -612,3 +616,106 @@ def test_card_keeps_the_selection_free_auc_and_the_interval_methods() -> None:
     assert "optimistic" in free["note"] and "selection-free" in free["note"]
     assert card["leaderboard"][0]["note"] == "ranked as a lighter forest (100 trees)"
     assert build_card(make_result(), cleaning=None, dataset_name="x")["selection_free"] is None
+
+
+# --- issue 12: interrupted saves and hostile model directories --------------------------------
+
+
+def _killed_save(parent: Path, name: str, *, age: float) -> Path:
+    """The folder a save killed mid-way (SIGKILL: no clean-up ran) leaves beside its target."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # its process id is now free
+    folder = parent / f".{name}.saving-{proc.pid}-x1y2z3"
+    folder.mkdir(parents=True)
+    (folder / "model.skops").write_bytes(b"half a model")
+    then = time.time() - age
+    os.utime(folder, (then, then))
+    return folder
+
+
+def test_a_save_removes_what_an_interrupted_save_left(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    stale = _killed_save(tmp_path, "m", age=120)
+    legacy = tmp_path / ".other.saving-abc123"  # an older medimg's name, empty, a day old
+    legacy.mkdir()
+    os.utime(legacy, (0, 0))
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    target = save_model(result, tmp_path / "m")
+    assert not stale.exists() and not legacy.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "notes"]
+    assert load_model(target).model.kind == result.model.kind
+
+
+def test_a_save_keeps_a_staging_folder_that_may_still_be_in_use(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    fresh = _killed_save(tmp_path, "m", age=0)  # could be another container's save
+    save_model(result, tmp_path / "m")
+    assert fresh.is_dir()
+
+
+def test_a_card_nested_5000_levels_is_one_model_file_error(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    (target / "card.json").write_text('{"format": "x", "a": ' + "[" * 4999 + "]" * 4999 + "}")
+    with pytest.raises(ModelFileError, match=r"card.json is nested 5000 levels deep"):
+        load_model(target)
+
+
+def test_a_card_of_400_mb_is_refused_without_reading_it(
+    tmp_path: Path, result: TrainingResult
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    with (target / "card.json").open("r+b") as fh:  # sparse: only the size changes
+        fh.truncate(400 << 20)
+    with pytest.raises(ModelFileError, match=r"card.json is 400 MB, more than the 16 MB"):
+        load_model(target)
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "../../card.json", "model.skops"])
+def test_a_card_cannot_point_the_distance_statistics_elsewhere(
+    tmp_path: Path, result: TrainingResult, name: str
+) -> None:
+    target = save_model(_with_ood(result), tmp_path / "m")
+    card = json.loads((target / "card.json").read_text())
+    card["out_of_distribution"]["file"] = name
+    (target / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match=r"as its out-of-distribution statistics"):
+        load_model(target)
+
+
+@pytest.mark.parametrize(
+    ("entry", "value"),
+    [
+        ("features", [1]),
+        ("pipeline", "logreg"),
+        ("threshold", {"value": "high"}),
+        ("roles", 5),
+        ("cleaning", {"plan": "none"}),
+        ("recalibration", "yes"),
+        ("positive_class", {"a": 1}),
+    ],
+)
+def test_a_card_with_wrong_types_is_one_model_file_error(
+    tmp_path: Path, result: TrainingResult, entry: str, value: Any
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    card = json.loads((target / "card.json").read_text())
+    card[entry] = value
+    (target / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match=r"card.json is incomplete"):
+        load_model(target)
+
+
+@pytest.mark.parametrize("keep", [0, 22, 1000, -22])
+def test_a_truncated_model_file_is_one_model_file_error(
+    tmp_path: Path, result: TrainingResult, keep: int
+) -> None:
+    target = save_model(result, tmp_path / "m")
+    plain = read_decrypted(target / "model.skops")
+    _replace_model_file(target, plain[:keep])
+    with pytest.raises(ModelFileError, match=r"is not a skops model file"):
+        load_model(target)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -450,3 +451,21 @@ def test_only_run_deleted_removes_its_dataset(
     assert registry.delete_run(SINGLE_USER, run_id).dataset_deleted
     assert not list((home / "datasets").iterdir())
     assert stored
+
+
+@pytest.mark.parametrize("column", ["card", "metrics"])
+def test_a_registry_entry_nested_5000_levels_is_one_registry_error(
+    home: Path, result: TrainingResult, tmp_path: Path, column: str
+) -> None:
+    with Registry() as registry:
+        run_id = _record(registry, result, tmp_path, "deep")
+    with sqlite3.connect(home / "registry.db") as db:
+        db.execute(
+            f"UPDATE runs SET {column} = ? WHERE id = ?",
+            ("[" * 5000 + "]" * 5000, run_id),
+        )
+    with (
+        Registry() as registry,
+        pytest.raises(RegistryError, match=r"registry is nested 5000 levels deep.*backup"),
+    ):
+        registry.list_runs(SINGLE_USER)
