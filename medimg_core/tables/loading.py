@@ -533,6 +533,20 @@ def _detect_delimiter(sample: str, preferred: tuple[str, ...]) -> str:
     return best[1] if best else preferred[0]
 
 
+def _looks_like_json(sample: str) -> bool:
+    """Whether a text file's first line is JSON (JSON lines, or the start of a JSON array or
+    object) rather than a header row: a header never parses as a JSON object or array."""
+    first = sample.lstrip("\ufeff \t\r\n").split("\n", 1)[0].strip()
+    if not first.startswith(("{", "[")):
+        return False
+    if first in ("{", "[") or first.startswith(("[{", "[[")):
+        return True
+    try:
+        return isinstance(json.loads(first), dict | list)
+    except ValueError:
+        return False
+
+
 def _read_text(
     raw: bytes,
     display: str,
@@ -546,6 +560,12 @@ def _read_text(
     sample = _sample_text(data, pandas_encoding)
     if len(_CONTROL.findall(sample[:65536])) > 0.05 * max(1, len(sample[:65536])):
         raise _binary_error(display, "binary data (many control characters)")
+    if _looks_like_json(sample):
+        raise DataError(
+            f"'{display}' holds JSON, not a table of delimited text: read as CSV its column "
+            "names would be pieces of JSON. Save it as CSV, Excel or Parquet (in pandas: "
+            "pd.read_json(path, lines=True).to_csv(...)) and upload that."
+        )
     if forced is not None and forced not in _DELIMITERS:
         raise ConfigError(
             f"Delimiter {forced!r} is not supported; use one of "

@@ -221,6 +221,10 @@ def _histogram(present: pd.Series) -> list[int]:
         return []
     if values.min() == values.max():
         return [int(values.size)]
+    if not np.isfinite(values.max() - values.min()):
+        # The range overflows (values near ±1.8e308): the bins of a rescaled copy hold the
+        # same values, and numpy can compute them.
+        values = values / 4.0
     counts, _ = np.histogram(values, bins=_HISTOGRAM_BINS)
     return [int(c) for c in counts]
 

@@ -370,6 +370,25 @@ def test_gzip_file_says_so() -> None:
         load(b"\x1f\x8b\x08\x00rest", name="t.csv")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"size": 1.2, "diagnosis": "benign"}\n{"size": 3.4, "diagnosis": "malignant"}\n',
+        '[{"size": 1.2, "diagnosis": "benign"},\n {"size": 3.4, "diagnosis": "malignant"}]',
+        "[\n  [1, 2],\n  [3, 4]\n]\n",
+    ],
+    ids=["json-lines", "json-array", "nested-arrays"],
+)
+def test_json_named_as_text_is_refused_not_read_as_columns(text: str) -> None:
+    with pytest.raises(DataError, match=r"'t.txt' holds JSON.*Save it as CSV"):
+        load(text.encode(), name="t.txt")
+
+
+def test_a_header_with_braces_is_still_a_header() -> None:
+    frame = load(b"{a},[b]\n1,2\n", name="t.csv").frame
+    assert list(frame.columns) == ["{a}", "[b]"]
+
+
 def test_control_characters_mean_binary() -> None:
     with pytest.raises(DataError, match=r"binary data \(many control characters\)"):
         load(bytes([1, 2, 3, 4, 5, 6, 7, 8]) * 20 + b"\n")

@@ -99,6 +99,16 @@ def test_numeric_summary_and_histogram(table: pd.DataFrame) -> None:
     assert len(row["distribution"]) == 20 and sum(row["distribution"]) == 190
 
 
+def test_values_near_the_float_maximum_get_a_histogram() -> None:
+    # max - min overflows: numpy's histogram raised "Too many bins" and the Data page crashed.
+    values = np.concatenate([np.linspace(-1.7e308, 0, 30), np.linspace(1e307, 1.7e308, 30)])
+    frame = pd.DataFrame({"x": values})
+    row = profile_columns(frame, Roles()).set_index("column").loc["x"]
+    expected, _ = np.histogram(values / 4, bins=len(row["distribution"]))
+    assert row["distribution"] == expected.tolist()
+    assert sum(row["distribution"]) == 60 and len(row["distribution"]) == 20
+
+
 def test_few_numbers_read_as_counts(table: pd.DataFrame) -> None:
     row = profile_columns(table, ROLES).set_index("column").loc["grade"]
     counts = table["grade"].value_counts().sort_index()

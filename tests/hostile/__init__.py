@@ -1,0 +1,1 @@
+"""A generated corpus of hostile and careless inputs, and the tests that run it (issue 12)."""
