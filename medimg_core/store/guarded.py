@@ -382,6 +382,35 @@ def delete_run(
         )
 
 
+def _run_change(
+    actor: Actor,
+    run_id: str,
+    action: Action,
+    client: str,
+    registry: Registry | None,
+    method: str,
+    fields: dict[str, Any],
+    audit_action: str | None = None,
+) -> Any:
+    """Call the registry's ``method`` on a run, audited on the run's project; the registry
+    checks ``action`` itself (a refusal is audited as such)."""
+    with (
+        _registry(registry) as reg,
+        audited(
+            actor,
+            action,
+            client=client,
+            object=run_id,
+            project=_project_of(reg, run_id),
+            audit_action=audit_action,
+            registry=reg,
+            check=False,
+        ),
+    ):
+        return getattr(reg, method)(actor, run_id, **fields)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def record_evaluation(
     actor: Actor,
     run_id: str,
@@ -397,20 +426,9 @@ def record_evaluation(
     PermissionDenied
         When ``actor`` may not validate models externally (audited as refused).
     """
-    with (
-        _registry(registry) as reg,
-        audited(
-            actor,
-            Action.EXTERNAL_VALIDATION,
-            client=client,
-            object=run_id,
-            project=_project_of(reg, run_id),
-            registry=reg,
-            check=False,
-        ),
-    ):
-        return reg.record_evaluation(actor, run_id, **fields)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _run_change(
+        actor, run_id, Action.EXTERNAL_VALIDATION, client, registry, "record_evaluation", fields
+    )
 
 
 def list_evaluations(
@@ -436,20 +454,9 @@ def record_feedback(
     PermissionDenied
         When ``actor`` may not record judgements in the run's project (audited as refused).
     """
-    with (
-        _registry(registry) as reg,
-        audited(
-            actor,
-            Action.RECORD_FEEDBACK,
-            client=client,
-            object=run_id,
-            project=_project_of(reg, run_id),
-            registry=reg,
-            check=False,
-        ),
-    ):
-        return reg.record_feedback(actor, run_id, **fields)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _run_change(
+        actor, run_id, Action.RECORD_FEEDBACK, client, registry, "record_feedback", fields
+    )
 
 
 def list_feedback(
@@ -475,21 +482,9 @@ def set_run_context(
     PermissionDenied
         When ``actor`` neither owns the run nor is an admin (audited as refused).
     """
-    with (
-        _registry(registry) as reg,
-        audited(
-            actor,
-            Action.TRAIN,
-            client=client,
-            object=run_id,
-            project=_project_of(reg, run_id),
-            audit_action="run context",
-            registry=reg,
-            check=False,
-        ),
-    ):
-        return reg.set_run_context(actor, run_id, **fields)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _run_change(
+        actor, run_id, Action.TRAIN, client, registry, "set_run_context", fields, "run context"
+    )
 
 
 def get_run_context(

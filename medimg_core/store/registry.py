@@ -17,10 +17,11 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -72,6 +73,8 @@ __all__ = [
     "RunRecord",
     "reproducible_table",
 ]
+
+T = TypeVar("T")
 
 STORED_DATASET = "stored_dataset"
 """Key of the run card (in the registry) describing the table kept for the run."""
@@ -998,10 +1001,7 @@ class Registry:
             result=_jsonable(result),
             recalibrated_run_id=recalibrated_run_id,
         )
-        with self._session("record the evaluation") as session:
-            session.add(row)
-            session.flush()
-            return _evaluation_record(row)
+        return self._add(row, _evaluation_record, "record the evaluation")
 
     def link_recalibrated(
         self, actor: Actor, evaluation_id: str, recalibrated_run_id: str
@@ -1040,13 +1040,7 @@ class Registry:
             When no such run is recorded in the actor's projects.
         """
         self.get_run(actor, run_id)
-        query = (
-            select(_Evaluation)
-            .where(_Evaluation.run_id == run_id)
-            .order_by(_Evaluation.created_at, _Evaluation.id)
-        )
-        with self._session("list the run's evaluations") as session:
-            return [_evaluation_record(r) for r in session.scalars(query)]
+        return self._history(_Evaluation, run_id, _evaluation_record, "list the run's evaluations")
 
     def record_feedback(
         self,
@@ -1109,10 +1103,7 @@ class Registry:
             predicted=None if predicted is None else str(predicted),
             probability=None if probability is None else float(probability),
         )
-        with self._session("record the judgement") as session:
-            session.add(row)
-            session.flush()
-            return _feedback_record(row)
+        return self._add(row, _feedback_record, "record the judgement")
 
     def list_feedback(self, actor: Actor, run_id: str) -> list[FeedbackRecord]:
         """Readers' judgements of a run's predictions, oldest first.
@@ -1123,13 +1114,7 @@ class Registry:
             When no such run is recorded in the actor's projects.
         """
         self.get_run(actor, run_id)
-        query = (
-            select(_Feedback)
-            .where(_Feedback.run_id == run_id)
-            .order_by(_Feedback.created_at, _Feedback.id)
-        )
-        with self._session("list the readers' judgements") as session:
-            return [_feedback_record(r) for r in session.scalars(query)]
+        return self._history(_Feedback, run_id, _feedback_record, "list the readers' judgements")
 
     def set_run_context(self, actor: Actor, run_id: str, **fields: str | None) -> RunContext:
         """State what a run is for: intended use, target population, reference standard,
@@ -1191,6 +1176,21 @@ class Registry:
         with self._session("read the run's context") as session:
             row = session.get(_RunContext, run_id)
             return None if row is None else _run_context(row)
+
+    def _history(
+        self, table: Any, run_id: str, to_record: Callable[[Any], T], what: str
+    ) -> list[T]:
+        """A run's rows of ``table`` (evaluations, judgements), oldest first, as records."""
+        query = select(table).where(table.run_id == run_id).order_by(table.created_at, table.id)
+        with self._session(what) as session:
+            return [to_record(r) for r in session.scalars(query)]
+
+    def _add(self, row: Any, to_record: Callable[[Any], T], what: str) -> T:
+        """Insert ``row`` and return it as a record."""
+        with self._session(what) as session:
+            session.add(row)
+            session.flush()
+            return to_record(row)
 
     def _owned_model_dir(self, model_dir: Path) -> Path | None:
         """The resolved model directory when medimg made it inside the workspace, else None."""
