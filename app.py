@@ -71,7 +71,7 @@ with st.sidebar:
     )
 
 closed = {step.title: step for step in state.STEPS if step.key not in usable}
-with page_errors():
+with state.routed(), page_errors():
     if current.title in closed:
         auth.closed_step(actor, closed[current.title])
     else:

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from medimg_core.store.audit import ACTIONS, audit_csv, read_entries, verify_trail
+from medimg_core.ui import state
 from medimg_core.ui.auth import audit_filter, current_actor, record
 
+state.require_router()
 st.title("Audit")
 actor = current_actor()
 # The core refuses anyone without the right to read the trail, before anything is shown.

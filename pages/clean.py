@@ -65,6 +65,7 @@ def _choice(
     )
 
 
+state.require_router()
 st.title("Clean")
 workflow.require("clean")
 

@@ -17,6 +17,7 @@ from medimg_core.ui.classes import class_inputs, id_like_inputs, known_dataset, 
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "parquet", "pq"]
 NONE = "(none)"
 
+state.require_router()
 st.title("Data")
 st.caption(
     "One row per case (image, lesion or patient): a label (the diagnosis) and the features "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medimg_core.ui import jobs
+from medimg_core.ui import jobs, state
 
+state.require_router()
 st.title("Jobs")
 st.caption(
     "Training started on the Train page runs as a job on the server's job workers, not in your "

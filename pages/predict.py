@@ -15,6 +15,7 @@ from medimg_core.ui import explaining, feedback, images, state, widgets, workflo
 MAX_WARNINGS = 8
 TABLE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "parquet"]
 
+state.require_router()
 st.title("Predict")
 workflow.require("predict")
 

@@ -61,6 +61,7 @@ def model_comparison_figure(model_key: str, _leaderboard: tuple[dict[str, Any], 
     return leaderboard_figure(summaries.leaderboard_rows(_leaderboard))
 
 
+state.require_router()
 st.title("Train")
 workflow.require("train")
 

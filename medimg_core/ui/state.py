@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -14,6 +18,8 @@ __all__ = [
     "get",
     "has",
     "put",
+    "require_router",
+    "routed",
     "step_done",
 ]
 
@@ -98,3 +104,53 @@ def clear_from(key: str | None) -> None:
 def step_done(step: Step) -> bool:
     """A step is done when its marker key is set."""
     return step.done_key is not None and has(step.done_key)
+
+
+# True while app.py runs the current page in this script run. A context variable, not a session
+# key: it belongs to one run (one thread), so no earlier run, reload or interrupted run can leave
+# it set for the next one.
+_ROUTED: ContextVar[bool] = ContextVar("medimg_routed", default=False)
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """Mark the page that app.py runs inside this block as run by the router."""
+    token = _ROUTED.set(True)
+    try:
+        yield
+    finally:
+        _ROUTED.reset(token)
+
+
+def require_router() -> None:
+    """Send a page that runs without ``app.py`` through the router; the first line of a page.
+
+    With a ``pages/`` folder beside ``app.py``, a fresh Streamlit server is in its legacy
+    multipage mode until some session calls ``st.navigation``: a first request for a page URL
+    (``/train``) then runs that page file on its own, without the router's sign-in gate,
+    sidebar and error boundary. Leaving that mode is what ``st.navigation`` itself does (it
+    clears the same class flag, for every session); the rerun then runs ``app.py``, which opens
+    the requested page (the page's hash is that of its URL path in both modes).
+
+    A page run as the main script (``streamlit run pages/data.py``, or an AppTest of one page
+    file) or from another script (an AppTest of a function running the page) has no router to go
+    to and runs as it is.
+    """
+    if _ROUTED.get():
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    main_script = Path(ctx.pages_manager.main_script_path)
+    if main_script.parent.name == "pages" or not (main_script.parent / "pages").is_dir():
+        # A page file run as the main script, or a page run by some other script (a test runs
+        # it from a function, say): no router beside it, and a rerun would come straight back
+        # here, for ever.
+        return
+    # Another session may have left the legacy mode already while this run had started in it:
+    # rerun all the same, and app.py opens the page.
+    PagesManager.uses_pages_directory = False
+    st.rerun()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SAMPLE_BUTTON",
     "SAMPLE_NAME",
+    "LastRun",
     "activate_training",
     "build_roles",
     "confirm_roles",
@@ -42,6 +45,7 @@ __all__ = [
     "is_numeric",
     "joined_table",
     "label_classes",
+    "last_run",
     "next_step",
     "open_run",
     "quality_values",
@@ -604,12 +608,82 @@ def record_export(run_id: str | None) -> None:
         st.error(str(exc), icon=":material/error:")
 
 
+@dataclass(frozen=True)
+class LastRun:
+    """The run a new session (after a reload, say) is offered to reopen.
+
+    Only what names the run: nothing in it identifies a patient (the data set's name, which
+    could, is left out).
+
+    Attributes
+    ----------
+    run_id : the registry id.
+    model : the model's display name ("Logistic regression").
+    created : when the run was recorded (UTC).
+    """
+
+    run_id: str
+    model: str
+    created: datetime
+
+    @property
+    def label(self) -> str:
+        """The reopen button's label."""
+        return (
+            f"Reopen the last run ({self.run_id}, {self.model}, {self.created:%Y-%m-%d %H:%M} UTC)"
+        )
+
+
+def last_run() -> LastRun | None:
+    """The newest run the session's user trained, else the newest run they may open.
+
+    Only runs of the user's current project are considered, as on the Runs page; listing them
+    opens nothing, so it is not audited (reopening is, by :func:`open_run`).
+
+    Returns
+    -------
+    LastRun or None
+        None when there is no such run, or the user may not open runs, or the registry cannot
+        be read (the guard then offers what it always did).
+    """
+    # Deferred for start-up speed (see the note at the top of this module).
+    from medimg_core.modelling.models import model_name
+    from medimg_core.store import guarded
+
+    try:
+        actor = current_actor()
+        runs = guarded.list_runs(actor)
+    except MedimgError:
+        return None
+    if not runs:
+        return None
+    own = [r for r in runs if r.owner == actor.username]
+    record = (own or runs)[0]  # newest first
+    return LastRun(run_id=record.id, model=model_name(record.model_kind), created=record.created_at)
+
+
+_REOPEN_PROBLEM = "_medimg_reopen_problem"
+"""Session key of why the guard's reopen button could not open the run."""
+
+
+def _reopen(run_id: str) -> None:
+    """``on_click`` of the guard's reopen button: open exactly the run the button named."""
+    try:
+        open_run(run_id)
+    except MedimgError as exc:
+        st.session_state[_REOPEN_PROBLEM] = str(exc)
+
+
 def require(step_key: str) -> None:
     """The guard at the top of a page: stop with directions when an earlier step is missing.
 
     Shows what is missing, a link to the page that provides it, and one button that loads the
     built-in sample far enough for this page; then stops the script. Does nothing when the
     prerequisite is there (or the page needs none).
+
+    Pages that need a model (Evaluate, Explain, Predict) first offer to reopen the user's last
+    run (:func:`last_run`) with one click: a reload starts a new session, and the model the
+    user was working on is then one click away instead of a walk through the Runs page.
 
     Parameters
     ----------
@@ -619,12 +693,18 @@ def require(step_key: str) -> None:
     if need is None or state.has(need[0]):
         return
     _, until = need
+    last = last_run() if need[0] == state.ACTIVE else None
     if not state.has(state.ROLES):
         provider = "data"
         message = (
             "There is no data yet. Upload a table and confirm its roles on the Data page, "
             "or load the built-in sample."
         )
+        if last is not None:
+            message = (
+                "This session has no model open (a reload starts a new session). Reopen your "
+                "last run, open another on the Runs page, or start from data on the Data page."
+            )
     elif not state.has(state.CLEANING):
         provider = "clean"
         message = "The data are not cleaned yet. Review the cleaning plan on the Clean page."
@@ -633,12 +713,28 @@ def require(step_key: str) -> None:
         message = "There is no trained model yet. Train one on the Train page, or open a saved run."
     with st.container(border=True):
         st.info(message, icon=":material/info:")
+        problem = st.session_state.pop(_REOPEN_PROBLEM, None)
+        if problem:
+            st.error(problem, icon=":material/error:")
+        if last is not None:
+            st.button(
+                last.label,
+                key=f"guard_reopen_{step_key}",
+                type="primary",
+                icon=":material/history:",
+                on_click=_reopen,
+                args=(last.run_id,),
+            )
         page = _PAGES[provider]
         st.page_link(page.path, label=f"Go to {page.title}", icon=page.icon)
-        if provider == "train" and "runs" in _PAGES:
+        if (provider == "train" or last is not None) and "runs" in _PAGES:
             runs = _PAGES["runs"]
             st.page_link(runs.path, label="Open a saved run", icon=runs.icon)
-        if st.button(SAMPLE_BUTTON, key=f"guard_sample_{step_key}", type="primary"):
+        if st.button(
+            SAMPLE_BUTTON,
+            key=f"guard_sample_{step_key}",
+            type="secondary" if last is not None else "primary",
+        ):
             try:
                 use_sample(until)
             except MedimgError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from medimg_core.ui import state
@@ -72,3 +73,24 @@ def test_sidebar_rerun_cannot_loop(
     at = open_app()
     assert not at.exception
     assert [t.value for t in at.title][:1] == ["Data"]
+
+
+@pytest.mark.parametrize("step", state.STEPS, ids=lambda s: s.key)
+def test_a_page_opened_by_url_on_a_fresh_server_runs_through_the_router(
+    open_app: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch, step: state.Step
+) -> None:
+    # Every AppTest run starts like a fresh server: pages/ beside app.py and no st.navigation
+    # called yet, so Streamlit's legacy multipage mode runs the requested page file on its own.
+    pinned = PagesManager.__init__
+
+    def fresh(self: PagesManager, *args: object, **kwargs: object) -> None:
+        pinned(self, *args, **kwargs)  # type: ignore[arg-type]
+        PagesManager.uses_pages_directory = True
+
+    monkeypatch.setattr(PagesManager, "__init__", fresh)
+    at = open_app(step.path)
+    assert not at.exception
+    assert [t.value for t in at.title][:1] == [step.title]
+    assert any("honest" in c.value for c in at.sidebar.caption)
+    assert sidebar_icons(at).get(step.title) is not None
+    assert PagesManager.uses_pages_directory is False
