@@ -33,93 +33,41 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-import pandas as pd
-
-from medimg_core import compute
 from medimg_core.access import DEFAULT_PROJECT, SINGLE_USER, Action, Actor, Role, require
-from medimg_core.encryption import current_key_info
 from medimg_core.errors import (
     ConfigError,
     DataError,
     MedimgError,
     PermissionDenied,
 )
-from medimg_core.imaging.feature_table import (
-    IMAGE_ID_COLUMNS,
-    ImageTable,
-    features_for_prediction,
-    image_table,
-    is_image_source,
-)
-from medimg_core.imaging.features import read_feature_settings
-from medimg_core.modelling.batch import FORMATS, PARTITION_ROWS, predict_partitioned
-from medimg_core.modelling.calibration import (
-    calibration_card,
-    calibration_line,
-)
-from medimg_core.modelling.conformal import (
-    CARD_CONFIDENCES,
-    ConformalPredictor,
-    check_confidence,
-    fit_conformal,
-    fit_scores,
-    set_column_name,
-    set_size_counts,
-    sets_sentence,
-    summarise_sets,
-    with_prediction_sets,
-)
-from medimg_core.modelling.evaluation import CLASS_METRICS, format_metric
-from medimg_core.modelling.guards import repeated_patients_warning
-from medimg_core.modelling.image_prediction import image_predictions
-from medimg_core.modelling.models import MedimgModel, ModelConfig, label_key
-from medimg_core.modelling.prediction import (
-    Abstention,
-    predict,
-    stamp_export,
-)
-from medimg_core.modelling.schema import check_schema
-from medimg_core.modelling.shift import NOTABLE_SHIFT, SMALL_SHIFT, FeatureShift
-from medimg_core.modelling.subgroups import SiteValidation, check_sites, leave_one_site_out
-from medimg_core.modelling.training import TrainingResult, train
-from medimg_core.modelling.validation import ValidationConfig
-from medimg_core.privacy import to_safe_csv
-from medimg_core.reporting.comparison import (
-    SELECTION_NOTE,
-    difference_text,
-    paired_rates,
-    paired_rates_frame,
-    paired_runs,
-    paired_sentence,
-    run_label,
-    selection_note,
-)
-from medimg_core.reporting.external import (
-    OPTIMISM_NOTE,
-    evaluation_history,
-    save_recalibrated_run,
-    validate_external,
-)
-from medimg_core.reporting.summaries import card_positive_text, stored_data_text
-from medimg_core.store import guarded
-from medimg_core.store.accounts import Accounts
-from medimg_core.store.audit import ACTIONS, AuditFilter, AuditTrail, audit_csv
-from medimg_core.store.cases import CASES_NAME, load_cases
-from medimg_core.store.keys import rotate_workspace_key
-from medimg_core.store.model_files import remove_stale_staging
-from medimg_core.store.persistence import _refuse_foreign_target, load_model, test_split_source
-from medimg_core.store.registry import Registry, _parquet_ready
-from medimg_core.store.runs import save_run
-from medimg_core.tables.cleaning import CleaningPlan, CleaningReport, clean, suggest_plan
-from medimg_core.tables.loading import LoadedTable, read_data
-from medimg_core.tables.roles import Roles, parse_class_names, propose_roles
+from medimg_core.store.audit_actions import ACTIONS
 from medimg_core.workspace import workspace_path
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medimg_core.imaging.feature_table import ImageTable
+    from medimg_core.modelling.conformal import ConformalPredictor
+    from medimg_core.modelling.models import MedimgModel
+    from medimg_core.modelling.shift import FeatureShift
+    from medimg_core.modelling.subgroups import SiteValidation
+    from medimg_core.modelling.training import TrainingResult
+    from medimg_core.store import guarded
+    from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
+    from medimg_core.tables.loading import LoadedTable
+    from medimg_core.tables.roles import Roles
+
 __all__ = ["build_parser", "cli_actor", "main"]
+
+# Copies of modelling constants that the parser needs, so that building it (and `medimg --help`)
+# loads no modelling code; tests/unit/test_cli_startup.py checks they stay equal.
+_PREDICTION_FORMATS: tuple[str, ...] = ("parquet", "csv")
+"""``medimg_core.modelling.batch.FORMATS``."""
+_PARTITION_ROWS = 100_000
+"""``medimg_core.modelling.batch.PARTITION_ROWS``."""
 
 MODEL_CHOICES = ("auto", "logreg", "svm", "svm_linear", "rf", "hgb", "knn", "mlp", "seed")
 SUMMARY_METRICS = (
@@ -159,6 +107,8 @@ def _json_bytes(payload: Any) -> bytes:
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    from medimg_core.store.registry import _parquet_ready
+
     buffer = io.BytesIO()
     _parquet_ready(frame).to_parquet(buffer)
     return buffer.getvalue()
@@ -193,7 +143,25 @@ class _ProgressLine:
             self.stream.flush()
 
 
+_TABLE_SUFFIXES = frozenset(
+    {".csv", ".tsv", ".txt", ".tab", ".xlsx", ".xlsm", ".xls", ".parquet", ".pq"}
+)
+
+
+def _is_image_source(spec: str) -> bool:
+    """:func:`~medimg_core.imaging.feature_table.is_image_source`, without loading the imaging
+    modules (pydicom, Pillow) for a ``sample:`` spec or a table file, which are never images."""
+    path = Path(spec).expanduser()
+    if spec.startswith("sample:") or (path.suffix.lower() in _TABLE_SUFFIXES and not path.is_dir()):
+        return False
+    from medimg_core.imaging.feature_table import is_image_source
+
+    return is_image_source(spec)
+
+
 def _load(spec: str, notes: list[str]) -> LoadedTable:
+    from medimg_core.tables.loading import read_data
+
     table = read_data(spec)
     notes.extend(table.notes)
     return table
@@ -251,6 +219,8 @@ def _extraction_progress(line: _ProgressLine) -> Callable[[float, str], None]:
 def _extract(
     spec: str, args: argparse.Namespace, notes: list[str], *, min_classes: int
 ) -> ImageTable:
+    from medimg_core.imaging.feature_table import image_table
+
     progress = _ProgressLine(sys.stderr)
     try:
         table = image_table(
@@ -271,7 +241,7 @@ def _extract(
 def _load_training_data(args: argparse.Namespace, notes: list[str]) -> _Dataset:
     """A table, a features Parquet from ``medimg features``, or an image study to extract."""
     spec = args.data
-    if is_image_source(spec):
+    if _is_image_source(spec):
         images = _extract(spec, args, notes, min_classes=2)
         return _Dataset(
             frame=images.frame,
@@ -284,6 +254,8 @@ def _load_training_data(args: argparse.Namespace, notes: list[str]) -> _Dataset:
     _refuse_image_options(args, table.name)
     settings = None
     if table.format == "parquet" and Path(spec).is_file():
+        from medimg_core.imaging.features import read_feature_settings
+
         settings = read_feature_settings(spec)
         if settings is not None:
             notes.append(
@@ -302,6 +274,9 @@ def _image_roles(
     frame: pd.DataFrame, args: argparse.Namespace, name: str, notes: list[str]
 ) -> Roles:
     """Roles of an image feature table: ``label``, ``patient_id``; ``file``/``split`` never used."""
+    from medimg_core.imaging.feature_table import IMAGE_ID_COLUMNS
+    from medimg_core.tables.roles import Roles, propose_roles
+
     label = args.label if args.label is not None else "label"
     if label not in frame.columns:
         if args.label is not None:
@@ -351,6 +326,8 @@ def _resolve_roles(
     need_label: bool,
 ) -> Roles:
     """The proposed roles, overridden by ``--label``, ``--id`` and ``--exclude``."""
+    from medimg_core.tables.roles import Roles, propose_roles
+
     proposal = propose_roles(frame)
     label = args.label
     if label is None and proposal.label_candidates:
@@ -399,6 +376,10 @@ def _resolve_roles(
 def _match_positive(values: pd.Series, text: str, label: str, roles: Roles | None = None) -> Any:
     """The label value whose text is ``text`` (so "1" matches the number 1), or whose class
     name is ``text`` (``--positive malignant`` with ``--class-names 0=malignant,1=benign``)."""
+    import pandas as pd
+
+    from medimg_core.modelling.models import label_key
+
     present = list(pd.unique(values.dropna()))
     code = roles.class_code(text) if roles is not None else None
     for value in present:
@@ -415,11 +396,15 @@ def _match_positive(values: pd.Series, text: str, label: str, roles: Roles | Non
 
 def _class_text(value: Any, roles: Roles) -> str:
     """``0 (malignant)`` for a named code, the value alone otherwise."""
+    from medimg_core.modelling.models import label_key
+
     name = roles.class_name(value)
     return f"{label_key(value)} ({name})" if name != label_key(value) else label_key(value)
 
 
 def _class_names_option(text: str) -> tuple[tuple[str, str], ...]:
+    from medimg_core.tables.roles import parse_class_names
+
     try:
         return parse_class_names(text)
     except ConfigError as exc:
@@ -431,6 +416,10 @@ def _name_classes(
 ) -> Roles:
     """``--class-names`` and ``--keep-feature`` added to the roles; a recognised MedMNIST
     ``.npz`` gets its published class names unless ``--class-names`` is given."""
+    import pandas as pd
+
+    from medimg_core.modelling.models import label_key
+
     frame, name = dataset.frame, dataset.name
     for column in args.keep_feature:
         _check_column(frame, column, "--keep-feature", name)
@@ -459,6 +448,8 @@ def _name_classes(
 
 def _plan_for(frame: pd.DataFrame, roles: Roles, args: argparse.Namespace) -> CleaningPlan:
     """The suggested plan (imputation, repeated records "auto"), with the user's overrides."""
+    from medimg_core.tables.cleaning import suggest_plan
+
     plan = suggest_plan(frame, roles)
     return dataclasses.replace(
         plan,
@@ -525,6 +516,8 @@ def _metrics_table(
     ``positive`` is the positive class as users know it ("malignant"): sensitivity,
     specificity, PPV and NPV say they are for it.
     """
+    from medimg_core.modelling.evaluation import CLASS_METRICS
+
     names = [
         (key, f"{name} for {positive}" if positive is not None and key in CLASS_METRICS else name)
         for key, name in SUMMARY_METRICS
@@ -540,6 +533,8 @@ def _metrics_table(
 
 def _positive_text(model: MedimgModel) -> str:
     """``malignant (code 0)`` for a named code, the positive class alone otherwise."""
+    from medimg_core.modelling.models import label_key
+
     shown = model.display_name(model.positive_class)
     code = label_key(model.positive_class)
     return f"{shown} (code {code})" if str(shown) != code else code
@@ -572,6 +567,11 @@ def _train_summary(
     model_dir: Path,
     run_id: str | None,
 ) -> str:
+    from medimg_core.modelling.calibration import calibration_card, calibration_line
+    from medimg_core.modelling.evaluation import format_metric
+    from medimg_core.reporting.summaries import stored_data_text
+    from medimg_core.store.persistence import test_split_source
+
     model, split = result.model, result.split
     lines = [f"Data: {name}"]
     if report is not None:
@@ -655,6 +655,7 @@ def _train_summary(
 
 
 def _cmd_clean(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store import guarded
     from medimg_core.tables.partitioned import partition_reason
 
     reason = partition_reason(args.data, requested=args.partitioned)
@@ -713,6 +714,7 @@ _ROLE_SAMPLE_ROWS = 20_000
 
 def _clean_partitioned(args: argparse.Namespace, notes: list[str], reason: str) -> int:
     """``medimg clean`` for large tables: partition by partition, kept rows as a Parquet folder."""
+    from medimg_core.store import guarded
     from medimg_core.tables.partitioned import clean_partitioned, open_partitioned, sample_rows
 
     table = open_partitioned(args.data)
@@ -769,6 +771,8 @@ def _decision_lines(result: TrainingResult) -> list[str]:
 
 def _conformal_lines(result: TrainingResult) -> list[str]:
     """Prediction sets at 90% and 95%: the coverage on the test cases next to the target."""
+    from medimg_core.modelling.conformal import CARD_CONFIDENCES, fit_scores, summarise_sets
+
     if result.cv.n == 0:
         return []
     lines = [
@@ -842,6 +846,10 @@ def _reader_roles(roles: Roles, reader: Sequence[str], frame: pd.DataFrame, name
 
 
 def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store import guarded
+    from medimg_core.store.model_files import remove_stale_staging
+    from medimg_core.store.persistence import _refuse_foreign_target
+
     actor: Actor = args.actor
     # Refuse a bad output directory, or a user who may not train, before minutes of training.
     target = Path(args.output).expanduser().absolute()
@@ -856,6 +864,14 @@ def _cmd_train(args: argparse.Namespace, notes: list[str]) -> int:
 def _train_as(
     actor: Actor, args: argparse.Namespace, notes: list[str], entry: guarded.AuditHandle
 ) -> int:
+    from medimg_core.modelling.guards import repeated_patients_warning
+    from medimg_core.modelling.models import ModelConfig
+    from medimg_core.modelling.subgroups import check_sites, leave_one_site_out
+    from medimg_core.modelling.training import train
+    from medimg_core.modelling.validation import ValidationConfig
+    from medimg_core.store.runs import save_run
+    from medimg_core.tables.cleaning import CleaningPlan, clean
+
     dataset = _load_training_data(args, notes)
     frame = dataset.frame
     if dataset.image_settings is not None:
@@ -997,6 +1013,8 @@ def _actor_line(actor: Actor) -> str:
 
 
 def _encryption_line() -> str:
+    from medimg_core.encryption import current_key_info
+
     info = current_key_info(create=False)
     where = "not yet created" if info is None else info.describe()
     return (
@@ -1024,10 +1042,12 @@ def _load_scoring_data(
     args: argparse.Namespace, card: dict[str, Any], notes: list[str], *, need_labels: bool
 ) -> _Dataset:
     """New cases for a saved model: a table, or images re-extracted with the card's settings."""
-    if not is_image_source(args.data):
+    if not _is_image_source(args.data):
         table = _load(args.data, notes)
         _refuse_image_options(args, table.name)
         return _Dataset(frame=table.frame, name=table.name, content_hash=table.content_hash)
+    from medimg_core.imaging.feature_table import features_for_prediction
+
     progress = _ProgressLine(sys.stderr)
     try:
         images = features_for_prediction(
@@ -1053,6 +1073,16 @@ def _load_scoring_data(
 
 def _cmd_evaluate(args: argparse.Namespace, notes: list[str]) -> int:
     # Refused (and audited) before the data are read; the validation is audited when done.
+    from medimg_core.modelling.calibration import calibration_card, calibration_line
+    from medimg_core.modelling.schema import check_schema
+    from medimg_core.reporting.external import (
+        OPTIMISM_NOTE,
+        save_recalibrated_run,
+        validate_external,
+    )
+    from medimg_core.store import guarded
+    from medimg_core.store.persistence import load_model
+
     guarded.check(args.actor, Action.EXTERNAL_VALIDATION, client="cli")
     loaded = load_model(Path(args.model_dir))
     model = loaded.model
@@ -1167,6 +1197,8 @@ SHIFT_LINES = 5
 
 def _shift_lines(shift: Sequence[FeatureShift]) -> list[str]:
     """The largest feature shifts, one line each, with the convention."""
+    from medimg_core.modelling.shift import NOTABLE_SHIFT, SMALL_SHIFT
+
     if not shift:
         return []
     flagged = sum(1 for s in shift if s.flag in ("small", "notable"))
@@ -1179,12 +1211,25 @@ def _shift_lines(shift: Sequence[FeatureShift]) -> list[str]:
 
 
 def _cmd_predict(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store import guarded
+
     with guarded.audited(args.actor, Action.PREDICT, client="cli") as entry:
         return _predict_as(args, notes, entry)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _predict_as(args: argparse.Namespace, notes: list[str], entry: guarded.AuditHandle) -> int:
+    from medimg_core.modelling.conformal import (
+        set_column_name,
+        set_size_counts,
+        sets_sentence,
+        with_prediction_sets,
+    )
+    from medimg_core.modelling.image_prediction import image_predictions
+    from medimg_core.modelling.prediction import Abstention, predict, stamp_export
+    from medimg_core.privacy import to_safe_csv
+    from medimg_core.store.persistence import load_model
+
     loaded = load_model(Path(args.model_dir))
     entry.object = run_id = _run_id_of(loaded.directory, args.actor)
     model = loaded.model
@@ -1240,6 +1285,9 @@ def _prediction_sets_for(
     """Prediction sets calibrated on the run's development cases; None (with a note) when
     the model was saved without its cases. A cases file that is there but damaged is refused
     (ModelFileError), not taken for a missing one."""
+    from medimg_core.modelling.conformal import fit_conformal
+    from medimg_core.store.cases import CASES_NAME, load_cases
+
     if not (directory / CASES_NAME).exists():
         notes.append(
             "note: no prediction-set column: this model was saved without its cases, which "
@@ -1288,12 +1336,14 @@ def _predict_in_parts(
     conformal: ConformalPredictor | None = None,
 ) -> int:
     """``medimg predict`` over a large table: one task per partition, a folder of parts."""
+    from medimg_core.modelling.batch import PARTITION_ROWS, predict_partitioned
+
     if args.data.startswith("sample:"):
         raise ConfigError(
             f"{args.data} is a built-in sample, not a file; predictions in parts read CSV or "
             "Parquet files. Give -o PREDICTIONS.csv to score the sample into one file."
         )
-    if is_image_source(args.data) and not _is_table_collection(args.data):
+    if _is_image_source(args.data) and not _is_table_collection(args.data):
         raise ConfigError(
             f"{args.data} holds images; predictions on images are written to one CSV file. "
             "Give -o PREDICTIONS.csv (without --partitioned)."
@@ -1344,6 +1394,8 @@ def _predict_in_parts(
 def _run_id_of(model_dir: Path, actor: Actor) -> str | None:
     """The run of ``actor``'s current project whose model is saved in ``model_dir`` (None when
     not recorded there)."""
+    from medimg_core.store.registry import Registry
+
     target = model_dir.expanduser().absolute()
     if (
         not os.environ.get("MEDIMG_DATABASE_URL")
@@ -1375,6 +1427,8 @@ def _band(text: str) -> tuple[float, float]:
 
 def _cmd_features(args: argparse.Namespace, notes: list[str]) -> int:
     # Reading an image set into medimg is an upload: refused before any image is read.
+    from medimg_core.store import guarded
+
     with guarded.audited(args.actor, Action.UPLOAD, client="cli") as entry:
         return _features_as(args, notes, entry)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -1416,6 +1470,10 @@ def _features_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audi
 
 
 def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.reporting.comparison import selection_note
+    from medimg_core.store import guarded
+    from medimg_core.store.registry import Registry
+
     actor: Actor = args.actor
     if args.delete is not None:
         deleted = guarded.delete_run(actor, args.delete, client="cli")
@@ -1442,6 +1500,9 @@ def _cmd_runs(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _show_run(actor: Actor, run_id: str) -> int:
     """``medimg runs --show RUN_ID``: the run's summary and its recorded external evaluations."""
+    from medimg_core.reporting.external import evaluation_history
+    from medimg_core.store import guarded
+
     record = guarded.open_run(actor, run_id, client="cli")
     evaluations = guarded.list_evaluations(actor, run_id)
     print(f"Run {record.id} of project {record.project!r}:")
@@ -1470,12 +1531,27 @@ def _show_run(actor: Actor, run_id: str) -> int:
 def _print_feedback(actor: Actor, run_id: str) -> None:
     """The readers' feedback summary of a run (``medimg runs --show``)."""
     from medimg_core.reporting.feedback import feedback_summary, feedback_text
+    from medimg_core.store import guarded
 
     summary = feedback_summary(guarded.list_feedback(actor, run_id))
     print(f"\nReaders' feedback: {feedback_text(summary)}")
 
 
 def _cmd_runs_compare(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.modelling.evaluation import format_metric
+    from medimg_core.reporting.comparison import (
+        SELECTION_NOTE,
+        difference_text,
+        paired_rates,
+        paired_rates_frame,
+        paired_runs,
+        paired_sentence,
+        run_label,
+    )
+    from medimg_core.reporting.summaries import card_positive_text
+    from medimg_core.store import guarded
+    from medimg_core.store.cases import load_cases
+
     actor: Actor = args.actor
     records = [guarded.open_run(actor, run_id, client="cli") for run_id in (args.run_a, args.run_b)]
     stored = [load_cases(r.model_dir) for r in records]
@@ -1523,6 +1599,7 @@ def _cmd_runs_compare(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_runs_context(args: argparse.Namespace, notes: list[str]) -> int:
     """``medimg runs context RUN_ID [--intended-use ...]``: state or show what a run is for."""
     from medimg_core.reporting.model_report import CONTEXT_LABELS, NOT_STATED
+    from medimg_core.store import guarded
     from medimg_core.store.registry import RunContext
 
     actor: Actor = args.actor
@@ -1543,6 +1620,8 @@ def _cmd_runs_context(args: argparse.Namespace, notes: list[str]) -> int:
 def _cmd_report(args: argparse.Namespace, notes: list[str]) -> int:
     """``medimg report MODEL_DIR_OR_RUN_ID -o report.pdf|report.html``."""
     from medimg_core.reporting.model_report import report_format, run_report, write_report
+    from medimg_core.store import guarded
+    from medimg_core.store.registry import Registry
 
     actor: Actor = args.actor
     output = Path(args.output)
@@ -1621,6 +1700,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _confidence(text: str) -> float:
+    from medimg_core.modelling.conformal import check_confidence
+
     try:
         return check_confidence(float(text))
     except (ValueError, MedimgError):
@@ -1716,6 +1797,8 @@ def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
 
 
 def _cmd_audit_verify(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.audit import AuditTrail
+
     require(args.actor, Action.READ_AUDIT)
     with AuditTrail() as trail:
         result = trail.verify()
@@ -1736,6 +1819,8 @@ def _cmd_audit_verify(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_audit_list(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.audit import AuditFilter, AuditTrail, audit_csv
+
     require(args.actor, Action.READ_AUDIT)
     filters = AuditFilter(user=args.user, action=args.action, since=args.since, until=args.until)
     with AuditTrail() as trail:
@@ -1806,6 +1891,8 @@ def _add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_keys_rotate(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.keys import rotate_workspace_key
+
     actor: Actor = args.actor
     try:
         require(actor, Action.CHANGE_SETTINGS)
@@ -1824,6 +1911,8 @@ def _cmd_keys_rotate(args: argparse.Namespace, notes: list[str]) -> int:
 
 def _record_cli_action(actor: Actor, action: str, outcome: str, notes: list[str]) -> None:
     """Add an audit entry for a command run at this machine by ``actor``."""
+    from medimg_core.store.audit import AuditTrail
+
     try:
         with AuditTrail() as trail:
             trail.append(
@@ -1908,6 +1997,8 @@ def _membership_text(name: str, projects: Sequence[str]) -> str:
 
 
 def _cmd_users_add(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     password = _read_password(args)
     with Accounts() as accounts:
         user = accounts.add_user(
@@ -1919,6 +2010,8 @@ def _cmd_users_add(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_users_list(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     require(args.actor, Action.MANAGE_USERS)
     with Accounts() as accounts:
         users = accounts.list_users()
@@ -1950,6 +2043,8 @@ def _cmd_users_list(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_users_disable(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         user = accounts.disable(args.name, by=args.actor)
     print(f"Disabled {user.username}: they can no longer sign in; their runs stay.")
@@ -1957,6 +2052,8 @@ def _cmd_users_disable(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_users_enable(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         user = accounts.enable(args.name, by=args.actor)
     print(f"Enabled {user.username}: they can sign in again (any lock-out is lifted).")
@@ -1964,6 +2061,8 @@ def _cmd_users_enable(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_users_set_role(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         user = accounts.set_role(args.name, args.role, by=args.actor)
     print(f"{user.username} is now {user.role.value}; it applies from their next sign-in.")
@@ -1971,6 +2070,8 @@ def _cmd_users_set_role(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_users_set_password(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     password = _read_password(args)
     with Accounts() as accounts:
         accounts.set_password(args.name, password, by=args.actor)
@@ -1980,6 +2081,8 @@ def _cmd_users_set_password(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_projects_add(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         project = accounts.add_project(args.name, by=args.actor)
     print(
@@ -1990,6 +2093,8 @@ def _cmd_projects_add(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_projects_list(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     require(args.actor, Action.MANAGE_PROJECTS)
     with Accounts() as accounts:
         projects = accounts.list_projects()
@@ -2000,6 +2105,8 @@ def _cmd_projects_list(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_projects_add_member(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         project = accounts.add_member(args.project, args.user, by=args.actor)
     members = ", ".join(project.members)
@@ -2008,6 +2115,8 @@ def _cmd_projects_add_member(args: argparse.Namespace, notes: list[str]) -> int:
 
 
 def _cmd_projects_remove_member(args: argparse.Namespace, notes: list[str]) -> int:
+    from medimg_core.store.accounts import Accounts
+
     with Accounts() as accounts:
         project = accounts.remove_member(args.project, args.user, by=args.actor)
     left = ", ".join(project.members) or "none"
@@ -2108,6 +2217,8 @@ def cli_actor(name: str | None, project: str | None) -> Actor:
     ConfigError
         When the named user does not exist, or the project cannot be chosen.
     """
+    from medimg_core.store.accounts import Accounts
+
     name = name or os.environ.get("MEDIMG_USER") or None
     with Accounts() as accounts:
         users = accounts.list_users()
@@ -2151,10 +2262,31 @@ def cli_actor(name: str | None, project: str | None) -> Actor:
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("medimg")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looking the version up only when asked (reading the installed package's
+    metadata costs more than building the whole parser)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show program's version number and exit")
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"medimg {_version()}")
+        parser.exit()
 
 
 SCHEDULER_HELP = (
@@ -2187,7 +2319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sub-folder per class, or labels.csv), a .zip of it, a MedMNIST .npz, or (predict) one "
         "image.",
     )
-    parser.add_argument("--version", action="version", version=f"medimg {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--user",
         dest="acting_user",
@@ -2344,7 +2476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         dest="output_format",
-        choices=FORMATS,
+        choices=_PREDICTION_FORMATS,
         default=None,
         help="format of the parts (default parquet; csv is formula-safe for spreadsheets)",
     )
@@ -2353,7 +2485,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_positive_int,
         default=None,
-        help=f"Parquet row groups read together per task (default {PARTITION_ROWS:,}); a CSV "
+        help=f"Parquet row groups read together per task (default {_PARTITION_ROWS:,}); a CSV "
         "file is one part",
     )
     p.add_argument(
@@ -2455,6 +2587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    # Everything a command needs is imported by its handler, after parsing: `medimg --help` and
+    # usage errors load no data, model, storage or process-pool code.
+    from medimg_core import compute
+
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     notes: list[str] = []
     try:

@@ -7,22 +7,21 @@ and that choosing among runs by their shared test set is itself a selection step
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import format_metric, metric_label
-from medimg_core.modelling.paired import (
-    PairedComparison,
-    compare_paired,
-    compare_rates_paired,
-)
-from medimg_core.reporting.summaries import card_metric, card_positive_text, model_name
-from medimg_core.store.cases import DEVELOPMENT, P_POSITIVE, PARTITION, TEST
-from medimg_core.store.registry import RunRecord
 from medimg_core.tables.roles import class_key
+
+# The model code is imported by the functions that compare cases, so that `medimg runs` (which
+# only needs selection_note) loads none of it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medimg_core.modelling.paired import PairedComparison
+    from medimg_core.store.registry import RunRecord
 
 __all__ = [
     "SELECTION_NOTE",
@@ -51,6 +50,8 @@ _PARTITIONS = (
 
 def run_label(record: RunRecord) -> str:
     """A short name for a run: "Random forest · wdbc · 2024-05-01 10:32"."""
+    from medimg_core.reporting.summaries import model_name
+
     created = record.created_at.strftime("%Y-%m-%d %H:%M")
     dataset = record.dataset_name or record.dataset_hash[:12]
     return f"{model_name(record.model_kind)} · {dataset} · {created}"
@@ -69,6 +70,11 @@ def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         Columns ``Model``, ``Dataset``, ``CV ROC AUC (95% CI)``, ``Test ROC AUC (95% CI)``,
         ``Test sensitivity``, ``Test specificity``, ``Threshold``, ``Rows``, ``Run``.
     """
+    import pandas as pd
+
+    from medimg_core.modelling.evaluation import format_metric
+    from medimg_core.reporting.summaries import card_metric, model_name
+
     rows = []
     for r in records:
         card = r.card
@@ -160,6 +166,9 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
     ConfigError
         When no run is given.
     """
+    from medimg_core.modelling.evaluation import format_metric
+    from medimg_core.reporting.summaries import card_metric, model_name
+
     if not records:
         raise ConfigError("Choose at least one saved run to compare.")
     labels = [f"{model_name(r.model_kind)} · {r.id[:15]}" for r in records]
@@ -214,11 +223,12 @@ def comparison_figure(records: Sequence[RunRecord]) -> go.Figure:
     return fig
 
 
-_PAIRED_PARTITIONS = {TEST: TEST, "cv": DEVELOPMENT}
 _PARTITION_WORDS = {"test": "test", "cv": "cross-validated (out-of-fold) development"}
 
 
 def _binary_cases(record: RunRecord, cases: pd.DataFrame, which: str) -> None:
+    from medimg_core.store.cases import P_POSITIVE, PARTITION
+
     if record.card.get("positive_class") is None or P_POSITIVE not in cases.columns:
         raise DataError(
             f"Run {which} ({record.id}) is a multi-class model; the paired ROC AUC comparison "
@@ -246,7 +256,11 @@ def _matched_cases(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Labels (0/1), both runs' probabilities and patients of the partition's cases, matched
     by row key; refuses runs that were not scored on the same cases."""
-    if partition not in _PAIRED_PARTITIONS:
+    from medimg_core.reporting.summaries import card_positive_text
+    from medimg_core.store.cases import DEVELOPMENT, P_POSITIVE, PARTITION, TEST
+
+    paired_partitions = {TEST: TEST, "cv": DEVELOPMENT}
+    if partition not in paired_partitions:
         raise ConfigError(
             f"Unknown partition {partition!r}; compare runs on 'test' (held-out cases) or 'cv' "
             "(out-of-fold development cases)."
@@ -276,7 +290,7 @@ def _matched_cases(
             f"{card_positive_text(record_b.card)} positive; retrain one of them with the same "
             "positive class to compare them."
         )
-    stored = _PAIRED_PARTITIONS[partition]
+    stored = paired_partitions[partition]
     part_a = cases_a[cases_a[PARTITION] == stored]
     part_b = cases_b[cases_b[PARTITION] == stored]
     words = _PARTITION_WORDS[partition]
@@ -370,6 +384,8 @@ def paired_runs(
         When the runs are not comparable case by case (different data, split, patients, labels
         or positive class), either is multi-class, or the partition has no case.
     """
+    from medimg_core.modelling.paired import compare_paired
+
     y01, p_a, p_b, groups = _matched_cases(record_a, cases_a, record_b, cases_b, partition)
     return compare_paired(
         y01,
@@ -407,6 +423,8 @@ def paired_rates(
     ConfigError, DataError
         As :func:`paired_runs`.
     """
+    from medimg_core.modelling.paired import compare_rates_paired
+
     y01, p_a, p_b, groups = _matched_cases(record_a, cases_a, record_b, cases_b, partition)
     if groups is not None and len(set(groups.tolist())) < len(groups):
         return None
@@ -459,6 +477,10 @@ def paired_rates_frame(
         Columns ``Metric``, ``Run A (threshold …)``, ``Run B (threshold …)``,
         ``Difference B − A (95% CI)``, ``p (McNemar)``, ``Cases``; values as text.
     """
+    import pandas as pd
+
+    from medimg_core.modelling.evaluation import format_metric, metric_label
+
     col_a = f"Run A (threshold {threshold_a:.3f})"
     col_b = f"Run B (threshold {threshold_b:.3f})"
     rows = []

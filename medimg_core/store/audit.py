@@ -49,6 +49,7 @@ from medimg_core._messages import quote_list
 from medimg_core.access import Action, Actor, Role, require
 from medimg_core.errors import ConfigError, PrivacyError, RegistryError
 from medimg_core.privacy import to_safe_csv
+from medimg_core.store.audit_actions import ACTIONS
 from medimg_core.store.database import schema_lock, sqlite_write_transaction
 from medimg_core.store.registry import Registry
 
@@ -69,29 +70,6 @@ __all__ = [
     "verify_trail",
 ]
 
-ACTIONS: tuple[str, ...] = (
-    "sign-in",
-    "sign-in failed",
-    "sign-out",
-    "upload",
-    "clean",
-    "train",
-    "evaluate",
-    "explain case",
-    "export",
-    "predict",
-    "open run",
-    "delete",
-    "reader feedback",
-    "report",
-    "run context",
-    "user change",
-    "role change",
-    "project change",
-    "settings change",
-    "key rotation",
-)
-"""Everything the audit trail records; any other action is refused."""
 
 OUTCOMES: tuple[str, ...] = ("ok", "refused", "failed")
 """``refused``: not permitted; ``failed``: permitted but did not complete."""

@@ -26,18 +26,10 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
 from medimg_core.errors import MedimgError, PermissionDenied
-from medimg_core.modelling.evaluation import Evaluation
-from medimg_core.modelling.models import MedimgModel
-from medimg_core.modelling.prediction import evaluate_model
-from medimg_core.modelling.training import TrainingResult
-from medimg_core.modelling.training import train as _train
-from medimg_core.store import runs
 from medimg_core.store.audit import AuditTrail
 from medimg_core.store.registry import (
     DeletedRun,
@@ -47,9 +39,18 @@ from medimg_core.store.registry import (
     RunContext,
     RunRecord,
 )
-from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
-from medimg_core.tables.cleaning import clean as _clean
 from medimg_core.tables.roles import Roles
+
+# Training, scoring and saving (scikit-learn, skops) are imported by the functions that do them,
+# so that listing runs, reading the audit trail or `medimg --help` loads none of it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medimg_core.modelling.evaluation import Evaluation
+    from medimg_core.modelling.models import MedimgModel
+    from medimg_core.modelling.training import TrainingResult
+    from medimg_core.store import runs
+    from medimg_core.tables.cleaning import CleaningPlan, CleaningReport
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -264,6 +265,8 @@ def clean(
     PermissionDenied
         When ``actor`` may not clean data (audited as refused; nothing is cleaned).
     """
+    from medimg_core.tables.cleaning import clean as _clean
+
     with audited(actor, Action.CLEAN, client=client, object=content_hash, registry=registry):
         return _clean(df, roles, plan, require_label=require_label)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block always returns)
@@ -287,6 +290,8 @@ def train(
     PermissionDenied
         When ``actor`` may not train (audited as refused).
     """
+    from medimg_core.modelling.training import train as _train
+
     with audited(actor, Action.TRAIN, client=client, object=content_hash, registry=registry):
         return _train(data, roles, **options)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -308,6 +313,8 @@ def save_run(
     PermissionDenied
         When ``actor`` may not train (audited as refused; nothing is written).
     """
+    from medimg_core.store import runs
+
     with audited(actor, Action.TRAIN, client=client, registry=registry) as entry:
         saved = runs.save_run(actor, result, model_dir, **options)
         entry.object = saved.run_id
@@ -333,6 +340,8 @@ def evaluate_external(
     PermissionDenied
         When ``actor`` may not validate externally (audited as refused).
     """
+    from medimg_core.modelling.prediction import evaluate_model
+
     with audited(
         actor, Action.EXTERNAL_VALIDATION, client=client, object=run_id, registry=registry
     ):

@@ -36,7 +36,6 @@ from sklearn.pipeline import Pipeline
 
 from medimg_core.encryption import CIPHER, read_decrypted, write_encrypted
 from medimg_core.errors import MedimgError, ModelFileError
-from medimg_core.imaging.feature_table import feature_descriptions
 from medimg_core.modelling.calibration import INTERCEPT_LIMIT, Recalibration, calibration_card
 from medimg_core.modelling.conformal import conformal_card
 from medimg_core.modelling.decision import decision_curves_card
@@ -296,6 +295,9 @@ def _descriptions(
         return {str(k): str(v) for k, v in given.items() if k in model.feature_columns}
     if image_settings is None:
         return {}
+    # Imported here: the imaging modules (pydicom, Pillow) are only needed for image models.
+    from medimg_core.imaging.feature_table import feature_descriptions
+
     return feature_descriptions(image_settings, list(model.feature_columns))
 
 

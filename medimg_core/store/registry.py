@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
 import pyarrow as pa
 from sqlalchemy import (
     JSON,
@@ -43,8 +42,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from medimg_core.access import DEFAULT_PROJECT, Action, Actor, require
 from medimg_core.encryption import is_encrypted, read_decrypted, write_encrypted
 from medimg_core.errors import ConfigError, RegistryError
-from medimg_core.modelling.models import MedimgModel
-from medimg_core.modelling.training import TrainingResult
 from medimg_core.privacy import pseudonym_key, pseudonymise_ids
 from medimg_core.store.database import (
     create_tables,
@@ -55,9 +52,16 @@ from medimg_core.store.database import (
     session_scope,
 )
 from medimg_core.store.model_files import parse_json_bounded
-from medimg_core.store.persistence import CARD_NAME, MODEL_NAME, _jsonable
 from medimg_core.tables.loading import frame_hash
 from medimg_core.workspace import workspace_home
+
+# The model code (scikit-learn, skops) is imported where a run is saved or derived, so that
+# reading the registry loads none of it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medimg_core.modelling.models import MedimgModel
+    from medimg_core.modelling.training import TrainingResult
 
 __all__ = [
     "FEEDBACK_NOTE_LIMIT",
@@ -663,6 +667,8 @@ class Registry:
         EncryptionError
             When the file is encrypted with a key that is not at hand.
         """
+        import pandas as pd
+
         if not _HASH.match(dataset_hash):
             raise RegistryError(
                 f"{dataset_hash!r} is not a dataset hash (expected lower-case hex); copy it from "
@@ -794,6 +800,8 @@ class Registry:
         RegistryError
             When the parent run is not recorded in the actor's projects.
         """
+        from medimg_core.store.persistence import _jsonable
+
         parent = self.get_run(actor, parent_run_id)
         require(actor, Action.TRAIN, project=parent.project)
         with self._session("read the parent run") as session:
@@ -986,6 +994,8 @@ class Registry:
         RegistryError
             When no such run is recorded in the actor's projects, or the record cannot be written.
         """
+        from medimg_core.store.persistence import _jsonable
+
         record = self.get_run(actor, run_id)
         require(actor, Action.EXTERNAL_VALIDATION, project=record.project)
         now = datetime.now(UTC)
@@ -1194,6 +1204,8 @@ class Registry:
 
     def _owned_model_dir(self, model_dir: Path) -> Path | None:
         """The resolved model directory when medimg made it inside the workspace, else None."""
+        from medimg_core.store.persistence import CARD_NAME, MODEL_NAME
+
         if model_dir.is_symlink() or not model_dir.is_dir():
             return None
         try:
@@ -1265,6 +1277,8 @@ def _json_text(value: Any) -> str:
     PostgreSQL's JSON type rejects ``NaN``, which Python writes for a metric that could not be
     computed; SQLite would keep it. Storing null on both shows "n/a" the same everywhere.
     """
+    from medimg_core.store.persistence import _jsonable
+
     return json.dumps(_jsonable(value), allow_nan=False)
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
-from medimg_core.imaging.npz import MedmnistDataset
 from medimg_core.tables.roles import (
     Roles,
     choose_positive_class,
@@ -25,6 +24,9 @@ from medimg_core.tables.roles import (
 )
 from medimg_core.ui import state
 from medimg_core.ui.session import ImageContext
+
+if TYPE_CHECKING:
+    from medimg_core.imaging.npz import MedmnistDataset
 
 __all__ = [
     "ClassChoice",

@@ -28,15 +28,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from medimg_core.access import Action, Actor, allowed
 from medimg_core.encryption import is_encrypted
 from medimg_core.errors import ConfigError, ImageError, MedimgError
-from medimg_core.imaging import feature_table
-from medimg_core.imaging.archives import is_upload_folder, remove_upload
-from medimg_core.imaging.feature_table import ImageTable
-from medimg_core.imaging.features import extract_features
-from medimg_core.imaging.occlusion import OcclusionMap
 from medimg_core.imaging.roots import image_roots
-from medimg_core.imaging.sets import ImageSet, open_image_set, open_server_folder
-from medimg_core.imaging.stored import store_upload_file
-from medimg_core.reporting.figures.images import image_figure, occlusion_figure
 from medimg_core.tables.loading import LoadedTable, frame_hash
 from medimg_core.tables.roles import RoleProposal
 from medimg_core.ui import cache, state, workflow
@@ -44,9 +36,13 @@ from medimg_core.ui.auth import client_address, current_actor
 from medimg_core.ui.session import ActiveModel, ImageContext, image_context
 from medimg_core.workspace import workspace_home
 
-# review, image_prediction and the explaining helpers load scikit-learn and shap: they are
-# imported where a model is needed, so that the Data page opens quickly.
+# review, image_prediction and the explaining helpers load scikit-learn and shap, and the
+# imaging modules load pydicom and Pillow: they are imported where images or a model are
+# needed, so that the Data page opens quickly.
 if TYPE_CHECKING:
+    from medimg_core.imaging.feature_table import ImageTable
+    from medimg_core.imaging.occlusion import OcclusionMap
+    from medimg_core.imaging.sets import ImageSet
     from medimg_core.reporting import review
 
 __all__ = [
@@ -153,6 +149,8 @@ def progress_bar(start: str) -> Iterator[Callable[[float, str], None]]:
 def open_archive(digest: str, name: str, home: str, _data: bytes) -> ImageSet:
     """Open an uploaded ZIP or ``.npz`` (cached on the sha256 ``digest`` of its bytes and the
     workspace ``home`` it is unpacked into: a cached set never points into another workspace)."""
+    from medimg_core.imaging.sets import open_image_set
+
     return open_image_set(_data, name=name)
 
 
@@ -179,6 +177,8 @@ def open_folder(path: str, actor: Actor) -> ImageSet:
         When no image root is configured, the folder is not inside one, or it holds no
         readable image.
     """
+    from medimg_core.imaging.sets import open_server_folder
+
     return open_server_folder(path, actor=actor, roots=folder_roots())
 
 
@@ -193,6 +193,9 @@ def extract(image_set: ImageSet, size: tuple[int, int]) -> ImageTable:
     Small sets are extracted in this process (starting worker processes would cost more than
     it saves); larger ones use every core.
     """
+    from medimg_core.imaging.feature_table import ImageTable
+    from medimg_core.imaging.features import extract_features
+
     lock, store = _feature_store()
     key = (image_set.content_hash, (int(size[0]), int(size[1])))
     with lock:
@@ -417,6 +420,8 @@ def feature_descriptions_table(images: ImageTable) -> pd.DataFrame:
 
 def is_image_model(active: ActiveModel) -> bool:
     """Whether the active model was trained on image features (its card has their settings)."""
+    from medimg_core.imaging import feature_table
+
     try:
         return feature_table.image_settings_from_card(active.card) is not None
     except ConfigError:
@@ -481,6 +486,8 @@ def occlusion(
     The case's non-image model inputs (clinical columns) are held at their values while the
     image is masked, so only the image changes.
     """
+    from medimg_core.imaging import feature_table
+
     settings = feature_table.image_settings_from_card(active.card)
     if settings is None or settings.size is None:
         raise ConfigError(
@@ -524,6 +531,8 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
 
     Returns False (showing nothing) when the session does not hold the case's image.
     """
+    from medimg_core.reporting.figures.images import image_figure, occlusion_figure
+
     found = case_image(active, row_key)
     if found is None:
         return False
@@ -553,6 +562,8 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
 
 def _write_single(data: bytes, name: str) -> Path:
     """A single uploaded image, stored encrypted in the workspace under its content hash."""
+    from medimg_core.imaging.stored import store_upload_file
+
     digest = hashlib.sha256(data).hexdigest()
     folder = workspace_home() / "uploads" / "single" / digest
     folder.mkdir(parents=True, exist_ok=True)
@@ -579,6 +590,8 @@ def prediction_images(active: ActiveModel, data: bytes, name: str) -> ImageTable
     ImageError
         When no image can be read.
     """
+    from medimg_core.imaging import feature_table
+
     digest = hashlib.sha256(data).hexdigest()
     settings = json.dumps((active.card.get("features") or {}).get("image_settings"), sort_keys=True)
     lock, store = _prediction_store()
@@ -646,6 +659,8 @@ def _upload_holds() -> tuple[threading.Lock, dict[str, set[Path]], set[Path]]:
 def _upload_folder(image_set: ImageSet | None, home: Path) -> Path | None:
     """The workspace folder an uploaded image set was unpacked into (None for a server folder
     or an npz, which leave nothing on disk)."""
+    from medimg_core.imaging.archives import is_upload_folder
+
     root = None if image_set is None else image_set.root
     if root is None:
         return None
@@ -708,6 +723,8 @@ def release_uploads() -> tuple[Path, ...]:
     tuple of Path
         The folders removed.
     """
+    from medimg_core.imaging.archives import remove_upload
+
     home = workspace_home()
     mine = {f for ctx in _contexts_in_session() if (f := _upload_folder(ctx.table.image_set, home))}
     lock, holds, known = _upload_holds()
