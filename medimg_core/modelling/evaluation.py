@@ -390,15 +390,23 @@ def _group_codes(groups: Any, n: int) -> tuple[np.ndarray, int]:
     return codes, n_known + int(missing.sum())
 
 
+def _unit_draws(rng: np.random.Generator, n_rep: int, units: int) -> np.ndarray:
+    """(n_rep, units) how often each unit (case or patient) is drawn in ``n_rep`` bootstrap
+    samples of ``units`` draws with replacement.
+
+    The one bootstrap draw of medimg: evaluations, the leaderboard and the selection-free
+    estimate all resample through it, ``_sub_chunks`` replicates at a time.
+    """
+    draws = rng.integers(0, units, size=(n_rep, units))
+    draws += (np.arange(n_rep, dtype=np.int64) * units)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_rep * units).reshape(n_rep, units)
+
+
 def _boot_weights(
     rng: np.random.Generator, n_rep: int, n: int, groups: np.ndarray | None, n_groups: int
 ) -> np.ndarray:
     """(n_rep, n) multiplicities of each case in ``n_rep`` bootstrap samples."""
-    units = n if groups is None else n_groups
-    draws = rng.integers(0, units, size=(n_rep, units))
-    draws += (np.arange(n_rep, dtype=np.int64) * units)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=n_rep * units).reshape(n_rep, units)
-    counts = counts.astype(float)
+    counts = _unit_draws(rng, n_rep, n if groups is None else n_groups).astype(float)
     return counts if groups is None else counts[:, groups]
 
 
@@ -443,6 +451,16 @@ def _cumsum0(w: np.ndarray) -> np.ndarray:
     out = np.zeros((w.shape[0], w.shape[1] + 1))
     np.cumsum(w, axis=1, out=out[:, 1:])
     return out
+
+
+def _roc_auc(weights: np.ndarray, rk: _Ranking) -> np.ndarray:
+    """ROC AUC (Mann-Whitney, ties count half) for each weight row: :func:`_auc_ap`'s AUC alone,
+    the kernel the leaderboard and the selection-free estimate use too."""
+    w_pos = weights[:, rk.pos]
+    cum_neg = _cumsum0(weights[:, rk.neg])
+    pairs = cum_neg[:, rk.neg_hi]
+    pairs += cum_neg[:, rk.neg_lo]
+    return _div(0.5 * np.einsum("ij,ij->i", w_pos, pairs), w_pos.sum(axis=1) * cum_neg[:, -1])
 
 
 def _auc_ap(weights: np.ndarray, rk: _Ranking) -> tuple[np.ndarray, np.ndarray]:

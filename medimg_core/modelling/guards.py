@@ -74,6 +74,8 @@ _TOLERANCE = 1e-3
 
 _WINDOW = 8
 _PROJECTIONS = 3
+_PAIR_CHUNK = 65_536
+"""Rows compared with their neighbours at a time: bounds the temporaries to a few MB."""
 
 
 def _near_pairs(Z: np.ndarray) -> np.ndarray:
@@ -89,10 +91,12 @@ def _near_pairs(Z: np.ndarray) -> np.ndarray:
     for _ in range(_PROJECTIONS):
         order = np.argsort(Z @ rng.standard_normal(Z.shape[1]), kind="stable")
         for offset in range(1, min(_WINDOW, n - 1) + 1):
-            first, second = order[:-offset], order[offset:]
-            close = np.abs(Z[first] - Z[second]).max(axis=1) <= _TOLERANCE
-            if close.any():
-                found.append(np.sort(np.column_stack([first[close], second[close]]), axis=1))
+            for start in range(0, n - offset, _PAIR_CHUNK):
+                first = order[start : min(start + _PAIR_CHUNK, n - offset)]
+                second = order[start + offset : start + offset + len(first)]
+                close = np.abs(Z[first] - Z[second]).max(axis=1) <= _TOLERANCE
+                if close.any():
+                    found.append(np.sort(np.column_stack([first[close], second[close]]), axis=1))
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
@@ -126,23 +130,27 @@ def likely_repeated_rows(X: pd.DataFrame, numeric: tuple[str, ...]) -> int:
     from scipy.sparse.csgraph import connected_components
 
     n = len(X)
-    columns = []
-    for c in numeric:
-        if c not in X.columns or X[c].nunique(dropna=True) <= _LOW_CARDINALITY:
-            continue
+    continuous = [
+        c for c in numeric if c in X.columns and X[c].nunique(dropna=True) > _LOW_CARDINALITY
+    ]
+    # Filled column by column: one (rows x columns) array, no per-column copies kept beside it.
+    Z = np.empty((n, len(continuous)))
+    kept = 0
+    for c in continuous:
         values = X[c].to_numpy(dtype=float)
         sd = np.nanstd(values)
         if np.isfinite(sd) and sd > 0:
             # A missing value agrees only with another missing value: far from every value.
             filled = np.where(np.isnan(values), np.nanmax(values) + 100 * sd, values)
-            columns.append(filled / sd)
-    if not columns or n < 2:
+            np.divide(filled, sd, out=Z[:, kept])
+            kept += 1
+    if not kept or n < 2:
         return 0
-    Z = np.column_stack(columns)
+    Z = Z[:, :kept]
     pairs = _near_pairs(Z)
     if not len(pairs):
         return 0
-    expected = n * (n - 1) / 2 * float(np.prod([_chance_agreement(z) for z in columns]))
+    expected = n * (n - 1) / 2 * float(np.prod([_chance_agreement(z) for z in Z.T]))
     if len(pairs) < 10 * expected + 2:
         return 0
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
@@ -152,11 +160,15 @@ def likely_repeated_rows(X: pd.DataFrame, numeric: tuple[str, ...]) -> int:
 
 
 def single_feature_aucs(
-    X: pd.DataFrame, y: np.ndarray, numeric: tuple[str, ...]
+    X: pd.DataFrame, y: np.ndarray, numeric: tuple[str, ...], rows: np.ndarray | None = None
 ) -> dict[str, float]:
+    """ROC AUC of each numeric feature alone, on ``rows`` of ``X`` (every row by default;
+    ``y`` holds the labels of those rows). One column is copied at a time, never the frame."""
     out: dict[str, float] = {}
     for col in numeric:
         values = X[col].to_numpy(dtype=float)
+        if rows is not None:
+            values = values[rows]
         keep = np.isfinite(values)
         if keep.sum() < 2:
             continue
@@ -196,7 +208,7 @@ def guards(
             f"({acc:.3f}) is the steadier estimate."
         )
     if model.is_binary:
-        for col, auc in single_feature_aucs(X.iloc[dev], y[dev], model.numeric_columns).items():
+        for col, auc in single_feature_aucs(X, y[dev], model.numeric_columns, dev).items():
             if auc >= 0.99 or auc <= 0.01:
                 out.append(
                     f"The feature {col!r} alone separates the classes (ROC AUC "

@@ -19,7 +19,17 @@ from threadpoolctl import threadpool_limits
 
 from medimg_core import compute
 from medimg_core.errors import ConfigError, DataError
-from medimg_core.modelling.evaluation import MetricValue, _block_rng, _boot_blocks, _sub_chunks
+from medimg_core.modelling.evaluation import (
+    MetricValue,
+    _block_rng,
+    _boot_blocks,
+    _boot_weights,
+    _Ranking,
+    _ranking,
+    _roc_auc,
+    _sub_chunks,
+    _unit_draws,
+)
 from medimg_core.modelling.models import MODEL_KINDS, ModelConfig, build_pipeline
 from medimg_core.modelling.task import FeatureSpec
 from medimg_core.modelling.validation import Folds
@@ -188,21 +198,41 @@ def calibration_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Folds for the SVMs' internal probability calibration that never split a patient.
 
-    Stratified by class when every class has at least ``n_splits`` patients
-    (``StratifiedGroupKFold``), else plain ``GroupKFold``; fewer folds when there are fewer
-    patients. None when there are fewer than two patients (nothing to group).
+    Stratified by class when every class has at least ``n_splits`` patients, else plain
+    ``GroupKFold``; fewer folds when there are fewer patients. None when there are fewer than
+    two patients (nothing to group).
+
+    When every patient's rows share one label (the usual case), the patients themselves are
+    stratified, one row each, by ``StratifiedKFold`` (unshuffled, as the calibration's own
+    ``cv=5``) and the folds mapped back to rows: vectorised, where ``StratifiedGroupKFold``
+    loops in Python once per patient (seconds for a few hundred patients). With one row per
+    patient these are exactly the folds the SVMs calibrate on without an ID column. Patients
+    with mixed labels keep ``StratifiedGroupKFold``'s row-level balancing.
     """
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
     codes = _unit_codes(groups, len(groups))
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     k = min(int(n_splits), n_groups)
     if k < 2:
         return None
-    patients_per_class = [np.unique(codes[y == c]).size for c in np.unique(y)]
-    splitter: Any = (
-        StratifiedGroupKFold(n_splits=k) if min(patients_per_class) >= k else GroupKFold(n_splits=k)
-    )
+    y = np.asarray(y)
+    classes, y_codes = np.unique(y, return_inverse=True)
+    pairs = np.unique(codes * len(classes) + y_codes)
+    patients_per_class = np.bincount(pairs % len(classes), minlength=len(classes))
+    if patients_per_class.min() < k:
+        splitter: Any = GroupKFold(n_splits=k)
+    elif pairs.size == n_groups:
+        # One label per patient: stratify the patients (in order of first appearance).
+        label = np.empty(n_groups, dtype=y_codes.dtype)
+        label[codes] = y_codes
+        fold_of_patient = np.empty(n_groups, dtype=np.int64)
+        for f, (_, va) in enumerate(StratifiedKFold(n_splits=k).split(label, label)):
+            fold_of_patient[va] = f
+        fold = fold_of_patient[codes]
+        return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+    else:
+        splitter = StratifiedGroupKFold(n_splits=k)
     return [(tr, va) for tr, va in splitter.split(np.zeros(len(y)), y, codes)]
 
 
@@ -340,6 +370,26 @@ def fit_fold(
     return FoldFit(proba, auc, score, time.perf_counter() - started)
 
 
+def _fit_workers() -> int:
+    """Local processes for the cross-validation fits: every core when a pool can fork.
+
+    Like scikit-learn's ``cross_validate(n_jobs=-1)``, the fits then use every core; each fit
+    is single-threaded (:func:`fit_fold`), so the results are exactly those of a serial run.
+    A forked worker starts at once with the inputs inherited; where a pool cannot fork (a
+    threaded host such as the dashboard, whose long runs go to the job layer's workers) the
+    fits stay in this process, as before. On a cluster the cluster's workers run them.
+    """
+    return compute.default_workers() if compute.pool_forks() else 1
+
+
+POOL_MIN_CELL_FITS = 250_000
+"""Development cells (rows x features) times fits below which the fits run in this process.
+
+Starting a pool and collecting its results costs about a tenth of a second; a handful of fits
+on a small table take less than that. The built-in sample's ``auto`` comparison (455 rows x 30
+features x 35 fits, about 480,000) goes to the pool; one model on it (5 fits) does not."""
+
+
 def _cross_validate_each(
     configs: Sequence[ModelConfig],
     development: Development,
@@ -374,7 +424,12 @@ def _cross_validate_each(
             fold_done(i // n_folds, tasks[i].fold, fold_fit)
 
     fits = compute.current().map(
-        fit_fold, tasks, shared=shared, name="medimg-cv-fit", on_result=finished
+        fit_fold,
+        tasks,
+        shared=shared,
+        name="medimg-cv-fit",
+        on_result=finished,
+        workers=_fit_workers() if len(dev) * X.shape[1] * len(tasks) >= POOL_MIN_CELL_FITS else 1,
     )
     out: list[Candidate | ValueError] = []
     for c, config in enumerate(configs):
@@ -429,37 +484,42 @@ def _weighted_binary_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) 
     """ROC AUC (Mann-Whitney, ties count one half) for each row of ``weights`` (r, n).
 
     A bootstrap replicate is the data with each row weighted by how often it was drawn, so all
-    replicates are computed at once from one sort of the scores.
+    replicates are computed at once from one sort of the scores (the evaluation's kernel).
     """
-    order = np.argsort(score, kind="mergesort")
-    sorted_score = score[order]
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
-    w = weights[:, order]
-    positive = y[order] == 1
-    pos = np.add.reduceat(w * positive, starts, axis=1)
-    neg = np.add.reduceat(w * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    n_pos = pos.sum(axis=1)
-    n_neg = neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    return _roc_auc(weights, _ranking(y, score))
 
 
-def _weighted_auc(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC per weight row; macro one-vs-rest over classes for multi-class (as sklearn)."""
+def _auc_rankings(y: np.ndarray, proba: np.ndarray) -> list[_Ranking]:
+    """The ranking :func:`_macro_auc` needs: the positive class's, or one per class (one-vs-rest)."""
     if proba.shape[1] == 2:
-        return _weighted_binary_auc(y, proba[:, 1], weights)
-    per_class = np.stack(
-        [
-            _weighted_binary_auc((y == j).astype(int), proba[:, j], weights)
-            for j in range(proba.shape[1])
-        ]
-    )
+        return [_ranking(y, proba[:, 1])]
+    return [_ranking((y == j).astype(int), proba[:, j]) for j in range(proba.shape[1])]
+
+
+def _macro_auc(weights: np.ndarray, rankings: Sequence[_Ranking]) -> np.ndarray:
+    """ROC AUC per weight row; the mean over classes with a defined AUC for multi-class."""
+    if len(rankings) == 1:
+        return _roc_auc(weights, rankings[0])
+    per_class = np.stack([_roc_auc(weights, rk) for rk in rankings])
     finite = np.isfinite(per_class)
     total = np.where(finite, per_class, 0.0).sum(axis=0)
     count = finite.sum(axis=0)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _weighted_auc(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC per weight row; macro one-vs-rest over classes for multi-class (as sklearn)."""
+    return _macro_auc(weights, _auc_rankings(y, proba))
+
+
+def _class_layout(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An order of the rows by class, then by the last class's probability, and where each
+    class starts in it. Bootstrap weights are exchangeable across rows; in this order the
+    binary ranking selects contiguous runs (no gather per replicate) and a replicate's rows
+    of each class are one ``reduceat`` away."""
+    order = np.lexsort((proba[:, -1], y))
+    y_sorted = y[order]
+    return order, np.flatnonzero(np.r_[True, y_sorted[1:] != y_sorted[:-1]])
 
 
 def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -484,20 +544,20 @@ def _auc_acc_block(
     classes. The block draws from its own generator, seeded by ``(seed, block number)``, so the
     replicates are the same wherever the block runs (and the same for every candidate)."""
     candidate, number, n_rep = item
-    proba = probas[candidate]
+    order, starts = _class_layout(y, probas[candidate])
+    y, proba, codes = y[order], probas[candidate][order], codes[order]
     rng = _block_rng(seed, number)
     n_units = int(codes.max()) + 1
     correct = (proba.argmax(axis=1) == y).astype(float)
-    classes = np.unique(y)
+    rankings = _auc_rankings(y, proba)
     aucs: list[np.ndarray] = []
     accs: list[np.ndarray] = []
     for size in _sub_chunks(n_rep, max(len(y), n_units)):
-        drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=size)
-        weights = drawn[:, codes].astype(float)
-        has_both = np.stack([(weights[:, y == j] > 0).any(axis=1) for j in classes]).sum(axis=0)
-        weights = weights[has_both >= 2]
-        aucs.append(_weighted_auc(y, proba, weights))
-        accs.append((weights * correct).sum(axis=1) / weights.sum(axis=1))
+        weights = _boot_weights(rng, size, len(y), codes, n_units)
+        per_class = np.add.reduceat(weights, starts, axis=1)
+        weights = weights[(per_class > 0).sum(axis=1) >= 2]
+        aucs.append(_macro_auc(weights, rankings))
+        accs.append(np.einsum("ij,j->i", weights, correct) / weights.sum(axis=1))
     return np.concatenate(aucs), np.concatenate(accs)
 
 
@@ -695,24 +755,27 @@ def _selection_free_block(
     rng = _block_rng(seed, number)
     n_units = int(codes.max()) + 1
     classes = np.unique(y)
+    # Each candidate's rankings, pooled and per validation fold, sorted once per block.
+    pooled_rk = [_auc_rankings(y, oof) for oof in oofs]
+    fold_rk = [[_auc_rankings(y[va], oof[va]) for va in validation] for oof in oofs]
     out: list[np.ndarray] = []
     # In pieces whose in-bag and out-of-bag weight matrices hold about 16 MB of float64 each.
     for r in _sub_chunks(n_rep, max(len(y), n_units)):
-        drawn = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=r)
+        drawn = _unit_draws(rng, r, n_units)
         in_bag = drawn[:, codes].astype(float)
         out_bag = (drawn[:, codes] == 0).astype(float)
         # In-bag AUC of every candidate; per fold only for each replicate's top candidate
         # (the rule needs no other), and out-of-bag only for the chosen one.
-        pooled = np.column_stack([_weighted_auc(y, oof, in_bag) for oof in oofs])
+        pooled = np.column_stack([_macro_auc(in_bag, rk) for rk in pooled_rk])
         ranked = np.nan_to_num(pooled, nan=-1.0)
         top = ranked.argmax(axis=1)
         top_auc = ranked[np.arange(r), top]
         top_folds = np.full((len(validation), r), np.nan)
-        for j, oof in enumerate(oofs):
+        for j in range(len(oofs)):
             rows = np.flatnonzero(top == j)
             if rows.size:
                 for f, va in enumerate(validation):
-                    top_folds[f, rows] = _weighted_auc(y[va], oof[va], in_bag[rows][:, va])
+                    top_folds[f, rows] = _macro_auc(in_bag[rows][:, va], fold_rk[j][f])
         finite = np.isfinite(top_folds)
         count = finite.sum(axis=0)
         mean = np.where(finite, top_folds, 0.0).sum(axis=0) / np.maximum(count, 1)
@@ -724,10 +787,10 @@ def _selection_free_block(
         # The simplest tied candidate (as one_standard_error_choice; the top one on no tie).
         chosen = np.where(tied, simplicity[None, :], 10_000).argmin(axis=1)
         value = np.full(r, np.nan)
-        for j, oof in enumerate(oofs):
+        for j in range(len(oofs)):
             rows = np.flatnonzero(chosen == j)
             if rows.size:
-                value[rows] = _weighted_auc(y, oof, out_bag[rows])
+                value[rows] = _macro_auc(out_bag[rows], pooled_rk[j])
         both = np.stack([(out_bag[:, y == j] > 0).any(axis=1) for j in classes]).all(axis=0)
         out.append(value[both & np.isfinite(value)])
     return np.concatenate(out)

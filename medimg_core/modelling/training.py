@@ -607,18 +607,34 @@ def summarise_split(
 ) -> SplitSummary:
     """Counts of rows, patients and classes per part, and what crosses the split."""
     overlap_ids: tuple[Any, ...] = ()
-    if groups is not None and len(test):
-        overlap_ids = tuple(sorted(set(groups[dev]) & set(groups[test]), key=str))
-    codes = pd.factorize(task.labels.map(label_key))[0]
+    patients_dev = patients_test = None
+    if groups is not None:
+        # Vectorised over patient codes: no Python set of every ID.
+        ids, patients = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+        in_dev, in_test = np.unique(ids[dev]), np.unique(ids[test])
+        patients_dev, patients_test = int(in_dev.size), int(in_test.size)
+        both = np.intersect1d(in_dev, in_test, assume_unique=True)
+        overlap_ids = tuple(sorted(np.asarray(patients, dtype=object)[both], key=str))
+    # Labels compared by label_key, computed once per distinct label rather than per row.
+    raw, distinct = pd.factorize(task.labels, use_na_sentinel=False)
+    keys = np.asarray([label_key(v) for v in distinct], dtype=object)
+    key_codes, key_names = pd.factorize(pd.Series(keys, dtype=object))
+    codes = key_codes[raw]
     identical, opposite = identical_rows_across(X, dev, test, codes)
+
+    def class_counts(rows: np.ndarray) -> dict[str, int]:
+        counts = np.bincount(codes[rows], minlength=len(key_names))
+        found = dict(zip(key_names, counts.tolist(), strict=True))
+        return {str(c): int(found.get(label_key(c), 0)) for c in task.classes}
+
     return SplitSummary(
         grouped_by=id_column,
         n_dev=len(dev),
         n_test=len(test),
-        patients_dev=int(pd.unique(groups[dev]).size) if groups is not None else None,
-        patients_test=int(pd.unique(groups[test]).size) if groups is not None else None,
-        class_counts_dev=_class_counts(task.labels.iloc[dev], task.classes),
-        class_counts_test=_class_counts(task.labels.iloc[test], task.classes),
+        patients_dev=patients_dev,
+        patients_test=patients_test,
+        class_counts_dev=class_counts(dev),
+        class_counts_test=class_counts(test),
         cv_folds=n_folds,
         test_size=float(np.mean(validation.predefined_test))
         if validation.predefined_test is not None
@@ -671,11 +687,6 @@ def _ranges(X: pd.DataFrame, numeric: list[str]) -> dict[str, tuple[float, float
         if len(values):
             out[col] = (float(values.min()), float(values.max()))
     return out
-
-
-def _class_counts(values: pd.Series, classes: tuple[Any, ...]) -> dict[str, int]:
-    keys = values.map(label_key).value_counts()
-    return {str(c): int(keys.get(label_key(c), 0)) for c in classes}
 
 
 def _versions() -> dict[str, str]:

@@ -157,13 +157,61 @@ def _too_few(unit: str, cls: Any, count: int, cv: int, with_test: bool, where: s
     )
 
 
+def _group_codes(groups: np.ndarray) -> np.ndarray:
+    """Integer patient codes (0..patients-1); a missing ID is one patient, as scikit-learn's."""
+    codes, _ = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64)
+
+
 def _units_per_class(
     y: np.ndarray, groups: np.ndarray | None, rows: np.ndarray, k: int
 ) -> np.ndarray:
     if groups is None:
         return np.bincount(y[rows], minlength=k)
-    frame = pd.DataFrame({"y": y[rows], "g": groups[rows]}).drop_duplicates()
-    return np.bincount(frame["y"].to_numpy(dtype=int), minlength=k)
+    pairs = np.unique(_group_codes(groups[rows]) * k + y[rows])
+    return np.bincount(pairs % k, minlength=k)
+
+
+def _grouped_folds(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds that never split a patient: (training, validation) positions into ``y``.
+
+    Patients whose rows share one label (the usual case: a patient has one diagnosis) are
+    stratified themselves, one label each, by ``StratifiedKFold``, and the folds mapped back to
+    rows: vectorised, where ``StratifiedGroupKFold`` loops in Python once per patient. Patients
+    with mixed labels go to ``StratifiedGroupKFold``, which balances their rows (or, fewer than
+    ``n_splits`` of them, to folds in a seeded random order). When some class has fewer than
+    ``n_splits`` single-label patients, every patient goes to ``StratifiedGroupKFold``.
+    Deterministic given ``seed``.
+    """
+    codes = _group_codes(groups)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    k = int(y.max()) + 1 if y.size else 1
+    pairs = np.unique(codes * k + y)
+    mixed = np.bincount(pairs // k, minlength=n_groups) > 1
+    label = np.zeros(n_groups, dtype=np.int64)
+    label[codes] = y  # a single-label patient's label (mixed ones: any of theirs, unused)
+    pure = np.flatnonzero(~mixed)
+    per_class = np.bincount(label[pure], minlength=k)
+    if not pure.size or per_class[per_class > 0].min() < n_splits:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(y, y, codes)]
+    fold_of_group = np.empty(n_groups, dtype=np.int64)
+    stratified = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for f, (_, va) in enumerate(stratified.split(pure, label[pure])):
+        fold_of_group[pure[va]] = f
+    mixed_groups = np.flatnonzero(mixed)
+    if mixed_groups.size >= n_splits:
+        rows = np.flatnonzero(mixed[codes])
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        for f, (_, va) in enumerate(splitter.split(rows, y[rows], codes[rows])):
+            fold_of_group[codes[rows[va]]] = f
+    elif mixed_groups.size:
+        order = np.random.default_rng(seed).permutation(mixed_groups)
+        fold_of_group[order] = np.arange(order.size) % n_splits
+    fold = fold_of_group[codes]
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(n_splits)]
 
 
 def split_development_test(
@@ -212,15 +260,14 @@ def split_development_test(
         )
         return np.sort(dev), np.sort(test)
     n_splits = max(2, round(1 / validation.test_size))
-    n_groups = pd.unique(groups).size
+    n_groups = int(_group_codes(groups).max()) + 1
     if n_groups < n_splits:
         raise DataError(
             f"Only {n_groups} patients (distinct {unit[:-1]} IDs) for a {validation.test_size:.0%} "
             "test set; use test_size 0 or add patients."
         )
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    dev, test = next(splitter.split(everything, y, groups))
-    return np.sort(dev), np.sort(test)
+    dev, test = _grouped_folds(y, groups, n_splits, seed)[0]
+    return dev, test
 
 
 def cv_folds(
@@ -245,12 +292,10 @@ def cv_folds(
         )
     y_dev = y[dev]
     if groups is None:
-        splitter: Any = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-        parts = splitter.split(dev, y_dev)
+        splitter = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+        folds = [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(dev, y_dev)]
     else:
-        splitter = StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=seed)
-        parts = splitter.split(dev, y_dev, groups[dev])
-    folds = [(np.asarray(tr), np.asarray(va)) for tr, va in parts]
+        folds = _grouped_folds(y_dev, groups[dev], cv, seed)
     for tr, _ in folds:
         if np.unique(y_dev[tr]).size < k:
             raise DataError(

@@ -144,6 +144,30 @@ def test_local_pool_keeps_order_and_errors() -> None:
         engine.map(fail_on_three, items, workers=0)
 
 
+class _Unpicklable:
+    """A shared input that refuses to be pickled: it can only reach a worker by fork."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("shared inputs were pickled for a task")
+
+
+def add_shared(item: int, *, box: _Unpicklable) -> int:
+    return item + box.value
+
+
+def test_local_pool_hands_shared_inputs_to_each_worker_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Forked workers inherit the shared inputs: a large table is not pickled once per task.
+    monkeypatch.setattr(compute, "pool_forks", lambda: True)
+    items = list(range(9))
+    out = compute.current().map(add_shared, items, shared={"box": _Unpicklable(10)}, workers=2)
+    assert out == [i + 10 for i in items]
+
+
 def test_chunks_depend_on_the_data_only() -> None:
     assert [list(r) for r in compute.chunks(5, 2)] == [[0, 1], [2, 3], [4]]
     assert compute.chunk_size(10_000) == 157

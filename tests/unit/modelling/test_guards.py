@@ -6,7 +6,9 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from medimg_core.modelling import guards as guards_module
 from medimg_core.modelling.guards import (
     guards,
     identical_rows_across,
@@ -35,6 +37,14 @@ def test_single_feature_aucs_skip_columns_without_values() -> None:
     y = np.array([0, 0, 1, 1])
     aucs = single_feature_aucs(X, y, ("leak", "empty", "noise"))
     assert aucs == {"leak": 1.0, "noise": 0.5}
+
+
+def test_single_feature_aucs_on_some_rows_read_only_those() -> None:
+    X = pd.DataFrame({"leak": [0.9, 0.1, 0.2, 0.5, 0.8], "noise": [1, 1, 0, 0, 1]})
+    rows = np.array([1, 2, 4])
+    aucs = single_feature_aucs(X, np.array([0, 0, 1]), ("leak", "noise"), rows)
+    assert aucs == single_feature_aucs(X.iloc[rows], np.array([0, 0, 1]), ("leak", "noise"))
+    assert aucs["leak"] == 1.0
 
 
 def test_guards_name_shared_patients_and_repeated_rows(
@@ -89,6 +99,10 @@ def test_near_identical_rows_are_counted_without_false_alarms() -> None:
     rng = np.random.default_rng(0)
     again = X.iloc[:50] * (1 + 1e-5 * rng.standard_normal((50, X.shape[1])))
     assert likely_repeated_rows(pd.concat([X, again]), numeric) == 50
+    # Compared in pieces of rows (bounded memory on large tables): pairs across pieces count.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guards_module, "_PAIR_CHUNK", 7)
+        assert likely_repeated_rows(pd.concat([X, again]), numeric) == 50
     # Integer scores (1-10 cytology): identical rows between patients are expected, no alarm.
     scores = pd.DataFrame(rng.integers(1, 4, size=(700, 9)), columns=[f"s{i}" for i in range(9)])
     scores.iloc[:300] = 1

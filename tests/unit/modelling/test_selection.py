@@ -112,7 +112,8 @@ def test_candidates_share_the_folds_and_report_progress(
     assert [c.kind for c in comparison.candidates] == ["logreg", "knn"]
     assert all(c.oof.shape == (60, 2) and len(c.fold_aucs) == 3 for c in comparison.candidates)
     assert [d for d, _ in seen] == [1, 2, 3, 4, 5, 6]
-    assert seen[0][1] == "logreg: fold 1 of 3 done (model 1 of 2)"
+    # In completion order: the fits run on every core, so fold 2 may finish first.
+    assert "logreg: fold 1 of 3 done (model 1 of 2)" in [m for _, m in seen]
     best, board = choose_model(comparison, y, None, config=ModelConfig(model="auto"), n_boot=50)
     assert [row.chosen for row in board].count(True) == 1
     assert next(row for row in board if row.chosen).kind == best.kind
@@ -261,6 +262,8 @@ def test_training_an_svm_groups_its_calibration_folds_by_patient(
     X, y, groups = _twins(60)
     frame = X.assign(patient=groups, label=np.where(y == 1, "disease", "healthy"))
     seen = _spy_on_calibration(monkeypatch)
+    # The spy records in this process: the CV fits stay here instead of in forked workers.
+    monkeypatch.setattr(selection, "_fit_workers", lambda: 1)
     result = train(
         frame,
         Roles(label="label", id="patient"),
@@ -278,3 +281,92 @@ def test_training_an_svm_groups_its_calibration_folds_by_patient(
     for train_rows, calibration_rows in final:  # type: ignore[union-attr]
         assert not set(dev_patients[train_rows]) & set(dev_patients[calibration_rows])
     assert result.model.pipeline.named_steps["model"].cv == 5
+
+
+def test_leaderboard_and_evaluation_share_one_bootstrap() -> None:
+    from medimg_core.modelling.evaluation import evaluate_scores
+
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(150), 2)
+    y = np.repeat(rng.integers(0, 2, 150), 2)
+    score = np.clip(0.3 * y + rng.random(300) * 0.7, 0.001, 0.999)
+    score[np.isclose(score, 0.5)] = 0.51  # no tie at the threshold: argmax and >= agree
+    proba = np.column_stack([1 - score, score])
+    auc, acc = bootstrap_auc_acc(y, proba, groups, 250, 9)
+    evaluation = evaluate_scores(
+        y, score, class_names=("no", "yes"), positive_class="yes", groups=groups, n_boot=250, seed=9
+    )
+    # The same patients drawn in the same replicates, scored by the same AUC kernel.
+    assert auc.ci95 == pytest.approx(evaluation.metrics["roc_auc"].ci95, rel=1e-12)
+    assert acc.ci95 == pytest.approx(evaluation.metrics["accuracy"].ci95, rel=1e-12)
+    assert auc.value == pytest.approx(evaluation.metrics["roc_auc"].value, rel=1e-12)
+
+
+def test_unique_patient_ids_calibrate_on_the_ungrouped_folds() -> None:
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.random.default_rng(3).integers(0, 2, 200)
+    ids = np.array([f"p{i}" for i in range(200)], dtype=object)
+    splits = selection.calibration_splits(y, ids, 5)
+    expected = StratifiedKFold(5).split(np.zeros(200), y)
+    assert splits is not None
+    for (tr, va), (tr0, va0) in zip(splits, expected, strict=True):
+        np.testing.assert_array_equal(tr, tr0)
+        np.testing.assert_array_equal(va, va0)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_calibration_splits_keep_patients_whole_and_stratified(mixed: bool) -> None:
+    groups = np.repeat(np.arange(60), 3)
+    y = (groups % 3 == 0).astype(int)
+    if mixed:  # a patient whose rows disagree goes to StratifiedGroupKFold
+        y[0] = 1 - y[0]
+    splits = selection.calibration_splits(y, groups, 5)
+    assert splits is not None and len(splits) == 5
+    assert sorted(np.concatenate([va for _, va in splits]).tolist()) == list(range(180))
+    for tr, va in splits:
+        assert not set(groups[tr]) & set(groups[va])
+        assert set(y[va]) == {0, 1}
+    # Too few patients of a class for stratified folds: grouped folds all the same.
+    few = np.zeros(180, dtype=int)
+    few[:9] = 1
+    for tr, va in selection.calibration_splits(few, groups, 5) or []:
+        assert not set(groups[tr]) & set(groups[va])
+
+
+def test_parallel_cross_validation_equals_the_serial_run(
+    small: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimg_core import compute
+
+    X, y = small
+    spec = FeatureSpec(("a", "b"), ("a", "b"), (), {})
+    development = Development(X, y, np.arange(60), _folds(60), spec, CleaningPlan())
+    kinds = ("logreg", "rf", "hgb")
+    calls: list[int] = []
+    real_map = compute.Engine.map
+
+    def spy(self: compute.Engine, fn, items, **kw):  # type: ignore[no-untyped-def]
+        calls.append(kw.get("workers") or 1)
+        return real_map(self, fn, items, **kw)
+
+    monkeypatch.setattr(compute.Engine, "map", spy)
+    monkeypatch.setattr(compute, "pool_forks", lambda: True)
+    monkeypatch.setattr(compute, "default_workers", lambda: 2)
+    monkeypatch.setattr(selection, "POOL_MIN_CELL_FITS", 0)  # a small table, pooled all the same
+    pooled = cross_validate_candidates(kinds, ModelConfig(model="auto"), development)
+    monkeypatch.setattr(selection, "_fit_workers", lambda: 1)
+    serial = cross_validate_candidates(kinds, ModelConfig(model="auto"), development)
+    assert calls == [2, 1]
+    # Left to itself, so small a comparison stays in this process.
+    monkeypatch.undo()
+    calls.clear()
+    monkeypatch.setattr(compute.Engine, "map", spy)
+    monkeypatch.setattr(compute, "pool_forks", lambda: True)
+    monkeypatch.setattr(compute, "default_workers", lambda: 2)
+    cross_validate_candidates(kinds, ModelConfig(model="auto"), development)
+    assert calls == [1]
+    for a, b in zip(pooled.candidates, serial.candidates, strict=True):
+        assert a.kind == b.kind
+        np.testing.assert_array_equal(a.oof, b.oof)
+        assert a.fold_aucs == b.fold_aucs

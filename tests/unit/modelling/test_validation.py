@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medimg_core.errors import ConfigError, DataError
+from medimg_core.modelling import validation
 from medimg_core.modelling.validation import (
     ValidationConfig,
     check_validation,
@@ -85,3 +86,78 @@ def test_folds_are_grouped_and_every_fold_trains_on_every_class() -> None:
         assert set(y[dev][tr]) == {0, 1}
     with pytest.raises(DataError, match="in the development part; 5-fold"):
         cv_folds(y, groups, dev[:12], LABELS, 5, 0)
+
+
+def _forbid_group_splitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("StratifiedGroupKFold loops once per patient; not needed here")
+
+    monkeypatch.setattr(validation, "StratifiedGroupKFold", refuse)
+
+
+def test_single_label_patients_are_stratified_without_the_per_patient_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forbid_group_splitter(monkeypatch)
+    rng = np.random.default_rng(0)
+    groups = rng.permutation(np.repeat(np.arange(300), 3)).astype(str)
+    y = (groups.astype(int) % 3 == 0).astype(int)  # one label per patient
+    dev, test = split_development_test(y, groups, LABELS, ValidationConfig(), 7, "dx")
+    assert set(groups[dev]).isdisjoint(groups[test])
+    assert sorted([*dev, *test]) == list(range(len(y)))
+    folds = cv_folds(y, groups, dev, LABELS, 5, 7)
+    again = cv_folds(y, groups, dev, LABELS, 5, 7)
+    for (tr, va), (tr2, va2) in zip(folds, again, strict=True):
+        np.testing.assert_array_equal(va, va2)
+        np.testing.assert_array_equal(tr, tr2)
+    g_dev, y_dev = groups[dev], y[dev]
+    positives = []
+    for tr, va in folds:
+        assert set(g_dev[tr]).isdisjoint(g_dev[va])
+        assert sorted([*tr, *va]) == list(range(len(dev)))
+        positives.append(len(set(g_dev[va][y_dev[va] == 1])))
+    # Stratified by patient: every fold holds the same number of positive patients, give or take one.
+    assert max(positives) - min(positives) <= 1
+
+
+def test_unique_ids_split_like_rows_and_mixed_label_patients_still_stay_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forbid_group_splitter(monkeypatch)
+    y = np.array([0] * 80 + [1] * 20)
+    ids = np.arange(100)
+    _, test = split_development_test(y, ids, LABELS, ValidationConfig(), 3, "dx")
+    assert y[test].sum() == 4 and len(test) == 20
+    monkeypatch.undo()
+    y, groups = _patients()
+    y[::3] = 1 - y[::3]  # every patient now has rows of both labels
+    dev, test = split_development_test(y, groups, LABELS, ValidationConfig(), 0, "dx")
+    assert set(groups[dev]).isdisjoint(groups[test])
+    for tr, va in cv_folds(y, groups, dev, LABELS, 5, 0):
+        assert set(groups[dev][tr]).isdisjoint(groups[dev][va])
+
+
+@pytest.mark.parametrize("n_mixed", [2, 12])
+def test_only_mixed_label_patients_go_through_the_per_patient_splitter(
+    monkeypatch: pytest.MonkeyPatch, n_mixed: int
+) -> None:
+    seen: list[set[str]] = []
+    real = validation.StratifiedGroupKFold
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def split(self, X: object, y: object = None, groups: object = None) -> object:
+            seen.append(set(np.asarray(groups).tolist()))
+            return super().split(X, y, groups)
+
+    monkeypatch.setattr(validation, "StratifiedGroupKFold", Spy)
+    y, groups = _patients(100)
+    mixed = np.isin(groups, [f"P{i:03d}" for i in range(n_mixed)])
+    y[mixed & (np.arange(len(y)) % 3 == 0)] ^= 1
+    dev = np.arange(len(y))
+    folds = cv_folds(y, groups, dev, LABELS, 5, 1)
+    assert sorted(np.concatenate([va for _, va in folds])) == list(range(len(y)))
+    for tr, va in folds:
+        assert set(groups[tr]).isdisjoint(groups[va])
+    # Below 5 mixed patients no splitter is needed; above, it sees the mixed patients alone.
+    assert len(seen) == (0 if n_mixed < 5 else 1)
+    assert all(len(s) == n_mixed for s in seen)
