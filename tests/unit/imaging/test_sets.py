@@ -136,6 +136,28 @@ def test_masks_folder_is_attached(tmp_path: Path) -> None:
     assert any("Masks from 'masks/' for 4 of 4 images" in n for n in s.notes)
 
 
+def test_tasks_of_any_positions_read_those_records(tmp_path: Path) -> None:
+    root = class_folder(tmp_path, {"a": 3, "b": 3})
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 4:12] = 255
+    save(root / "masks" / "a_1.png", mask)
+    s = open_image_set(root, key=KEY)
+    records = s.records
+    expected = [
+        (
+            str(records["source"].iloc[i]),
+            None if pd.isna(records["mask"].iloc[i]) else str(records["mask"].iloc[i]),
+            str(records["file"].iloc[i]),
+            None,
+        )
+        for i in range(len(records))
+    ]
+    assert s.tasks() == expected
+    assert s.tasks([4, 0, 2]) == [expected[4], expected[0], expected[2]]
+    assert [s.task(i) for i in range(len(records))] == expected
+    assert sum(task[1] is not None for task in expected) == 1
+
+
 def test_mixed_sizes_are_stated(tmp_path: Path) -> None:
     class_folder(tmp_path, {"a": 2, "b": 1}, size=(16, 16))
     save(tmp_path / "b" / "wide.png", gradient(16, 32))
