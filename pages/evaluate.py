@@ -39,6 +39,7 @@ from medimg_core.ui.external import render_external_validation
 from medimg_core.ui.session import ActiveModel
 from medimg_core.ui.subgroups import render_subgroups
 
+state.require_router()
 st.title("Evaluate")
 workflow.require("evaluate")
 
@@ -186,14 +187,8 @@ def threshold_explorer(active: ActiveModel) -> None:
     ev = parts[partition]
     now = confusion_at(ev, threshold)
     base = confusion_at(ev, saved)
-    method = summaries.threshold_rule_text(card)
-    st.caption(
-        f"The saved threshold {saved:.3f} was chosen by the rule “{method}” on the "
-        "cross-validated development predictions. The threshold set here is used on the Explain "
-        "and Predict pages in this session; the saved model keeps its own. The small numbers "
-        "under each figure are the change from the saved threshold."
-    )
-    cells = st.columns(5)
+    # The last cell is wider: "Called positive" is cut to "Called posi…" in a fifth of 1,024 px.
+    cells = st.columns([1, 1, 1, 1, 1.4])
     for cell, key, value, before in zip(
         cells,
         ("sensitivity", "specificity", "ppv", "npv"),
@@ -215,21 +210,18 @@ def threshold_explorer(active: ActiveModel) -> None:
         help=f"Cases at or above the threshold, out of the {ev.n:,} cases shown.",
     )
     cells[4].caption(f"of {ev.n:,} cases")
-    counts_col, share_col = st.columns(2, gap="medium")
-    counts_col.plotly_chart(
-        confusion_figure(now.confusion, ev.class_names, title=f"Counts at {threshold:.2f}"),
-        width="stretch",
-        key="eval_confusion",
-    )
-    share_col.plotly_chart(
+    # Everything here is sent again on every move, so the fragment draws only what the threshold
+    # changes: one matrix carrying both the counts and each true class's share (two matrices
+    # side by side repeated the counts), and the trade-off curves for their threshold line.
+    st.plotly_chart(
         confusion_figure(
             now.confusion,
             ev.class_names,
             normalize=True,
-            title=f"Share of each true class at {threshold:.2f}",
+            title=f"Counts at {threshold:.2f}, with the share of each true class",
         ),
         width="stretch",
-        key="eval_confusion_share",
+        key="eval_confusion",
     )
     st.plotly_chart(threshold_figure(ev, threshold=threshold), width="stretch", key="eval_tradeoff")
     target_prevalence(ev, threshold, parts.get("cv", ev))
@@ -307,6 +299,14 @@ def curve_figures(
 
 st.subheader("Operating threshold")
 if model.is_binary:
+    # Outside the fragment: it does not change with the threshold, so a move need not resend it.
+    st.caption(
+        f"The saved threshold {float(model.threshold):.3f} was chosen by the rule "
+        f"“{summaries.threshold_rule_text(card)}” on the cross-validated development "
+        "predictions. The threshold set here is used on the Explain and Predict pages in this "
+        "session; the saved model keeps its own. The small numbers under each figure are the "
+        "change from the saved threshold."
+    )
     threshold_explorer(active)
 else:
     st.info(
@@ -399,19 +399,19 @@ roc, pr, calibration = curve_figures(active.key, tuple(evaluations))
 roc_tab.plotly_chart(roc, width="stretch", key="eval_roc")
 pr_tab.plotly_chart(pr, width="stretch", key="eval_pr")
 with calibration_tab:
-    figure_col, stats_col = st.columns([3, 2], gap="medium")
-    figure_col.plotly_chart(calibration, width="stretch", key="eval_calibration")
-    with stats_col:
-        stats = summaries.calibration_frame(evaluations)
-        if stats.empty:
-            st.caption("Calibration slope and intercept apply to two-class models.")
-        else:
-            st.dataframe(stats, width="stretch", key="eval_calibration_stats")
-            st.caption(
-                "Slope 1 and intercept 0 mean the probabilities can be taken at face value; a "
-                "slope below 1 means over-confident predictions, an intercept above 0 that the "
-                "disease is under-predicted overall."
-            )
+    # One above the other: side by side, a 1,024 px window squeezed the curves, cut the
+    # legend's intervals and hid the table's test column.
+    st.plotly_chart(calibration, width="stretch", key="eval_calibration")
+    stats = summaries.calibration_frame(evaluations)
+    if stats.empty:
+        st.caption("Calibration slope and intercept apply to two-class models.")
+    else:
+        st.dataframe(stats, width="stretch", key="eval_calibration_stats")
+        st.caption(
+            "Slope 1 and intercept 0 mean the probabilities can be taken at face value; a "
+            "slope below 1 means over-confident predictions, an intercept above 0 that the "
+            "disease is under-predicted overall."
+        )
     if model.is_binary and active.cv is not None:
         recalibration(active)
 
@@ -423,20 +423,19 @@ render_external_validation(active)
 st.subheader("Data and robustness")
 flow_tab, robust_tab, compare_tab = st.tabs(["Flow of cases", "Robustness", "Compare saved runs"])
 with flow_tab:
-    flow_col, split_col = st.columns([2, 1], gap="medium")
+    # One above the other: side by side, a 1,024 px window cut the split table's columns off.
     try:
-        flow_col.plotly_chart(
+        st.plotly_chart(
             flow_figure(summaries.flow_counts_from_card(card)),
             width="stretch",
             key="eval_flow",
         )
     except MedimgError as exc:
-        flow_col.info(f"The flow of cases cannot be drawn: {exc}", icon=":material/info:")
-    with split_col:
-        st.markdown("**Split summary**")
-        split = summaries.split_frame(card)
-        st.dataframe(split, width="stretch", height=38 + 35 * len(split), key="eval_split")
-        st.caption(summaries.card_facts(card)["Validation"] + ".")
+        st.info(f"The flow of cases cannot be drawn: {exc}", icon=":material/info:")
+    st.markdown("**Split summary**")
+    split = summaries.split_frame(card)
+    st.dataframe(split, width="stretch", height=38 + 35 * len(split), key="eval_split")
+    st.caption(summaries.card_facts(card)["Validation"] + ".")
 with robust_tab:
     folds = summaries.fold_summary(card)
     st.markdown(folds.text())

@@ -18,6 +18,7 @@ from medimg_core.ui.report import render_run_report
 
 PAGES = {step.key: step for step in state.STEPS}
 
+state.require_router()
 st.title("Runs")
 st.caption(
     "Every model trained here is saved with its model card and the cases it was validated on, "
@@ -53,8 +54,11 @@ for column, partition in (("CV AUC", "cv"), ("test AUC", "test")):
     ]
 overview.insert(0, "in use", ["●" if r.id == active_id else "" for r in runs])
 overview = overview[
-    ["in use", "created", "owner", "model", "dataset", "CV AUC", "test AUC", "threshold", "id"]
+    ["in use", "id", "created", "owner", "model", "dataset", "CV AUC", "test AUC", "threshold"]
 ]
+# The run ID is what a user copies into a report or the CLI: pinned beside "In use" and wide
+# enough to show whole (under 7 px a character), so a narrow window scrolls the other columns.
+id_width = 24 + 7 * max(len(str(r.id)) for r in runs)
 st.dataframe(
     overview,
     hide_index=True,
@@ -64,8 +68,10 @@ st.dataframe(
         "in use": st.column_config.TextColumn(
             "In use",
             width="small",
+            pinned=True,
             help="The model the Evaluate, Explain and Predict pages use now.",
         ),
+        "id": st.column_config.TextColumn("Run", width=id_width, pinned=True),
         "created": st.column_config.TextColumn("Created"),
         "owner": st.column_config.TextColumn(
             "Owner", help="Who trained it ('unknown' for runs saved before owners were kept)."
@@ -81,7 +87,6 @@ st.dataframe(
         "threshold": st.column_config.TextColumn(
             "Threshold", width=90, help="Chosen on development data."
         ),
-        "id": st.column_config.TextColumn("Run"),
     },
     key="runs_table",
 )

@@ -63,8 +63,8 @@ def test_metrics_plots_and_flow_are_shown(open_app: Callable[..., AppTest]) -> N
     assert any("held-out test" in c for c in table.columns)
     assert all("–" in cell for cell in table.loc["ROC AUC"])
     assert any("Positive class: malignant" in c.value for c in at.caption)
-    # confusion (counts, shares), trade-off, ROC, PR, calibration, decision curve, flow, folds
-    assert len(at.get("plotly_chart")) == 9
+    # confusion (counts with shares), trade-off, ROC, PR, calibration, decision curve, flow, folds
+    assert len(at.get("plotly_chart")) == 8
     assert any(e.label == "What the metrics mean" for e in at.expander)
     assert any("Go to Explain" in link.label for link in at.get("page_link"))
 
@@ -90,6 +90,36 @@ def test_the_slider_moves_the_confusion_numbers(open_app: Callable[..., AppTest]
 
     at.button(key="eval_reset").click().run()
     assert at.slider(key="eval_threshold").value == pytest.approx(saved)
+
+
+def test_the_figures_after_a_move_show_the_new_thresholds_counts(
+    open_app: Callable[..., AppTest],
+) -> None:
+    at = evaluated(open_app)
+    active = at.session_state[state.ACTIVE]
+    for threshold in (0.95, 0.2):
+        at.slider(key="eval_threshold").set_value(threshold).run()
+        assert not at.exception
+        charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        matrix = next(
+            f for f in charts if f"Counts at {threshold:.2f}" in f["layout"]["title"]["text"]
+        )
+        y_true, y_score = np.asarray(active.cv.y_true), np.asarray(active.cv.y_score)
+        called = y_score >= threshold
+        expected = [
+            [int(np.sum(~called & (y_true == 0))), int(np.sum(called & (y_true == 0)))],
+            [int(np.sum(~called & (y_true == 1))), int(np.sum(called & (y_true == 1)))],
+        ]
+        cells = [
+            [int(cell.split("<br>")[0].replace(",", "")) for cell in row]
+            for row in matrix["data"][0]["text"]
+        ]
+        assert cells == expected
+        shown = next(str(m.value) for m in at.metric if m.label == "Called positive")
+        assert as_int(shown) == expected[0][1] + expected[1][1]
+        tradeoff = next(f for f in charts if f["layout"]["title"]["text"].startswith("Trade-off"))
+        assert [s["x0"] for s in tradeoff["layout"]["shapes"]] == [pytest.approx(threshold)]
+        assert tradeoff["layout"]["annotations"][0]["text"] == f"threshold {threshold:.2f}"
 
 
 def test_the_threshold_explorer_opens_on_development_cases(
@@ -264,7 +294,7 @@ def test_saved_runs_are_compared(open_app: Callable[..., AppTest]) -> None:
     frames = [d.value for d in at.dataframe]
     compared = next(f for f in frames if "Run" in getattr(f, "columns", []))
     assert set(compared["Run"]) == {first, second}
-    assert len(at.get("plotly_chart")) == 10
+    assert len(at.get("plotly_chart")) == 9
 
 
 def test_an_unreachable_registry_is_a_warning_not_a_crash(

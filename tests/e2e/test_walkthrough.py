@@ -176,7 +176,7 @@ def test_walkthrough_from_uploaded_csv(server: str, page: Page, tmp_path: Path) 
 
     # Evaluate: the threshold slider moves the confusion matrix and the rates, in place.
     go_to(page, "Evaluate", timeout=PAGE_MS)
-    for key in ("eval_confusion", "eval_confusion_share", "eval_tradeoff", "eval_roc"):
+    for key in ("eval_confusion", "eval_tradeoff", "eval_roc"):
         wait_for_plot(page, key, timeout=PAGE_MS)
     page_checked(page, "04-evaluate", plots=4)
     counts_before = chart_text(page, "eval_confusion")

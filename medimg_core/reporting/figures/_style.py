@@ -13,6 +13,7 @@ It imports only plotly, so the Data page's figures stay light.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import plotly.graph_objects as go
@@ -27,10 +28,13 @@ __all__ = [
     "SHAP_BLUE",
     "SHAP_RED",
     "bottom_margin",
+    "fast_figure",
     "house_figure",
     "house_layout",
+    "house_layout_spec",
     "short_text",
     "threshold_line",
+    "threshold_marks",
     "top_margin",
 ]
 
@@ -134,6 +138,105 @@ def house_layout(
     fig.update_xaxes(automargin=True, title={"text": x_title} if x_title else None)
     fig.update_yaxes(automargin=True, title={"text": y_title} if y_title else None)
     return fig
+
+
+def house_layout_spec(
+    title: str | None,
+    height: int,
+    *,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    legend: str | None = "below",
+    subtitle: str | None = None,
+) -> dict[str, Any]:
+    """:func:`house_layout` as a plain layout dict (template aside), for :func:`fast_figure`.
+
+    The same title, fonts, margins, legend and axis settings as :func:`house_layout` gives a
+    one-axis figure; a test holds the two equal.
+    """
+    title_spec: dict[str, Any] = {
+        "text": title or "",
+        "x": 0.01,
+        "xanchor": "left",
+        "font": {"size": 16},
+    }
+    if subtitle:
+        title_spec["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#555555"}}
+    layout: dict[str, Any] = {
+        "height": height,
+        "title": title_spec,
+        "font": {"size": 13},
+        "margin": {
+            "l": 10,
+            "r": 10,
+            "t": top_margin(title is not None, subtitle),
+            "b": bottom_margin(legend),
+        },
+        "hoverlabel": {"font": {"size": 13}},
+        "showlegend": legend is not None,
+        "xaxis": {"automargin": True, **({"title": {"text": x_title}} if x_title else {})},
+        "yaxis": {"automargin": True, **({"title": {"text": y_title}} if y_title else {})},
+    }
+    if legend is not None:
+        layout["legend"] = {
+            **_LEGENDS[legend],
+            "font": {"size": 12},
+            "bgcolor": "rgba(255, 255, 255, 0.8)",
+        }
+    return layout
+
+
+def fast_figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """A figure on medimg's white template from plain trace and layout dicts, not validated.
+
+    For figures redrawn on every move of a widget (the Evaluate page's threshold slider):
+    plotly's property-by-property validation was most of their build time. The dicts come from
+    fixed builders whose output tests validate in full (``go.Figure(fig.to_dict())``), so
+    nothing unchecked reaches the browser. The template carries the white layout and the
+    defaults of the trace types drawn only, which look the same and ship in half the bytes.
+    """
+    template = _slim_template(frozenset(str(trace["type"]) for trace in data))
+    return go.Figure(data=data, layout={**layout, "template": template}, _validate=False)
+
+
+_OFF_AXES = frozenset({"geo", "map", "mapbox", "polar", "scene", "ternary"})
+
+
+@functools.lru_cache(maxsize=16)
+def _slim_template(trace_types: frozenset[str]) -> dict[str, Any]:
+    # Shared between figures: plotly copies a layout it is given, so none can change this one.
+    full = _white_template().to_plotly_json()
+    return {
+        # Map, polar, 3-D and ternary defaults do nothing on the x/y axes these figures use.
+        "layout": {k: v for k, v in full["layout"].items() if k not in _OFF_AXES},
+        "data": {kind: full["data"][kind] for kind in sorted(trace_types) if kind in full["data"]},
+    }
+
+
+def threshold_marks(threshold: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shape and annotation :func:`threshold_line` adds, as plain dicts (for layouts)."""
+    shape = {
+        "type": "line",
+        "x0": threshold,
+        "x1": threshold,
+        "xref": "x",
+        "y0": 0,
+        "y1": 1,
+        "yref": "y domain",
+        "line": {"color": "#333333", "dash": "dot", "width": 1.5},
+    }
+    annotation = {
+        "text": f"threshold {threshold:.2f}",
+        "x": threshold,
+        "xref": "x",
+        "xanchor": "center",
+        "y": 1,
+        "yref": "y domain",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 12},
+    }
+    return shape, annotation
 
 
 def top_margin(has_title: bool, subtitle: str | None) -> int:

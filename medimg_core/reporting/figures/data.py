@@ -10,6 +10,7 @@ The layout and colours it shares with the other figures are in
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -162,13 +163,20 @@ def flow_figure(counts: Mapping[str, int]) -> go.Figure:
         )
 
     unused = [rule for rule, n in removed.items() if n == 0]
-    subtitle = f"No rows removed by: {', '.join(unused)}" if unused else None
-    height = 380
+    # Wrapped, not cut: plotly draws a subtitle on one line, clipped at the figure's edge (a
+    # third of a 1,024 px window shows about 60 characters).
+    subtitle = (
+        "<br>".join(textwrap.wrap(f"No rows removed by: {', '.join(unused)}", 55))
+        if unused
+        else None
+    )
+    extra_lines = subtitle.count("<br>") if subtitle else 0
+    height = 380 + 16 * extra_lines
     # Explicit node positions keep the removals in the column beside "Kept": left to itself,
     # d3-sankey pushes every sink to the right edge where thin removal nodes crowd the
     # development/test labels. Heights follow d3's rule (the fullest column fills the plot).
     shown_removed = {rule: n for rule, n in removed.items() if n > 0}
-    plot_px = height - top_margin(True, subtitle) - bottom_margin(None)
+    plot_px = height - top_margin(True, subtitle) - 16 * extra_lines - bottom_margin(None)
     pad = _FLOW_PAD / plot_px
     right = [
         (name, part, colour)
@@ -243,6 +251,8 @@ def flow_figure(counts: Mapping[str, int]) -> go.Figure:
         )
     )
     house_layout(fig, "Flow of cases", height, subtitle=subtitle, legend=None)
+    if extra_lines:
+        fig.update_layout(margin_t=top_margin(True, subtitle) + 16 * extra_lines)
     return fig
 
 

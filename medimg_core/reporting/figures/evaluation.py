@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import make_colorscale, sequential
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
@@ -31,9 +32,11 @@ from medimg_core.reporting.figures._style import (
     REFERENCE,
     SHAP_BLUE,
     SHAP_RED,
+    fast_figure,
     house_figure,
     house_layout,
-    threshold_line,
+    house_layout_spec,
+    threshold_marks,
 )
 
 if TYPE_CHECKING:
@@ -123,47 +126,50 @@ def confusion_figure(
     z = shares if normalize else counts
     zmax = 1.0 if normalize else max(float(counts.max()), 1.0)
 
-    binary_roles = np.array([["TN", "FP"], ["FN", "TP"]]) if k == 2 else None
-    hover = np.empty((k, k), dtype=object)
-    cell_text = np.empty((k, k), dtype=object)
-    for i in range(k):
-        for j in range(k):
-            role = f" ({binary_roles[i, j]})" if binary_roles is not None else ""
-            hover[i, j] = (
-                f"True diagnosis: {names[i]}<br>Predicted: {names[j]}{role}<br>"
-                f"Cases: {int(counts[i, j]):,} ({shares[i, j]:.1%} of true {names[i]})"
-            )
-            cell_text[i, j] = f"{int(counts[i, j]):,}" + (
-                f"<br>{shares[i, j]:.1%}" if normalize else ""
-            )
+    binary_roles = (("TN", "FP"), ("FN", "TP")) if k == 2 else None
+    hover = [
+        [
+            f"True diagnosis: {names[i]}<br>Predicted: {names[j]}"
+            + (f" ({binary_roles[i][j]})" if binary_roles is not None else "")
+            + f"<br>Cases: {int(counts[i, j]):,} ({shares[i, j]:.1%} of true {names[i]})"
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
+    cell_text = [
+        [
+            f"{int(counts[i, j]):,}" + (f"<br>{shares[i, j]:.1%}" if normalize else "")
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
     # The counts are the heatmap's own cell text, not layout annotations: plotly reads an
     # annotation's x/y of "1" or 1 on a category axis as a position, so with class labels such
     # as 0/1 or 2/4 annotations land in the wrong cell (or outside the plot); trace text is
     # always drawn in its own cell, with a colour that contrasts with that cell.
-    fig = house_figure(
-        go.Heatmap(
-            z=z,
-            x=names,
-            y=names,
-            text=cell_text,
-            texttemplate="%{text}",
-            textfont={"size": 15},
-            colorscale="Blues",
-            zmin=0,
-            zmax=zmax,
-            customdata=hover,
-            hovertemplate="%{customdata}<extra></extra>",
-            colorbar={
-                "title": {"text": "Share of true class" if normalize else "Cases"},
-                "tickformat": ".0%" if normalize else ",d",
-            },
-        )
-    )
+    heatmap = {
+        "type": "heatmap",
+        "z": z.tolist(),
+        "x": names,
+        "y": names,
+        "text": cell_text,
+        "texttemplate": "%{text}",
+        "textfont": {"size": 15},
+        # Spelled out as plotly's validation would: plotly.js has its own, different "Blues".
+        "colorscale": make_colorscale(sequential.Blues),
+        "zmin": 0,
+        "zmax": zmax,
+        "customdata": hover,
+        "hovertemplate": "%{customdata}<extra></extra>",
+        "colorbar": {
+            "title": {"text": "Share of true class" if normalize else "Cases"},
+            "tickformat": ".0%" if normalize else ",d",
+        },
+    }
     # A caller's title names the view itself; a subtitle under it would only repeat it and push
     # this matrix below the counts matrix drawn beside it.
     explain = normalize and title is None
-    house_layout(
-        fig,
+    layout = house_layout_spec(
         title or "Confusion matrix",
         max(380, min(600, 120 + 60 * k)),
         x_title="Predicted",
@@ -173,9 +179,11 @@ def confusion_figure(
     )
     # Class labels are categories in the given order, never coordinates, whatever they look like.
     category_axis = {"type": "category", "categoryorder": "array", "categoryarray": names}
-    fig.update_yaxes(autorange="reversed", **category_axis)
-    fig.update_xaxes(side="bottom", **category_axis)
-    return fig
+    layout["yaxis"].update(autorange="reversed", **category_axis)
+    layout["xaxis"].update(side="bottom", **category_axis)
+    # Built from dicts without plotly's validation (a test validates the result): the Evaluate
+    # page redraws this matrix on every move of its threshold slider.
+    return fast_figure([heatmap], layout)
 
 
 def roc_figure(*evaluations: Evaluation) -> go.Figure:
@@ -266,7 +274,9 @@ def calibration_figure(*evaluations: Evaluation) -> go.Figure:
         "Calibration",
         x_title=f"Predicted probability of {target}",
         y_title=f"Observed frequency of {target}",
-        legend="below" if multi else "inside-tl",
+        # Below, never inside: the curves run corner to corner, and the legends (with their
+        # intervals) are half a 1,024 px window wide, so inside they hide part of a curve.
+        legend="below",
     )
 
 
@@ -306,31 +316,33 @@ def threshold_figure(evaluation: Evaluation, *, threshold: float | None = None) 
         ("ppv", "PPV", PALETTE[2], "dash"),
         ("npv", "NPV", PALETTE[3], "dash"),
     )
-    fig = house_figure()
-    for column, name, colour, dash in series:
-        fig.add_trace(
-            go.Scatter(
-                x=table["threshold"].to_numpy(dtype=float),
-                y=table[column].to_numpy(dtype=float),
-                mode="lines",
-                name=name,
-                line={"color": colour, "dash": dash, "width": 2},
-                hovertemplate=f"{name} %{{y:.3f}}<extra></extra>",
-            )
-        )
-    threshold_line(fig, t)
-    house_layout(
-        fig,
+    x = table["threshold"].to_numpy(dtype=float)
+    traces = [
+        {
+            "type": "scatter",
+            "x": x,
+            "y": table[column].to_numpy(dtype=float),
+            "mode": "lines",
+            "name": name,
+            "line": {"color": colour, "dash": dash, "width": 2},
+            "hovertemplate": f"{name} %{{y:.3f}}<extra></extra>",
+        }
+        for column, name, colour, dash in series
+    ]
+    layout = house_layout_spec(
         f"Trade-off by threshold — {partition_label(evaluation.partition).lower()}",
         420,
         x_title=f"Threshold on the probability of {target}",
         y_title="Value (share of cases)",
         legend="below",
     )
-    fig.update_layout(hovermode="x unified")
-    fig.update_xaxes(range=[0, 1], tickformat=".1f", hoverformat=".2f")
-    fig.update_yaxes(range=[0, 1.04], tickformat=".1f")
-    return fig
+    shape, annotation = threshold_marks(t)
+    layout.update(hovermode="x unified", shapes=[shape], annotations=[annotation])
+    layout["xaxis"].update(range=[0, 1], tickformat=".1f", hoverformat=".2f")
+    layout["yaxis"].update(range=[0, 1.04], tickformat=".1f")
+    # Built from dicts without plotly's validation (a test validates the result): the Evaluate
+    # page redraws this figure, for its threshold line, on every move of the slider.
+    return fast_figure(traces, layout)
 
 
 def leaderboard_figure(leaderboard: Sequence[LeaderboardRow]) -> go.Figure:

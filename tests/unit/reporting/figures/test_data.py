@@ -149,3 +149,16 @@ def test_small_removal_counts_get_one_tick_per_row() -> None:
     )
     fig = cleaning_figure(clean(frame, Roles(label="y", id="id")))
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tick0 == 0
+
+
+def test_flow_figure_wraps_a_long_subtitle_instead_of_clipping_it() -> None:
+    rules = ["missing label", "missing values", "duplicate record", "quarantined file", "bad id"]
+    counts = {"rows in": 100, **dict.fromkeys(rules, 0), "development": 80, "test": 20}
+    fig = flow_figure(counts)
+    lines = fig.layout.title.subtitle.text.split("<br>")
+    assert len(lines) > 1 and all(len(line) <= 55 for line in lines)
+    assert all(rule in fig.layout.title.subtitle.text for rule in rules)
+    short = flow_figure({"rows in": 100, "missing label": 0, "development": 80, "test": 20})
+    extra = 16 * (len(lines) - 1)
+    assert fig.layout.margin.t == short.layout.margin.t + extra
+    assert fig.layout.height == short.layout.height + extra

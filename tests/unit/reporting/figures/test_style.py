@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 import subprocess
 import sys
 from types import ModuleType
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from medimg_core.reporting.figures import _style, data, evaluation, explanation
@@ -86,3 +88,66 @@ def test_fixed_height_and_short_title(build: object) -> None:
     assert fig.layout.template.layout.font is not None
     title = re.sub(r"<[^>]+>", "", fig.layout.title.text or "")
     assert 0 < len(title) <= 60
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: threshold_figure(binary_eval(), threshold=0.37),
+        lambda: confusion_figure(np.array([[5, 1], [2, 7]]), ("benign", "malignant")),
+        lambda: confusion_figure(np.arange(9).reshape(3, 3), (0, 1, "2"), normalize=True),
+    ],
+    ids=["threshold", "confusion", "confusion-normalised"],
+)
+def test_fast_figures_pass_plotly_validation_unchanged(build: object) -> None:
+    """Figures built without validation (redrawn on every slider move) are valid plotly: a
+    validated copy accepts every property and draws the same figure."""
+    import plotly.io as pio
+
+    fig = build()  # type: ignore[operator]
+    validated = go.Figure(fig.to_dict())  # raises on any invalid property
+    # ... and changes none: validation would expand a named colour scale, for instance, which
+    # plotly.js reads differently ("Blues" is not the same scale there).
+    sent = json.loads(pio.to_json(fig, validate=False))
+    assert sent == json.loads(pio.to_json(validated, validate=False))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"x_title": "x", "y_title": "y"},
+        {"legend": None, "subtitle": "a subtitle"},
+        {"legend": "inside-br", "x_title": "x"},
+    ],
+)
+def test_house_layout_spec_is_house_layout(options: dict[str, object]) -> None:
+    drawn = _style.house_layout(_style.house_figure(), "Title", 400, **options)  # type: ignore[arg-type]
+    spec = go.Figure(layout=_style.house_layout_spec("Title", 400, **options))  # type: ignore[arg-type]
+    expected, got = drawn.to_plotly_json()["layout"], spec.to_plotly_json()["layout"]
+    expected.pop("template")
+    got.pop("template")
+    for axis in ("xaxis", "yaxis"):  # house_layout leaves an empty title where none is given
+        if expected[axis].get("title") == {}:
+            del expected[axis]["title"]
+    assert got == expected
+
+
+def test_threshold_marks_are_threshold_line() -> None:
+    fig = _style.house_figure()
+    _style.threshold_line(fig, 0.42)
+    shape, annotation = _style.threshold_marks(0.42)
+    assert go.Figure(layout={"shapes": [shape]}).layout.shapes == fig.layout.shapes
+    assert go.Figure(layout={"annotations": [annotation]}).layout.annotations == (
+        fig.layout.annotations
+    )
+
+
+def test_fast_figure_keeps_the_white_template_for_its_traces() -> None:
+    import plotly.io as pio
+
+    fig = _style.fast_figure([{"type": "heatmap", "z": [[1]]}], {"height": 300})
+    white = pio.templates["plotly_white"].to_plotly_json()
+    template = fig.to_dict()["layout"]["template"]
+    off_axes = {"geo", "map", "mapbox", "polar", "scene", "ternary"}
+    assert template["layout"] == {k: v for k, v in white["layout"].items() if k not in off_axes}
+    assert template["data"] == {"heatmap": white["data"]["heatmap"]}
