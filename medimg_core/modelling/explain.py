@@ -23,8 +23,10 @@ Every table and figure names the unit of the contributions (:func:`contribution_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -561,6 +563,11 @@ class _TreeRoute:
         import shap
 
         self._explainer = shap.TreeExplainer(estimator)
+        self._expected = np.atleast_1d(np.asarray(self._explainer.expected_value, dtype=float))
+        # Numeric features only: preprocessed column j is feature j, and the fold is a no-op.
+        self._identity = feature_map.shape[0] == feature_map.shape[1] and bool(
+            np.array_equal(feature_map, np.eye(feature_map.shape[0]))
+        )
         probability = isinstance(estimator, _PROBABILITY_TREES)
         if probability:
             self.output_space = "probability"
@@ -592,14 +599,15 @@ class _TreeRoute:
         # Additivity is verified once when the explainer is built (against the pipeline's own
         # output), so shap's per-call check, which re-runs the model, is skipped.
         raw = np.asarray(self._explainer.shap_values(z, check_additivity=False), dtype=float)
-        expected = np.atleast_1d(np.asarray(self._explainer.expected_value, dtype=float))
+        expected = self._expected
         if raw.ndim == 3:
             tree_values, base = raw[:, :, self._class_index], expected[self._class_index]
         else:
             # A single raw output is the positive class's log-odds; class 0 is its negation.
             sign = 1.0 if self._class_index == 1 else -1.0
             tree_values, base = sign * raw, sign * expected[0]
-        return tree_values @ self._map, np.full(len(frame), float(base)), None
+        folded = np.array(tree_values) if self._identity else tree_values @ self._map
+        return folded, np.full(len(frame), float(base)), None
 
 
 class _PermutationRoute:
@@ -834,9 +842,13 @@ class _ColumnwiseTransform:
     columns, validating pandas dtypes and dispatching through joblib (several times the cost of
     the transforms themselves, which dominated single-case latency). Here each fitted block is
     copied once with its recorded input names removed, so it accepts a numpy array without a
-    feature-name warning, and the blocks are applied in turn. The result is checked against
-    ``ColumnTransformer.transform`` on the background when built; if they differ in any bit (an
-    unusual preprocessor), the ColumnTransformer itself is used.
+    feature-name warning, and the blocks are applied in turn. A numeric block made only of
+    imputation and per-column scaling (medimg's own preprocessor) is applied as the same numpy
+    operations its fitted steps perform, in the same order, without scikit-learn's per-call
+    validation (most of a one-row call). The result is checked against
+    ``ColumnTransformer.transform`` when built, on background rows and on a row with every
+    numeric value missing; if they differ in any bit (an unusual preprocessor), the
+    ColumnTransformer itself is used.
 
     Frames passed in have exactly the model's feature columns in order (``_feature_frame``).
     """
@@ -844,7 +856,7 @@ class _ColumnwiseTransform:
     def __init__(self, prep: Any, background: pd.DataFrame) -> None:
         self._prep = prep
         self._blocks = _array_blocks(prep, list(background.columns))
-        rows = background.iloc[:_TRANSFORM_CHECK_ROWS]
+        rows = _check_rows(background.iloc[:_TRANSFORM_CHECK_ROWS], self._blocks)
         if self._blocks is not None and not np.array_equal(
             _apply_blocks(self._blocks, rows), _dense(prep.transform(rows)), equal_nan=True
         ):
@@ -857,20 +869,49 @@ class _ColumnwiseTransform:
 
 
 _TRANSFORM_CHECK_ROWS = 200
-_Block = tuple[Pipeline, np.ndarray, bool]
+_ArrayStep = Callable[[np.ndarray], np.ndarray]
+_Block = tuple[Pipeline, np.ndarray, bool, tuple[_ArrayStep, ...] | None]
 
 
 def _apply_blocks(blocks: list[_Block], frame: pd.DataFrame) -> np.ndarray:
     parts = []
-    for transformer, positions, numeric in blocks:
-        block = frame.take(positions, axis=1)
-        array = (
-            block.to_numpy(dtype=float, na_value=np.nan)
-            if numeric
-            else block.to_numpy(dtype=object)
-        )
-        parts.append(_dense(transformer.transform(array)))
+    for transformer, positions, numeric, array_steps in blocks:
+        if not numeric:
+            parts.append(
+                _dense(transformer.transform(frame.take(positions, axis=1).to_numpy(dtype=object)))
+            )
+            continue
+        if len(positions) == frame.shape[1] and np.array_equal(positions, _arange(len(positions))):
+            block = frame
+        else:
+            block = frame.take(positions, axis=1)
+        # A copy: the steps below work in place and must never write into the caller's frame.
+        array = block.to_numpy(dtype=float, na_value=np.nan, copy=True)
+        # scikit-learn refuses infinite values; let it, with its own message.
+        if array_steps is None or np.isinf(array).any():
+            parts.append(_dense(transformer.transform(array)))
+            continue
+        for step in array_steps:
+            array = step(array)
+        parts.append(array)
+    if len(parts) == 1:
+        return parts[0]
     return np.hstack(parts) if parts else np.empty((len(frame), 0))
+
+
+def _arange(n: int) -> np.ndarray:
+    return np.arange(n)
+
+
+def _check_rows(rows: pd.DataFrame, blocks: list[_Block] | None) -> pd.DataFrame:
+    """``rows`` and one more with every numeric block's values missing (imputation checked)."""
+    if blocks is None or not len(rows):
+        return rows
+    numeric = sorted(
+        {int(j) for _, positions, is_numeric, _ in blocks if is_numeric for j in positions}
+    )
+    missing = rows.iloc[:1].assign(**{str(rows.columns[j]): np.nan for j in numeric})
+    return pd.concat([rows, missing.loc[:, list(rows.columns)]], ignore_index=True)
 
 
 def _array_blocks(prep: Any, feature_columns: list[str]) -> list[_Block] | None:
@@ -888,8 +929,90 @@ def _array_blocks(prep: Any, feature_columns: list[str]) -> list[_Block] | None:
             return None
         copy = _clone_fitted(transformer)
         numeric = not any(isinstance(step, OneHotEncoder) for _, step in copy.steps)
-        blocks.append((copy, np.array([position[c] for c in columns]), numeric))
+        array_steps = _numpy_steps(copy) if numeric else None
+        blocks.append((copy, np.array([position[c] for c in columns]), numeric, array_steps))
     return blocks
+
+
+def _numpy_steps(pipeline: Pipeline) -> tuple[_ArrayStep, ...] | None:
+    """The fitted steps of a numeric block as the numpy operations their ``transform`` performs
+    on a dense float array (scikit-learn's own order of operations, so the same bits); None
+    when a step is anything else."""
+    steps: list[_ArrayStep] = []
+    for _, step in pipeline.steps:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        if isinstance(step, SimpleImputer) and type(step) is SimpleImputer:
+            statistics = np.asarray(step.statistics_, dtype=float)
+            if (
+                step.add_indicator
+                or not _is_nan(step.missing_values)
+                or np.isnan(statistics).any()  # columns empty in training are dropped
+            ):
+                return None
+            steps.append(partial(_impute, statistics))
+        elif type(step) is StandardScaler:
+            steps.append(
+                partial(
+                    _centre_and_scale,
+                    step.mean_ if step.with_mean else None,
+                    step.scale_ if step.with_std else None,
+                )
+            )
+        elif type(step) is RobustScaler:
+            steps.append(
+                partial(
+                    _centre_and_scale,
+                    step.center_ if step.with_centering else None,
+                    step.scale_ if step.with_scaling else None,
+                )
+            )
+        elif type(step) is MinMaxScaler:
+            steps.append(
+                partial(
+                    _min_max,
+                    step.scale_,
+                    step.min_,
+                    tuple(step.feature_range) if step.clip else None,
+                )
+            )
+        elif type(step) is MaxAbsScaler and not getattr(step, "clip", False):
+            steps.append(partial(_centre_and_scale, None, step.scale_))
+        else:
+            return None
+    return tuple(steps)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
+
+
+def _impute(statistics: np.ndarray, X: np.ndarray) -> np.ndarray:
+    missing = np.isnan(X)
+    if missing.any():
+        X = np.where(missing, statistics, X)
+    return X
+
+
+def _centre_and_scale(
+    centre: np.ndarray | None, scale: np.ndarray | None, X: np.ndarray
+) -> np.ndarray:
+    # X is this call's own array (converted from the frame), so it is changed in place.
+    if centre is not None:
+        X -= centre
+    if scale is not None:
+        X /= scale
+    return X
+
+
+def _min_max(
+    scale: np.ndarray, minimum: np.ndarray, clip: tuple[float, float] | None, X: np.ndarray
+) -> np.ndarray:
+    X *= scale
+    X += minimum
+    if clip is not None:
+        np.clip(X, clip[0], clip[1], out=X)
+    return X
 
 
 def _clone_fitted(pipeline: Pipeline) -> Pipeline:
@@ -928,7 +1051,8 @@ def _feature_frame(model: MedimgModel, frame: pd.DataFrame, *, what: str) -> pd.
             "pass the rows as a DataFrame with the model's feature columns."
         )
     columns = list(model.feature_columns)
-    missing = [c for c in columns if c not in frame.columns]
+    in_order = frame.columns.tolist() == columns
+    missing = [] if in_order else [c for c in columns if c not in frame.columns]
     if missing:
         shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise SchemaError(
@@ -938,11 +1062,12 @@ def _feature_frame(model: MedimgModel, frame: pd.DataFrame, *, what: str) -> pd.
     if len(frame) == 0:
         raise DataError(f"The {what} has no rows; pass at least one case.")
     # Selecting columns costs ~0.5 ms even on one row; skip it when they are already right.
-    selected = frame.copy(deep=False) if list(frame.columns) == columns else frame.loc[:, columns]
-    dtypes = selected.dtypes
+    selected = frame.copy(deep=False) if in_order else frame.loc[:, columns]
     numeric = set(model.numeric_columns)
-    for column, dtype in dtypes.items():
-        if column in numeric and not pd.api.types.is_numeric_dtype(dtype):
+    for column, dtype in zip(columns, selected.dtypes.tolist(), strict=True):
+        if getattr(dtype, "kind", "O") in "biuf" or column not in numeric:
+            continue
+        if not pd.api.types.is_numeric_dtype(dtype):
             numbers = pd.to_numeric(selected[column], errors="coerce")
             bad = selected[column][numbers.isna() & selected[column].notna()]
             if len(bad):

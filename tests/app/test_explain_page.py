@@ -23,15 +23,16 @@ from tests.app.conftest import APP, ROOT, RUN_TIMEOUT
 PAGE = "pages/explain.py"
 
 
-def sample_active() -> ActiveModel:
-    """A logistic regression on the sample (3 folds, 20% test), as the Train page activates it."""
+def sample_active(config: ModelConfig | None = None) -> ActiveModel:
+    """A logistic regression (or ``config``) on the sample (3 folds, 20% test), as the Train
+    page activates it."""
     table = loading.load_sample()
     roles = Roles(label="diagnosis", id="case_id")
     report = cleaning.clean(table.frame, roles)
     result = training.train(
         report.data,
         roles,
-        config=ModelConfig(model="logreg"),
+        config=config or ModelConfig(model="logreg"),
         validation=ValidationConfig(cv=3, n_boot=100),
         positive="malignant",
     )
@@ -191,8 +192,10 @@ def run_in_error_boundary(page: str) -> None:
     import runpy
 
     from medimg_core.ui.errors import page_errors
+    from medimg_core.ui.state import routed
 
-    with page_errors():
+    # As app.py runs it: routed, so the page does not send itself through the router.
+    with routed(), page_errors():
         runpy.run_path(page)
 
 
@@ -247,3 +250,29 @@ def test_multiclass_explains_the_predicted_class(app_env: Path) -> None:
     assert "explain_waterfall" in chart_keys(at)
     case_class = next(s for s in at.selectbox if str(s.key).startswith("explain_case_class_"))
     assert "(predicted)" in case_class.format_func(case_class.value)
+
+
+def test_a_forests_case_probability_is_the_sum_of_its_contributions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Opening a case of a forest explains it once; running the 300-tree model again for its
+    # probability cost ~80 times as much. TreeSHAP's contributions add up to that probability.
+    from medimg_core.reporting import review
+    from medimg_core.ui import explaining
+
+    forest = sample_active(ModelConfig(model="rf", params={"n_estimators": 50}))
+    assert forest.test is not None and forest.cases is not None
+    table = review.review_table(forest.test, forest.cases, id_column="case_id", threshold=0.5)
+    row_key = table.index[0]
+    features = forest.model.prepare_features(forest.cases.loc[[row_key]])
+    expected = float(review.case_probabilities(forest.model, features).to_numpy()[0, 1])
+
+    def not_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was run again for the probability")
+
+    monkeypatch.setattr(review, "case_probabilities", not_again)
+    view = explaining.case_view(forest, row_key, 1, review_table=table)
+    assert view.case.output_space == "probability"
+    assert view.probability == pytest.approx(expected, abs=1e-12)
+    edited = explaining.case_view(forest, row_key, 1, changes={"worst area": 4000.0})
+    assert 0.0 <= edited.probability <= 1.0

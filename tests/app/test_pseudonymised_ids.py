@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from medimg_core.authmode import SignInMode
 from medimg_core.privacy import PSEUDONYMISE_IDS_ENV, pseudonym_key, pseudonymise_ids
 from medimg_core.tables.loading import load_sample
-from medimg_core.ui import auth, state, widgets
+from medimg_core.ui import auth, explaining, state, widgets
 from medimg_core.ui.session import ActiveModel
 from tests.app.conftest import APP, RUN_TIMEOUT
 from tests.app.test_explain_page import sample_active
@@ -95,6 +95,15 @@ def test_explain_shows_pseudonyms_only(
     csv_exports: list[bytes],
 ) -> None:
     monkeypatch.setenv(PSEUDONYMISE_IDS_ENV, "1")
+    # The SHAP-values CSV is built when its button is clicked: keep what the click would call.
+    deferred: list[Callable[[], bytes]] = []
+    real_csv = explaining.shap_values_csv
+
+    def keep(explanation: Any) -> Callable[[], bytes]:
+        deferred.append(real_csv(explanation))
+        return deferred[-1]
+
+    monkeypatch.setattr(explaining, "shap_values_csv", keep)
     at = open_page("pages/explain.py", active)
     assert not at.exception
     at.radio(key="explain_pick").set_value("id").run()
@@ -110,6 +119,8 @@ def test_explain_shows_pseudonyms_only(
     assert references and set(references) <= stored
     assert any("keyed pseudonyms" in c.value for c in at.caption)
     # The SHAP values download names no patient either.
+    assert deferred
+    csv_exports.extend(build() for build in deferred)
     assert csv_exports and all(RAW_ID.findall(d.decode("utf-8")) == [] for d in csv_exports)
 
 

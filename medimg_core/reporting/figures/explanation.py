@@ -23,10 +23,12 @@ from medimg_core.reporting.figures._style import (
     REFERENCE,
     SHAP_BLUE,
     SHAP_RED,
+    fast_figure,
     house_figure,
     house_layout,
+    house_layout_spec,
     short_text,
-    threshold_line,
+    threshold_marks,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +88,10 @@ def importance_figure(explanation: Explanation, *, max_display: int = 15) -> go.
         legend=None,
     )
     fig.update_yaxes(type="category", ticklabelstandoff=4)
-    fig.update_xaxes(range=[0, max(max(values, default=0.0), 1e-9) * 1.15])
+    # Room right of the longest bar for its "outside" value label (about 7 px per character on
+    # a plot at least ~300 px wide), so the label is never cut at the figure's edge.
+    share = min(0.3, (7 * max((len(f"{v:.3f}") for v in values), default=5) + 10) / 300)
+    fig.update_xaxes(range=[0, max(max(values, default=0.0), 1e-9) / (1 - share)])
     return fig
 
 
@@ -253,40 +258,45 @@ def waterfall_figure(
         lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
     share = min(0.3, (7 * max(len(t) for t in text) + 14) / 300)
     pad = share / (1 - 2 * share) * (hi - lo) if hi > lo else 1.0
-    fig = house_figure(
-        go.Waterfall(
-            orientation="h",
-            measure=measure,
-            x=x,
-            y=y,
-            base=0,
-            text=text,
-            textposition="outside",
-            cliponaxis=False,
-            increasing={"marker": {"color": SHAP_RED}},
-            decreasing={"marker": {"color": SHAP_BLUE}},
-            totals={"marker": {"color": NEUTRAL}},
-            connector={"line": {"color": REFERENCE, "width": 1}},
-            customdata=hover,
-            hovertemplate="%{y}<br>%{customdata}<extra></extra>",
-            name=f"Contributions to {output_name}",
-        )
-    )
-    if threshold is not None and case.output_space == "probability":
-        threshold_line(fig, float(threshold))
-    largest = max(step_errors, default=0.0) if errors is not None else None
-    house_layout(
-        fig,
+    # Built from plain dicts without plotly's validation (most of its build time): the figure is
+    # redrawn for every case opened and every what-if edit; a test validates its output in full.
+    layout = house_layout_spec(
         f"Case {case.case_id}: {output_name} {_plain(output)}",
         max(380, min(450, 110 + 26 * len(y))),
         x_title=output_name[:1].upper() + output_name[1:],
         legend=None,
         subtitle=None
-        if largest is None
-        else f"permutation estimates: standard error at most {largest:.3f} per step",
+        if errors is None
+        else "permutation estimates: standard error at most "
+        f"{max(step_errors, default=0.0):.3f} per step",
     )
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=y, ticklabelstandoff=6)
-    fig.update_xaxes(range=[lo - pad, hi + pad])
+    layout["yaxis"].update(
+        type="category", categoryorder="array", categoryarray=y, ticklabelstandoff=6
+    )
+    layout["xaxis"]["range"] = [lo - pad, hi + pad]
+    if threshold is not None and case.output_space == "probability":
+        shape, annotation = threshold_marks(float(threshold))
+        # Under the bars and their value labels, so a label next to the threshold stays legible.
+        layout["shapes"], layout["annotations"] = [{**shape, "layer": "below"}], [annotation]
+    trace = {
+        "type": "waterfall",
+        "orientation": "h",
+        "measure": measure,
+        "x": [float(v) for v in x],
+        "y": y,
+        "base": 0,
+        "text": text,
+        "textposition": "outside",
+        "cliponaxis": False,
+        "increasing": {"marker": {"color": SHAP_RED}},
+        "decreasing": {"marker": {"color": SHAP_BLUE}},
+        "totals": {"marker": {"color": NEUTRAL}},
+        "connector": {"line": {"color": REFERENCE, "width": 1}},
+        "customdata": hover,
+        "hovertemplate": "%{y}<br>%{customdata}<extra></extra>",
+        "name": f"Contributions to {output_name}",
+    }
+    fig = fast_figure([trace], layout)
     return fig
 
 

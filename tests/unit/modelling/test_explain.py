@@ -417,6 +417,48 @@ def test_array_transform_falls_back_to_the_column_transformer_when_it_differs(
     assert len(calls) == n_calls
 
 
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "robust", "none"])
+def test_numeric_blocks_run_as_numpy_and_match_the_column_transformer_bit_for_bit(
+    scaling: str,
+) -> None:
+    model = make_model(
+        RandomForestClassifier(n_estimators=5, random_state=0), scaling=scaling, categorical=False
+    )
+    prep = model.pipeline.steps[0][1]
+    transform = explain_module._ColumnwiseTransform(prep, BACKGROUND.loc[:, list(NUMERIC)])
+    [(_, _, numeric, array_steps)] = transform._blocks
+    assert numeric and array_steps is not None  # scikit-learn is not called per case
+    rows = CASES.loc[:, list(NUMERIC)]
+    rows.iloc[3] = np.nan  # a case with every value missing: all imputed
+    before = rows.copy()
+    np.testing.assert_array_equal(transform.transform(rows), prep.transform(rows))
+    pd.testing.assert_frame_equal(rows, before)  # the in-place steps never touch the caller's rows
+
+
+def test_numeric_array_path_leaves_infinite_values_to_scikit_learn() -> None:
+    model = make_model(RandomForestClassifier(n_estimators=5, random_state=0), categorical=False)
+    prep = model.pipeline.steps[0][1]
+    transform = explain_module._ColumnwiseTransform(prep, BACKGROUND.loc[:, list(NUMERIC)])
+    rows = CASES.loc[:, list(NUMERIC)].iloc[:2].copy()
+    rows.iloc[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        transform.transform(rows)
+
+
+def test_numeric_array_path_is_checked_on_missing_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An imputer fill that differs from scikit-learn's shows only on missing values: the check
+    # when the explainer is built includes a row with every numeric value missing.
+    monkeypatch.setattr(
+        explain_module, "_impute", lambda statistics, X: np.where(np.isnan(X), 0.0, X)
+    )
+    model = make_model(RandomForestClassifier(n_estimators=5, random_state=0), categorical=False)
+    prep = model.pipeline.steps[0][1]
+    transform = explain_module._ColumnwiseTransform(prep, BACKGROUND.loc[:, list(NUMERIC)])
+    assert transform._blocks is None
+    rows = CASES.loc[:, list(NUMERIC)]
+    np.testing.assert_array_equal(transform.transform(rows), prep.transform(rows))
+
+
 def test_model_explainer_reuses_one_setup_for_many_calls() -> None:
     model = make_model(logreg())
     explainer = ModelExplainer(model, BACKGROUND)

@@ -182,3 +182,38 @@ def test_waterfall_leaves_room_for_the_value_labels() -> None:
     needed = (7 * longest + 10) / 300 * width
     assert lo - low >= needed and high - hi >= needed
     assert fig.layout.yaxis.ticklabelstandoff >= 4
+
+
+@pytest.mark.parametrize("threshold", [None, 0.4])
+@pytest.mark.parametrize("permutation", [False, True])
+def test_waterfall_built_without_validation_is_valid_plotly_unchanged(
+    threshold: float | None, permutation: bool
+) -> None:
+    """The waterfall is built from plain dicts (redrawn per case and per what-if edit): a
+    validated copy accepts every property and sends the same figure."""
+    import json
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    exp = make_explanation(n=3, n_features=15, output_space="probability")
+    if permutation:
+        exp = dataclasses.replace(exp, standard_errors=np.full(exp.values.shape, 0.01))
+    fig = waterfall_figure(exp.case(0), threshold=threshold)
+    validated = go.Figure(fig.to_dict())  # raises on any invalid property
+    sent = json.loads(pio.to_json(fig, validate=False))
+    checked = json.loads(pio.to_json(validated, validate=False))
+    # The slimmed white template is _style's, tested there.
+    sent["layout"].pop("template"), checked["layout"].pop("template")
+    assert sent == checked
+    assert (len(fig.layout.shapes) == 1) is (threshold is not None)
+
+
+def test_importance_leaves_room_for_the_longest_bar_value() -> None:
+    # The value is drawn outside the longest bar: at 1,024 px wide it was cut at the figure's
+    # edge with only 15% of the range beyond the bar.
+    fig = importance_figure(make_explanation(), max_display=12)
+    bars = fig.data[0]
+    low, high = fig.layout.xaxis.range
+    longest = max(len(t) for t in bars.text)
+    assert high - max(bars.x) >= (7 * longest + 10) / 300 * (high - low)
