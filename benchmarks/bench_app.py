@@ -310,6 +310,9 @@ def open_run_for(page: Page, url: str, run_id: str, step: str, done: str) -> tup
         )
         page.wait_for_timeout(300)
         idle(page)
+    # The run's card and buttons are drawn after the picker: wait for the button itself.
+    page.wait_for_selector(f".st-key-runs_open_{step} button", timeout=LONG_MS)
+    idle(page)
     first = act(page, f".st-key-runs_open_{step} button", done, finished=False)
     page.wait_for_function(f"() => {done} && ({IDLE})()", timeout=LONG_MS)
     page.wait_for_timeout(300)

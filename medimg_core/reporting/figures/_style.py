@@ -108,35 +108,18 @@ def house_layout(
     legend: str | None = "below",
     subtitle: str | None = None,
 ) -> go.Figure:
-    """The layout every medimg figure shares: white template, fixed height, tight margins."""
-    top = top_margin(title is not None, subtitle)
-    bottom = bottom_margin(legend)
-    title_spec: dict[str, Any] = {
-        "text": title or "",
-        "x": 0.01,
-        "xanchor": "left",
-        "font": {"size": 16},
-    }
-    if subtitle:
-        title_spec["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#555555"}}
-    fig.update_layout(
-        height=height,
-        title=title_spec,
-        font={"size": 13},
-        margin={"l": 10, "r": 10, "t": top, "b": bottom},
-        hoverlabel={"font": {"size": 13}},
-        showlegend=legend is not None,
+    """The layout every medimg figure shares: white template, fixed height, tight margins.
+
+    :func:`house_layout_spec`'s settings, with its axis settings applied to every axis of the
+    figure (subplots included).
+    """
+    layout = house_layout_spec(
+        title, height, x_title=x_title, y_title=y_title, legend=legend, subtitle=subtitle
     )
-    if legend is not None:
-        fig.update_layout(
-            legend={
-                **_LEGENDS[legend],
-                "font": {"size": 12},
-                "bgcolor": "rgba(255, 255, 255, 0.8)",
-            }
-        )
-    fig.update_xaxes(automargin=True, title={"text": x_title} if x_title else None)
-    fig.update_yaxes(automargin=True, title={"text": y_title} if y_title else None)
+    xaxis, yaxis = layout.pop("xaxis"), layout.pop("yaxis")
+    fig.update_layout(layout)
+    fig.update_xaxes(xaxis)
+    fig.update_yaxes(yaxis)
     return fig
 
 
