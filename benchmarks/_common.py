@@ -9,6 +9,8 @@ Data: Wisconsin Diagnostic Breast Cancer (scikit-learn's ``load_breast_cancer``,
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -55,3 +57,19 @@ def wdbc_model(
 def load_line() -> str:
     """How busy the machine was, printed beside timings taken on shared cores."""
     return f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def interleaved_cpu_ms(
+    calls: dict[str, Callable[[], Any]], rounds: int, per_round: int
+) -> dict[str, list[float]]:
+    """CPU milliseconds per call of each callable, measured in turn in each of ``rounds``."""
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.process_time()
+            for _ in range(per_round):
+                call()
+            times[name].append((time.process_time() - start) * 1000 / per_round)
+    return times

@@ -30,12 +30,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import load_line, wdbc_model
+from _common import interleaved_cpu_ms, load_line, wdbc_model
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
@@ -55,22 +53,6 @@ def wdbc_linear() -> tuple[MedimgModel, pd.DataFrame, pd.DataFrame]:
         ("pca", PCA(n_components=10, random_state=0)),
         ("model", LogisticRegression(max_iter=5000)),
     )
-
-
-def interleaved_cpu_ms(
-    calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 20
-) -> dict[str, list[float]]:
-    """CPU milliseconds per call of each callable, measured in turn in each of ``rounds``."""
-    for call in calls.values():
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.process_time()
-            for _ in range(per_round):
-                call()
-            times[name].append((time.process_time() - start) * 1000 / per_round)
-    return times
 
 
 def main() -> None:
@@ -112,6 +94,7 @@ def main() -> None:
             "shap": lambda: linear.shap_values(z_cases),
         },
         args.rounds,
+        per_round=20,
     )
     built = interleaved_cpu_ms(
         {

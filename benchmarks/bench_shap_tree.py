@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import load_line, wdbc_model
+from _common import interleaved_cpu_ms, load_line, wdbc_model
 from sklearn.ensemble import RandomForestClassifier
 
 from medimg_core.modelling.explain import ModelExplainer
@@ -69,22 +69,6 @@ def cpu_ms(call: Callable[[], Any], repeats: int) -> float:
     for _ in range(repeats):
         call()
     return (time.process_time() - start) * 1000 / repeats
-
-
-def interleaved_cpu_ms(
-    calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 50
-) -> dict[str, list[float]]:
-    """CPU milliseconds per call of each callable, measured in turn in each of ``rounds``."""
-    for call in calls.values():
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.process_time()
-            for _ in range(per_round):
-                call()
-            times[name].append((time.process_time() - start) * 1000 / per_round)
-    return times
 
 
 def main() -> None:
@@ -136,6 +120,7 @@ def main() -> None:
             "shap": lambda: tree.shap_values(z_row, check_additivity=False),
         },
         args.rounds,
+        per_round=50,
     )
     ratios = [m / r for m, r in zip(times["medimg"], times["shap"], strict=True)]
     ratio = statistics.median(ratios)
