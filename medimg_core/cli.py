@@ -196,7 +196,12 @@ def _image_notes(table: ImageTable, notes: list[str]) -> None:
 def _refuse_image_options(args: argparse.Namespace, name: str) -> None:
     given = [
         option
-        for option, attr in (("--labels", "labels"), ("--masks", "masks"), ("--size", "size"))
+        for option, attr in (
+            ("--labels", "labels"),
+            ("--masks", "masks"),
+            ("--size", "size"),
+            ("--params", "params"),
+        )
         if getattr(args, attr, None) is not None
     ]
     if given:
@@ -216,6 +221,21 @@ def _extraction_progress(line: _ProgressLine) -> Callable[[float, str], None]:
     return report
 
 
+def _radiomics_params(path: str | None) -> Any:
+    """The radiomics settings of ``--params FILE`` (PyRadiomics' YAML layout), or None."""
+    if path is None:
+        return None
+    from medimg_core.imaging.radiomics.settings import RadiomicsSettings
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(
+            f"--params {path}: no such file; give a radiomics settings YAML in PyRadiomics' "
+            "layout (setting / imageType / featureClass), e.g. docs/radiomics.example.yaml."
+        )
+    return RadiomicsSettings.from_yaml(file)
+
+
 def _extract(
     spec: str, args: argparse.Namespace, notes: list[str], *, min_classes: int
 ) -> ImageTable:
@@ -231,6 +251,7 @@ def _extract(
             workers=args.workers,
             progress=_extraction_progress(progress),
             min_classes=min_classes,
+            radiomics=_radiomics_params(getattr(args, "params", None)),
         )
     finally:
         progress.finish()
@@ -293,7 +314,11 @@ def _image_roles(
         notes.append("splits are grouped by 'patient_id' (override with --id)")
     else:
         id_column = None
-        notes.append("no patient_id: splits are by image (add patient_id to a labels table)")
+        notes.append(
+            "no patient_id: splits are by case (add patient_id to the manifest of a 3D study)"
+            if "case" in frame.columns
+            else "no patient_id: splits are by image (add patient_id to a labels table)"
+        )
     for column in args.exclude:
         _check_column(frame, column, "--exclude", name)
     taken = {label, id_column}
@@ -1457,14 +1482,21 @@ def _features_as(args: argparse.Namespace, notes: list[str], entry: guarded.Audi
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    size = features.settings.get("size") or ["?", "?"]
     counts = images.image_set.class_counts
     classes = ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "no labels"
-    print(
-        f"Extracted {len(features.feature_names)} features from {len(features.frame)} images "
-        f"of {images.image_set.name} at {size[0]}×{size[1]} ({classes}); "
-        f"{len(images.problems)} file(s) left out."
-    )
+    if features.settings.get("kind") == "radiomics":
+        print(
+            f"Extracted {len(features.feature_names)} IBSI radiomic features from "
+            f"{len(features.frame)} cases of {images.image_set.name} ({classes}); "
+            f"{len(images.problems)} file(s) or case(s) left out."
+        )
+    else:
+        size = features.settings.get("size") or ["?", "?"]
+        print(
+            f"Extracted {len(features.feature_names)} features from {len(features.frame)} "
+            f"images of {images.image_set.name} at {size[0]}×{size[1]} ({classes}); "
+            f"{len(images.problems)} file(s) left out."
+        )
     print(f"Wrote {output} (the extraction settings are stored in the file).")
     return 0
 
@@ -1768,17 +1800,21 @@ def _add_role_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
-    group = parser.add_argument_group("image data (a folder, .zip or .npz of images)")
+    group = parser.add_argument_group(
+        "image data (a folder, .zip or .npz of images, or a study of 3D volumes with masks)"
+    )
     group.add_argument(
         "--labels",
         metavar="FILE",
         help="labels table with columns file, label (optional patient_id, clinical columns); "
-        "default labels.csv in the folder, else one sub-folder per class",
+        "default labels.csv in the folder, else one sub-folder per class. For a 3D study: its "
+        "manifest (case, image, mask, label; default manifest.csv in the study)",
     )
     group.add_argument(
         "--masks",
         metavar="DIR",
-        help="region-of-interest masks with the images' file names (default masks/ if present)",
+        help="region-of-interest masks with the images' file names (default masks/ if present); "
+        "for a 3D study, each case's segmentation at the case's path",
     )
     if size:
         group.add_argument(
@@ -1786,6 +1822,14 @@ def _add_image_options(parser: argparse.ArgumentParser, *, size: bool) -> None:
             metavar="N",
             type=_positive_int,
             help="resize every image to N×N before extraction (default the most common size)",
+        )
+        group.add_argument(
+            "--params",
+            metavar="RADIOMICS.yaml",
+            help="radiomics settings for 3D volumes in PyRadiomics' YAML layout (setting, "
+            "imageType, featureClass): resampling, re-segmentation, bin width, families; "
+            "saved with the model and reused at prediction. Also reads folders of DICOM "
+            "series as 3D cases",
         )
     group.add_argument(
         "--workers",
@@ -2517,9 +2561,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_predict)
 
     p = sub.add_parser(
-        "features", help="extract named image features into a Parquet table (with settings)"
+        "features",
+        help="extract named image features, or IBSI radiomic features of 3D volumes, into a "
+        "Parquet table (with settings)",
     )
-    p.add_argument("images", metavar="IMAGES", help="a folder, .zip or .npz of images")
+    p.add_argument(
+        "images",
+        metavar="IMAGES",
+        help="a folder, .zip or .npz of images, or a study of 3D volumes (NIfTI, NRRD, DICOM "
+        "series) with their segmentations",
+    )
     p.add_argument("-o", "--output", metavar="FEATURES.parquet", required=True)
     _add_image_options(p, size=True)
     p.set_defaults(handler=_cmd_features)

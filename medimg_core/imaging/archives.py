@@ -49,8 +49,10 @@ from medimg_core.imaging.stored import store_upload_file
 
 __all__ = [
     "LABEL_FILES",
+    "MANIFEST_FILES",
     "MAX_AGE_ENV",
     "SKIP_NAMES",
+    "VOLUME_ENDINGS",
     "WORKSPACE_UPLOAD_BYTES_ENV",
     "UploadSettings",
     "clean_stale_uploads",
@@ -63,6 +65,10 @@ __all__ = [
 ]
 
 LABEL_FILES = ("labels.csv", "labels.tsv", "labels.xlsx", "labels.parquet")
+MANIFEST_FILES = ("manifest.csv", "manifest.tsv", "manifest.xlsx", "manifest.parquet")
+"""The manifest of a 3D study (:mod:`medimg_core.imaging.studies`): case, image, mask, label."""
+VOLUME_ENDINGS = (".nii.gz", ".nii", ".nrrd")
+"""3D volumes and masks by ending (DICOM series are folders of DICOM files)."""
 """Names of the labels table an image set may hold (unpacked from an archive with the images)."""
 
 WORKSPACE_UPLOAD_BYTES_ENV = "MEDIMG_MAX_WORKSPACE_UPLOAD_BYTES"
@@ -366,9 +372,16 @@ def _complete(dest: Path) -> bool:
 
 def _used(member: PurePosixPath) -> bool:
     """Whether a member will be read: an image (by ending, or possibly a DICOM file without one,
-    checked when unpacked) or a labels table."""
+    checked when unpacked), a 3D volume or mask (NIfTI, NRRD), a labels table or a manifest."""
     suffix = member.suffix.lower()
-    return suffix in IMAGE_SUFFIXES or suffix == "" or member.name in LABEL_FILES
+    name = member.name.lower()
+    return (
+        suffix in IMAGE_SUFFIXES
+        or suffix == ""
+        or member.name in LABEL_FILES
+        or name in MANIFEST_FILES
+        or name.endswith(VOLUME_ENDINGS)
+    )
 
 
 def _checked_members(

@@ -5,7 +5,8 @@ This module joins :mod:`medimg_core.imaging.sets` (reading image sets), :mod:`me
 (cleaning, training, persistence) that the command line and the dashboard share:
 
 * :func:`is_image_source` tells an image study from a table file.
-* :func:`image_table` opens an image set and extracts its features in one call.
+* :func:`image_table` opens an image set and extracts its features in one call; a study of 3D
+  volumes with segmentations (:mod:`medimg_core.imaging.studies`) gets IBSI radiomic features.
 * The model card keeps the feature-extraction settings (``card["features"]["image_settings"]``)
   and each feature's description (``card["features"]["descriptions"]``), so that
   :func:`features_for_prediction` re-extracts new images exactly as at training time.
@@ -17,6 +18,7 @@ Scoring an image table and occlusion maps need a model: they live in
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,14 @@ from medimg_core.imaging.features import (
     extract_features,
 )
 from medimg_core.imaging.pixels import IMAGE_SUFFIXES, ImageLimits, ImageProblem, load_image
+from medimg_core.imaging.radiomics.settings import RadiomicsSettings
 from medimg_core.imaging.sets import ImageSet, open_image_set
+from medimg_core.imaging.studies import (
+    VolumeStudy,
+    extract_volume_features,
+    looks_like_volume_study,
+    open_volume_study,
+)
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.roles import Roles
 from medimg_core.workspace import workspace_path
@@ -47,6 +56,8 @@ __all__ = [
     "image_settings_from_card",
     "image_table",
     "is_image_source",
+    "is_radiomics_settings",
+    "radiomics_settings_from_card",
     "require_image_settings",
     "trained_with_masks",
 ]
@@ -55,7 +66,7 @@ Progress = Callable[[float, str], None]
 ImageSource = str | os.PathLike[str] | bytes
 LabelsSource = str | os.PathLike[str] | bytes | pd.DataFrame
 
-IMAGE_ID_COLUMNS: tuple[str, ...] = ("file", "split")
+IMAGE_ID_COLUMNS: tuple[str, ...] = ("file", "case", "split")
 """Columns of an image feature table that are never model inputs."""
 
 _ARCHIVE_SUFFIXES = frozenset({".zip", ".npz"})
@@ -69,13 +80,14 @@ class ImageTable:
     Attributes
     ----------
     features : the extracted features (``.frame``, ``.settings``, ``.descriptions``).
-    image_set : the set the features came from (records, lazy image loading, gallery).
+    image_set : the set the features came from (records, lazy image loading, gallery): an
+        :class:`ImageSet` of 2D images or a :class:`VolumeStudy` of 3D cases.
     notes : what medimg did, for the user (layout, conversions, size, images left out).
     problems : images left out, with the reason.
     """
 
     features: FeatureTable
-    image_set: ImageSet
+    image_set: ImageSet | VolumeStudy
     notes: tuple[str, ...]
     problems: tuple[ImageProblem, ...]
 
@@ -174,7 +186,19 @@ def _open(
     limits: ImageLimits | None,
     name: str | None,
     key: bytes | None,
-) -> ImageSet:
+    volumes: bool = False,
+) -> ImageSet | VolumeStudy:
+    if volumes or looks_like_volume_study(source):
+        return open_volume_study(
+            source,
+            manifest=labels,
+            masks=masks,
+            workspace=workspace,
+            limits=limits,
+            min_classes=min_classes,
+            name=name,
+            key=key,
+        )
     if not isinstance(source, bytes):
         path = Path(source).expanduser()
         suffix = path.suffix.lower()
@@ -213,8 +237,14 @@ def image_table(
     limits: ImageLimits | None = None,
     name: str | None = None,
     key: bytes | None = None,
+    radiomics: RadiomicsSettings | Mapping[str, Any] | None = None,
 ) -> ImageTable:
     """Open an image study and extract its named features in one call.
+
+    A folder or ZIP of 3D volumes (NIfTI / NRRD files, or a ``manifest.csv``) is opened as a
+    :class:`~medimg_core.imaging.studies.VolumeStudy` and gets the IBSI radiomic features of
+    each case's segmented region; giving ``radiomics`` settings also reads folders of DICOM
+    series that way.
 
     Parameters
     ----------
@@ -232,6 +262,9 @@ def image_table(
     limits : caps on archives and image sizes.
     name : display name of the set.
     key : pseudonymisation key for DICOM patient keys; default the workspace key.
+    radiomics : radiomics settings for a 3D study (a PyRadiomics-layout YAML read with
+        :meth:`RadiomicsSettings.from_yaml`); default the defaults. For a 3D study ``labels``
+        is its manifest and ``size`` does not apply.
 
     Returns
     -------
@@ -260,11 +293,22 @@ def image_table(
         limits=limits,
         name=name,
         key=key,
+        volumes=radiomics is not None,
     )
     try:
-        table = extract_features(
-            image_set, size=size, settings=settings, workers=workers, progress=progress
-        )
+        if isinstance(image_set, VolumeStudy):
+            if size is not None:
+                raise ConfigError(
+                    "--size resizes 2D images; 3D volumes are resampled with the radiomics "
+                    "setting resampledPixelSpacing instead: drop --size."
+                )
+            table = extract_volume_features(
+                image_set, radiomics, workers=workers, progress=progress
+            )
+        else:
+            table = extract_features(
+                image_set, size=size, settings=settings, workers=workers, progress=progress
+            )
     except MedimgError:
         # A refused set leaves nothing in the workspace: what this call unpacked goes.
         discard_new_upload(image_set.root, home, before)
@@ -274,6 +318,11 @@ def image_table(
     )
 
 
+def is_radiomics_settings(settings: Mapping[str, Any] | FeatureSettings | None) -> bool:
+    """Whether saved feature settings are radiomics settings of a 3D study (not 2D images)."""
+    return isinstance(settings, Mapping) and settings.get("kind") == "radiomics"
+
+
 def feature_descriptions(
     settings: FeatureSettings | Mapping[str, Any], columns: Sequence[str] | None = None
 ) -> dict[str, str]:
@@ -281,9 +330,20 @@ def feature_descriptions(
 
     Parameters
     ----------
-    settings : the feature settings (the grid and LBP sizes shape some descriptions).
+    settings : the feature settings (the grid and LBP sizes shape some descriptions), or the
+        radiomics settings of a 3D study (each feature's meaning, IBSI code and PyRadiomics name).
     columns : model feature columns; clinical columns that are not image features are skipped.
     """
+    if is_radiomics_settings(settings):
+        from medimg_core.imaging.radiomics.extract import (
+            feature_descriptions as radiomics_descriptions,
+        )
+
+        assert isinstance(settings, Mapping)
+        described = radiomics_descriptions(RadiomicsSettings.from_dict(settings))
+        if columns is None:
+            return described
+        return {c: described[c] for c in columns if c in described}
     s = settings if isinstance(settings, FeatureSettings) else FeatureSettings.from_dict(settings)
     with_mask = columns is None or _SHAPE_MARKER in columns
     every = _descriptions(s, with_mask)
@@ -293,7 +353,8 @@ def feature_descriptions(
 
 
 def image_settings_from_card(card: Mapping[str, Any]) -> FeatureSettings | None:
-    """The feature-extraction settings a model card records (None for a table model).
+    """The 2D feature-extraction settings a model card records (None for a table model, and
+    for a model of 3D radiomic features: see :func:`radiomics_settings_from_card`).
 
     Raises
     ------
@@ -302,9 +363,18 @@ def image_settings_from_card(card: Mapping[str, Any]) -> FeatureSettings | None:
     """
     features = card.get("features") or {}
     raw = features.get("image_settings") if isinstance(features, Mapping) else None
-    if not raw:
+    if not raw or is_radiomics_settings(raw):
         return None
     return FeatureSettings.from_dict(raw)
+
+
+def radiomics_settings_from_card(card: Mapping[str, Any]) -> RadiomicsSettings | None:
+    """The radiomics settings of a model trained on 3D volumes (None for other models)."""
+    features = card.get("features") or {}
+    raw = features.get("image_settings") if isinstance(features, Mapping) else None
+    if not is_radiomics_settings(raw):
+        return None
+    return RadiomicsSettings.from_dict(raw)
 
 
 def require_image_settings(card: Mapping[str, Any]) -> FeatureSettings:
@@ -321,7 +391,10 @@ def require_image_settings(card: Mapping[str, Any]) -> FeatureSettings:
 
 
 def trained_with_masks(card: Mapping[str, Any]) -> bool:
-    """True when the card's model used region-mask (``shape_*``) features."""
+    """True when the card's model used region-mask (``shape_*``) features (always for 3D
+    radiomics, computed inside each case's segmentation)."""
+    if radiomics_settings_from_card(card) is not None:
+        return True
     columns = (card.get("features") or {}).get("feature_columns", [])
     return any(str(c).startswith("shape_") for c in columns)
 
@@ -365,6 +438,21 @@ def features_for_prediction(
     ImageError
         When no image can be read, or ``require_labels`` is set and the images have no labels.
     """
+    radiomics = radiomics_settings_from_card(card)
+    if radiomics is not None:
+        return _volume_prediction_table(
+            radiomics,
+            source,
+            labels,
+            masks,
+            workers,
+            progress,
+            workspace,
+            limits,
+            name,
+            key,
+            require_labels,
+        )
     settings = require_image_settings(card)
     home = workspace if workspace is not None else workspace_path()
     before = upload_names(home)
@@ -378,11 +466,65 @@ def features_for_prediction(
         name=name,
         key=key,
     )
+    if isinstance(image_set, VolumeStudy):
+        discard_new_upload(image_set.root, home, before)
+        raise ConfigError(
+            f"'{image_set.name}' holds 3D volumes, but this model was trained on 2D images; "
+            "score it with a model trained on volumes (medimg train STUDY), or give 2D images."
+        )
     try:
         return _prediction_table(image_set, card, settings, require_labels, workers, progress)
     except MedimgError:
         discard_new_upload(image_set.root, home, before)
         raise
+
+
+def _volume_prediction_table(
+    settings: RadiomicsSettings,
+    source: ImageSource,
+    labels: LabelsSource | None,
+    masks: str | os.PathLike[str] | None,
+    workers: int | None,
+    progress: Progress | None,
+    workspace: Path | None,
+    limits: ImageLimits | None,
+    name: str | None,
+    key: bytes | None,
+    require_labels: bool,
+) -> ImageTable:
+    """New 3D cases, read and featurised with the model's own radiomics settings."""
+    single = isinstance(source, (str, os.PathLike)) and Path(source).is_file()
+    if single and not zipfile.is_zipfile(source):
+        raise ConfigError(
+            "This model was trained on 3D volumes with segmentations: give a study folder "
+            "or ZIP (NIfTI / NRRD volumes with their masks, and a manifest.csv or masks/), "
+            "not a single file."
+        )
+    home = workspace if workspace is not None else workspace_path()
+    before = upload_names(home)
+    study = open_volume_study(
+        source,
+        manifest=labels,
+        masks=masks,
+        workspace=workspace,
+        limits=limits,
+        min_classes=0,
+        name=name,
+        key=key,
+    )
+    try:
+        if require_labels and not study.has_labels:
+            raise ImageError(
+                f"'{study.name}' has no labels, which external validation needs; add a "
+                "'label' column to its manifest or put each class's cases in a sub-folder."
+            )
+        if progress is not None:
+            progress(0.0, "Reading the study")
+        table = extract_volume_features(study, settings, workers=workers, progress=progress)
+    except MedimgError:
+        discard_new_upload(study.root, home, before)
+        raise
+    return ImageTable(features=table, image_set=study, notes=table.notes, problems=table.problems)
 
 
 def _prediction_table(

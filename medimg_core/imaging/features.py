@@ -719,6 +719,11 @@ class FeatureTable:
     @property
     def descriptions(self) -> dict[str, str]:
         """Feature name -> one-line description, for the app and the model card."""
+        if self.settings.get("kind") == "radiomics":
+            from medimg_core.imaging.radiomics.extract import feature_descriptions
+            from medimg_core.imaging.radiomics.settings import RadiomicsSettings
+
+            return feature_descriptions(RadiomicsSettings.from_dict(self.settings))
         s = FeatureSettings.from_dict(self.settings)
         return _descriptions(s, "shape_area" in self.feature_names)
 
@@ -728,7 +733,7 @@ class FeatureTable:
         return Roles(
             label="label" if "label" in cols else None,
             id="patient_id" if "patient_id" in cols else None,
-            exclude=tuple(c for c in ("file", "split") if c in cols),
+            exclude=tuple(c for c in ("file", "case", "split") if c in cols),
         )
 
     def predefined_test(self) -> tuple[bool, ...] | None:

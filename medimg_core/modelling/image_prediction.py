@@ -37,7 +37,8 @@ def image_predictions(
     threshold: float | None = None,
     abstain: Abstention | None = None,
 ) -> Predictions:
-    """Score an image table; each prediction row is named by its image ``file``.
+    """Score an image table; each prediction row is named by its image ``file`` (the ``case``
+    of a 3D study).
 
     Parameters
     ----------
@@ -73,7 +74,9 @@ def image_predictions(
     frame = predictions.frame
     dropped = [c for c in ("row", "patient_id", model.roles.id) if c and c in frame.columns]
     frame = frame.drop(columns=dropped)
-    frame.insert(0, "file", table.frame["file"].astype(str).to_numpy())
+    # 2D images are named by their file, the cases of a 3D study by their case name.
+    name = "case" if "case" in table.frame.columns else "file"
+    frame.insert(0, name, table.frame[name].astype(str).to_numpy())
     return dataclasses.replace(predictions, frame=frame)
 
 

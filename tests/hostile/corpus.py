@@ -1066,6 +1066,84 @@ def _images(b: _Builder) -> None:
         "an honest 300 MB array of zeros (400,000 images) in 300 KB",
         "refused",
     )
+    _volumes(b)
+
+
+def _nifti_header_bomb() -> bytes:
+    """A gzipped NIfTI whose header claims 32,000³ voxels and holds 1 KB of data."""
+    import gzip
+
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape((32_000, 32_000, 32_000))
+    raw = header.binaryblock + b"\x00" * 4 + b"\x00" * 1024
+    return gzip.compress(raw, mtime=0)
+
+
+def _volumes(b: _Builder) -> None:
+    """3D studies (issue 14): NIfTI volumes with masks in a ZIP."""
+    from tests.unit.imaging.synthetic_volumes import SHAPE, nifti_bytes, study_files
+
+    i = "images"
+    valid = study_files(2, seed=3)
+
+    def zip_case(
+        name: str, members: dict[str, bytes], attacks: str, expect: Expectation, **kw: object
+    ) -> None:
+        b.add(name, f"{name}.zip", lambda: _zip_bytes(members), i, attacks, expect, **kw)
+
+    zip_case("vol-valid", valid, "control: NIfTI volumes with masks", "accepted")
+    truncated = dict(valid)
+    truncated["benign/ben00.nii.gz"] = valid["benign/ben00.nii.gz"][:300]
+    zip_case(
+        "vol-truncated-nifti",
+        truncated,
+        "one volume cut off after 300 bytes",
+        "accepted",
+        says="could not be read",
+    )
+    garbage = {k: (rng_bytes(4000) if not k.startswith("masks/") else v) for k, v in valid.items()}
+    zip_case("vol-garbage-volumes", garbage, "every volume random bytes named .nii.gz", "refused")
+    zip_case(
+        "vol-header-bomb",
+        {"ben00.nii.gz": _nifti_header_bomb(), "masks/ben00.nii.gz": _nifti_header_bomb()},
+        "a NIfTI header claiming 32,000³ voxels (65 TB) in 1 KB",
+        "refused",
+    )
+    shifted = dict(valid)
+    shifted["masks/benign/ben01.nii.gz"] = nifti_bytes(
+        np.ones((SHAPE[0], SHAPE[1], SHAPE[2] + 3), np.uint8)
+    )
+    zip_case(
+        "vol-mask-geometry",
+        shifted,
+        "a mask of another size than its volume",
+        "accepted",
+        says="differ",
+    )
+    manifest = study_files(2, seed=4, manifest=True)
+    manifest["manifest.csv"] += b"evil,../../../../etc/passwd,../../etc/shadow,benign,P9\n"
+    zip_case(
+        "vol-manifest-traversal",
+        manifest,
+        "manifest paths leaving the study (../../etc/passwd)",
+        "accepted",
+        says="not in the study",
+    )
+    b.add(
+        "vol-settings-typo",
+        "vol-settings-typo.zip",
+        lambda: _zip_bytes(valid),
+        i,
+        "a radiomics settings YAML with a misspelt key",
+        "refused",
+        args=("--params", str(b.directory / i / "typo.yaml")),
+        data_page=False,
+    )
+    if not b.dry_run:
+        (b.directory / i / "typo.yaml").write_text("setting:\n  binWidht: 25\n")
 
 
 def rng_bytes(n: int, seed: int = 17) -> bytes:
