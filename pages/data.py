@@ -10,7 +10,7 @@ from medimg_core.reporting.figures.data import class_balance_figure
 from medimg_core.tables.integration import join_tables
 from medimg_core.tables.loading import SAMPLES
 from medimg_core.tables.profile import column_role, hidden_columns
-from medimg_core.ui import cache, images, jobs, large, state, widgets, workflow
+from medimg_core.ui import cache, images, jobs, large, state, volumes, widgets, workflow
 from medimg_core.ui.auth import current_actor
 from medimg_core.ui.classes import class_inputs, id_like_inputs, known_dataset, with_classes
 
@@ -95,7 +95,8 @@ else:
         if source == "upload":
             images_refusal = widgets.refusal_note(current_actor(), Action.UPLOAD)
             image_upload = st.file_uploader(
-                "ZIP with one sub-folder per class, or images + labels.csv; or a MedMNIST .npz",
+                "ZIP with one sub-folder per class, or images + labels.csv; or a MedMNIST .npz; "
+                "or 3D volumes (NIfTI, NRRD) with masks",
                 type=images.ARCHIVE_TYPES,
                 key="upload_images",
                 help="ZIP: one sub-folder per class (normal/, pneumonia/, …), or the images with "
@@ -104,9 +105,13 @@ else:
                 "each region and adds its shape. PNG, JPEG, TIFF or DICOM (de-identified on "
                 "reading). What is unpacked is stored encrypted on the server, and removed when "
                 "you replace the upload or your session ends. A .npz in the MedMNIST layout "
-                "keeps its own splits: its test split becomes the held-out test set.",
+                "keeps its own splits: its test split becomes the held-out test set. 3D: "
+                "NIfTI / NRRD volumes with their segmentations under masks/ (or a manifest.csv "
+                "with columns case, image, mask, label); each case gets IBSI radiomic features "
+                "of its segmented region.",
                 disabled=images_refusal is not None,
             )
+            volumes.settings_uploader()
             if images_refusal is not None:
                 st.caption(images_refusal)
             failed = st.session_state.get("data_images_failed") or (None, "")
@@ -149,7 +154,10 @@ else:
                     st.error(str(exc), icon=":material/error:")
 
     image_ctx = images.context()
-    if image_ctx is not None:
+    if volumes.is_volume_context(image_ctx):
+        assert image_ctx is not None
+        volumes.study_summary(image_ctx)
+    elif image_ctx is not None:
         image_set = image_ctx.table.image_set
         features = image_ctx.table.features
         working = features.settings.get("size") or []

@@ -316,7 +316,20 @@ def one_case(
     )
     prediction_sets.render_case_set(active, row_key, partition=partition, key="explain_set")
 
-    if images.is_image_model(active):
+    if images.is_volume_model(active):
+        # A 3D case: the waterfall, then its three slices across the page (beside the waterfall
+        # they were too small to read), then the values.
+        chart_col, volume_col, table_col = st.container(), st.container(), st.container()
+        with volume_col:
+            st.markdown("**The case's volume and segmentation**")
+            if not images.show_case_image(active, row_key, key="explain_case"):
+                st.info(
+                    "This model was trained on 3D volumes, but this session does not hold this "
+                    "case's volume. Read the same study on the Data page (Images) to see its "
+                    "slices and mask here.",
+                    icon=":material/image_not_supported:",
+                )
+    elif images.is_image_model(active):
         # The case's image and its occlusion map sit beside the waterfall; the values go below.
         chart_col, image_col = st.columns([2.6, 2.4], gap="small")
         with image_col:

@@ -144,7 +144,8 @@ def _report_image(
     if not images.is_image_model(active):
         return None
     found = found or images.case_image(active, view.row_key)
-    if found is None:
+    if found is None or images.is_volume_study(found.image_set):
+        # A 3D case has no 2D image or occlusion map to print; its report names the features.
         return None
     record = found.image_set.records.iloc[found.position]
     pixels = images.display_pixels(found.image_set, found.position)

@@ -40,9 +40,12 @@ from medimg_core.workspace import workspace_home
 # imaging modules load pydicom and Pillow: they are imported where images or a model are
 # needed, so that the Data page opens quickly.
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from medimg_core.imaging.feature_table import ImageTable
     from medimg_core.imaging.occlusion import OcclusionMap
     from medimg_core.imaging.sets import ImageSet
+    from medimg_core.imaging.studies import VolumeStudy
     from medimg_core.reporting import review
 
 __all__ = [
@@ -63,6 +66,8 @@ __all__ = [
     "image_proposal",
     "is_image_model",
     "is_table_file",
+    "is_volume_model",
+    "is_volume_study",
     "load_folder",
     "load_upload",
     "may_open_folders",
@@ -107,6 +112,12 @@ _PREDICT_SEEN = "predict_images_seen"
 _TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xls", ".xlsm", ".parquet", ".pq"})
 
 
+def is_volume_study(image_set: ImageSet | VolumeStudy | None) -> TypeIs[VolumeStudy]:
+    """Whether an image context's set is a 3D study (without importing the imaging modules,
+    which load Pillow, nibabel and pydicom)."""
+    return getattr(image_set, "kind", None) == "volumes"
+
+
 def size_label(choice: Any) -> str:
     """How a working-size choice reads in the selectbox."""
     if choice == AUTO_SIZE:
@@ -146,11 +157,20 @@ def progress_bar(start: str) -> Iterator[Callable[[float, str], None]]:
 
 
 @st.cache_resource(show_spinner="Unpacking and checking the images…", max_entries=8)
-def open_archive(digest: str, name: str, home: str, _data: bytes) -> ImageSet:
+def open_archive(
+    digest: str, name: str, home: str, _data: bytes, volumes: bool = False
+) -> ImageSet | VolumeStudy:
     """Open an uploaded ZIP or ``.npz`` (cached on the sha256 ``digest`` of its bytes and the
-    workspace ``home`` it is unpacked into: a cached set never points into another workspace)."""
-    from medimg_core.imaging.sets import open_image_set
+    workspace ``home`` it is unpacked into: a cached set never points into another workspace).
 
+    A ZIP of NIfTI / NRRD volumes or with a manifest is a 3D study; ``volumes`` (radiomics
+    settings were given) also reads folders of DICOM series as 3D cases."""
+    from medimg_core.imaging.sets import open_image_set
+    from medimg_core.imaging.studies import looks_like_volume_study, open_volume_study
+
+    if volumes or looks_like_volume_study(_data):
+        # NIfTI / NRRD volumes or a manifest: a 3D study, featurised with IBSI radiomics.
+        return open_volume_study(_data, name=name)
     return open_image_set(_data, name=name)
 
 
@@ -187,7 +207,7 @@ def _feature_store() -> tuple[threading.Lock, OrderedDict[tuple[str, tuple[int, 
     return threading.Lock(), OrderedDict()
 
 
-def extract(image_set: ImageSet, size: tuple[int, int]) -> ImageTable:
+def extract(image_set: ImageSet | VolumeStudy, size: tuple[int, int]) -> ImageTable:
     """The features of ``image_set`` at ``size``, with a progress bar (cached on content).
 
     Small sets are extracted in this process (starting worker processes would cost more than
@@ -196,6 +216,10 @@ def extract(image_set: ImageSet, size: tuple[int, int]) -> ImageTable:
     from medimg_core.imaging.feature_table import ImageTable
     from medimg_core.imaging.features import extract_features
 
+    if is_volume_study(image_set):
+        from medimg_core.ui import volumes
+
+        return volumes.extract(image_set)
     lock, store = _feature_store()
     key = (image_set.content_hash, (int(size[0]), int(size[1])))
     with lock:
@@ -234,6 +258,8 @@ def image_proposal(table: LoadedTable, images: ImageTable) -> RoleProposal:
     identifying.pop("patient_id", None)
     if "file" in table.frame.columns:
         identifying["file"] = "image file name, not a feature"
+    if "case" in table.frame.columns:
+        identifying["case"] = "case name of a 3D study, not a feature"
     if "split" in table.frame.columns:
         identifying["split"] = "the file's own train / val / test split, not a feature"
     label_candidates = tuple(
@@ -241,7 +267,9 @@ def image_proposal(table: LoadedTable, images: ImageTable) -> RoleProposal:
     )
     return RoleProposal(
         label_candidates=label_candidates,
-        id=roles.id or general.id,
+        # A case or file name is one row each, never the patient: without a patient_id the
+        # split is by case, and the page says so.
+        id=roles.id or (general.id if general.id not in ("file", "case") else None),
         quality=general.quality,
         site=general.site,
         identifying=identifying,
@@ -281,10 +309,13 @@ def load_upload(data: bytes, name: str, choice: Any) -> ImageContext:
 
     digest = hashlib.sha256(data).hexdigest()
     with guarded.audited(current_actor(), Action.UPLOAD, client=client_address(), object=digest):
-        image_set = open_archive(digest, name, str(workspace_home()), data)
+        # Radiomics settings uploaded beside the ZIP say it is a 3D study, DICOM series too.
+        volumes = st.session_state.get("radiomics_settings") is not None
+        image_set = open_archive(digest, name, str(workspace_home()), data, volumes)
     _hold(image_set)
     try:
-        table = extract(image_set, working_size(image_set, choice))
+        size = (0, 0) if is_volume_study(image_set) else working_size(image_set, choice)
+        table = extract(image_set, size)
     except MedimgError:
         # Refused after unpacking (e.g. images too small for the features): what it unpacked
         # goes now, unless another session uses the same archive.
@@ -318,7 +349,7 @@ def predefined_test(data: pd.DataFrame) -> tuple[bool, ...] | None:
     return mask if any(mask) else None
 
 
-def set_key(image_set: ImageSet) -> str:
+def set_key(image_set: ImageSet | VolumeStudy) -> str:
     """A content key for caches: the set's content hash, else (a single uploaded image, stored
     under its own content hash) a hash of where its images are."""
     if image_set.content_hash:
@@ -329,7 +360,10 @@ def set_key(image_set: ImageSet) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def thumbnails(
-    content_hash: str, positions: tuple[int, ...], max_side: int, _image_set: ImageSet
+    content_hash: str,
+    positions: tuple[int, ...],
+    max_side: int,
+    _image_set: ImageSet | VolumeStudy,
 ) -> list[np.ndarray | None]:
     """uint8 thumbnails of some images of a set (None for one that cannot be decoded).
 
@@ -423,9 +457,19 @@ def is_image_model(active: ActiveModel) -> bool:
     from medimg_core.imaging import feature_table
 
     try:
-        return feature_table.image_settings_from_card(active.card) is not None
+        return (
+            feature_table.image_settings_from_card(active.card) is not None
+            or feature_table.radiomics_settings_from_card(active.card) is not None
+        )
     except ConfigError:
         return True
+
+
+def is_volume_model(active: ActiveModel) -> bool:
+    """Whether the active model was trained on the radiomic features of 3D volumes."""
+    from medimg_core.imaging import feature_table
+
+    return feature_table.radiomics_settings_from_card(active.card) is not None
 
 
 class CaseImage:
@@ -436,7 +480,7 @@ class CaseImage:
         self.position = position
 
     @property
-    def image_set(self) -> ImageSet:
+    def image_set(self) -> ImageSet | VolumeStudy:
         return self.context.table.image_set
 
 
@@ -489,6 +533,11 @@ def occlusion(
     from medimg_core.imaging import feature_table
 
     settings = feature_table.image_settings_from_card(active.card)
+    if is_volume_study(found.image_set):
+        raise ConfigError(
+            "Occlusion maps are not computed for 3D studies: each masked block would need the "
+            "radiomic features recomputed. The case's SHAP values name the features instead."
+        )
     if settings is None or settings.size is None:
         raise ConfigError(
             "This model's card has no image settings, so its cases have no image to mask; "
@@ -536,6 +585,11 @@ def show_case_image(active: ActiveModel, row_key: Any, *, key: str, height: int 
     found = case_image(active, row_key)
     if found is None:
         return False
+    if is_volume_study(found.image_set):
+        from medimg_core.ui import volumes
+
+        volumes.show_case(found.image_set, found.position, key=key)
+        return True
     pixels, result = occlusion(active, found, row_key)
     image_col, map_col = st.columns(2, gap="small")
     record = found.image_set.records.iloc[found.position]
@@ -656,7 +710,7 @@ def _upload_holds() -> tuple[threading.Lock, dict[str, set[Path]], set[Path]]:
     return threading.Lock(), {}, set()
 
 
-def _upload_folder(image_set: ImageSet | None, home: Path) -> Path | None:
+def _upload_folder(image_set: ImageSet | VolumeStudy | None, home: Path) -> Path | None:
     """The workspace folder an uploaded image set was unpacked into (None for a server folder
     or an npz, which leave nothing on disk)."""
     from medimg_core.imaging.archives import is_upload_folder
@@ -696,7 +750,7 @@ def _contexts_in_session() -> list[ImageContext]:
     return [ctx for ctx in found if isinstance(ctx, ImageContext)]
 
 
-def _hold(image_set: ImageSet) -> None:
+def _hold(image_set: ImageSet | VolumeStudy) -> None:
     """Mark an upload's folder as used by this session before its features are extracted, so
     that another session's clean-up cannot remove it meanwhile."""
     home = workspace_home()
@@ -771,7 +825,8 @@ def prediction_cards(
     input_rows = [int(i) - 1 for i in scored.cleaning.data.index]
     frame_keys = list(ctx.table.frame.index)
     positions = [ctx.positions.get(frame_keys[r]) for r in input_rows]
-    files = ctx.table.frame["file"].astype(str).to_numpy()
+    id_column = "case" if "case" in ctx.table.frame.columns else "file"
+    files = ctx.table.frame[id_column].astype(str).to_numpy()
     page_size = per_row * rows
     n = len(positions)
     n_pages = max(1, math.ceil(n / page_size))
@@ -805,7 +860,8 @@ def prediction_cards(
         for column, j in zip(columns, shown[row_start : row_start + per_row], strict=False):
             row = scored.table.iloc[j]
             position = positions[j]
-            name = files[input_rows[j]] if show_names else f"Image {input_rows[j] + 1}"
+            unit = "Case" if id_column == "case" else "Image"
+            name = files[input_rows[j]] if show_names else f"{unit} {input_rows[j] + 1}"
             with column.container(border=True):
                 picture = pictures.get(position) if position is not None else None
                 if picture is not None:

@@ -75,10 +75,12 @@ def image_context(table: ImageTable, table_hash: str, name: str) -> ImageContext
     table_hash : content hash of the working table made from ``table.frame``.
     name : display name.
     """
-    by_file = {str(f): i for i, f in enumerate(table.image_set.records["file"])}
+    # 2D images are matched by file, the cases of a 3D study by case name.
+    column = "case" if "case" in table.image_set.records.columns else "file"
+    by_file = {str(f): i for i, f in enumerate(table.image_set.records[column])}
     positions = {
         key: by_file[str(f)]
-        for key, f in zip(table.frame.index, table.frame["file"], strict=True)
+        for key, f in zip(table.frame.index, table.frame[column], strict=True)
         if str(f) in by_file
     }
     return ImageContext(table=table, table_hash=table_hash, name=name, positions=positions)
