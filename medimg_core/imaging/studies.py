@@ -525,14 +525,15 @@ def _inside(root: Path, rel: str) -> Path | None:
     text = str(rel).strip().replace("\\", "/")
     while text.startswith("./"):
         text = text[2:]
-    if not text or text.startswith("/") or ".." in PurePosixPath(text).parts:
+    if not text or "\x00" in text or text.startswith("/") or ".." in PurePosixPath(text).parts:
         return None
-    path = (root / text).resolve()
     try:
+        path = (root / text).resolve()
         path.relative_to(root.resolve())
-    except ValueError:
+        return path if path.exists() else None
+    except (OSError, ValueError):
+        # Outside the study, or a name the file system cannot hold.
         return None
-    return path if path.exists() else None
 
 
 def _from_manifest(

@@ -8,9 +8,12 @@ region of interest (NaN below). Arrays here are ``(z, y, x)``, as medimg reads v
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from medimg_core.imaging.radiomics.roi import RoiContext
 
 _N = np.nan
 PHANTOM = np.array(
@@ -56,3 +59,23 @@ def agrees(value: float, ref: float, tolerance: float) -> bool:
         return abs(value) <= max(tolerance, 1e-9)
     rounding = 0.5 * 10 ** (math.floor(math.log10(abs(ref))) - 2)
     return abs(value - ref) <= tolerance + rounding * (1 + 1e-9)
+
+
+def phantom_cases(prefix: str, aggregations: Sequence[str]) -> list[tuple[str, str, float, float]]:
+    """``(tag, aggregation, value, tolerance)`` of every texture reference value of a family
+    (tags starting with ``prefix``, e.g. ``cm_``), for ``pytest.mark.parametrize``."""
+    return sorted(
+        (tag.removesuffix(f"_{agg}"), agg, value, tol)
+        for tag, (value, tol) in reference().items()
+        if tag.startswith(prefix)
+        for agg in aggregations
+        if tag.endswith(f"_{agg}")
+    )
+
+
+def unit_context(image: np.ndarray, mask: np.ndarray | None = None) -> RoiContext:
+    """A region of 1 mm voxels whose grey levels are ``image``'s values (bin width 1); the
+    whole array when ``mask`` is None."""
+    image = np.asarray(image, dtype=np.float64)
+    mask = np.ones(image.shape, dtype=bool) if mask is None else mask
+    return RoiContext.from_arrays(image, mask, (1.0, 1.0, 1.0), bin_width=1.0)

@@ -9,28 +9,23 @@ import pytest
 from medimg_core.errors import ConfigError
 from medimg_core.imaging.radiomics import catalogue, glcm
 from medimg_core.imaging.radiomics.roi import RoiContext
-from tests.unit.imaging.radiomics.ibsi_phantom import IMAGE, MASK, SPACING, agrees, reference
+from tests.unit.imaging.radiomics.ibsi_phantom import (
+    IMAGE,
+    MASK,
+    SPACING,
+    agrees,
+    phantom_cases,
+    unit_context,
+)
 
 PHANTOM = RoiContext.from_arrays(IMAGE, MASK, SPACING, bin_width=1.0)
-CASES = sorted(
-    (tag.removesuffix(f"_{agg}"), agg, value, tol)
-    for tag, (value, tol) in reference().items()
-    if tag.startswith("cm_")
-    for agg in glcm.AGGREGATIONS
-    if tag.endswith(f"_{agg}")
-)
+CASES = phantom_cases("cm_", glcm.AGGREGATIONS)
 TAGS = [tag for tag, _ in glcm._FEATURES]
 
 
 @functools.cache
 def _phantom(aggregation: str) -> dict[str, float]:
     return glcm.compute(PHANTOM, aggregation=aggregation)
-
-
-def _context(image: np.ndarray, mask: np.ndarray | None = None) -> RoiContext:
-    image = np.asarray(image, dtype=np.float64)
-    mask = np.ones(image.shape, dtype=bool) if mask is None else mask
-    return RoiContext.from_arrays(image, mask, (1.0, 1.0, 1.0), bin_width=1.0)
 
 
 def _checkerboard(n: int) -> np.ndarray:
@@ -73,7 +68,7 @@ def test_catalogue_lists_every_feature_with_code_name_and_meaning() -> None:
 def test_checkerboard_contrast_by_hand() -> None:
     # Axis neighbours always differ by 1 (contrast 1), diagonal neighbours never (contrast 0).
     # A 4 x 4 board has 2 * 4 * 3 = 24 axis pairs and 2 * 3 * 3 = 18 diagonal pairs.
-    ctx = _context(_checkerboard(4))
+    ctx = unit_context(_checkerboard(4))
     assert glcm.compute(ctx, aggregation="2D_avg")["cm_contrast"] == pytest.approx(0.5)
     assert glcm.compute(ctx, aggregation="2D_comb")["cm_contrast"] == pytest.approx(24 / 42)
     assert glcm.compute(ctx, aggregation="2_5D_comb")["cm_contrast"] == pytest.approx(24 / 42)
@@ -83,7 +78,7 @@ def test_checkerboard_contrast_by_hand() -> None:
 
 
 def test_checkerboard_by_hand_other_features() -> None:
-    ctx = _context(_checkerboard(4))
+    ctx = unit_context(_checkerboard(4))
     merged = glcm.compute(ctx, aggregation="2D_comb")
     # Half of all pairs are (1, 2) or (2, 1), a quarter-ish each (1, 1) and (2, 2) - exactly:
     # p12 = p21 = 12/42, p11 = p22 = 9/42.
@@ -99,13 +94,13 @@ def test_checkerboard_by_hand_other_features() -> None:
 
 def test_distance_option_reaches_further_neighbours() -> None:
     # At distance 2 every neighbour along an axis has the same grey level.
-    ctx = _context(_checkerboard(6))
+    ctx = unit_context(_checkerboard(6))
     assert glcm.compute(ctx, aggregation="2D_avg", distance=2)["cm_contrast"] == pytest.approx(0.0)
     assert glcm.compute(ctx, aggregation="2D_avg", distance=1)["cm_contrast"] > 0
 
 
 def test_uniform_region_gives_defined_values_or_nan() -> None:
-    values = glcm.compute(_context(np.full((3, 4, 5), 7.0)), aggregation="3D_comb")
+    values = glcm.compute(unit_context(np.full((3, 4, 5), 7.0)), aggregation="3D_comb")
     assert set(values) == set(TAGS)
     assert values["cm_joint_max"] == 1.0
     assert values["cm_contrast"] == 0.0
@@ -121,7 +116,9 @@ def test_uniform_region_gives_defined_values_or_nan() -> None:
 def test_one_voxel_region_is_nan_not_an_error(aggregation: str) -> None:
     mask = np.zeros((3, 3, 3), dtype=bool)
     mask[1, 1, 1] = True
-    values = glcm.compute(_context(np.arange(27.0).reshape(3, 3, 3), mask), aggregation=aggregation)
+    values = glcm.compute(
+        unit_context(np.arange(27.0).reshape(3, 3, 3), mask), aggregation=aggregation
+    )
     assert set(values) == set(TAGS)
     assert all(math.isnan(v) for v in values.values())
 
@@ -130,7 +127,7 @@ def test_pairs_stay_inside_the_intensity_mask() -> None:
     # The masked-out voxel's grey level (9) must not be paired with anything.
     image = np.array([[[1.0, 2.0, 9.0]]])
     mask = np.array([[[True, True, False]]])
-    values = glcm.compute(_context(image, mask), aggregation="3D_comb")
+    values = glcm.compute(unit_context(image, mask), aggregation="3D_comb")
     assert values["cm_contrast"] == pytest.approx(1.0)
     assert values["cm_joint_avg"] == pytest.approx(1.5)
 

@@ -9,28 +9,23 @@ import pytest
 from medimg_core.errors import ConfigError
 from medimg_core.imaging.radiomics import catalogue, glrlm
 from medimg_core.imaging.radiomics.roi import RoiContext
-from tests.unit.imaging.radiomics.ibsi_phantom import IMAGE, MASK, SPACING, agrees, reference
+from tests.unit.imaging.radiomics.ibsi_phantom import (
+    IMAGE,
+    MASK,
+    SPACING,
+    agrees,
+    phantom_cases,
+    unit_context,
+)
 
 PHANTOM = RoiContext.from_arrays(IMAGE, MASK, SPACING, bin_width=1.0)
-CASES = sorted(
-    (tag.removesuffix(f"_{agg}"), agg, value, tol)
-    for tag, (value, tol) in reference().items()
-    if tag.startswith("rlm_")
-    for agg in glrlm.AGGREGATIONS
-    if tag.endswith(f"_{agg}")
-)
+CASES = phantom_cases("rlm_", glrlm.AGGREGATIONS)
 TAGS = [tag for tag, _ in glrlm._FEATURES]
 
 
 @functools.cache
 def _phantom(aggregation: str) -> dict[str, float]:
     return glrlm.compute(PHANTOM, aggregation=aggregation)
-
-
-def _context(image: np.ndarray, mask: np.ndarray | None = None) -> RoiContext:
-    image = np.asarray(image, dtype=np.float64)
-    mask = np.ones(image.shape, dtype=bool) if mask is None else mask
-    return RoiContext.from_arrays(image, mask, (1.0, 1.0, 1.0), bin_width=1.0)
 
 
 def _checkerboard(n: int) -> np.ndarray:
@@ -72,7 +67,7 @@ def test_catalogue_lists_every_feature_with_code_name_and_meaning() -> None:
 def test_line_of_one_grey_level_by_hand() -> None:
     # Five voxels in a row along x: one run of 5 along x; in each of the 12 other 3D
     # directions every voxel is a run of its own.
-    ctx = _context(np.full((1, 1, 5), 3.0))
+    ctx = unit_context(np.full((1, 1, 5), 3.0))
     values = glrlm.compute(ctx, aggregation="3D_avg")
     assert values["rlm_sre"] == pytest.approx((1 / 25 + 12) / 13)
     assert values["rlm_lre"] == pytest.approx((25 + 12) / 13)
@@ -88,7 +83,7 @@ def test_line_of_one_grey_level_by_hand() -> None:
 def test_checkerboard_by_hand() -> None:
     # 4 x 4 board: along x and y every run has length 1 (16 runs per direction); along each
     # diagonal the runs are whole diagonals, lengths 1, 2, 3, 4, 3, 2, 1 (7 runs).
-    ctx = _context(_checkerboard(4))
+    ctx = unit_context(_checkerboard(4))
     per_direction = glrlm.compute(ctx, aggregation="2D_avg")
     diagonal_sre = (2 + 2 / 4 + 2 / 9 + 1 / 16) / 7
     assert per_direction["rlm_sre"] == pytest.approx((1 + 1 + 2 * diagonal_sre) / 4)
@@ -103,7 +98,7 @@ def test_diagonal_runs_follow_the_anti_diagonal_too() -> None:
     # one run of 3; direction (y+1, x+1) finds only single voxels of level 2.
     image = np.ones((1, 3, 3))
     image[0, [0, 1, 2], [2, 1, 0]] = 2.0
-    counts, voxels = glrlm.matrices(_context(image), "2_5D_avg")
+    counts, voxels = glrlm.matrices(unit_context(image), "2_5D_avg")
     # Directions in order: x, y, (y+1, x+1), (y+1, x-1); rows = grey levels 1, 2.
     assert counts[3][1].tolist() == [0, 0, 1]
     assert counts[2][1].tolist() == [3, 0, 0]
@@ -111,7 +106,7 @@ def test_diagonal_runs_follow_the_anti_diagonal_too() -> None:
 
 
 def test_uniform_region_gives_defined_values() -> None:
-    values = glrlm.compute(_context(np.full((4, 4, 4), 2.0)), aggregation="2_5D_comb")
+    values = glrlm.compute(unit_context(np.full((4, 4, 4), 2.0)), aggregation="2_5D_comb")
     assert set(values) == set(TAGS)
     assert all(math.isfinite(v) for v in values.values())
     assert values["rlm_gl_var"] == 0.0
@@ -123,7 +118,7 @@ def test_one_voxel_region_is_defined_not_an_error(aggregation: str) -> None:
     mask = np.zeros((3, 3, 3), dtype=bool)
     mask[1, 1, 1] = True
     values = glrlm.compute(
-        _context(np.arange(27.0).reshape(3, 3, 3), mask), aggregation=aggregation
+        unit_context(np.arange(27.0).reshape(3, 3, 3), mask), aggregation=aggregation
     )
     assert values["rlm_sre"] == 1.0
     assert values["rlm_r_perc"] == 1.0
@@ -133,7 +128,7 @@ def test_one_voxel_region_is_defined_not_an_error(aggregation: str) -> None:
 def test_runs_stop_at_the_edge_of_the_intensity_mask() -> None:
     image = np.array([[[1.0, 1.0, 1.0, 1.0]]])
     mask = np.array([[[True, True, False, True]]])
-    counts, _ = glrlm.matrices(_context(image, mask), "3D_avg")
+    counts, _ = glrlm.matrices(unit_context(image, mask), "3D_avg")
     along_x = counts[glrlm._directions(3).index((0, 0, 1))]
     # Along x: runs of lengths 2 and 1, not one of 4.
     assert along_x[0].tolist() == [1, 1, 0, 0]

@@ -8,22 +8,17 @@ import pytest
 from medimg_core.errors import ConfigError
 from medimg_core.imaging.radiomics import catalogue, glszm
 from medimg_core.imaging.radiomics.roi import RoiContext
-from tests.unit.imaging.radiomics.ibsi_phantom import IMAGE, MASK, SPACING, agrees, reference
-
-PHANTOM = RoiContext.from_arrays(IMAGE, MASK, SPACING, bin_width=1.0)
-CASES = sorted(
-    (tag.removesuffix(f"_{agg}"), agg, value, tol)
-    for tag, (value, tol) in reference().items()
-    if tag.startswith("szm_")
-    for agg in glszm.AGGREGATIONS
-    if tag.endswith(f"_{agg}")
+from tests.unit.imaging.radiomics.ibsi_phantom import (
+    IMAGE,
+    MASK,
+    SPACING,
+    agrees,
+    phantom_cases,
+    unit_context,
 )
 
-
-def _context(image: np.ndarray, mask: np.ndarray | None = None) -> RoiContext:
-    image = np.asarray(image, dtype=np.float64)
-    mask = np.ones(image.shape, dtype=bool) if mask is None else mask
-    return RoiContext.from_arrays(image, mask, (1.0, 1.0, 1.0), bin_width=1.0)
+PHANTOM = RoiContext.from_arrays(IMAGE, MASK, SPACING, bin_width=1.0)
+CASES = phantom_cases("szm_", glszm.AGGREGATIONS)
 
 
 def test_every_feature_and_aggregation_has_a_phantom_reference() -> None:
@@ -59,7 +54,7 @@ def test_default_aggregation_is_3d() -> None:
 
 
 def test_one_grey_level_is_one_zone() -> None:
-    ctx = _context(np.ones((2, 3, 4)))
+    ctx = unit_context(np.ones((2, 3, 4)))
     three_d = glszm.compute(ctx, aggregation="3D")
     assert three_d["szm_sze"] == pytest.approx(1 / 24**2)
     assert three_d["szm_lze"] == pytest.approx(24**2)
@@ -80,7 +75,7 @@ def test_two_zones_of_known_size() -> None:
     # One 5 x 5 slice: a 16-voxel ring of level 1 around a 3 x 3 block of level 2.
     image = np.ones((1, 5, 5))
     image[0, 1:4, 1:4] = 2
-    out = glszm.compute(_context(image), aggregation="3D")
+    out = glszm.compute(unit_context(image), aggregation="3D")
     assert out["szm_sze"] == pytest.approx((1 / 16**2 + 1 / 9**2) / 2)
     assert out["szm_lze"] == pytest.approx((16**2 + 9**2) / 2)
     assert out["szm_hgze"] == pytest.approx((1 + 4) / 2)
@@ -94,26 +89,30 @@ def test_two_zones_of_known_size() -> None:
 def test_diagonal_neighbours_link_in_plane_and_across_slices() -> None:
     # A two-level checkerboard: 8-connectivity joins each level's squares into one zone.
     board = (np.indices((1, 4, 4)).sum(axis=0) % 2 + 1).astype(float)
-    out = glszm.compute(_context(board), aggregation="2D")
+    out = glszm.compute(unit_context(board), aggregation="2D")
     assert out["szm_sze"] == pytest.approx(1 / 64)
     assert out["szm_glnu"] == pytest.approx(1.0)
     # Two voxels touching only by a corner across slices: one zone in 3D, two in 2.5D.
     image = np.full((2, 2, 2), 2.0)
     image[0, 0, 0] = image[1, 1, 1] = 1.0
-    assert glszm.compute(_context(image), aggregation="3D")["szm_z_perc"] == pytest.approx(2 / 8)
-    assert glszm.compute(_context(image), aggregation="2_5D")["szm_z_perc"] == pytest.approx(4 / 8)
+    assert glszm.compute(unit_context(image), aggregation="3D")["szm_z_perc"] == pytest.approx(
+        2 / 8
+    )
+    assert glszm.compute(unit_context(image), aggregation="2_5D")["szm_z_perc"] == pytest.approx(
+        4 / 8
+    )
 
 
 def test_one_voxel_region_is_defined() -> None:
     mask = np.zeros((3, 3, 3), dtype=bool)
     mask[1, 1, 1] = True
-    out = glszm.compute(_context(np.full((3, 3, 3), 7.0), mask), aggregation="2D")
+    out = glszm.compute(unit_context(np.full((3, 3, 3), 7.0), mask), aggregation="2D")
     assert out["szm_sze"] == 1 and out["szm_lze"] == 1 and out["szm_z_perc"] == 1
     assert out["szm_gl_var"] == 0 and out["szm_zs_entr"] == 0
 
 
 def test_empty_intensity_mask_gives_nan() -> None:
-    ctx = _context(np.ones((2, 2, 2)))
+    ctx = unit_context(np.ones((2, 2, 2)))
     empty = RoiContext(
         image=ctx.image,
         morph_mask=ctx.morph_mask,
