@@ -84,9 +84,10 @@ def test_a_bad_settings_file_is_one_clear_error(
     assert any("binWidht" in e.value for e in at.error)
 
 
-def test_train_then_explain_shows_the_case_slices_with_its_mask(
+def test_train_then_explain_shows_the_slices_and_predict_scores_new_cases(
     open_app: Callable[..., AppTest], lesions: bytes
 ) -> None:
+    # One training serves both pages (training is most of the cost of these tests).
     at = walk_to_model(volumes_data_page(open_app, lesions))
     at.switch_page("pages/explain.py")
     at.run()
@@ -97,11 +98,6 @@ def test_train_then_explain_shows_the_case_slices_with_its_mask(
     assert "segmentation's outline" in captions
     assert "occlusion map would need" in captions
 
-
-def test_predict_scores_new_cases_with_the_models_settings(
-    open_app: Callable[..., AppTest], lesions: bytes
-) -> None:
-    at = walk_to_model(volumes_data_page(open_app, lesions))
     at.switch_page("pages/predict.py")
     at.run()
     new = study_zip(2, seed=77, labelled=False)

@@ -20,6 +20,11 @@ from tests.unit.test_cli import run
 FAST = ["--cv", "3", "--n-boot", "50", "--seed", "3"]
 
 
+# One worker runs the whole module: under xdist its module-scoped fixture (a cluster or
+# trained runs) would otherwise be built again on the other worker.
+pytestmark = pytest.mark.xdist_group("runs-compare")
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Three runs on the sample: logistic regression and k-NN on one split, and k-NN on

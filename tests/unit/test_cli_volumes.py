@@ -50,6 +50,11 @@ class VolumeModel:
     results: tuple[tuple[int, str, str], ...]
 
 
+# One worker runs the whole module: under xdist its module-scoped fixture (a cluster or
+# trained runs) would otherwise be built again on the other worker.
+pytestmark = pytest.mark.xdist_group("cli-volumes")
+
+
 @pytest.fixture(scope="module")
 def volume_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VolumeModel]:
     base = tmp_path_factory.mktemp("cli-volumes")

@@ -34,6 +34,11 @@ def pid_of(item: int) -> int:
     return os.getpid()
 
 
+# One worker runs the whole module: under xdist its module-scoped fixture (a cluster or
+# trained runs) would otherwise be built again on the other worker.
+pytestmark = pytest.mark.xdist_group("compute-cluster")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[compute.Engine]:
     with compute.running_on(compute.Scheduler(local_workers=2)) as engine:

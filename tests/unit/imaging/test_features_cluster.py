@@ -31,6 +31,11 @@ from tests.unit.imaging.synthetic import image_folder, png_bytes, texture, zip_b
 KEY = b"features-cluster-key-0123456789a"
 
 
+# One worker runs the whole module: under xdist its module-scoped fixture (a cluster or
+# trained runs) would otherwise be built again on the other worker.
+pytestmark = pytest.mark.xdist_group("features-cluster")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[compute.Engine]:
     with compute.running_on(compute.Scheduler(local_workers=2)) as engine:

@@ -33,6 +33,10 @@ from medimg_core.tables.cleaning import CleaningPlan
 from medimg_core.tables.loading import load_sample
 from medimg_core.tables.roles import Roles
 
+# One worker runs the whole module: under xdist its module-scoped fixture (a cluster or
+# trained runs) would otherwise be built again on the other worker.
+pytestmark = pytest.mark.xdist_group("distributed-training")
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[compute.Engine]:
