@@ -270,6 +270,15 @@ class _Task:
     mask: _Part
     mask_label: int | str | None
 
+    @property
+    def carried(self) -> int:
+        """Bytes this task carries (decrypted or sent contents; 0 for paths)."""
+        parts = (self.image, self.mask, *self.image.series)
+        return sum(len(p.data) for p in parts if p.data is not None)
+
+
+_WINDOW_BYTES = 256 * 2**20
+
 
 def _task(row: pd.Series, *, contents: bool, position: int = 0) -> _Task:
     label = row.get("mask_label")
@@ -737,7 +746,8 @@ def extract_volume_features(
 
     Each case is one task (:func:`medimg_core.compute.current`): in this process, a local pool
     or the Dask cluster in force. Files in clear travel as paths; encrypted uploads are
-    decrypted here and sent as bytes, so workers never need the key. A case whose volume or
+    decrypted here and sent as bytes, in windows of about 256 MiB (a large study is never held
+    decrypted at once), so workers never need the key. A case whose volume or
     mask cannot be read (or whose geometries differ) is left out and reported.
 
     Parameters
@@ -776,10 +786,6 @@ def extract_volume_features(
     payload = s.to_dict()
     names = feature_columns(s)
     n = len(study.records)
-    tasks = [
-        _task(row, contents=engine.distributed, position=i)
-        for i, (_, row) in enumerate(study.records.iterrows())
-    ]
     results: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
 
@@ -795,15 +801,34 @@ def extract_volume_features(
             done = len(results) + len(failures)
             progress(done / max(n, 1), f"Computed radiomic features of {done} of {n} cases")
 
-    engine.map(
-        _extract_case,
-        tasks,
-        shared={"settings": payload},
-        workers=n_workers,
-        cancelled=cancelled,
-        name="radiomics",
-        on_result=collect,
-    )
+    # Encrypted uploads are decrypted here and travel as bytes: cases go out in windows of at
+    # most about 256 MiB, so a large study never sits decrypted in memory at once.
+    def run(window: list[_Task]) -> None:
+        engine.map(
+            _extract_case,
+            window,
+            shared={"settings": payload},
+            workers=n_workers,
+            cancelled=cancelled,
+            name="radiomics",
+            on_result=collect,
+        )
+
+    window: list[_Task] = []
+    carried = 0
+    for i, (_, row) in enumerate(study.records.iterrows()):
+        try:
+            task = _task(row, contents=engine.distributed, position=i)
+        except ImageError as exc:
+            failures[i] = str(exc)
+            continue
+        window.append(task)
+        carried += task.carried
+        if carried >= _WINDOW_BYTES:
+            run(window)
+            window, carried = [], 0
+    if window:
+        run(window)
     if not results:
         shown = "; ".join(failures[i].rstrip(".") for i in sorted(failures)[:3])
         more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""

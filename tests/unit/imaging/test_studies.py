@@ -209,3 +209,16 @@ def test_any_manifest_is_read_or_refused_with_an_image_error(
     for column in ("source", "mask_source"):
         for path in study.records[column]:
             assert Path(path).resolve().is_relative_to(root.resolve())
+
+
+def test_an_upload_in_small_windows_gives_the_table_of_the_folder_in_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimg_core.imaging import studies
+
+    folder = open_volume_study(write_study(tmp_path / "study", 2, seed=14), workspace=tmp_path)
+    upload = open_volume_study(study_zip(2, seed=14), name="up.zip", workspace=tmp_path / "ws")
+    monkeypatch.setattr(studies, "_WINDOW_BYTES", 1)  # every case decrypted in its own window
+    in_clear = extract_volume_features(folder, FAST, workers=1).frame
+    uploaded = extract_volume_features(upload, FAST, workers=1).frame
+    pd.testing.assert_frame_equal(uploaded, in_clear)
