@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -36,17 +36,16 @@ from medimg_core.imaging.features import (
     extract_features,
 )
 from medimg_core.imaging.pixels import IMAGE_SUFFIXES, ImageLimits, ImageProblem, load_image
-from medimg_core.imaging.radiomics.settings import RadiomicsSettings
 from medimg_core.imaging.sets import ImageSet, open_image_set
-from medimg_core.imaging.studies import (
-    VolumeStudy,
-    extract_volume_features,
-    looks_like_volume_study,
-    open_volume_study,
-)
 from medimg_core.privacy import pseudonym_key
 from medimg_core.tables.roles import Roles
 from medimg_core.workspace import workspace_path
+
+# The 3D path (nibabel, pynrrd, the radiomics settings) loads only when a study or a card
+# needs it: a table or a 2D image set never pays for it.
+if TYPE_CHECKING:
+    from medimg_core.imaging.radiomics.settings import RadiomicsSettings
+    from medimg_core.imaging.studies import VolumeStudy
 
 __all__ = [
     "IMAGE_ID_COLUMNS",
@@ -188,6 +187,8 @@ def _open(
     key: bytes | None,
     volumes: bool = False,
 ) -> ImageSet | VolumeStudy:
+    from medimg_core.imaging.studies import looks_like_volume_study, open_volume_study
+
     if volumes or looks_like_volume_study(source):
         return open_volume_study(
             source,
@@ -296,7 +297,9 @@ def image_table(
         volumes=radiomics is not None,
     )
     try:
-        if isinstance(image_set, VolumeStudy):
+        if not isinstance(image_set, ImageSet):
+            from medimg_core.imaging.studies import extract_volume_features
+
             if size is not None:
                 raise ConfigError(
                     "--size resizes 2D images; 3D volumes are resampled with the radiomics "
@@ -338,6 +341,7 @@ def feature_descriptions(
         from medimg_core.imaging.radiomics.extract import (
             feature_descriptions as radiomics_descriptions,
         )
+        from medimg_core.imaging.radiomics.settings import RadiomicsSettings
 
         assert isinstance(settings, Mapping)
         described = radiomics_descriptions(RadiomicsSettings.from_dict(settings))
@@ -374,6 +378,8 @@ def radiomics_settings_from_card(card: Mapping[str, Any]) -> RadiomicsSettings |
     raw = features.get("image_settings") if isinstance(features, Mapping) else None
     if not is_radiomics_settings(raw):
         return None
+    from medimg_core.imaging.radiomics.settings import RadiomicsSettings
+
     return RadiomicsSettings.from_dict(raw)
 
 
@@ -466,7 +472,7 @@ def features_for_prediction(
         name=name,
         key=key,
     )
-    if isinstance(image_set, VolumeStudy):
+    if not isinstance(image_set, ImageSet):
         discard_new_upload(image_set.root, home, before)
         raise ConfigError(
             f"'{image_set.name}' holds 3D volumes, but this model was trained on 2D images; "
@@ -502,16 +508,18 @@ def _volume_prediction_table(
         )
     home = workspace if workspace is not None else workspace_path()
     before = upload_names(home)
-    study = open_volume_study(
+    study = _open(
         source,
-        manifest=labels,
+        labels=labels,
         masks=masks,
+        min_classes=0,
         workspace=workspace,
         limits=limits,
-        min_classes=0,
         name=name,
         key=key,
+        volumes=True,
     )
+    assert not isinstance(study, ImageSet)
     try:
         if require_labels and not study.has_labels:
             raise ImageError(
@@ -520,6 +528,8 @@ def _volume_prediction_table(
             )
         if progress is not None:
             progress(0.0, "Reading the study")
+        from medimg_core.imaging.studies import extract_volume_features
+
         table = extract_volume_features(study, settings, workers=workers, progress=progress)
     except MedimgError:
         discard_new_upload(study.root, home, before)

@@ -37,7 +37,6 @@ from medimg_core.errors import ConfigError, ImageError, LimitError, MedimgError
 from medimg_core.imaging import dicom
 from medimg_core.imaging.archives import (
     MANIFEST_FILES,
-    SKIP_NAMES,
     VOLUME_ENDINGS,
     extract_zip,
     remove_upload,
@@ -45,6 +44,7 @@ from medimg_core.imaging.archives import (
 from medimg_core.imaging.features import FeatureTable
 from medimg_core.imaging.pixels import ImageLimits, ImageProblem
 from medimg_core.imaging.radiomics.settings import RadiomicsSettings
+from medimg_core.imaging.sets import _file_hash, _listing_hash, _visible
 from medimg_core.imaging.stored import plaintext
 from medimg_core.imaging.volumes import (
     GeometryTolerance,
@@ -86,11 +86,6 @@ def _stem(name: str) -> str:
         if lower.endswith(ending):
             return name[: -len(ending)]
     return name
-
-
-def _visible(path: Path, root: Path) -> bool:
-    parts = path.relative_to(root).parts
-    return not any(p in SKIP_NAMES or p.startswith(".") for p in parts)
 
 
 def looks_like_volume_study(source: str | os.PathLike[str] | bytes) -> bool:
@@ -350,16 +345,6 @@ def _extract_case(task: _Task, *, settings: Mapping[str, Any]) -> tuple[int, Any
     return task.position, np.fromiter(values.values(), dtype=np.float64, count=len(values))
 
 
-def _listing_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(root).as_posix()}:{stat.st_size}:".encode())
-            digest.update(str(stat.st_mtime_ns).encode())
-    return digest.hexdigest()
-
-
 def _descend(root: Path, notes: list[str]) -> Path:
     while True:
         entries = [p for p in root.iterdir() if _visible(p, root)]
@@ -413,9 +398,9 @@ def open_volume_study(
             fh: Any = io.BytesIO(source)
             display = name or "uploaded archive"
         else:
-            data = Path(source).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            fh = io.BytesIO(data)
+            # Hashed in blocks and unpacked from the file: a large archive is never read whole.
+            digest = _file_hash(Path(source))
+            fh = Path(source)
             display = name or Path(source).name
         key = key if key is not None else pseudonym_key(home)
         fresh = not (home / "uploads" / digest[:16]).exists()

@@ -14,8 +14,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from medimg_core.tables.roles import RoleProposal
 from medimg_core.ui import cache, state, workflow
 from medimg_core.ui.auth import client_address, current_actor
 from medimg_core.ui.session import ActiveModel, ImageContext, image_context
+from medimg_core.ui.widgets import progress_bar
 from medimg_core.workspace import workspace_home
 
 # review, image_prediction and the explaining helpers load scikit-learn and shap, and the
@@ -140,20 +140,6 @@ def working_size(image_set: ImageSet, choice: Any) -> tuple[int, int]:
         return height, width
     scale = MAX_AUTO_SIDE / longest
     return max(8, round(height * scale)), max(8, round(width * scale))
-
-
-@contextmanager
-def progress_bar(start: str) -> Iterator[Callable[[float, str], None]]:
-    """A progress bar fed by the core's ``progress(fraction, message)``; removed at the end."""
-    bar = st.progress(0.0, text=start)
-
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
-
-    try:
-        yield report
-    finally:
-        bar.empty()
 
 
 @st.cache_resource(show_spinner="Unpacking and checking the images…", max_entries=8)

@@ -108,15 +108,8 @@ def extract(study: VolumeStudy) -> ImageTable:
                 features=cached, image_set=study, notes=cached.notes, problems=cached.problems
             )
     workers = 1 if len(study) < _SMALL_STUDY else None
-    bar = st.progress(0.0, text=f"Computing radiomic features of {len(study):,} cases…")
-
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
-
-    try:
+    with widgets.progress_bar(f"Computing radiomic features of {len(study):,} cases…") as report:
         features = extract_volume_features(study, chosen, workers=workers, progress=report)
-    finally:
-        bar.empty()
     if study.content_hash:
         with lock:
             store[key] = features

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ __all__ = [
     "download_parquet",
     "notes",
     "paged_dataframe",
+    "progress_bar",
     "ranges_editor",
     "refusal_note",
     "without_columns",
@@ -272,3 +274,17 @@ def ranges_editor(
             continue
         result[str(column)] = (low_value, high_value)
     return result
+
+
+@contextmanager
+def progress_bar(start: str) -> Iterator[Callable[[float, str], None]]:
+    """A progress bar fed by the core's ``progress(fraction, message)``; removed at the end."""
+    bar = st.progress(0.0, text=start)
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+    try:
+        yield report
+    finally:
+        bar.empty()
