@@ -74,7 +74,11 @@ def test_a_page_url_opened_first_runs_through_the_router(
     routed_page(page, "Train")
     # The router sent the user to the page asked for, with its guard (no data in this session).
     assert page.url.rstrip("/").endswith("/train")
-    assert "There is no data yet" in page.inner_text("[data-testid=stMain]")
+    # The heading is drawn before the guard's message: wait for the message, not a snapshot
+    # taken between the two (a clean-clone CI run read the main area as just "Train").
+    page.locator("[data-testid=stMain]").get_by_text("There is no data yet").first.wait_for(
+        timeout=PAGE_MS
+    )
 
     # A second user arriving by URL finds the router as well.
     other = new_page()
